@@ -1,0 +1,1 @@
+"""The `hq` command line: the human's door into the company."""

@@ -1,0 +1,44 @@
+"""`hq config check`: validate everything the company needs, print what is in effect."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+config_app = typer.Typer(help="Configuration.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(config_app, name="config")
+
+
+def effective_settings() -> dict[str, Any]:
+    """Every setting with its value; secrets masked so the output can be pasted anywhere."""
+    from pydantic import SecretStr
+
+    from config.secrets import mask
+    from config.settings import get_settings
+
+    settings = get_settings()
+    values: dict[str, Any] = {}
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            value = mask(value.get_secret_value()) if name != "database_url" else "(set, hidden)"
+        values[name] = value
+    values["database"] = "external (DATABASE_URL)" if settings.database_url else f"embedded in {settings.data_path}"
+    values["roles_path"] = settings.roles_path
+    values["models_path"] = settings.models_path
+    values["playbooks_path"] = settings.playbooks_path
+    return values
+
+
+@config_app.command("check")
+def check() -> None:
+    """Validate the settings and print the effective values (secrets masked)."""
+    from cli.output import console, safe
+
+    for name, value in effective_settings().items():
+        console.print(f"{name:>28} = {safe(value)}")
+    console.print("settings: ok")

@@ -1,0 +1,141 @@
+"""Human decisions: `hq approve|reject|revise|unblock|cancel|budget` and `hq approvals`.
+
+Each is one transaction that only writes rows; the status trigger's NOTIFY wakes
+the agent that acts next.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Annotated
+
+import typer
+
+from cli.common import ActorOption, JsonOption, human
+from config.errors import UsageError
+
+IssueId = Annotated[int, typer.Argument(metavar="ID", help="The issue's id.")]
+
+
+def register(app: typer.Typer) -> None:
+    for command in (approve, reject, revise, unblock, cancel, budget, approvals):
+        app.command(command.__name__)(command)
+
+
+def _decide(action, issue_id: int, actor: str | None, **kwargs: object) -> None:  # type: ignore[no-untyped-def]
+    from db.engine import transaction
+    from db.issues import lock_timeout
+
+    who = human(actor)
+    with transaction(who, workflow=f"cli:{action.__name__}") as session:
+        lock_timeout(session, 5000)
+        decision = action(session, issue_id, actor=who, **kwargs)
+    extra = f"; {decision.approvals_closed} approval(s) closed" if decision.approvals_closed else ""
+    typer.echo(f"issue {decision.issue_id}: {decision.from_status} -> {decision.to_status}{extra}")
+
+
+def approve(issue_id: IssueId, note: Annotated[str | None, typer.Option("--note")] = None,
+            actor: ActorOption = None) -> None:
+    """Approve an issue waiting in pending_approval."""
+    from db import approvals as ops
+
+    _decide(ops.approve, issue_id, actor, note=note)
+
+
+def reject(issue_id: IssueId, reason: Annotated[str, typer.Option("--reason", help="Why (required).")],
+           actor: ActorOption = None) -> None:
+    """Reject an issue waiting in pending_approval (terminal)."""
+    from db import approvals as ops
+
+    _decide(ops.reject, issue_id, actor, reason=reason)
+
+
+def revise(issue_id: IssueId, note: Annotated[str, typer.Option("--note", help="What to change (required).")],
+           actor: ActorOption = None) -> None:
+    """Send an issue waiting for approval back to todo with a note."""
+    from db import approvals as ops
+
+    _decide(ops.revise, issue_id, actor, note=note)
+
+
+def unblock(issue_id: IssueId, note: Annotated[str, typer.Option("--note", help="Guidance (required).")],
+            assign: Annotated[str | None, typer.Option("--assign", metavar="SLUG")] = None,
+            actor: ActorOption = None) -> None:
+    """Unblock an issue with guidance, optionally giving it to another agent."""
+    from db import approvals as ops
+    from db.engine import transaction
+    from db.issues import agent_by_slug, lock_timeout
+
+    if assign is None:
+        _decide(ops.unblock, issue_id, actor, note=note)
+        return
+    who = human(actor)
+    with transaction(who, workflow="cli:unblock") as session:
+        lock_timeout(session, 5000)
+        decision = ops.unblock(session, issue_id, actor=who, note=note, assignee=agent_by_slug(session, assign))
+    typer.echo(f"issue {decision.issue_id}: {decision.from_status} -> {decision.to_status} (assigned to {assign})")
+
+
+def cancel(issue_id: IssueId, reason: Annotated[str | None, typer.Option("--reason")] = None,
+           actor: ActorOption = None) -> None:
+    """Cancel an issue that has not finished."""
+    from db import approvals as ops
+
+    _decide(ops.cancel, issue_id, actor, reason=reason)
+
+
+def budget(issue_id: IssueId, add: Annotated[str, typer.Option("--add", metavar="USD", help="Amount to add.")],
+           actor: ActorOption = None) -> None:
+    """Raise an issue's budget; resolves its open budget approval."""
+    from db import approvals as ops
+
+    try:
+        amount = Decimal(add)
+    except InvalidOperation:
+        raise UsageError(f"--add: {add!r} is not an amount of USD") from None
+    if not amount.is_finite() or amount <= 0 or amount > Decimal("100000"):
+        raise UsageError("--add must be a positive amount of USD, at most 100000")
+    _decide(ops.add_budget, issue_id, actor, amount_usd=amount)
+
+
+def approvals(
+    all_: Annotated[bool, typer.Option("--all", help="Include decided approvals.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """List pending approvals with their deadlines (oldest deadline first)."""
+    from sqlalchemy import select
+
+    from db.engine import read_only
+    from db.models import Approval, Issue
+
+    with read_only() as session:
+        statement = (
+            select(Approval.id, Approval.issue_id, Issue.title, Issue.status.label("issue_status"), Approval.kind,
+                   Approval.status, Approval.reason, Approval.requested_by, Approval.amount_usd,
+                   Approval.deadline, Approval.created_at, Approval.decided_by)
+            .join(Issue, Issue.id == Approval.issue_id)
+            .order_by(Approval.deadline, Approval.id)
+        )
+        if not all_:
+            statement = statement.where(Approval.status == "pending")
+        rows = [dict(r._mapping) for r in session.execute(statement)]
+    if as_json:
+        from cli.output import print_json
+
+        print_json(rows)
+        return
+    from rich.table import Table
+
+    from cli.output import console, safe, when
+
+    table = Table(header_style="bold")
+    for column in ("id", "issue", "kind", "status", "deadline", "requested by", "reason", "decide with"):
+        table.add_column(column)
+    for row in rows:
+        hint = {"work": f"hq approve {row['issue_id']}", "budget": f"hq budget {row['issue_id']} --add USD",
+                "escalation": f"hq unblock {row['issue_id']} --note ..."}[row["kind"]]
+        table.add_row(str(row["id"]), f"#{row['issue_id']} {safe(row['title'], limit=40)}", row["kind"],
+                      row["status"], when(row["deadline"]), safe(row["requested_by"]),
+                      safe(row["reason"], limit=50), hint if row["status"] == "pending" else "")
+    console.print(table)
+    console.print(f"{len(rows)} approval(s)")

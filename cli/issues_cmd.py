@@ -1,0 +1,189 @@
+"""`hq issue create|show` and `hq issues`: putting work in and looking at it."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from cli.common import ActorOption, JsonOption, human
+from config.errors import UsageError
+
+issue_app = typer.Typer(help="Create and inspect single issues.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(issue_app, name="issue")
+    app.command("issues")(list_issues)
+
+
+def _read_body(body: str | None, body_file: Path | None) -> str:
+    if body is not None and body_file is not None:
+        raise UsageError("give --body or --body-file, not both")
+    if body_file is None:
+        return body or ""
+    try:
+        raw = sys.stdin.buffer.read() if str(body_file) == "-" else body_file.read_bytes()
+    except OSError as error:
+        raise UsageError(f"--body-file: cannot read {body_file}: {error.strerror}") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"--body-file: {body_file} is not UTF-8 text") from None
+
+
+def _dependency_ids(values: list[str] | None) -> list[int]:
+    ids: list[int] = []
+    for value in values or []:
+        for part in value.split(","):
+            part = part.strip()
+            if not part.isdigit() or int(part) <= 0:
+                raise UsageError(f"--depends-on: {part!r} is not an issue id")
+            ids.append(int(part))
+    return ids
+
+
+@issue_app.command("create")
+def create(
+    title: Annotated[str, typer.Argument(help="One line saying what should be done.")],
+    body: Annotated[str | None, typer.Option("--body", help="Details, acceptance criteria.")] = None,
+    body_file: Annotated[Path | None, typer.Option("--body-file", help="Read the body from a file ('-': stdin).")] = None,
+    priority: Annotated[int, typer.Option("--priority", help="0 (most urgent) to 9.")] = 5,
+    assign: Annotated[str | None, typer.Option("--assign", metavar="SLUG", help="Agent to own it.")] = None,
+    budget: Annotated[str | None, typer.Option("--budget", metavar="USD", help="Model spend allowed.")] = None,
+    needs_approval: Annotated[bool, typer.Option("--needs-approval", help="A human approves before deploy.")] = False,
+    depends_on: Annotated[
+        list[str] | None, typer.Option("--depends-on", metavar="ID", help="Issue(s) that must finish first.")
+    ] = None,
+    actor: ActorOption = None,
+) -> None:
+    """Create an issue and print its id."""
+    from db.engine import transaction
+    from db.issues import agent_by_slug, create_issue, validate_draft
+    from config.settings import get_settings
+
+    who = human(actor)
+    draft = validate_draft(
+        title=title, body=_read_body(body, body_file), priority=priority, budget_usd=budget,
+        needs_approval=needs_approval, depends_on=_dependency_ids(depends_on),
+    )
+    settings = get_settings()
+    with transaction(who) as session:
+        assignee = agent_by_slug(session, assign) if assign else None
+        issue = create_issue(session, draft, actor=who, assignee=assignee,
+                             default_budget_usd=settings.default_issue_budget_usd,
+                             max_attempts=settings.max_attempts)
+        issue_id = issue.id
+    typer.echo(issue_id)
+
+
+def list_issues(
+    status: Annotated[str | None, typer.Option("--status", help="Only issues in this status.")] = None,
+    assignee: Annotated[str | None, typer.Option("--assignee", metavar="SLUG", help="Only this agent's.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=100_000, help="At most this many, newest first.")] = 200,
+    as_json: JsonOption = False,
+) -> None:
+    """List issues (newest first)."""
+    from db.engine import read_only
+    from db.reads import issue_rows
+    from db.models import STATUSES
+
+    if status is not None and status not in STATUSES:
+        raise UsageError(f"--status: unknown status {status!r} (one of: {', '.join(STATUSES)})")
+    with read_only() as session:
+        rows = issue_rows(session, status=status, assignee=assignee, limit=limit)
+    if as_json:
+        from cli.output import print_json
+
+        print_json(rows)
+        return
+    _print_board(rows)
+
+
+def _print_board(rows: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
+    from cli.output import console, money, safe
+
+    table = Table(show_lines=False, header_style="bold")
+    for column, justify in (("id", "right"), ("status", "left"), ("p", "right"), ("title", "left"),
+                            ("assignee", "left"), ("spent / budget", "right")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for row in rows:
+        table.add_row(
+            str(row["id"]), row["status"], str(row["priority"]), safe(row["title"], limit=60),
+            safe(row["assignee"] or "-"), f"{money(row['spent_usd'])} / {money(row['budget_usd'])}",
+        )
+    console.print(table)
+    console.print(f"{len(rows)} issue(s)")
+
+
+@issue_app.command("show")
+def show(
+    issue_id: Annotated[int, typer.Argument(metavar="ID")],
+    tree: Annotated[bool, typer.Option("--tree", help="Show the decomposition into sub-issues.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Show one issue: fields, dependencies, the event timeline, comments and cost so far."""
+    from db.engine import read_only
+    from db.reads import issue_detail, issue_tree
+
+    with read_only() as session:
+        detail = issue_detail(session, issue_id)
+        if tree:
+            detail["tree"] = issue_tree(session, issue_id)
+    if as_json:
+        from cli.output import print_json
+
+        print_json(detail)
+        return
+    _print_detail(detail)
+
+
+def _print_detail(detail: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    from cli.output import console, money, safe, when
+
+    issue = detail["issue"]
+    console.print(f"[bold]#{issue['id']} {safe(issue['title'])}[/bold]")
+    fields = [
+        ("status", issue["status"] + (f" ({issue['blocked_reason']})" if issue["blocked_reason"] else "")),
+        ("priority", issue["priority"]),
+        ("assignee", issue["assignee"] or "-"),
+        ("reviewer", issue["reviewer"] or "-"),
+        ("escalated to", issue["escalated_to"] or ("human" if issue["blocked_reason"] == "human" else "-")),
+        ("needs approval", "yes" if issue["needs_approval"] else "no"),
+        ("budget", f"{money(issue['spent_usd'])} spent, {money(issue['reserved_usd'])} reserved, "
+                   f"of {money(issue['budget_usd'])}"),
+        ("cost so far", money(detail["cost_usd"])),
+        ("attempts", f"{issue['attempts']} of {issue['max_attempts']}"),
+        ("review rounds", issue["review_rounds"]),
+        ("quality score", issue["quality_score"] if issue["quality_score"] is not None else "-"),
+        ("parent", issue["parent_id"] or "-"),
+        ("created", f"{when(issue['created_at'])} by {issue['created_by']}"),
+    ]
+    for name, value in fields:
+        console.print(f"  {name:>15}: {safe(value)}")
+    if issue["body"]:
+        console.print()
+        console.print(safe(issue["body"]))
+    if detail["dependencies"]:
+        console.print("\n[bold]depends on[/bold]")
+        for dep in detail["dependencies"]:
+            console.print(f"  #{dep['id']} {dep['status']:<16} {safe(dep['title'], limit=70)}")
+    timeline = Table(title="timeline", title_justify="left", header_style="bold")
+    for column in ("when", "change", "actor", "workflow", "note"):
+        timeline.add_column(column)
+    for item in detail["timeline"]:
+        timeline.add_row(when(item["at"]), safe(item["change"]), safe(item["actor"]), safe(item["workflow"] or ""),
+                         safe(item["note"] or "", limit=100))
+    console.print(timeline)
+    if detail.get("tree"):
+        console.print("\n[bold]decomposition[/bold]")
+        for node in detail["tree"]:
+            indent = "  " * node["depth"]
+            console.print(f"  {indent}#{node['id']} {node['status']:<16} {money(node['cost_usd'])}  "
+                          f"{safe(node['title'], limit=60)}")

@@ -1,0 +1,1 @@
+"""Settings, secrets redaction and logging: the things every process sets up first."""

@@ -1,0 +1,35 @@
+"""The few error types every layer raises, each knowing the exit code a user should see."""
+
+from __future__ import annotations
+
+
+class HQError(Exception):
+    """An expected failure with a one-line, user-facing message."""
+
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UsageError(HQError):
+    """Bad input: the user can fix it and try again. Nothing was written."""
+
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    """Settings, roster, models file or playbooks are invalid; the program must not start."""
+
+
+class NotFoundError(UsageError):
+    """The row the user named does not exist."""
+
+
+class StateError(UsageError):
+    """The row exists but is not in a state that allows the requested action."""
+
+
+class DatabaseUnavailable(HQError):
+    """PostgreSQL cannot be reached or started."""

@@ -1,0 +1,184 @@
+"""Settings: one validated object, loaded once, that fails fast and lists every problem.
+
+Everything configurable comes from the environment (``HQ_`` prefix) or a ``.env``
+file. A few variables keep the names other tools already use (``DATABASE_URL``,
+provider keys, the Telegram token) so an existing shell setup just works.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from config.errors import ConfigError
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _alias(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    """The effective configuration of one `hq` process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="HQ_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    # --- storage -------------------------------------------------------------
+    database_url: SecretStr | None = Field(
+        default=None,
+        validation_alias=_alias("DATABASE_URL", "database_url"),
+        description="PostgreSQL URL; unset means the embedded server under the data dir.",
+    )
+    data_dir: Path = Field(default=Path("var"), description="Embedded Postgres, workspaces, published artifacts.")
+    statement_timeout_ms: int = Field(default=30_000, ge=0)
+    idle_in_transaction_timeout_ms: int = Field(default=60_000, ge=0)
+
+    # --- company ---------------------------------------------------------------
+    roles_dir: Path | None = Field(default=None, description="Roster folder; default: the bundled 33 roles.")
+    playbooks_dir: Path | None = None
+    models_file: Path | None = None
+    default_issue_budget_usd: float = Field(default=2.0, ge=0)
+    company_monthly_budget_usd: float = Field(default=500.0, ge=0)
+    max_attempts: int = Field(default=3, ge=1, le=100)
+    max_review_rounds: int = Field(default=3, ge=1, le=100)
+    lease_ttl_seconds: int = Field(default=300, ge=5)
+    agent_lease_ttl_seconds: int = Field(default=600, ge=5)
+    workflow_max_seconds: int = Field(default=240, ge=1)
+    circuit_breaker_touches: int = Field(default=6, ge=2)
+    approval_deadline_hours: float = Field(default=24.0, gt=0)
+    heartbeat_scale: float = Field(default=1.0, gt=0, description="Multiply every heartbeat; the demo uses ~0.001.")
+
+    # --- model providers -------------------------------------------------------
+    anthropic_api_key: SecretStr | None = Field(default=None, validation_alias=_alias("ANTHROPIC_API_KEY"))
+    anthropic_api_base: str | None = Field(default=None, validation_alias=_alias("ANTHROPIC_API_BASE"))
+    openai_api_key: SecretStr | None = Field(default=None, validation_alias=_alias("OPENAI_API_KEY"))
+    gemini_api_key: SecretStr | None = Field(default=None, validation_alias=_alias("GEMINI_API_KEY"))
+
+    # --- notifications ---------------------------------------------------------
+    telegram_bot_token: SecretStr | None = Field(default=None, validation_alias=_alias("TELEGRAM_BOT_TOKEN"))
+    telegram_chat_id: str | None = Field(default=None, validation_alias=_alias("TELEGRAM_CHAT_ID"))
+    telegram_api_base: str | None = Field(default=None, validation_alias=_alias("TELEGRAM_API_BASE"))
+    notify_max_attempts: int = Field(default=8, ge=1)
+
+    # --- logging ---------------------------------------------------------------
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        raw = value.get_secret_value().strip()
+        scheme, sep, rest = raw.partition("://")
+        if not sep or not rest or scheme.split("+")[0] not in {"postgresql", "postgres"}:
+            # The value itself may hold a password, so it is never echoed back.
+            raise ValueError("must be a postgresql:// URL")
+        return SecretStr(raw)
+
+    @field_validator("telegram_chat_id")
+    @classmethod
+    def _chat_id(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if not (value.lstrip("-").isdigit() or value.startswith("@")):
+            raise ValueError("must be a numeric chat id or an @channel name")
+        return value
+
+    @field_validator("telegram_api_base", "anthropic_api_base")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    # --- derived paths -----------------------------------------------------------
+    @property
+    def data_path(self) -> Path:
+        return self.data_dir.expanduser().resolve()
+
+    @property
+    def roles_path(self) -> Path:
+        return (self.roles_dir or PACKAGE_ROOT / "agents" / "roles").expanduser().resolve()
+
+    @property
+    def playbooks_path(self) -> Path:
+        return (self.playbooks_dir or PACKAGE_ROOT / "agents" / "playbooks").expanduser().resolve()
+
+    @property
+    def models_path(self) -> Path:
+        return (self.models_file or PACKAGE_ROOT / "config" / "models.yaml").expanduser().resolve()
+
+    def secret_values(self) -> list[str]:
+        """Every secret this process knows, for the redaction registry."""
+        values = []
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr) and value.get_secret_value():
+                values.append(value.get_secret_value())
+        return values
+
+
+def _env_name(location: str) -> str:
+    """The environment variable a user sets for a field (errors may name the field or its alias)."""
+    for name, field in Settings.model_fields.items():
+        choices = field.validation_alias.choices if isinstance(field.validation_alias, AliasChoices) else []
+        if location == name or location in choices:
+            return str(choices[0]) if choices else f"HQ_{name.upper()}"
+    return location
+
+
+def describe_errors(error: ValidationError) -> str:
+    """One line naming every bad variable, so a user fixes them all in one go."""
+    problems = []
+    for item in error.errors():
+        field = str(item["loc"][0]) if item["loc"] else "settings"
+        message = item["msg"].removeprefix("Value error, ")
+        problems.append(f"{_env_name(field)}: {message}")
+    return "invalid settings: " + "; ".join(problems)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment, raising ConfigError with every problem listed."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        raise ConfigError(describe_errors(error)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (tests call ``get_settings.cache_clear()`` after changing env)."""
+    return load_settings()
+
+
+def reset_settings() -> None:
+    get_settings.cache_clear()
+
+
+def os_user() -> str:
+    """The default human actor name: who is at the keyboard."""
+    for var in ("HQ_USER", "USER", "LOGNAME"):
+        if os.environ.get(var):
+            return os.environ[var]
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.getuid()).pw_name
+    except (ImportError, KeyError):  # pragma: no cover - exotic platforms
+        return "human"

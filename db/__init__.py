@@ -1,0 +1,1 @@
+"""PostgreSQL: the only state the company has."""

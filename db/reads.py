@@ -1,0 +1,85 @@
+"""Read models for people: plain dicts the CLI renders as tables or JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, aliased
+
+from db.issues import cost_so_far, get_issue
+from db.models import Agent, Comment, Issue, IssueDependency, IssueEvent
+from db.sqlfiles import query
+
+ISSUE_FIELDS = (
+    "id", "title", "body", "status", "priority", "needs_approval", "budget_usd", "spent_usd", "reserved_usd",
+    "attempts", "max_attempts", "review_rounds", "quality_score", "blocked_reason", "escalation_chain",
+    "parent_id", "goal_id", "playbook", "module_key", "labels", "unmet_deps", "created_by", "created_at",
+    "updated_at", "status_changed_at", "done_at",
+)
+
+
+def _slug_map(session: Session, ids: set[int | None]) -> dict[int, str]:
+    wanted = {i for i in ids if i is not None}
+    if not wanted:
+        return {}
+    return dict(session.execute(select(Agent.id, Agent.slug).where(Agent.id.in_(wanted))).tuples().all())
+
+
+def issue_rows(session: Session, *, status: str | None, assignee: str | None, limit: int) -> list[dict[str, Any]]:
+    assignee_agent = aliased(Agent)
+    statement = (
+        select(Issue.id, Issue.status, Issue.priority, Issue.title, assignee_agent.slug.label("assignee"),
+               Issue.budget_usd, Issue.spent_usd, Issue.blocked_reason, Issue.updated_at)
+        .outerjoin(assignee_agent, assignee_agent.id == Issue.assignee_id)
+        .order_by(Issue.id.desc())
+        .limit(limit)
+    )
+    if status is not None:
+        statement = statement.where(Issue.status == status)
+    if assignee is not None:
+        statement = statement.where(assignee_agent.slug == assignee)
+    return [dict(row._mapping) for row in session.execute(statement)]
+
+
+def issue_detail(session: Session, issue_id: int) -> dict[str, Any]:
+    issue = get_issue(session, issue_id)
+    slugs = _slug_map(session, {issue.assignee_id, issue.reviewer_id, issue.escalated_to_id})
+    fields = {name: getattr(issue, name) for name in ISSUE_FIELDS}
+    fields.update(
+        assignee=slugs.get(issue.assignee_id or 0),
+        reviewer=slugs.get(issue.reviewer_id or 0),
+        escalated_to=slugs.get(issue.escalated_to_id or 0),
+    )
+    dependencies = [
+        dict(row._mapping)
+        for row in session.execute(
+            select(Issue.id, Issue.title, Issue.status)
+            .join(IssueDependency, IssueDependency.depends_on_id == Issue.id)
+            .where(IssueDependency.issue_id == issue_id)
+            .order_by(Issue.id)
+        )
+    ]
+    events = session.scalars(select(IssueEvent).where(IssueEvent.issue_id == issue_id).order_by(IssueEvent.id))
+    comments = session.scalars(select(Comment).where(Comment.issue_id == issue_id).order_by(Comment.id))
+    timeline = [
+        {"at": e.created_at, "kind": "status", "change": f"{e.from_status or '(new)'} -> {e.to_status}",
+         "actor": e.actor, "workflow": e.workflow, "note": e.reason}
+        for e in events
+    ] + [
+        {"at": c.created_at, "kind": "comment", "change": f"comment ({c.kind})", "actor": c.author,
+         "workflow": None, "note": c.body}
+        for c in comments
+    ]
+    timeline.sort(key=lambda item: item["at"])
+    return {
+        "issue": fields,
+        "dependencies": dependencies,
+        "timeline": timeline,
+        "cost_usd": cost_so_far(session, issue_id),
+    }
+
+
+def issue_tree(session: Session, issue_id: int) -> list[dict[str, Any]]:
+    """The issue and its sub-issues, depth-first, each with its own model cost."""
+    return [dict(row._mapping) for row in session.execute(query("issues", "issue_tree"), {"root_id": issue_id})]

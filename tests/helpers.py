@@ -1,0 +1,46 @@
+"""Small helpers shared by tests: seed rows and force states for setup."""
+
+from __future__ import annotations
+
+import psycopg
+
+
+def seed_agents(raw: psycopg.Connection) -> dict[str, int]:
+    """A tiny org: a manager who routes and reviews, and an engineer who executes."""
+    raw.execute(
+        "INSERT INTO agents (slug, title, workflows, toolsets) VALUES"
+        " ('boss', 'Boss', '{assign,review_gate,escalate}', '{issues,delegate}')"
+    )
+    raw.execute(
+        "INSERT INTO agents (slug, title, manager_id, reviewer_id, workflows, toolsets)"
+        " SELECT 'dev', 'Developer', id, id, '{execute}', '{issues,workspace}' FROM agents WHERE slug = 'boss'"
+    )
+    return dict(raw.execute("SELECT slug, id FROM agents").fetchall())
+
+
+def force_status(raw: psycopg.Connection, issue_id: int, status: str, **columns: object) -> None:
+    """Put an issue in a status for test setup, bypassing the state machine (replica mode skips triggers)."""
+    assignments = ", ".join(["status = %s"] + [f"{c} = %s" for c in columns])
+    with raw.transaction():
+        raw.execute("SET LOCAL session_replication_role = replica")
+        raw.execute(f"UPDATE issues SET {assignments} WHERE id = %s", (status, *columns.values(), issue_id))
+
+
+def new_issue(raw: psycopg.Connection, title: str = "Do the thing", status: str = "backlog", **columns: object) -> int:
+    names = ["title", "status", "created_by", *columns]
+    values = [title, status, "test", *columns.values()]
+    placeholders = ", ".join(["%s"] * len(names))
+    row = raw.execute(f"INSERT INTO issues ({', '.join(names)}) VALUES ({placeholders}) RETURNING id", values).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def events(raw: psycopg.Connection, issue_id: int) -> list[tuple[str | None, str]]:
+    return [(r[0], r[1]) for r in raw.execute(
+        "SELECT from_status, to_status FROM issue_events WHERE issue_id = %s ORDER BY id", (issue_id,))]
+
+
+def status_of(raw: psycopg.Connection, issue_id: int) -> str:
+    row = raw.execute("SELECT status FROM issues WHERE id = %s", (issue_id,)).fetchone()
+    assert row is not None
+    return str(row[0])
