@@ -6,14 +6,13 @@ never pays for the model router, the scheduler or Telegram.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from cli import config_cmd, db_cmd, decisions_cmd, demo_cmd, issues_cmd
+from cli import agents_cmd, config_cmd, db_cmd, decisions_cmd, demo_cmd, issues_cmd
 from config.errors import HQError
 
 app = typer.Typer(
@@ -34,21 +33,22 @@ def _root(
     ] = None,
 ) -> None:
     """Validate the settings before any command does any work."""
-    if roles_dir is not None:
-        os.environ["HQ_ROLES_DIR"] = str(roles_dir)
-    if debug:
-        os.environ["HQ_LOG_LEVEL"] = "debug"
     from config.log import configure_logging
     from config.secrets import register_secrets
-    from config.settings import get_settings, reset_settings
+    from config.settings import load_settings, use_settings
 
-    reset_settings()
-    settings = get_settings()
+    overrides: dict[str, object] = {}
+    if roles_dir is not None:
+        overrides["roles_dir"] = roles_dir
+    if debug:
+        overrides["log_level"] = "debug"
+    settings = use_settings(load_settings(**overrides))
     register_secrets(*settings.secret_values())
     configure_logging(settings.log_level, settings.log_format)
 
 
 issues_cmd.register(app)
+agents_cmd.register(app)
 decisions_cmd.register(app)
 db_cmd.register(app)
 config_cmd.register(app)

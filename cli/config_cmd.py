@@ -39,6 +39,11 @@ def check() -> None:
     """Validate the settings and print the effective values (secrets masked)."""
     from cli.output import console, safe
 
+    from agents.roster import load_roster
+    from config.settings import get_settings
+
     for name, value in effective_settings().items():
         console.print(f"{name:>28} = {safe(value)}")
     console.print("settings: ok")
+    roster = load_roster(get_settings().roles_path)
+    console.print(f"roster: ok ({len(roster.roles)} agents)")

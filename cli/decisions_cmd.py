@@ -69,9 +69,13 @@ def unblock(issue_id: IssueId, note: Annotated[str, typer.Option("--note", help=
     if assign is None:
         _decide(ops.unblock, issue_id, actor, note=note)
         return
+    from agents.sync import ensure_roster
+    from config.settings import get_settings
+
     who = human(actor)
     with transaction(who, workflow="cli:unblock") as session:
         lock_timeout(session, 5000)
+        ensure_roster(session, get_settings().roles_path)
         decision = ops.unblock(session, issue_id, actor=who, note=note, assignee=agent_by_slug(session, assign))
     typer.echo(f"issue {decision.issue_id}: {decision.from_status} -> {decision.to_status} (assigned to {assign})")
 

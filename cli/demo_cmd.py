@@ -25,6 +25,9 @@ def demo() -> None:
     from db.issues import create_issue, validate_draft
     from db.reads import issue_rows
 
+    from cli.agents_cmd import load_and_sync
+
+    load_and_sync()  # an invalid roster stops the demo before anything runs
     settings = get_settings()
     actor = "human:demo"
     with transaction(actor, workflow="demo") as session:

@@ -71,6 +71,10 @@ def create(
     )
     settings = get_settings()
     with transaction(who) as session:
+        if assign:
+            from agents.sync import ensure_roster
+
+            ensure_roster(session, settings.roles_path)
         assignee = agent_by_slug(session, assign) if assign else None
         issue = create_issue(session, draft, actor=who, assignee=assignee,
                              default_budget_usd=settings.default_issue_budget_usd,

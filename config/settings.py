@@ -8,7 +8,6 @@ provider keys, the Telegram token) so an existing shell setup just works.
 from __future__ import annotations
 
 import os
-from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -59,6 +58,14 @@ class Settings(BaseSettings):
     circuit_breaker_touches: int = Field(default=6, ge=2)
     approval_deadline_hours: float = Field(default=24.0, gt=0)
     heartbeat_scale: float = Field(default=1.0, gt=0, description="Multiply every heartbeat; the demo uses ~0.001.")
+
+    # --- the project the company ships -------------------------------------------
+    # Argument lists (JSON in the environment), never shell strings. Placeholders:
+    # {issue_id}, {workspace}, {published}. Unset: the built-in project, which
+    # publishes the workspace under the data dir and verifies checksums.
+    deploy_command: list[str] | None = None
+    verify_command: list[str] | None = None
+    command_timeout_seconds: int = Field(default=120, ge=1, le=3600)
 
     # --- model providers -------------------------------------------------------
     anthropic_api_key: SecretStr | None = Field(default=None, validation_alias=_alias("ANTHROPIC_API_KEY"))
@@ -161,14 +168,28 @@ def load_settings(**overrides: object) -> Settings:
         raise ConfigError(describe_errors(error)) from None
 
 
-@lru_cache(maxsize=1)
+_current: Settings | None = None
+
+
 def get_settings() -> Settings:
-    """The process-wide settings (tests call ``get_settings.cache_clear()`` after changing env)."""
-    return load_settings()
+    """The process-wide settings: those set by ``use_settings``, else loaded from the environment."""
+    global _current
+    if _current is None:
+        _current = load_settings()
+    return _current
+
+
+def use_settings(settings: Settings) -> Settings:
+    """Make ``settings`` the process-wide settings (the CLI does this once, with its options applied)."""
+    global _current
+    _current = settings
+    return settings
 
 
 def reset_settings() -> None:
-    get_settings.cache_clear()
+    """Forget the process-wide settings; the next ``get_settings`` reads the environment again."""
+    global _current
+    _current = None
 
 
 def os_user() -> str:

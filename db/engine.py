@@ -99,10 +99,8 @@ def transaction(
 
 @contextmanager
 def read_only(engine: Engine | None = None) -> Iterator[Session]:
-    """A session for reads: no actor, nothing written, always rolled back."""
+    """A session for reads: no actor, nothing committed. Closing it ends the transaction but
+    keeps loaded objects readable (a rollback would expire them)."""
     engine = engine or get_engine()
     with Session(engine, expire_on_commit=False) as session:
-        try:
-            yield session
-        finally:
-            session.rollback()
+        yield session

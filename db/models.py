@@ -246,6 +246,19 @@ class BudgetAccount(Base):
     reserved_usd: Mapped[Decimal] = mapped_column(LEDGER, server_default="0")
 
 
+class BudgetReservation(Base):
+    __tablename__ = "budget_reservations"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    run_id: Mapped[uuid.UUID]
+    issue_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("issues.id"))
+    agent_scope: Mapped[str | None]
+    period: Mapped[dt.date] = mapped_column(Date)
+    amount_usd: Mapped[Decimal] = mapped_column(LEDGER)
+    created_at: Mapped[dt.datetime] = mapped_column(server_default="now()")
+    expires_at: Mapped[dt.datetime]
+
+
 class ToolCall(Base):
     __tablename__ = "tool_calls"
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from decimal import Decimal
+
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
 from db.issues import cost_so_far, get_issue
-from db.models import Agent, Comment, Issue, IssueDependency, IssueEvent
+from db.models import Agent, Comment, Issue, IssueDependency, IssueEvent, LLMCall
 from db.sqlfiles import query
 
 ISSUE_FIELDS = (
@@ -83,3 +85,13 @@ def issue_detail(session: Session, issue_id: int) -> dict[str, Any]:
 def issue_tree(session: Session, issue_id: int) -> list[dict[str, Any]]:
     """The issue and its sub-issues, depth-first, each with its own model cost."""
     return [dict(row._mapping) for row in session.execute(query("issues", "issue_tree"), {"root_id": issue_id})]
+
+
+def month_spend(session: Session, agent_id: int) -> Decimal:
+    """What an agent's model calls have cost since the first of this month (UTC)."""
+    return session.scalar(
+        select(func.coalesce(func.sum(LLMCall.cost_usd), 0)).where(
+            LLMCall.agent_id == agent_id,
+            LLMCall.created_at >= func.date_trunc("month", func.now()),
+        )
+    ) or Decimal(0)

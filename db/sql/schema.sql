@@ -218,6 +218,20 @@ CREATE TABLE budget_accounts (
     PRIMARY KEY (scope, period)
 );
 
+-- Money set aside for model calls in flight. Settling deletes the row; the sweeper
+-- releases rows whose process died, so a crash never strands a budget.
+CREATE TABLE budget_reservations (
+    id          uuid PRIMARY KEY,
+    run_id      uuid NOT NULL,
+    issue_id    bigint REFERENCES issues (id),
+    agent_scope text,
+    period      date NOT NULL,
+    amount_usd  numeric(14, 6) NOT NULL CHECK (amount_usd >= 0),
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    expires_at  timestamptz NOT NULL
+);
+CREATE INDEX budget_reservations_expires_idx ON budget_reservations (expires_at);
+
 CREATE TABLE tool_calls (
     id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     run_id          uuid NOT NULL,

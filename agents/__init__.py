@@ -1,0 +1,1 @@
+"""Agents as data: the roster of roles, their tools, and the one door to the models."""

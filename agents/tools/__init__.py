@@ -1,0 +1,1 @@
+"""Tools agents can call, grouped into toolsets; the dispatcher enforces who may call what."""

@@ -1,0 +1,75 @@
+"""Toolset `delegate`: hand work to the caller's own direct reports, and only to them."""
+
+from __future__ import annotations
+
+import hashlib
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from agents.tools.context import ToolContext
+from agents.tools.registry import ToolError, tool
+from db.issues import IssueDraft, create_issue, get_issue, initial_status, transition
+from db.models import TERMINAL_STATUSES, Agent, Issue
+
+
+class SubissueArgs(BaseModel):
+    title: Annotated[str, Field(min_length=1, max_length=500)]
+    body: Annotated[str, Field(max_length=50_000)] = ""
+    assignee: Annotated[str, Field(description="Slug of one of your direct reports.")]
+    depends_on: Annotated[list[int], Field(description="Ids of issues that must finish first.")] = []
+    budget_usd: Annotated[float | None, Field(ge=0, description="Share of the parent's budget; default a quarter of what is left.")] = None
+
+
+class AssignArgs(BaseModel):
+    issue: Annotated[int, Field(gt=0, description="The issue id.")]
+    slug: Annotated[str, Field(description="Slug of one of your direct reports.")]
+
+
+def direct_report(session: Session, ctx: ToolContext, slug: str) -> Agent:
+    agent = session.scalar(select(Agent).where(Agent.slug == slug))
+    if agent is None or agent.manager_id != ctx.agent.id:
+        raise ToolError(f"{slug!r} is not one of your direct reports; you can only delegate to them")
+    if agent.status != "active":
+        raise ToolError(f"{slug!r} is paused; pick another report")
+    return agent
+
+
+@tool("delegate", SubissueArgs)
+def create_subissue(ctx: ToolContext, session: Session, args: SubissueArgs) -> dict[str, Any]:
+    """Create a sub-issue of the current issue for one of your direct reports."""
+    if ctx.issue_id is None:
+        raise ToolError("create_subissue needs a current issue to be the parent")
+    parent = get_issue(session, ctx.issue_id)
+    assignee = direct_report(session, ctx, args.assignee)
+    left = parent.budget_usd - parent.spent_usd - parent.reserved_usd
+    budget = Decimal(str(args.budget_usd)) if args.budget_usd is not None else max(left / 4, Decimal(0))
+    if budget > left:
+        raise ToolError(f"budget {budget} exceeds what is left on the parent ({left})")
+    draft = IssueDraft(title=args.title, body=args.body, priority=parent.priority, budget_usd=budget.quantize(Decimal("0.0001")),
+                       depends_on=args.depends_on)
+    digest = hashlib.sha256(" ".join(args.title.lower().split()).encode()).hexdigest()[:16]
+    child = create_issue(session, draft, actor=ctx.actor, assignee=assignee, parent_id=parent.id,
+                         goal_id=parent.goal_id, max_attempts=parent.max_attempts,
+                         idempotency_key=f"subissue:{parent.id}:{digest}")
+    return {"issue_id": child.id, "assignee": assignee.slug, "status": child.status}
+
+
+@tool("delegate", AssignArgs)
+def assign(ctx: ToolContext, session: Session, args: AssignArgs) -> dict[str, Any]:
+    """Give an issue you own to one of your direct reports."""
+    issue = get_issue(session, args.issue, lock=True)
+    if issue.assignee_id != ctx.agent.id:
+        raise ToolError(f"issue {issue.id} is not assigned to you")
+    if issue.status in TERMINAL_STATUSES or issue.status not in ("backlog", "todo"):
+        raise ToolError(f"issue {issue.id} is {issue.status}; only backlog or todo issues can be reassigned")
+    report = direct_report(session, ctx, args.slug)
+    target = initial_status(report)
+    if target == issue.status:
+        session.execute(Issue.__table__.update().where(Issue.id == issue.id).values(assignee_id=report.id))
+    elif transition(session, issue.id, issue.status, target, assignee_id=report.id) is None:
+        raise ToolError(f"issue {issue.id} changed meanwhile; not reassigned")
+    return {"issue_id": issue.id, "assignee": report.slug, "status": target}

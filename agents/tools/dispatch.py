@@ -1,0 +1,145 @@
+"""The dispatcher: the only way a model's tool call turns into an action.
+
+It enforces the agent's toolsets (a call outside them is refused and recorded),
+validates arguments against the tool's pydantic model, runs the tool inside a
+savepoint, and writes one ``tool_calls`` row with redacted arguments and the
+outcome — all in one transaction. The row's idempotency key is ``run_id:step``:
+replaying a step returns the stored result and runs nothing twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from agents.tools.context import ToolContext
+from agents.tools.registry import get_tool
+from config.errors import HQError
+from config.log import get_logger
+from config.secrets import redact_obj
+from db.engine import read_only, transaction
+from db.models import ToolCall
+
+STORED_STRING_LIMIT = 2000
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    name: str
+    outcome: str  # ok | refused | invalid | error
+    result: dict[str, Any] | None
+    error: str | None
+    replayed: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "ok"
+
+    def for_model(self) -> str:
+        """What the model sees as the tool's answer."""
+        payload = self.result if self.ok else {"error": self.error, "outcome": self.outcome}
+        return json.dumps(redact_obj(payload), default=str, ensure_ascii=False)
+
+
+class _LostRace(Exception):
+    """Another process stored this step first; ours must not count."""
+
+
+def _compact(value: Any) -> Any:
+    """Long strings (file contents) are stored as a prefix plus their size and digest."""
+    if isinstance(value, str) and len(value) > STORED_STRING_LIMIT:
+        digest = hashlib.sha256(value.encode()).hexdigest()[:16]
+        return value[:STORED_STRING_LIMIT] + f"… [{len(value)} chars, sha256 {digest}]"
+    if isinstance(value, dict):
+        return {k: _compact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_compact(v) for v in value]
+    return value
+
+
+def _stored(session: Session, key: str) -> ToolResult | None:
+    row = session.scalar(select(ToolCall).where(ToolCall.idempotency_key == key))
+    if row is None:
+        return None
+    return ToolResult(row.tool, row.outcome, row.result, row.error, replayed=True)
+
+
+def _parse(arguments: str | dict[str, Any] | None) -> dict[str, Any]:
+    if arguments is None or arguments == "":
+        return {}
+    if isinstance(arguments, dict):
+        return arguments
+    parsed = json.loads(arguments)
+    if not isinstance(parsed, dict):
+        raise ValueError("arguments must be a JSON object")
+    return parsed
+
+
+def _execute(ctx: ToolContext, session: Session, name: str, raw: dict[str, Any]) -> ToolResult:
+    tool = get_tool(name)
+    if tool is None:
+        return ToolResult(name, "refused", None, f"there is no tool named {name!r}")
+    if tool.toolset not in ctx.agent.toolsets:
+        return ToolResult(name, "refused", None,
+                          f"{name} belongs to the {tool.toolset!r} toolset, which {ctx.agent.slug} does not have")
+    try:
+        args = tool.args.model_validate(raw)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in error.errors())
+        return ToolResult(name, "invalid", None, f"invalid arguments for {name}: {problems}")
+    try:
+        with session.begin_nested():
+            result = tool.func(ctx, session, args)
+    except HQError as error:
+        return ToolResult(name, "error", None, error.message)
+    except Exception as error:  # noqa: BLE001 - a tool bug must not kill the workflow; it is logged loudly
+        log.exception("tool.crashed", tool=name)
+        return ToolResult(name, "error", None, f"{name} failed: {type(error).__name__}")
+    return ToolResult(name, "ok", result, None)
+
+
+def dispatch(ctx: ToolContext, name: str, arguments: str | dict[str, Any] | None, *, step: int) -> ToolResult:
+    """Run one tool call for ``ctx.agent`` as step ``step`` of run ``ctx.run_id``."""
+    key = f"{ctx.run_id}:{step}"
+    try:
+        raw = _parse(arguments)
+        bad_json = None
+    except ValueError as error:
+        raw, bad_json = {"_unparsed": str(arguments)[:STORED_STRING_LIMIT]}, f"arguments are not valid JSON: {error}"
+    try:
+        with transaction(ctx.actor, workflow=ctx.workflow, run_id=ctx.run_id, engine=ctx.engine) as session:
+            outcome = _stored(session, key)
+            if outcome is None:
+                outcome = (ToolResult(name, "invalid", None, bad_json) if bad_json
+                           else _execute(ctx, session, name, raw))
+                tool = get_tool(name)
+                inserted = session.scalar(
+                    insert(ToolCall).values(
+                        run_id=ctx.run_id, step=step, issue_id=ctx.issue_id, agent_id=ctx.agent.id,
+                        toolset=tool.toolset if tool else None, tool=name[:200],
+                        arguments=redact_obj(_compact(raw)), outcome=outcome.outcome,
+                        result=redact_obj(_compact(outcome.result)) if outcome.result is not None else None,
+                        error=outcome.error, idempotency_key=key,
+                    ).on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(ToolCall.id)
+                )
+                if inserted is None:
+                    raise _LostRace
+    except _LostRace:
+        with read_only(ctx.engine) as session:
+            stored = _stored(session, key)
+        assert stored is not None
+        outcome = stored
+    if outcome.ok and outcome.result is not None:
+        ctx.outcome.absorb(name, outcome.result)
+    log.info("tool.called", tool=name, outcome=outcome.outcome, step=step, replayed=outcome.replayed,
+             agent=ctx.agent.slug, issue_id=ctx.issue_id, run_id=str(ctx.run_id))
+    return outcome

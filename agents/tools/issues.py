@@ -1,0 +1,85 @@
+"""Toolset `issues`: talk about the current issue, say it is stuck, or ask for research."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from agents.tools.context import ToolContext
+from agents.tools.registry import ToolError, tool
+from db.issues import IssueDraft, add_comment, add_dependencies, create_issue, get_issue
+from db.models import Agent
+
+
+class CommentArgs(BaseModel):
+    body: Annotated[str, Field(min_length=1, max_length=20_000, description="Markdown comment for the humans and agents on this issue.")]
+
+
+class BlockedArgs(BaseModel):
+    reason: Annotated[str, Field(min_length=3, max_length=2_000, description="What is missing and who could provide it.")]
+
+
+class ResearchArgs(BaseModel):
+    question: Annotated[str, Field(min_length=10, max_length=2_000, description="One precise question the researcher should answer, with what the answer is for.")]
+
+
+def _current_issue_id(ctx: ToolContext) -> int:
+    if ctx.issue_id is None:
+        raise ToolError("this tool needs an issue to work on")
+    return ctx.issue_id
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(" ".join(text.lower().split()).encode()).hexdigest()[:16]
+
+
+@tool("issues", CommentArgs)
+def comment(ctx: ToolContext, session: Session, args: CommentArgs) -> dict[str, Any]:
+    """Add a comment to the current issue."""
+    issue_id = _current_issue_id(ctx)
+    comment_id = add_comment(session, issue_id, args.body, author=ctx.actor, kind="note", run_id=ctx.run_id,
+                             idempotency_key=f"comment:{issue_id}:{ctx.run_id}:{_digest(args.body)}")
+    return {"comment_id": comment_id, "issue_id": issue_id}
+
+
+@tool("issues", BlockedArgs)
+def mark_blocked(ctx: ToolContext, session: Session, args: BlockedArgs) -> dict[str, Any]:
+    """Say the current issue cannot be finished; it will be escalated to your manager with this reason."""
+    issue_id = _current_issue_id(ctx)
+    add_comment(session, issue_id, f"Blocked: {args.reason}", author=ctx.actor, kind="note", run_id=ctx.run_id,
+                idempotency_key=f"blocked:{issue_id}:{ctx.run_id}")
+    return {"issue_id": issue_id, "reason": args.reason}
+
+
+def find_researcher(session: Session) -> Agent:
+    agents = session.scalars(select(Agent).where(Agent.status == "active").order_by(Agent.id)).all()
+    for agent in agents:
+        if agent.slug == "researcher":
+            return agent
+    for agent in agents:
+        if "execute" in agent.workflows and any("research" in str(s.get("name", "")) for s in agent.skills):
+            return agent
+    raise ToolError("no active researcher in the roster; mark the issue blocked instead")
+
+
+@tool("issues", ResearchArgs)
+def ask_research(ctx: ToolContext, session: Session, args: ResearchArgs) -> dict[str, Any]:
+    """Ask the researcher a question. This issue pauses until the answer is in, then resumes with it."""
+    issue_id = _current_issue_id(ctx)
+    asking = get_issue(session, issue_id)
+    researcher = find_researcher(session)
+    budget = min(asking.budget_usd - asking.spent_usd - asking.reserved_usd, ctx.settings.default_issue_budget_usd)
+    title = "Research: " + " ".join(args.question.split())
+    draft = IssueDraft(title=title[:500], body=f"Asked by {ctx.actor} while working on issue #{issue_id}.\n\n"
+                       f"Question:\n{args.question}", priority=max(0, asking.priority - 1),
+                       budget_usd=max(budget, 0), labels=["research"])
+    research = create_issue(session, draft, actor=ctx.actor, assignee=researcher, parent_id=issue_id,
+                            max_attempts=ctx.settings.max_attempts, goal_id=asking.goal_id,
+                            idempotency_key=f"research:{issue_id}:{_digest(args.question)}")
+    add_dependencies(session, issue_id, [research.id])
+    return {"research_issue_id": research.id, "assignee": researcher.slug,
+            "note": "This issue will resume once the research issue is done."}

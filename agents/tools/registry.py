@@ -1,0 +1,69 @@
+"""The tool registry: plain functions with pydantic argument models, grouped into toolsets.
+
+A tool never decides whether it may run; the dispatcher does (toolset check,
+argument validation, idempotency, the tool_calls row). Tools just do one thing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from config.errors import HQError
+
+
+class ToolError(HQError):
+    """The tool refused or failed; the message goes back to the model as the tool's result."""
+
+
+ToolFunc = Callable[..., dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    toolset: str
+    description: str
+    args: type[BaseModel]
+    func: ToolFunc
+
+    def schema(self) -> dict[str, Any]:
+        """The OpenAI-style function schema LiteLLM passes to every provider."""
+        parameters = self.args.model_json_schema()
+        parameters.pop("title", None)
+        return {"type": "function", "function": {"name": self.name, "description": self.description,
+                                                  "parameters": parameters}}
+
+
+REGISTRY: dict[str, Tool] = {}
+
+
+def tool(toolset: str, args: type[BaseModel]) -> Callable[[ToolFunc], ToolFunc]:
+    """Register ``func`` as a tool of ``toolset``; its docstring's first paragraph is the description."""
+
+    def register(func: ToolFunc) -> ToolFunc:
+        description = (func.__doc__ or func.__name__).strip().split("\n\n")[0].replace("\n", " ")
+        if func.__name__ in REGISTRY:
+            raise ValueError(f"tool {func.__name__} registered twice")
+        REGISTRY[func.__name__] = Tool(func.__name__, toolset, description, args, func)
+        return func
+
+    return register
+
+
+def tools_for(toolsets: list[str] | tuple[str, ...]) -> list[Tool]:
+    _load_all()
+    return [t for t in REGISTRY.values() if t.toolset in toolsets]
+
+
+def get_tool(name: str) -> Tool | None:
+    _load_all()
+    return REGISTRY.get(name)
+
+
+def _load_all() -> None:
+    # Importing the toolset modules registers their tools.
+    from agents.tools import dashboards, delegate, issues, publish, release, workspace  # noqa: F401

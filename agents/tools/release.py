@@ -1,0 +1,38 @@
+"""Toolset `release`: run the project's configured deploy and verify commands.
+
+The model chooses only *when* to run them; what runs comes from settings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy.orm import Session
+
+from agents.project import run_project_command
+from agents.tools.context import ToolContext
+from agents.tools.registry import ToolError, tool
+
+
+class NoArgs(BaseModel):
+    pass
+
+
+def _run(ctx: ToolContext, kind: str) -> dict[str, Any]:
+    if ctx.issue_id is None:
+        raise ToolError(f"{kind} needs an issue")
+    result = run_project_command(kind, ctx.issue_id, ctx.settings)
+    return {"ok": result.ok, "exit_code": result.returncode, "output": result.output, "seconds": round(result.seconds, 3)}
+
+
+@tool("release", NoArgs)
+def deploy(ctx: ToolContext, session: Session, args: NoArgs) -> dict[str, Any]:
+    """Deploy the current issue's deliverables with the project's configured deploy command."""
+    return _run(ctx, "deploy")
+
+
+@tool("release", NoArgs)
+def verify(ctx: ToolContext, session: Session, args: NoArgs) -> dict[str, Any]:
+    """Verify the current issue's deployment with the project's configured verify command."""
+    return _run(ctx, "verify")
