@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from cli import agents_cmd, config_cmd, db_cmd, decisions_cmd, demo_cmd, issues_cmd
+from cli import agents_cmd, config_cmd, db_cmd, decisions_cmd, demo_cmd, issues_cmd, models_cmd
 from config.errors import HQError
 
 app = typer.Typer(
@@ -49,6 +49,7 @@ def _root(
 
 issues_cmd.register(app)
 agents_cmd.register(app)
+models_cmd.register(app)
 decisions_cmd.register(app)
 db_cmd.register(app)
 config_cmd.register(app)

@@ -45,5 +45,10 @@ def check() -> None:
     for name, value in effective_settings().items():
         console.print(f"{name:>28} = {safe(value)}")
     console.print("settings: ok")
+    from agents.llm.config import resolve_models
+
     roster = load_roster(get_settings().roles_path)
     console.print(f"roster: ok ({len(roster.roles)} agents)")
+    model_map = resolve_models(get_settings())
+    console.print(f"models: ok ({'offline model' if model_map.offline else 'online providers'}, "
+                  f"{sum(len(d) for d in model_map.tiers.values())} deployments)")

@@ -80,7 +80,9 @@ def agent_by_slug(session: Session, slug: str) -> Agent:
 def get_issue(session: Session, issue_id: int, *, lock: bool = False) -> Issue:
     statement = select(Issue).where(Issue.id == issue_id)
     if lock:
-        statement = statement.with_for_update()
+        # FOR NO KEY UPDATE: we change columns, never the key, so rows referencing the
+        # issue (events, comments, cost rows) can still be inserted meanwhile.
+        statement = statement.with_for_update(key_share=True)
     issue = session.scalar(statement)
     if issue is None:
         raise NotFoundError(f"issue {issue_id} does not exist")

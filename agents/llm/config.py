@@ -1,0 +1,233 @@
+"""The models file: tiers → ordered deployments, resolved against the keys that are set.
+
+Resolution happens before any call, so a deployment without a known price (which
+would make budgets unenforceable) stops the program at start, with every
+problem listed. Prices are read from LiteLLM's bundled price table file without
+importing LiteLLM itself, keeping `hq models` and `hq config check` quick.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from dataclasses import dataclass
+from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from config.errors import ConfigError
+from config.settings import Settings
+
+Tier = Literal["reasoning", "execution", "utility"]
+TIERS: tuple[Tier, ...] = ("reasoning", "execution", "utility")
+OFFLINE_PROVIDER = "hq-offline"
+MILLION = Decimal(1_000_000)
+
+
+class DeploymentSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: Annotated[str, Field(pattern=r"^[a-z0-9_.-]+/[A-Za-z0-9_.:/@-]+$")]
+    api_key_env: Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_]*$")] | None = None
+    api_base: Annotated[str, Field(pattern=r"^https?://")] | None = None
+    api_base_env: Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_]*$")] | None = None
+    input_usd_per_mtok: Annotated[float, Field(ge=0, le=10_000)] | None = None
+    output_usd_per_mtok: Annotated[float, Field(ge=0, le=10_000)] | None = None
+
+    @model_validator(mode="after")
+    def _prices_together(self) -> DeploymentSpec:
+        if (self.input_usd_per_mtok is None) != (self.output_usd_per_mtok is None):
+            raise ValueError("set both input_usd_per_mtok and output_usd_per_mtok, or neither")
+        return self
+
+
+class Price(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    input_usd_per_mtok: Annotated[float, Field(ge=0, le=10_000)]
+    output_usd_per_mtok: Annotated[float, Field(ge=0, le=10_000)]
+
+
+class RouterSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    num_retries: Annotated[int, Field(ge=0, le=10)] = 2
+    allowed_fails: Annotated[int, Field(ge=0, le=1000)] = 1
+    cooldown_seconds: Annotated[float, Field(ge=0, le=3600)] = 30
+    timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 120
+    tier_fallbacks: dict[Tier, list[Tier]] = Field(default_factory=dict)
+
+
+class ModelsFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    router: RouterSpec = Field(default_factory=RouterSpec)
+    max_output_tokens: dict[Tier, Annotated[int, Field(ge=16, le=200_000)]] = Field(
+        default_factory=lambda: {"reasoning": 4096, "execution": 4096, "utility": 1024})
+    tiers: dict[Tier, list[DeploymentSpec]]
+    offline: dict[Tier, Price]
+
+    @model_validator(mode="after")
+    def _complete(self) -> ModelsFile:
+        for tier in TIERS:
+            if tier not in self.offline:
+                raise ValueError(f"offline: a price for the {tier} tier is required")
+            if tier not in self.max_output_tokens:
+                raise ValueError(f"max_output_tokens: {tier} is required")
+        for tier, targets in self.router.tier_fallbacks.items():
+            if tier in targets:
+                raise ValueError(f"router.tier_fallbacks: {tier} cannot fall back to itself")
+        return self
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One concrete model behind a tier, with its key and per-token prices resolved."""
+
+    id: str
+    tier: str
+    order: int
+    model: str
+    api_key: str | None
+    api_base: str | None
+    input_price: Decimal  # USD per token
+    output_price: Decimal
+    price_source: str
+
+    @property
+    def provider(self) -> str:
+        return self.model.split("/", 1)[0]
+
+    @property
+    def offline(self) -> bool:
+        return self.provider == OFFLINE_PROVIDER
+
+    def cost(self, input_tokens: int, output_tokens: int) -> Decimal:
+        return self.input_price * input_tokens + self.output_price * output_tokens
+
+
+@dataclass(frozen=True)
+class ModelMap:
+    tiers: dict[str, list[Deployment]]
+    router: RouterSpec
+    max_output_tokens: dict[str, int]
+    source: Path
+
+    @property
+    def offline(self) -> bool:
+        return all(d.offline for deployments in self.tiers.values() for d in deployments)
+
+    def candidates(self, tier: str) -> list[Deployment]:
+        """Every deployment a call on ``tier`` may end up on, fallback tiers included."""
+        seen, result = set(), []
+        for name in [tier, *self.router.tier_fallbacks.get(tier, [])]:  # type: ignore[call-overload]
+            for deployment in self.tiers.get(name, []):
+                if deployment.id not in seen:
+                    seen.add(deployment.id)
+                    result.append(deployment)
+        return result
+
+    def by_id(self, deployment_id: str) -> Deployment | None:
+        for deployments in self.tiers.values():
+            for deployment in deployments:
+                if deployment.id == deployment_id:
+                    return deployment
+        return None
+
+
+def _per_token(usd_per_mtok: float) -> Decimal:
+    return Decimal(str(usd_per_mtok)) / MILLION
+
+
+@lru_cache(maxsize=1)
+def litellm_price_table() -> dict[str, dict[str, object]]:
+    spec = importlib.util.find_spec("litellm")
+    if spec is None or not spec.submodule_search_locations:
+        return {}
+    path = Path(list(spec.submodule_search_locations)[0]) / "model_prices_and_context_window_backup.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def table_price(model: str) -> tuple[Decimal, Decimal] | None:
+    table = litellm_price_table()
+    for key in (model, model.split("/", 1)[1]):
+        entry = table.get(key)
+        if entry and "input_cost_per_token" in entry and "output_cost_per_token" in entry:
+            return Decimal(repr(entry["input_cost_per_token"])), Decimal(repr(entry["output_cost_per_token"]))
+    return None
+
+
+def load_models_file(path: Path) -> ModelsFile:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ConfigError(f"models file {path}: unreadable ({error.strerror})") from None
+    except (yaml.YAMLError, UnicodeDecodeError):
+        raise ConfigError(f"models file {path}: not valid YAML") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"models file {path}: must be a mapping with 'tiers' and 'offline'")
+    try:
+        return ModelsFile.model_validate(data)
+    except ValidationError as error:
+        problems = [f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg'].removeprefix('Value error, ')}"
+                    for e in error.errors()]
+        raise ConfigError(f"models file {path}: " + "; ".join(problems)) from None
+
+
+def _secret_for(name: str, settings: Settings) -> str | None:
+    """A key by its env var name: known provider keys come from settings (.env included)."""
+    field = {"ANTHROPIC_API_KEY": settings.anthropic_api_key, "OPENAI_API_KEY": settings.openai_api_key,
+             "GEMINI_API_KEY": settings.gemini_api_key}.get(name)
+    if field is not None:
+        return field.get_secret_value() or None
+    return os.environ.get(name) or None
+
+
+def resolve_models(settings: Settings) -> ModelMap:
+    """The effective map: configured deployments whose keys are set, or the offline model everywhere."""
+    spec = load_models_file(settings.models_path)
+    problems: list[str] = []
+    tiers: dict[str, list[Deployment]] = {}
+    for tier in TIERS:
+        resolved = []
+        for index, deployment in enumerate(spec.tiers.get(tier, [])):
+            key = _secret_for(deployment.api_key_env, settings) if deployment.api_key_env else None
+            if deployment.api_key_env and key is None:
+                continue  # that provider is not configured on this machine
+            base = deployment.api_base
+            if deployment.api_base_env:
+                base = (settings.anthropic_api_base if deployment.api_base_env == "ANTHROPIC_API_BASE"
+                        else os.environ.get(deployment.api_base_env)) or base
+            if deployment.input_usd_per_mtok is not None and deployment.output_usd_per_mtok is not None:
+                prices, source = (_per_token(deployment.input_usd_per_mtok),
+                                  _per_token(deployment.output_usd_per_mtok)), "models file"
+            else:
+                prices, source = table_price(deployment.model), "litellm price table"  # type: ignore[assignment]
+            if prices is None:
+                problems.append(f"tiers.{tier}.{index}: no price known for {deployment.model}; "
+                                "set input_usd_per_mtok and output_usd_per_mtok")
+                continue
+            resolved.append(Deployment(f"{tier}-{len(resolved) + 1}", tier, len(resolved) + 1, deployment.model,
+                                       key, base, prices[0], prices[1], source))
+        tiers[tier] = resolved
+    if problems:
+        raise ConfigError(f"models file {settings.models_path}: " + "; ".join(problems))
+    if not any(tiers.values()):
+        tiers = {tier: [Deployment(f"{tier}-offline", tier, 1, f"{OFFLINE_PROVIDER}/{tier}", None, None,
+                                   _per_token(spec.offline[tier].input_usd_per_mtok),
+                                   _per_token(spec.offline[tier].output_usd_per_mtok), "simulated")]
+                 for tier in TIERS}
+    else:
+        for tier in TIERS:
+            if not tiers[tier]:
+                raise ConfigError(f"models file {settings.models_path}: tier {tier} has no deployment with a key "
+                                  "set; add one or remove the keys to run offline")
+    return ModelMap(tiers, spec.router, dict(spec.max_output_tokens), settings.models_path)
