@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from cli import agents_cmd, config_cmd, db_cmd, decisions_cmd, demo_cmd, issues_cmd, models_cmd
+from cli import agents_cmd, config_cmd, db_cmd, decisions_cmd, demo_cmd, goals_cmd, issues_cmd, models_cmd, run_cmd
 from config.errors import HQError
 
 app = typer.Typer(
@@ -50,6 +50,8 @@ def _root(
 issues_cmd.register(app)
 agents_cmd.register(app)
 models_cmd.register(app)
+goals_cmd.register(app)
+run_cmd.register(app)
 decisions_cmd.register(app)
 db_cmd.register(app)
 config_cmd.register(app)

@@ -1,15 +1,66 @@
-"""`hq demo`: the company at work on embedded defaults."""
+"""`hq demo`: the whole company at work on embedded defaults and the offline model.
+
+A goal and a dozen issues chosen so that, between them, they walk every path:
+straight to done, review failure and rework, a human approval, a block that
+climbs the chain to a human, an exhausted budget, a research sub-issue, a
+decomposed feature run in dependency waves, and a failed deploy verification.
+Heartbeats are scaled down to seconds; the demo plays the human, running the
+same `hq` commands a person would (and printing them), until every issue settles.
+"""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
 
-SAMPLE_ISSUES = (
-    ("Write the launch blog post for the scheduler", "Explain heartbeats and leases to a new user.", 3, False),
-    ("Add a health endpoint to the API", "GET /healthz returns 200 and the build sha.", 2, True),
-    ("Fix the flaky login test", "The test fails one run in twenty on CI.", 1, False),
-    ("Research competitor pricing pages", "Summarise five competitors' pricing tiers.", 5, False),
-    ("Prepare the 1.2 release changelog", "Collect merged changes since 1.1.", 4, True),
+# Heartbeats in seconds: 15 min -> 1 s, 2 h -> 8 s, the CEO's 8 h -> 32 s.
+DEMO_SCALE = 1 / 900
+
+
+@dataclass(frozen=True)
+class Scenario:
+    title: str
+    body: str
+    path: str
+    priority: int = 5
+    budget: str | None = None
+    needs_approval: bool = False
+    labels: tuple[str, ...] = ()
+
+
+SCENARIOS = (
+    Scenario("Add a health endpoint to the API", "GET /healthz returns 200 with the build sha and checks the "
+             "database connection.", "straight to done", priority=2),
+    Scenario("Write the launch blog post for the scheduler [offline:fail-review]", "Explain heartbeats and leases "
+             "to a new user, with one example.", "review fails once, then rework passes"),
+    Scenario("Write the newsletter announcing version 1.0", "Three short sections: what's new, who it is for, "
+             "how to start.", "waits in pending_approval for a human", needs_approval=True),
+    Scenario("Renew the finance vendor invoice contract [offline:block] [offline:escalate]",
+             "The vendor wants a three-year term; we need a decision on the commitment.",
+             "blocked, escalated up the chain to a human"),
+    Scenario("Train the recommendation model for the onboarding page", "Offline evaluation first; report the "
+             "metric against the baseline.", "budget exhausted, then raised with hq budget", budget="0.01"),
+    Scenario("Write a blog post on how teams adopt agents [offline:research]", "Readers want evidence, not "
+             "opinions: cite what teams actually report.", "asks the researcher, resumes with the answer"),
+    Scenario("Write the 1.0 release notes [offline:fail-verify]", "Collect the changes since 0.9 for the "
+             "changelog.", "deploy verification fails once, then rework ships", priority=3),
+    Scenario("Fix the flaky login test", "The e2e login test fails one run in twenty on CI.",
+             "straight to done", priority=1),
+    Scenario("Design the settings page wireframe", "A wireframe and user flow for account settings.",
+             "straight to done"),
+    Scenario("Analyze the signup funnel", "Where do users drop between landing and first issue? Cohort by week.",
+             "straight to done"),
+    Scenario("Set up the CI container cache", "Cache docker layers in CI to cut build time.", "straight to done"),
+    Scenario("Ship the onboarding checklist feature", "A new user sees a checklist of first steps in the app; "
+             "each step links to its page and ticks itself when done.",
+             "decomposed by a playbook; sub-issues run in dependency waves", labels=("decompose",)),
 )
 
 
@@ -17,23 +68,174 @@ def register(app: typer.Typer) -> None:
     app.command("demo")(demo)
 
 
-def demo() -> None:
-    """Start the embedded database, create sample issues and print the board."""
-    from cli.issues_cmd import _print_board
-    from config.settings import get_settings
-    from db.engine import read_only, transaction
+def demo(
+    timeout: Annotated[int, typer.Option("--timeout", min=10, help="Give up after this many seconds.")] = 110,
+    threads: Annotated[int, typer.Option("--threads", min=1, max=32)] = 6,
+) -> None:
+    """Run the company on a sample goal until every issue has settled, then print the board and costs."""
+    from config.log import configure_logging
+    from config.settings import get_settings, use_settings
+    from scheduler.company import Company
+
+    settings = use_settings(get_settings().model_copy(update={
+        "heartbeat_scale": DEMO_SCALE, "sweep_interval_seconds": 1.0, "log_level": "error"}))
+    configure_logging("error", settings.log_format, force=True)  # the board is the output; logs would drown it
+    from cli.output import console
+
+    console.print("[bold]Heartbeat HQ demo[/bold]: embedded PostgreSQL, offline model, heartbeats scaled to seconds.")
+    company = Company(settings, threads=threads)  # refuses to start on an invalid roster
+    goal_id, issues = _seed(settings)
+    console.print(f"goal #{goal_id} with {len(issues)} issues; starting {len(company.roster.roles)} agents…\n")
+    started = time.monotonic()
+    company.start()
+    try:
+        settled = _watch(issues, timeout, started)
+    finally:
+        company.shutdown(wait=True)
+    elapsed = time.monotonic() - started
+    _final_report(issues, elapsed)
+    if not settled:
+        from config.errors import HQError
+
+        raise HQError(f"the demo did not settle within {timeout}s; see `hq issues` and `hq approvals`")
+
+
+def _seed(settings: Any) -> tuple[int, dict[int, Scenario]]:
+    from db.engine import transaction
     from db.issues import create_issue, validate_draft
-    from db.reads import issue_rows
+    from db.models import Goal
 
-    from cli.agents_cmd import load_and_sync
-
-    load_and_sync()  # an invalid roster stops the demo before anything runs
-    settings = get_settings()
     actor = "human:demo"
     with transaction(actor, workflow="demo") as session:
-        for index, (title, body, priority, approval) in enumerate(SAMPLE_ISSUES):
-            draft = validate_draft(title=title, body=body, priority=priority, needs_approval=approval)
-            create_issue(session, draft, actor=actor, default_budget_usd=settings.default_issue_budget_usd,
-                         idempotency_key=f"demo:sample:{index}")
+        goal = Goal(title="Launch Heartbeat HQ 1.0", description="Ship 1.0 with docs, a launch post and a "
+                    "working onboarding flow.", priority=1, created_by=actor)
+        session.add(goal)
+        session.flush()
+        issues = {}
+        for scenario in SCENARIOS:
+            draft = validate_draft(title=scenario.title, body=scenario.body, priority=scenario.priority,
+                                   budget_usd=scenario.budget, needs_approval=scenario.needs_approval,
+                                   labels=list(scenario.labels))
+            issue = create_issue(session, draft, actor=actor, goal_id=goal.id,
+                                 default_budget_usd=settings.default_issue_budget_usd,
+                                 max_attempts=settings.max_attempts)
+            issues[issue.id] = scenario
+        return goal.id, issues
+
+
+def _hq(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run `hq` exactly as a person would, printing the command first."""
+    from cli.output import console, safe
+
+    console.print(f"[cyan]$ hq {safe(' '.join(args))}[/cyan]")
+    executable = Path(sys.executable).with_name("hq")
+    command = [str(executable)] if executable.exists() else [sys.executable, "-m", "cli.app"]
+    result = subprocess.run([*command, *args], capture_output=True, text=True, timeout=60)
+    output = (result.stdout + result.stderr).strip()
+    if output:
+        console.print(f"  {safe(output.splitlines()[-1])}")
+    return result
+
+
+def _rows(issue_ids: list[int]) -> list[dict[str, Any]]:
+    from sqlalchemy import select
+
+    from db.engine import read_only
+    from db.models import Agent, Issue
+
     with read_only() as session:
-        _print_board(issue_rows(session, status=None, assignee=None, limit=50))
+        query = (select(Issue.id, Issue.title, Issue.status, Issue.blocked_reason, Issue.parent_id, Agent.slug,
+                        Issue.spent_usd, Issue.budget_usd)
+                 .outerjoin(Agent, Agent.id == Issue.assignee_id)
+                 .where((Issue.id.in_(issue_ids)) | (Issue.parent_id.in_(issue_ids)))
+                 .order_by(Issue.id))
+        return [dict(r._mapping) for r in session.execute(query)]
+
+
+def _act_as_human(rows: list[dict[str, Any]], done: set[tuple[int, str]]) -> None:
+    for row in rows:
+        if row["status"] == "pending_approval" and (row["id"], "approve") not in done:
+            done.add((row["id"], "approve"))
+            _hq("approve", str(row["id"]), "--note", "Looks good, ship it.", "--as", "demo")
+        elif row["status"] == "blocked" and row["blocked_reason"] == "budget" and (row["id"], "budget") not in done:
+            done.add((row["id"], "budget"))
+            _hq("budget", str(row["id"]), "--add", "2", "--as", "demo")
+        elif row["status"] == "blocked" and row["blocked_reason"] == "human" and (row["id"], "unblock") not in done:
+            done.add((row["id"], "unblock"))
+            _hq("unblock", str(row["id"]), "--note", "Take the one-year term; I approve the spend.", "--as", "demo")
+
+
+TERMINAL = {"done", "rejected", "cancelled"}
+
+
+def _board(rows: list[dict[str, Any]], issues: dict[int, Scenario], title: str) -> Any:
+    from rich.table import Table
+
+    from cli.output import money, safe
+
+    board = Table(title=title, header_style="bold", title_justify="left")
+    for column in ("id", "status", "owner", "title", "path it takes", "spent"):
+        board.add_column(column)
+    for row in rows:
+        scenario = issues.get(row["id"])
+        path = scenario.path if scenario else f"sub-issue of #{row['parent_id']}"
+        status = row["status"] + (f" ({row['blocked_reason']})" if row["blocked_reason"] else "")
+        board.add_row(str(row["id"]), status, safe(row["slug"] or "-"), safe(row["title"], limit=48), safe(path),
+                      money(row["spent_usd"]))
+    return board
+
+
+def _watch(issues: dict[int, Scenario], timeout: int, started: float) -> bool:
+    """Poll the board, play the human, and stop once every issue (and sub-issue) has settled."""
+    from contextlib import nullcontext
+
+    from rich.live import Live
+
+    from cli.output import console
+
+    acted: set[tuple[int, str]] = set()
+    last_counts = ""
+    live = Live(console=console, refresh_per_second=4) if console.is_terminal else None
+    with live or nullcontext():
+        while time.monotonic() - started < timeout:
+            rows = _rows(list(issues))
+            _act_as_human(rows, acted)
+            elapsed = time.monotonic() - started
+            counts = "  ".join(f"{s}:{n}" for s, n in sorted(Counter(r["status"] for r in rows).items()))
+            if live is not None:
+                live.update(_board(rows, issues, f"live board, {elapsed:.1f}s — {counts}"))
+            elif counts != last_counts:  # not a terminal: one line per change
+                console.print(f"{elapsed:5.1f}s  {counts}")
+                last_counts = counts
+            if rows and all(r["status"] in TERMINAL for r in rows):
+                return True
+            time.sleep(0.5)
+    return False
+
+
+def _final_report(issues: dict[int, Scenario], elapsed: float) -> None:
+    from rich.table import Table
+    from sqlalchemy import func, select
+
+    from cli.output import console, money
+    from db.engine import read_only
+    from db.models import Agent, LLMCall
+
+    rows = _rows(list(issues))
+    console.print(_board(rows, issues, f"the board after {elapsed:.1f}s"))
+    ids = [r["id"] for r in rows]
+    with read_only() as session:
+        by_agent = session.execute(
+            select(Agent.slug, LLMCall.tier, func.count(), func.sum(LLMCall.input_tokens + LLMCall.output_tokens),
+                   func.sum(LLMCall.cost_usd))
+            .join(Agent, Agent.id == LLMCall.agent_id).where(LLMCall.issue_id.in_(ids))
+            .group_by(Agent.slug, LLMCall.tier).order_by(func.sum(LLMCall.cost_usd).desc())).all()
+    costs = Table(title="model cost by agent and tier", header_style="bold", title_justify="left")
+    for column in ("agent", "tier", "calls", "tokens", "cost"):
+        costs.add_column(column, justify="right" if column in ("calls", "tokens", "cost") else "left")
+    for slug, tier, calls, tokens, cost in by_agent:
+        costs.add_row(slug, tier, str(calls), str(tokens), money(cost))
+    total = sum((c[4] for c in by_agent), 0)
+    costs.add_row("[bold]total[/bold]", "", str(sum(c[2] for c in by_agent)), "", money(total))
+    console.print(costs)
+    console.print("Explore: .venv/bin/hq issues · hq issue show ID · hq agents · hq approvals · hq db psql")

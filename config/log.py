@@ -65,6 +65,8 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
         root.setLevel(LEVELS[level])
         for name in QUIET_LOGGERS:
             logging.getLogger(name).setLevel(max(logging.WARNING, LEVELS[level]))
+        # "skipped: maximum number of running instances reached" is max_instances=1 doing its job.
+        logging.getLogger("apscheduler.scheduler").setLevel(max(logging.ERROR, LEVELS[level]))
         _configured = True
 
 

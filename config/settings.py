@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from config.errors import ConfigError
@@ -58,6 +58,7 @@ class Settings(BaseSettings):
     circuit_breaker_touches: int = Field(default=6, ge=2)
     approval_deadline_hours: float = Field(default=24.0, gt=0)
     heartbeat_scale: float = Field(default=1.0, gt=0, description="Multiply every heartbeat; the demo uses ~0.001.")
+    sweep_interval_seconds: float = Field(default=15.0, gt=0, le=3600)
 
     # --- the project the company ships -------------------------------------------
     # Argument lists (JSON in the environment), never shell strings. Placeholders:
@@ -82,6 +83,13 @@ class Settings(BaseSettings):
     # --- logging ---------------------------------------------------------------
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
+
+    @model_validator(mode="after")
+    def _leases_outlive_runs(self) -> Settings:
+        # A heartbeat lease shorter than one workflow run would let two processes beat the same agent.
+        if self.agent_lease_ttl_seconds < self.workflow_max_seconds + 10:
+            raise ValueError("HQ_AGENT_LEASE_TTL_SECONDS must exceed HQ_WORKFLOW_MAX_SECONDS by at least 10")
+        return self
 
     @field_validator("database_url")
     @classmethod

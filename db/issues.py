@@ -95,9 +95,15 @@ def require_status(issue: Issue, *allowed: str, action: str) -> None:
         raise StateError(f"cannot {action} issue {issue.id}: it is {issue.status}, not {expected}")
 
 
+def does_the_work(agent: Agent) -> bool:
+    """Individual contributors execute; managers (who assign) only route and assemble."""
+    workflows = agent.workflows or []
+    return "execute" in workflows and "assign" not in workflows
+
+
 def initial_status(assignee: Agent | None) -> str:
-    """Work assigned to someone who executes it is ready (`todo`); anything else waits for routing."""
-    return "todo" if assignee is not None and "execute" in (assignee.workflows or []) else "backlog"
+    """Work given to someone who does it is ready (`todo`); anything else waits in `backlog` for routing."""
+    return "todo" if assignee is not None and does_the_work(assignee) else "backlog"
 
 
 def create_issue(
@@ -168,18 +174,18 @@ def transition(
     from_status: str | Sequence[str],
     to_status: str,
     *,
-    lease_owner: uuid.UUID | None = None,
+    expect_lease: uuid.UUID | None = None,
     **changes: Any,
 ) -> Issue | None:
     """Compare-and-set: move the issue only if it is still where the caller saw it.
 
-    With ``lease_owner`` the caller must also still hold the lease; zero rows means
+    With ``expect_lease`` the caller must also still hold the lease; zero rows means
     the caller lost the race and must discard its result (returns None).
     """
     expected = [from_status] if isinstance(from_status, str) else list(from_status)
     conditions = [Issue.id == issue_id, Issue.status.in_(expected)]
-    if lease_owner is not None:
-        conditions.append(Issue.lease_owner == lease_owner)
+    if expect_lease is not None:
+        conditions.append(Issue.lease_owner == expect_lease)
     row = session.execute(
         update(Issue).where(*conditions).values(status=to_status, **changes).returning(Issue.id)
     ).first()

@@ -120,7 +120,7 @@ def test_each_kind_of_roster_problem(tmp_path: Path, slug: str, pattern: str, re
 def test_run_refuses_an_invalid_roster(tmp_path: Path, db_url: str) -> None:
     roles = copy_roster(tmp_path)
     edit(roles, "support-agent", r"^heartbeat: .*$", "heartbeat: sometimes")
-    for command in (("demo",),):
+    for command in (("run", "--once"), ("demo",)):
         result = run_hq("--roles-dir", str(roles), *command)
         assert result.exit_code == 2, (command, result)
         assert "support-agent/AGENTS.md: heartbeat" in result.stderr

@@ -9,17 +9,21 @@ reply), so budgets and cost reports behave as they would online.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from typing import Any
 
 import litellm
 from litellm import CustomLLM, ModelResponse
 
-from agents.llm.offline_brain import respond
+from agents.llm.offline_brain import delay_seconds, respond
 
 
 class OfflineModel(CustomLLM):  # type: ignore[misc]
     def _answer(self, model: str, messages: list[dict[str, Any]], optional_params: dict[str, Any]) -> ModelResponse:
+        pause = delay_seconds(messages)
+        if pause:
+            time.sleep(pause)
         tools = optional_params.get("tools") or []
         names = [t.get("function", {}).get("name", "") for t in tools if isinstance(t, dict)]
         reply = respond(messages, names)

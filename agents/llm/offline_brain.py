@@ -15,6 +15,8 @@ demos and tests (documented in the README):
 - ``[offline:fail-verify]``    the first deliverable has an unfilled placeholder,
                                so deploy verification fails once
 - ``[offline:escalate]``       every manager escalates; a human decides
+- ``[offline:slow]``           the first step of each work run takes two seconds
+                               (to catch a worker in the middle of a task)
 """
 
 from __future__ import annotations
@@ -42,8 +44,19 @@ class Reply:
 
 
 def directives(context: dict[str, Any]) -> set[str]:
+    """The issue's directives, minus those a human has already answered with guidance."""
     issue = context.get("issue") or {}
-    return set(DIRECTIVE.findall(f"{issue.get('title', '')}\n{issue.get('body', '')}"))
+    found = set(DIRECTIVE.findall(f"{issue.get('title', '')}\n{issue.get('body', '')}"))
+    if any(c.get("kind") == "guidance" and str(c.get("author", "")).startswith("human:")
+           for c in context.get("comments") or []):
+        found -= {"block", "escalate"}
+    if "research" in (issue.get("labels") or []):
+        found.discard("research")  # a research issue answers questions; it does not ask them
+    return found
+
+
+def plain_title(issue: dict[str, Any]) -> str:
+    return " ".join(DIRECTIVE.sub("", str(issue.get("title", ""))).split())
 
 
 def _digest(*parts: object) -> int:
@@ -65,6 +78,17 @@ def respond(messages: list[dict[str, Any]], tool_names: list[str]) -> Reply:
     if handler is None:
         return Reply(text="I am the offline model. I answer Heartbeat HQ workflow prompts (TASK: ...).")
     return handler(context, messages, tool_names)
+
+
+SLOW_SECONDS = 2.0
+
+
+def delay_seconds(messages: list[dict[str, Any]]) -> float:
+    """How long to think before answering: only ``[offline:slow]`` work is slow."""
+    first_user = next((m for m in messages if m.get("role") == "user"), None)
+    task, context = parse_user_message(str(first_user.get("content", "")) if first_user else "")
+    first_step = not any(m.get("role") == "tool" for m in messages)
+    return SLOW_SECONDS if first_step and task in ("execute", "stitch") and "slow" in directives(context) else 0.0
 
 
 # --- work: execute and stitch -------------------------------------------------------------
@@ -100,7 +124,7 @@ def _work(context: dict[str, Any], messages: list[dict[str, Any]], tools: list[s
     wants_research = "research" in flags and not context.get("research") and "ask_research" in tools
     if wants_research:
         if "ask_research" not in done:
-            question = f"What are the key facts and sources needed for: {issue.get('title', 'this issue')}?"
+            question = f"What are the key facts and sources needed for: {plain_title(issue) or 'this issue'}?"
             return Reply(tool_calls=[("ask_research", {"question": question})])
         asked = done["ask_research"][-1]
         return Reply(text=f"WAITING: asked the researcher (issue #{asked.get('research_issue_id', '?')}).")

@@ -8,6 +8,7 @@ that will not stop.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,15 +26,20 @@ class LoopResult:
     tool_results: list[ToolResult] = field(default_factory=list)
     completions: list[Completion] = field(default_factory=list)
     exhausted: bool = False
+    timed_out: bool = False
 
 
 def run_tool_loop(router: ModelRouter, call: CallContext, tool_ctx: ToolContext, *, tier: str, system: str,
-                  user: str, max_steps: int = DEFAULT_MAX_STEPS) -> LoopResult:
+                  user: str, max_steps: int = DEFAULT_MAX_STEPS, deadline: float | None = None) -> LoopResult:
+    """Run until the model answers without tool calls, the step limit, or ``deadline`` (monotonic)."""
     schemas = [tool.schema() for tool in tools_for(list(tool_ctx.agent.toolsets))]
     messages: list[dict[str, Any]] = [{"role": "system", "content": system}, {"role": "user", "content": user}]
     result = LoopResult(text="")
     step = 0
     for _turn in range(max_steps):
+        if deadline is not None and time.monotonic() > deadline:
+            result.timed_out = True
+            return result
         completion = router.complete(call, tier, messages, tools=schemas or None)
         result.completions.append(completion)
         if not completion.tool_calls:

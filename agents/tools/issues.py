@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
@@ -72,7 +73,8 @@ def ask_research(ctx: ToolContext, session: Session, args: ResearchArgs) -> dict
     issue_id = _current_issue_id(ctx)
     asking = get_issue(session, issue_id)
     researcher = find_researcher(session)
-    budget = min(asking.budget_usd - asking.spent_usd - asking.reserved_usd, ctx.settings.default_issue_budget_usd)
+    budget = min(asking.budget_usd - asking.spent_usd - asking.reserved_usd,
+                 Decimal(str(ctx.settings.default_issue_budget_usd))).quantize(Decimal("0.0001"))
     title = "Research: " + " ".join(args.question.split())
     draft = IssueDraft(title=title[:500], body=f"Asked by {ctx.actor} while working on issue #{issue_id}.\n\n"
                        f"Question:\n{args.question}", priority=max(0, asking.priority - 1),

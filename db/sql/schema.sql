@@ -105,6 +105,33 @@ CREATE TABLE issues (
     CHECK (parent_id IS DISTINCT FROM id)
 );
 CREATE INDEX issues_parent_idx ON issues (parent_id) WHERE parent_id IS NOT NULL;
+
+-- Claim indexes: each matches one claim query's predicate and ORDER BY exactly
+-- (db/sql/queries/claims.sql), so a claim reads a handful of index entries
+-- however many issues the company has.
+CREATE INDEX issues_claim_todo_idx ON issues (assignee_id, priority, id)
+    WHERE status = 'todo' AND unmet_deps = 0;
+CREATE INDEX issues_claim_stitch_idx ON issues (assignee_id, priority, id)
+    WHERE status = 'todo' AND unmet_deps = 0 AND playbook IS NOT NULL;
+CREATE INDEX issues_claim_expired_work_idx ON issues (assignee_id, lease_until, id)
+    WHERE status = 'in_progress';
+CREATE INDEX issues_claim_review_idx ON issues (reviewer_id, priority, id)
+    WHERE status = 'in_review';
+CREATE INDEX issues_claim_deploy_idx ON issues (priority, id)
+    WHERE status = 'approved';
+CREATE INDEX issues_claim_expired_deploy_idx ON issues (lease_until, id)
+    WHERE status = 'deploying';
+CREATE INDEX issues_claim_escalation_idx ON issues (escalated_to_id, priority, id)
+    WHERE status = 'blocked';
+CREATE INDEX issues_claim_routing_idx ON issues (assignee_id, priority, id)
+    WHERE status IN ('backlog', 'todo') AND playbook IS NULL;
+CREATE INDEX issues_claim_unowned_idx ON issues (priority, id)
+    WHERE status = 'backlog' AND assignee_id IS NULL;
+-- The sweeper: expired work leases and parents waiting on their sub-issues.
+CREATE INDEX issues_expired_leases_idx ON issues (lease_until)
+    WHERE lease_until IS NOT NULL;
+CREATE INDEX issues_waiting_idx ON issues (id)
+    WHERE status = 'blocked' AND blocked_reason = 'waiting';
 CREATE INDEX issues_goal_idx ON issues (goal_id) WHERE goal_id IS NOT NULL;
 CREATE INDEX issues_status_idx ON issues (status, id);
 

@@ -133,7 +133,9 @@ $$;
 CREATE OR REPLACE FUNCTION hq_wake(i issues, event text) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
-    targets text[] := hq_next_actors(i);
+    -- A parent waiting on its sub-issues is moved on by the sweeper ('_sweep'), not by an agent.
+    targets text[] := CASE WHEN i.status = 'blocked' AND i.blocked_reason = 'waiting' THEN ARRAY['_sweep']
+                           ELSE hq_next_actors(i) END;
 BEGIN
     -- Small payload, well under NOTIFY's 8000-byte limit; listeners look nothing up.
     PERFORM pg_notify('hq_wake', json_build_object(

@@ -1,0 +1,46 @@
+"""`hq run`: bring the company to life in this process (any number of processes may share a database)."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Annotated
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)
+
+
+def run(
+    once: Annotated[bool, typer.Option("--once", help="Every agent's beat once, in chain-of-command order, then exit.")] = False,
+    threads: Annotated[int, typer.Option("--threads", min=1, max=64, help="Beats running at the same time.")] = 4,
+    heartbeat_scale: Annotated[
+        float | None, typer.Option("--heartbeat-scale", min=0.00001, help="Multiply every heartbeat (HQ_HEARTBEAT_SCALE).")
+    ] = None,
+) -> None:
+    """Run the agents on their heartbeats until SIGINT/SIGTERM."""
+    from config.settings import get_settings, use_settings
+    from scheduler.company import Company
+
+    settings = get_settings()
+    if heartbeat_scale is not None:
+        settings = use_settings(settings.model_copy(update={"heartbeat_scale": heartbeat_scale}))
+    company = Company(settings, threads=threads)
+    if once:
+        results = company.run_once()
+        worked = [r for r in results if r.outcome not in ("idle", "skipped")]
+        typer.echo(f"{len(results)} heartbeats, {len(worked)} did work, "
+                   f"{sum(1 for r in results if r.outcome == 'error')} failed")
+        return
+    finished = threading.Event()
+
+    def stop(signum: int, _frame: object) -> None:
+        finished.set()
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    company.start()
+    finished.wait()
+    company.shutdown(wait=True)

@@ -1,0 +1,211 @@
+-- Claiming work. Every claim is one statement under READ COMMITTED:
+--   * the candidate is picked in a MATERIALIZED CTE with FOR UPDATE SKIP LOCKED,
+--     so the planner cannot inline it and update more rows than the LIMIT, and
+--     concurrent claimers skip each other's rows instead of waiting;
+--   * the UPDATE sets the lease (lease_owner = the claim's run id,
+--     lease_until = now() + ttl) and RETURNING hands the row back.
+-- Each candidate predicate and ORDER BY matches a partial index exactly
+-- (db/sql/schema.sql, "claim indexes"); tests check the plans with EXPLAIN.
+-- Finishing is a compare-and-set on lease_owner (db/issues.py transition).
+
+-- name: claim_todo
+WITH candidate AS MATERIALIZED (
+    SELECT id FROM issues
+     WHERE status = 'todo' AND assignee_id = :agent_id AND unmet_deps = 0
+     ORDER BY priority, id
+     LIMIT 1
+     FOR UPDATE SKIP LOCKED
+)
+UPDATE issues i
+   SET status = 'in_progress', lease_owner = :run_id,
+       lease_until = now() + make_interval(secs => :ttl), attempts = i.attempts + 1
+  FROM candidate
+ WHERE i.id = candidate.id
+RETURNING i.id;
+
+-- name: claim_stitch
+-- Managers execute only the final assembly of issues they decomposed.
+WITH candidate AS MATERIALIZED (
+    SELECT id FROM issues
+     WHERE status = 'todo' AND assignee_id = :agent_id AND unmet_deps = 0 AND playbook IS NOT NULL
+     ORDER BY priority, id
+     LIMIT 1
+     FOR UPDATE SKIP LOCKED
+)
+UPDATE issues i
+   SET status = 'in_progress', lease_owner = :run_id,
+       lease_until = now() + make_interval(secs => :ttl), attempts = i.attempts + 1
+  FROM candidate
+ WHERE i.id = candidate.id
+RETURNING i.id;
+
+-- name: reclaim_expired_work
+-- The agent's own in_progress issue whose worker died; past max_attempts the sweeper blocks it instead.
+WITH candidate AS MATERIALIZED (
+    SELECT id FROM issues
+     WHERE status = 'in_progress' AND assignee_id = :agent_id AND lease_until < now()
+       AND attempts < max_attempts
+     ORDER BY lease_until, id
+     LIMIT 1
+     FOR UPDATE SKIP LOCKED
+)
+UPDATE issues i
+   SET lease_owner = :run_id, lease_until = now() + make_interval(secs => :ttl), attempts = i.attempts + 1
+  FROM candidate
+ WHERE i.id = candidate.id
+RETURNING i.id;
+
+-- name: claim_review
+WITH candidate AS MATERIALIZED (
+    SELECT id FROM issues
+     WHERE status = 'in_review' AND reviewer_id = :agent_id
+       AND (lease_until IS NULL OR lease_until < now())
+     ORDER BY priority, id
+     LIMIT 1
+     FOR UPDATE SKIP LOCKED
+)
+UPDATE issues i
+   SET lease_owner = :run_id, lease_until = now() + make_interval(secs => :ttl)
+  FROM candidate
+ WHERE i.id = candidate.id
+RETURNING i.id;
+
+-- name: claim_deploy
+WITH candidate AS MATERIALIZED (
+    SELECT id FROM issues
+     WHERE status = 'approved'
+     ORDER BY priority, id
+     LIMIT 1
+     FOR UPDATE SKIP LOCKED
+)
+UPDATE issues i
+   SET status = 'deploying', lease_owner = :run_id, lease_until = now() + make_interval(secs => :ttl)
+  FROM candidate
+ WHERE i.id = candidate.id
+RETURNING i.id;
+
+-- name: reclaim_expired_deploy
+WITH candidate AS MATERIALIZED (
+    SELECT id FROM issues
+     WHERE status = 'deploying' AND lease_until < now()
+     ORDER BY lease_until, id
+     LIMIT 1
+     FOR UPDATE SKIP LOCKED
+)
+UPDATE issues i
+   SET lease_owner = :run_id, lease_until = now() + make_interval(secs => :ttl)
+  FROM candidate
+ WHERE i.id = candidate.id
+RETURNING i.id;
+
+-- name: claim_escalation
+WITH candidate AS MATERIALIZED (
+    SELECT id FROM issues
+     WHERE status = 'blocked' AND escalated_to_id = :agent_id
+       AND (lease_until IS NULL OR lease_until < now())
+     ORDER BY priority, id
+     LIMIT 1
+     FOR UPDATE SKIP LOCKED
+)
+UPDATE issues i
+   SET lease_owner = :run_id, lease_until = now() + make_interval(secs => :ttl)
+  FROM candidate
+ WHERE i.id = candidate.id
+RETURNING i.id;
+
+-- name: claim_routing
+-- A manager's own unstarted issues (not the parents it assembles), to route to a report.
+WITH candidate AS MATERIALIZED (
+    SELECT id FROM issues
+     WHERE status IN ('backlog', 'todo') AND assignee_id = :agent_id AND playbook IS NULL
+       AND (lease_until IS NULL OR lease_until < now())
+     ORDER BY priority, id
+     LIMIT 1
+     FOR UPDATE SKIP LOCKED
+)
+UPDATE issues i
+   SET lease_owner = :run_id, lease_until = now() + make_interval(secs => :ttl)
+  FROM candidate
+ WHERE i.id = candidate.id
+RETURNING i.id;
+
+-- name: claim_unowned
+-- Nobody owns it yet: the root of the chain of command routes it.
+WITH candidate AS MATERIALIZED (
+    SELECT id FROM issues
+     WHERE status = 'backlog' AND assignee_id IS NULL
+       AND (lease_until IS NULL OR lease_until < now())
+     ORDER BY priority, id
+     LIMIT 1
+     FOR UPDATE SKIP LOCKED
+)
+UPDATE issues i
+   SET lease_owner = :run_id, lease_until = now() + make_interval(secs => :ttl)
+  FROM candidate
+ WHERE i.id = candidate.id
+RETURNING i.id;
+
+-- name: release
+-- Give a claimed issue back without finishing it (transient failure, shutdown, timeout).
+-- Work in progress returns to todo; an attempt that was not the issue's fault is refunded.
+UPDATE issues
+   SET status = CASE WHEN status IN ('in_progress') THEN 'todo'
+                     WHEN status = 'deploying' THEN 'approved'
+                     ELSE status END,
+       lease_owner = NULL, lease_until = NULL,
+       attempts = CASE WHEN :refund AND attempts > 0 THEN attempts - 1 ELSE attempts END
+ WHERE id = :issue_id AND lease_owner = :run_id
+RETURNING id;
+
+-- name: claim_agent
+-- The heartbeat lease: one beat per agent at a time, across every `hq run` process.
+UPDATE agents
+   SET lease_owner = :run_id, lease_until = now() + make_interval(secs => :ttl), last_beat_at = now()
+ WHERE slug = :slug AND status = 'active' AND (lease_until IS NULL OR lease_until < now())
+RETURNING id;
+
+-- name: release_agent
+UPDATE agents SET lease_owner = NULL, lease_until = NULL WHERE id = :agent_id AND lease_owner = :run_id;
+
+-- name: expired_work
+-- For the sweeper: work whose worker stopped renewing (crashed, killed, partitioned).
+SELECT id FROM issues
+ WHERE lease_until < now() AND status = 'in_progress'
+ ORDER BY lease_until
+ LIMIT :limit
+ FOR UPDATE SKIP LOCKED;
+
+-- name: waiting_parents_ready
+-- Parents blocked on their sub-issues, all of which have finished.
+SELECT id FROM issues
+ WHERE status = 'blocked' AND blocked_reason = 'waiting' AND unmet_deps = 0
+ ORDER BY id
+ LIMIT :limit
+ FOR UPDATE SKIP LOCKED;
+
+-- name: due_approvals
+SELECT id FROM approvals
+ WHERE status = 'pending' AND deadline < now() + make_interval(secs => :near_seconds)
+ ORDER BY deadline
+ LIMIT :limit
+ FOR UPDATE SKIP LOCKED;
+
+-- name: failing_agents
+-- Agents whose last :failures heartbeats all ended in error.
+SELECT a.slug, r.failures, r.first_run_id, r.last_error
+  FROM agents a
+  CROSS JOIN LATERAL (
+        SELECT count(*) FILTER (WHERE outcome = 'error') AS failures,
+               (array_agg(run_id ORDER BY started_at))[1]::text AS first_run_id,
+               (array_agg(error ORDER BY started_at DESC))[1] AS last_error,
+               count(*) AS beats
+          FROM (SELECT * FROM heartbeat_runs h WHERE h.agent_id = a.id AND h.finished_at IS NOT NULL
+                 ORDER BY h.started_at DESC LIMIT :failures) recent
+  ) r
+ WHERE a.status = 'active' AND r.beats = :failures AND r.failures = :failures;
+
+-- name: renew_agent
+-- Before each claim a beat extends its agent lease; if another process has it, the beat stops.
+UPDATE agents SET lease_until = now() + make_interval(secs => :ttl)
+ WHERE id = :agent_id AND lease_owner = :run_id
+RETURNING id;

@@ -1,0 +1,165 @@
+"""`hq run`: the company at work in this process — one APScheduler job per agent, plus system jobs.
+
+Each agent's job fires on its heartbeat (scaled by ``heartbeat_scale``, with its
+jitter), with ``coalesce`` and ``max_instances=1`` on a bounded thread pool.
+Wake-ups from LISTEN move an agent's next run to now; a wake that arrives while
+the agent is mid-beat is remembered and served right after. Any number of
+processes can run this against one database.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import random
+import socket
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import make_url, select
+
+from agents.roster import Roster, load_roster
+from agents.sync import sync_roster
+from config.log import get_logger
+from config.settings import Settings
+from db.engine import get_engine, transaction
+from db.models import Agent
+from db.urls import libpq_url
+from scheduler.heartbeat import BeatResult, Runtime, run_beat
+from scheduler.listener import WakeListener
+
+MIN_INTERVAL_SECONDS = 0.5
+NOTIFY_SECONDS = 5.0
+
+log = get_logger(__name__)
+
+
+def load_company(settings: Settings) -> Roster:
+    """Validate the roster (refusing to start if it is invalid) and sync it to the agents table."""
+    roster = load_roster(settings.roles_path)
+    with transaction("system:roster", workflow="roster-sync", engine=get_engine(settings)) as session:
+        sync_roster(session, roster)
+    return roster
+
+
+class Company:
+    def __init__(self, settings: Settings, *, threads: int = 4, router_factory: Any = None) -> None:
+        self.settings = settings
+        self.threads = threads
+        self.roster = load_company(settings)
+        self.engine = get_engine(settings)
+        self.runtime = Runtime(settings, self.engine, self.roster, f"{socket.gethostname()}:{os.getpid()}",
+                               router_factory=router_factory)
+        self.scheduler: Any = None
+        self.listener: WakeListener | None = None
+        self._lock = threading.Lock()
+        self._running: set[str] = set()
+        self._rewake: set[str] = set()
+        self.on_beat: Callable[[BeatResult], None] | None = None
+
+    @property
+    def stop_event(self) -> threading.Event:
+        return self.runtime.stop
+
+    # --- jobs ------------------------------------------------------------------------
+    def beat(self, slug: str) -> BeatResult:
+        with self._lock:
+            self._running.add(slug)
+        try:
+            result = run_beat(slug, self.runtime)
+        except Exception:  # noqa: BLE001 - e.g. the database is restarting: the next beat retries
+            log.exception("heartbeat.crashed", agent=slug)
+            result = BeatResult(slug, "error")
+        finally:
+            with self._lock:
+                self._running.discard(slug)
+                again = slug in self._rewake
+                self._rewake.discard(slug)
+        if again:
+            self.wake(slug)
+        if self.on_beat is not None:
+            self.on_beat(result)
+        return result
+
+    def sweep(self) -> None:
+        from workflows import sweep
+
+        try:
+            sweep.run(self.settings, self.engine)
+        except Exception:  # noqa: BLE001
+            log.exception("sweep.crashed")
+
+    def notify(self) -> None:
+        from workflows import notify
+
+        try:
+            notify.run(self.settings, self.engine)
+        except Exception:  # noqa: BLE001
+            log.exception("notify.crashed")
+
+    # --- one pass, for cron and tests ----------------------------------------------------
+    def run_once(self) -> list[BeatResult]:
+        """Every active agent's beat once, in chain-of-command order, then the system jobs."""
+        results = [self.beat(role.slug) for _depth, role in self.roster.walk()]
+        self.sweep()
+        self.notify()
+        return results
+
+    # --- continuous ---------------------------------------------------------------------
+    def interval(self, agent: Agent) -> tuple[float, float]:
+        scale = self.settings.heartbeat_scale
+        seconds = max(MIN_INTERVAL_SECONDS, agent.heartbeat_seconds * scale)
+        return seconds, min(agent.jitter_seconds * scale, seconds / 2)
+
+    def start(self) -> None:
+        from apscheduler.executors.pool import ThreadPoolExecutor
+        from apscheduler.schedulers.background import BackgroundScheduler
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        self.scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(self.threads)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+            timezone=dt.UTC,
+        )
+        now = dt.datetime.now(dt.UTC)
+        with self.engine.connect() as connection:
+            agents = connection.execute(select(Agent.slug, Agent.heartbeat_seconds, Agent.jitter_seconds)).all()
+        for agent in agents:
+            seconds, jitter = self.interval(agent)  # type: ignore[arg-type]
+            first = now + dt.timedelta(seconds=random.uniform(0, min(seconds, 2.0)))
+            self.scheduler.add_job(self.beat, IntervalTrigger(seconds=seconds, jitter=jitter or None), args=[agent.slug],
+                                   id=agent.slug, name=f"heartbeat {agent.slug}", next_run_time=first)
+        self.scheduler.add_job(self.sweep, IntervalTrigger(seconds=self.settings.sweep_interval_seconds), id="_sweep",
+                               next_run_time=now)
+        self.scheduler.add_job(self.notify, IntervalTrigger(seconds=NOTIFY_SECONDS), id="_notify", next_run_time=now)
+        self.scheduler.start()
+        url = libpq_url(make_url(str(self.engine.url)).render_as_string(hide_password=False))
+        self.listener = WakeListener(url, self.wake, self.stop_event)
+        self.listener.start()
+        log.info("company.started", agents=len(agents), threads=self.threads, worker=self.runtime.worker)
+
+    def wake(self, slug: str) -> None:
+        """Run ``slug``'s beat now (coalesced: a running beat is re-run once it ends)."""
+        if self.scheduler is None or self.stop_event.is_set():
+            return
+        with self._lock:
+            if slug in self._running:
+                self._rewake.add(slug)
+                return
+        job = self.scheduler.get_job(slug)
+        if job is None:
+            return
+        now = dt.datetime.now(dt.UTC)
+        if job.next_run_time is not None and job.next_run_time <= now + dt.timedelta(milliseconds=50):
+            return  # already due: repeated wakes coalesce
+        job.modify(next_run_time=now)
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop taking new work; running workflows finish (bounded) and release their leases."""
+        self.stop_event.set()
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=wait)
+        if self.listener is not None:
+            self.listener.join(timeout=5)
+        log.info("company.stopped", worker=self.runtime.worker)

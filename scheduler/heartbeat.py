@@ -1,0 +1,102 @@
+"""One heartbeat of one agent: take its lease, run its workflows in order (each once), record the beat.
+
+The lease on the agents row is what makes any number of `hq run` processes on
+any number of hosts safe: APScheduler does not coordinate processes, Postgres
+does. A beat that cannot take the lease simply does not happen.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from sqlalchemy import func, update
+from sqlalchemy.engine import Engine
+
+from agents.roster import Roster
+from config.log import get_logger
+from config.settings import Settings
+from db.engine import transaction
+from db.models import Agent, HeartbeatRun
+from db.sqlfiles import query
+from workflows.lib.context import AgentRow, WorkflowContext
+
+ACTOR = "system:scheduler"
+
+log = get_logger(__name__)
+
+
+def _workflows() -> dict[str, Callable[[WorkflowContext], None]]:
+    from workflows import assign, deploy_verify, escalate, execute, plan, review_gate
+
+    return {"plan": plan.run, "escalate": escalate.run, "assign": assign.run, "review_gate": review_gate.run,
+            "execute": execute.run, "deploy_verify": deploy_verify.run}
+
+
+@dataclass
+class Runtime:
+    """What every beat in a process shares."""
+
+    settings: Settings
+    engine: Engine
+    roster: Roster
+    worker: str
+    stop: threading.Event = field(default_factory=threading.Event)
+    router_factory: Any = None
+
+
+@dataclass(frozen=True)
+class BeatResult:
+    slug: str
+    outcome: str  # ok | idle | error | interrupted | skipped
+    issues: tuple[int, ...] = ()
+
+
+def run_beat(slug: str, runtime: Runtime) -> BeatResult:
+    settings = runtime.settings
+    run_id = uuid.uuid4()
+    ttl = settings.agent_lease_ttl_seconds
+    with transaction(ACTOR, workflow="heartbeat", run_id=run_id, engine=runtime.engine) as session:
+        row = session.execute(query("claims", "claim_agent"), {"slug": slug, "run_id": run_id, "ttl": ttl}).first()
+        if row is None:
+            return BeatResult(slug, "skipped")  # paused, or another process is beating it
+        agent = session.get(Agent, row.id)
+        assert agent is not None
+        session.add(HeartbeatRun(run_id=run_id, agent_id=agent.id, worker=runtime.worker))
+        snapshot = AgentRow.of(agent)
+    ctx = WorkflowContext(agent=snapshot, roster=runtime.roster, settings=settings, engine=runtime.engine,
+                          beat_run_id=run_id, deadline=time.monotonic() + ttl,
+                          stop=runtime.stop, router_factory=runtime.router_factory)
+    outcome, error = "idle", None
+    with structlog.contextvars.bound_contextvars(agent=slug, run_id=str(run_id)):
+        try:
+            workflows = _workflows()
+            for name in snapshot.workflows:
+                if ctx.should_stop():
+                    break
+                ctx.workflow = name
+                with structlog.contextvars.bound_contextvars(workflow=name):
+                    workflows[name](ctx)
+            outcome = "interrupted" if runtime.stop.is_set() else ("ok" if ctx.touched else "idle")
+        except Exception as failure:  # noqa: BLE001 - a beat must always record itself and free its lease
+            outcome, error = "error", f"{type(failure).__name__}: {str(failure).splitlines()[0] if str(failure) else ''}"
+            log.exception("heartbeat.failed", workflow=ctx.workflow)
+        finally:
+            _finish(runtime, run_id, snapshot.id, outcome, error, ctx)
+    return BeatResult(slug, outcome, tuple(ctx.touched))
+
+
+def _finish(runtime: Runtime, run_id: uuid.UUID, agent_id: int, outcome: str, error: str | None,
+            ctx: WorkflowContext) -> None:
+    with transaction(ACTOR, workflow="heartbeat", run_id=run_id, engine=runtime.engine) as session:
+        session.execute(update(HeartbeatRun).where(HeartbeatRun.run_id == run_id).values(
+            finished_at=func.clock_timestamp(), outcome=outcome, error=error, claims=ctx.claims,
+            workflows=list(ctx.agent.workflows), issues_touched=ctx.touched))
+        session.execute(query("claims", "release_agent"), {"agent_id": agent_id, "run_id": run_id})
+    if outcome != "idle":
+        log.info("heartbeat.done", outcome=outcome, claims=ctx.claims, issues=ctx.touched)

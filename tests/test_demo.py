@@ -1,0 +1,23 @@
+"""`hq demo` is the main job: it must settle every issue, on the offline model, well within two minutes."""
+
+from __future__ import annotations
+
+import time
+
+import psycopg
+
+from tests.conftest import run_hq_process
+
+
+def test_demo_settles_every_path(db_url: str, raw: psycopg.Connection) -> None:
+    started = time.monotonic()
+    result = run_hq_process("demo", "--timeout", "100", timeout=180)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert elapsed < 120
+    for command in ("$ hq approve", "$ hq budget", "$ hq unblock"):
+        assert command in result.stdout
+    assert "the board after" in result.stdout and "model cost by agent and tier" in result.stdout
+    statuses = dict(raw.execute("SELECT status, count(*) FROM issues GROUP BY 1").fetchall())
+    assert set(statuses) == {"done"}, statuses
+    assert raw.execute("SELECT count(*) FROM issues").fetchone()[0] >= 12

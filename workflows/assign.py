@@ -1,0 +1,142 @@
+"""assign: route a manager's unstarted work to the best direct report.
+
+Keywords decide first (the issue's words against the skills of each report and
+everyone below them): fast, deterministic and free. Only when keywords tie or
+find nothing does a utility-tier model choose. An executor gets the issue as
+`todo`; a sub-manager gets it to route further. The root also routes issues
+nobody owns yet.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from agents.llm.budget import BudgetExceeded
+from agents.llm.protocol import user_message
+from agents.llm.router import ModelRequestError, ModelUnavailable
+from agents.llm.schemas import Assignment
+from agents.llm.structured import complete_json
+from config.log import get_logger
+from db.issues import add_comment, get_issue
+from db.models import Agent, Issue
+from workflows.lib import prompts
+from workflows.lib.claims import Claim, claim, release, update_held
+from workflows.lib.context import WorkflowContext
+from workflows.lib.escalation import reports_of
+
+NAME = "assign"
+PER_BEAT = 100  # routing is cheap when keywords decide: clear the queue, within the beat's time
+WORD = re.compile(r"[a-z0-9][a-z0-9-]*")
+INSTRUCTIONS = "Choose the one direct report who should own this issue, from the candidates given."
+
+log = get_logger(__name__)
+
+
+def run(ctx: WorkflowContext) -> None:
+    is_root = ctx.agent.manager_id is None
+    for _ in range(PER_BEAT):
+        if ctx.should_stop():
+            return
+        held = claim(ctx, "claim_routing") or (claim(ctx, "claim_unowned") if is_root else None)
+        if held is None:
+            return
+        _route(ctx, held)
+
+
+def words(text: str) -> set[str]:
+    return set(WORD.findall(text.lower()))
+
+
+def subtree_keywords(agents: dict[int, Agent], root: Agent) -> set[str]:
+    """The routing vocabulary of a report: its own skills and those of everyone below it."""
+    vocabulary: set[str] = set()
+    stack = [root]
+    while stack:
+        agent = stack.pop()
+        for skill in agent.skills:
+            vocabulary.update(k.lower() for k in skill.get("keywords", []))
+        stack.extend(a for a in agents.values() if a.manager_id == agent.id and a.status == "active")
+    return vocabulary
+
+
+def keyword_scores(issue: Issue, candidates: Iterable[Agent], agents: dict[int, Agent]) -> dict[str, int]:
+    text = words(f"{issue.title} {issue.body}")
+    return {c.slug: len(text & subtree_keywords(agents, c)) for c in candidates}
+
+
+def decide_by_keywords(scores: dict[str, int]) -> str | None:
+    """The single best-scoring report, or None when nothing matched or the best ones tie."""
+    if not scores:
+        return None
+    best = max(scores.values())
+    leaders = [slug for slug, score in scores.items() if score == best]
+    return leaders[0] if best > 0 and len(leaders) == 1 else None
+
+
+def _route(ctx: WorkflowContext, held: Claim) -> None:
+    with ctx.tx(held.run_id) as session:
+        issue = get_issue(session, held.id)
+        candidates = reports_of(session, ctx.agent.id)
+        agents = {a.id: a for a in session.scalars(select(Agent))}
+        scores = keyword_scores(issue, candidates, agents)
+        system = prompts.system_prompt(ctx, session) if candidates else ""
+    if not candidates:
+        release(ctx, held, refund=False)
+        log.warning("assign.no_reports", issue_id=held.id, agent=ctx.agent.slug, workflow=NAME)
+        return
+    chosen, how = decide_by_keywords(scores), "keywords"
+    if chosen is None:
+        chosen, how = _ask_model(ctx, held, issue, candidates, agents, scores, system), "utility model"
+    if chosen is None:  # the model was unavailable: try again next beat
+        return
+    target = next(c for c in candidates if c.slug == chosen)
+    with ctx.tx(held.run_id) as session:
+        _hand_over(session, ctx, held, target, how, scores)
+
+
+def _ask_model(ctx: WorkflowContext, held: Claim, issue: Issue, candidates: list[Agent], agents: dict[int, Agent],
+               scores: dict[str, int], system: str) -> str | None:
+    context = {
+        "manager": ctx.agent.slug,
+        "issue": prompts.issue_brief(issue),
+        "candidates": [{"slug": c.slug, "title": c.title, "skills": [s.get("name") for s in c.skills],
+                        "keywords": sorted(subtree_keywords(agents, c)), "keyword_score": scores[c.slug]}
+                       for c in candidates],
+    }
+    try:
+        answer = complete_json(ctx.router(), ctx.call(held.id, held.run_id), "utility", system=system,
+                               user=user_message("assign", INSTRUCTIONS, context, Assignment), schema=Assignment,
+                               max_tokens=256)
+    except BudgetExceeded:
+        answer = None  # routing must not stall on money: fall back to the deterministic choice below
+    except (ModelUnavailable, ModelRequestError):
+        release(ctx, held, refund=True)
+        return None
+    valid = {c.slug for c in candidates}
+    if answer is not None and answer.assignee in valid:
+        return answer.assignee
+    # A model answer outside the candidates is ignored: the best keyword score, then the first report.
+    return max(sorted(valid), key=lambda slug: scores.get(slug, 0))
+
+
+def _hand_over(session: Session, ctx: WorkflowContext, held: Claim, target: Agent, how: str,
+               scores: dict[str, int]) -> None:
+    from db.issues import initial_status, transition
+
+    issue = get_issue(session, held.id)
+    wanted = "todo" if initial_status(target) == "todo" else issue.status
+    if wanted != issue.status:
+        moved = transition(session, held.id, issue.status, wanted, expect_lease=held.run_id, assignee_id=target.id,
+                           lease_owner=None, lease_until=None) is not None
+    else:
+        moved = update_held(session, held, assignee_id=target.id)
+    if moved:
+        best = ", ".join(f"{slug} {score}" for slug, score in sorted(scores.items(), key=lambda kv: -kv[1])[:3])
+        add_comment(session, held.id, f"Routed to {target.slug} by {ctx.agent.slug} ({how}; keyword scores: {best}).",
+                    author=ctx.actor, kind="system", run_id=held.run_id)
+    log.info("assign.routed", issue_id=held.id, to=target.slug, how=how, moved=moved, agent=ctx.agent.slug,
+             run_id=str(held.run_id), workflow=NAME)

@@ -1,0 +1,55 @@
+"""deploy_verify: ship approved work with the project's deploy command, then prove it with verify.
+
+`approved` → `deploying` (the claim) → `done` with a cost summary, or back to
+`todo` with the failing output for the author to rework. The commands come from
+settings, never from a model (agents/project.py).
+"""
+
+from __future__ import annotations
+
+from agents.project import run_project_command
+from config.log import get_logger
+from db import outbox
+from db.issues import add_comment
+from workflows.lib.claims import Claim, claim, finish
+from workflows.lib.context import WorkflowContext
+
+NAME = "deploy_verify"
+PER_BEAT = 10
+
+log = get_logger(__name__)
+
+
+def run(ctx: WorkflowContext) -> None:
+    for _ in range(PER_BEAT):
+        if ctx.should_stop():
+            return
+        held = claim(ctx, "reclaim_expired_deploy") or claim(ctx, "claim_deploy")
+        if held is None:
+            return
+        _deploy(ctx, held)
+
+
+def _deploy(ctx: WorkflowContext, held: Claim) -> None:
+    deployed = run_project_command("deploy", held.id, ctx.settings)
+    verified = run_project_command("verify", held.id, ctx.settings) if deployed.ok else None
+    with ctx.tx(held.run_id) as session:
+        if verified is not None and verified.ok:
+            moved = finish(session, held, "done")
+            if moved is not None:
+                summary = outbox.cost_summary(session, held.id)
+                tiers = ", ".join(f"{tier} ${cost}" for tier, cost in summary["by_tier"].items()) or "no model calls"
+                add_comment(session, held.id,
+                            f"Deployed and verified. Cost: ${summary['total_usd']} over {summary['calls']} model "
+                            f"calls ({tiers}).\n\n{deployed.output.strip()}\n{verified.output.strip()}",
+                            author=ctx.actor, kind="system", run_id=held.run_id)
+                outbox.done(session, moved)
+        else:
+            failed = verified or deployed
+            moved = finish(session, held, "todo")
+            if moved is not None:
+                add_comment(session, held.id, f"{failed.kind} failed (exit {failed.returncode}); rework needed:\n"
+                            f"{failed.output.strip()}", author=ctx.actor, kind="failure", run_id=held.run_id)
+    log.info("deploy.done", issue_id=held.id, deployed=deployed.ok, verified=bool(verified and verified.ok),
+             status=moved.status if moved else "lease-lost", agent=ctx.agent.slug, run_id=str(held.run_id),
+             workflow=NAME)

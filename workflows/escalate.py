@@ -1,0 +1,138 @@
+"""escalate: a manager handles a blocked issue that climbed to it.
+
+Four moves: reassign to another direct report, unblock with guidance, split it
+into sub-issues for its reports, or pass it to its own manager (above the root:
+a human, as an `escalation` approval). A decision the manager is not entitled
+to (a report that is not its own) becomes an escalation instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from decimal import Decimal
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from agents.llm.budget import BudgetExceeded
+from agents.llm.protocol import user_message
+from agents.llm.router import ModelRequestError, ModelUnavailable
+from agents.llm.schemas import EscalationDecision
+from agents.llm.structured import complete_json
+from config.log import get_logger
+from db.issues import IssueDraft, add_comment, add_dependencies, create_issue, get_issue
+from db.models import Agent, Comment, Issue
+from workflows.lib import prompts
+from workflows.lib.claims import Claim, claim, finish, release
+from workflows.lib.context import WorkflowContext
+from workflows.lib.escalation import escalate_further, reports_of
+
+NAME = "escalate"
+PER_BEAT = 5
+INSTRUCTIONS = (
+    "A blocked issue has been escalated to you. Decide: reassign it to another of your direct reports, unblock "
+    "it with concrete guidance, split it into smaller sub-issues for your reports, or escalate it to your own "
+    "manager when the decision is above your authority."
+)
+
+log = get_logger(__name__)
+
+
+def run(ctx: WorkflowContext) -> None:
+    for _ in range(PER_BEAT):
+        if ctx.should_stop():
+            return
+        held = claim(ctx, "claim_escalation")
+        if held is None:
+            return
+        _handle(ctx, held)
+
+
+def _handle(ctx: WorkflowContext, held: Claim) -> None:
+    with ctx.tx(held.run_id) as session:
+        issue = get_issue(session, held.id)
+        reports = reports_of(session, ctx.agent.id)
+        assignee = session.get(Agent, issue.assignee_id) if issue.assignee_id else None
+        prior_unblocks = session.scalar(select(func.count()).select_from(Comment).where(
+            Comment.issue_id == issue.id, Comment.kind == "guidance", Comment.author.like("agent:%"))) or 0
+        context = {
+            "manager": ctx.agent.slug,
+            "issue": prompts.issue_brief(issue),
+            "blocked_reason": issue.blocked_reason,
+            "assignee": assignee.slug if assignee else None,
+            "chain": list(issue.escalation_chain),
+            "reports": [r.slug for r in reports],
+            "prior_unblocks": prior_unblocks,
+            "comments": prompts.comments(session, issue.id),
+        }
+        system = prompts.system_prompt(ctx, session)
+    try:
+        decision = complete_json(ctx.router(), ctx.call(held.id, held.run_id), "reasoning", system=system,
+                                 user=user_message("escalate", INSTRUCTIONS, context, EscalationDecision),
+                                 schema=EscalationDecision)
+    except BudgetExceeded as refused:
+        if refused.scope == "issue":  # no money left to think about it: let the humans decide
+            decision = EscalationDecision(action="escalate", reason=f"no budget to decide: {refused.message}")
+        else:
+            release(ctx, held, refund=True)
+            return
+    except (ModelUnavailable, ModelRequestError):
+        release(ctx, held, refund=True)
+        return
+    report_slugs = {r.slug for r in reports}
+    if decision.action == "reassign" and decision.assignee not in report_slugs:
+        decision = EscalationDecision(action="escalate", reason=f"{decision.assignee!r} is not one of my reports")
+    if decision.action == "split" and (not decision.subissues
+                                       or any(s.assignee not in report_slugs for s in decision.subissues)):
+        decision = EscalationDecision(action="escalate", reason="the proposed split went outside my reports")
+    with ctx.tx(held.run_id) as session:
+        issue = get_issue(session, held.id)
+        manager = session.get(Agent, ctx.agent.id)
+        assert manager is not None
+        moved = _apply(ctx, session, held, issue, manager, decision, {r.slug: r for r in reports})
+    log.info("escalate.decided", issue_id=held.id, action=decision.action, moved=moved, agent=ctx.agent.slug,
+             run_id=str(held.run_id), workflow=NAME)
+
+
+def _apply(ctx: WorkflowContext, session: Session, held: Claim, issue: Issue, manager: Agent,
+           decision: EscalationDecision, reports: dict[str, Agent]) -> bool:
+    reset = {"attempts": 0, "review_rounds": 0}
+    if decision.action == "escalate":
+        return escalate_further(session, issue, manager, actor=ctx.actor, reason=decision.reason or "needs a decision",
+                                lease_owner=held.run_id,
+                                deadline_hours=ctx.settings.approval_deadline_hours) is not None
+    if decision.action == "split":
+        return _split(ctx, session, held, issue, manager, decision, reports)
+    if decision.action == "reassign":
+        target = reports[decision.assignee or ""]
+        moved = finish(session, held, "todo", assignee_id=target.id, **reset)
+        note = f"Reassigned to {target.slug} by {manager.slug}: {decision.reason}\n{decision.guidance}".strip()
+    else:  # unblock
+        moved = finish(session, held, "todo", **reset)
+        note = decision.guidance or decision.reason or "Proceed with the documented defaults."
+    if moved is not None:
+        add_comment(session, issue.id, note, author=ctx.actor, kind="guidance")
+    return moved is not None
+
+
+def _split(ctx: WorkflowContext, session: Session, held: Claim, issue: Issue, manager: Agent,
+           decision: EscalationDecision, reports: dict[str, Agent]) -> bool:
+    """Sub-issues for the manager's reports; the parent keeps waiting on them, then comes back to be assembled."""
+    share = max(issue.budget_usd - issue.spent_usd - issue.reserved_usd, Decimal(0)) / len(decision.subissues)
+    children = []
+    for spec in decision.subissues:
+        target = reports[spec.assignee]
+        digest = hashlib.sha256(spec.title.lower().encode()).hexdigest()[:16]
+        child = create_issue(session, IssueDraft(title=spec.title, body=spec.body, priority=issue.priority,
+                                                 budget_usd=share.quantize(Decimal("0.0001"))),
+                             actor=ctx.actor, assignee=target, parent_id=issue.id, goal_id=issue.goal_id,
+                             max_attempts=issue.max_attempts, idempotency_key=f"split:{issue.id}:{digest}")
+        children.append(child.id)
+    add_dependencies(session, issue.id, children)
+    row = session.execute(update(Issue).where(Issue.id == held.id, Issue.lease_owner == held.run_id).values(
+        blocked_reason="waiting", escalated_to_id=None, assignee_id=manager.id, playbook="split", attempts=0,
+        review_rounds=0, lease_owner=None, lease_until=None).returning(Issue.id)).first()
+    if row is not None:
+        add_comment(session, issue.id, f"Split by {manager.slug} into {', '.join(f'#{c}' for c in children)}: "
+                    f"{decision.reason}", author=ctx.actor, kind="guidance")
+    return row is not None

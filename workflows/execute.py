@@ -1,0 +1,145 @@
+"""execute: claim the top claimable issue and work it with the agent's tools.
+
+Individual contributors take their top `todo` issue (or their own `in_progress`
+issue whose worker died). Managers only assemble issues they decomposed, once
+every sub-issue is done. The result goes to `in_review`, or `blocked` when the
+agent says so, or back to `todo` while a research question is answered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from agents.llm.budget import BudgetExceeded
+from agents.llm.protocol import user_message
+from agents.llm.router import ModelRequestError, ModelUnavailable
+from agents.llm.tool_loop import LoopResult, run_tool_loop
+from agents.tools.context import ToolContext
+from agents.workspace import Workspace
+from config.log import get_logger
+from db.issues import add_comment, get_issue
+from db.models import Artifact
+from workflows.lib import prompts
+from workflows.lib.claims import Claim, claim, finish, give_back, release
+from workflows.lib.context import WorkflowContext
+from workflows.lib.escalation import block_and_escalate, next_manager
+
+NAME = "execute"
+INSTRUCTIONS = (
+    "Do the work this issue asks for, as your role would. Write the deliverable to the workspace file named in "
+    "deliverable_path with write_file, addressing every checklist item. If you cannot finish, call mark_blocked "
+    "with what is missing; if a fact must be researched first, call ask_research. End with one line starting "
+    "DONE:, BLOCKED: or WAITING: and a one-sentence summary."
+)
+STITCH_INSTRUCTIONS = (
+    "Every sub-issue of this issue is finished. Assemble their results (children) into one deliverable at "
+    "deliverable_path with write_file, check it against your checklist, and end with a line starting DONE:."
+)
+MAX_ARTIFACT_BYTES = 200_000
+
+log = get_logger(__name__)
+
+
+def run(ctx: WorkflowContext) -> None:
+    if ctx.should_stop():
+        return
+    held = claim(ctx, "reclaim_expired_work") or claim(ctx, "claim_stitch" if ctx.agent.delegates else "claim_todo")
+    if held is None:
+        return
+    stitch = held.issue.playbook is not None and held.issue.module_key is None
+    tools = ctx.tools(held.id, held.run_id)
+    try:
+        result = _work(ctx, held, tools, stitch=stitch)
+    except BudgetExceeded as refused:
+        if refused.scope != "issue":  # the agent's or company's month ran out: not this issue's fault
+            release(ctx, held, refund=True)
+        return  # an issue-budget refusal already blocked the issue and asked a human for money
+    except ModelUnavailable:
+        release(ctx, held, refund=True)  # transient: never escalates by itself
+        return
+    except ModelRequestError as error:
+        _fail(ctx, held, f"the model refused the request: {error.message}")
+        return
+    if result.timed_out:
+        release(ctx, held, refund=False)  # past the maximum duration: the attempt counts
+        return
+    _conclude(ctx, held, result, tools, stitch=stitch)
+
+
+def _work(ctx: WorkflowContext, held: Claim, tools: ToolContext, *, stitch: bool) -> LoopResult:
+    with ctx.tx(held.run_id) as session:
+        issue = get_issue(session, held.id)
+        system = prompts.system_prompt(ctx, session)
+        context = prompts.work_context(ctx, session, issue, stitch=stitch)
+    user = user_message("stitch" if stitch else "execute", STITCH_INSTRUCTIONS if stitch else INSTRUCTIONS, context)
+    Workspace(tools.workspace_root()).ensure()
+    tier = "reasoning" if stitch else ctx.agent.tier
+    return run_tool_loop(ctx.router(), ctx.call(held.id, held.run_id), tools, tier=tier, system=system, user=user,
+                         deadline=ctx.item_deadline())
+
+
+def _conclude(ctx: WorkflowContext, held: Claim, result: LoopResult, tools: ToolContext, *, stitch: bool) -> None:
+    blocked_reason = tools.outcome.blocked_reason or (
+        result.text.removeprefix("BLOCKED:").strip() if result.text.startswith("BLOCKED:") else None)
+    workspace = Workspace(tools.workspace_root())
+    commit = workspace.commit(agent=ctx.agent.slug, run_id=held.run_id, issue_id=held.id, workflow=NAME)
+    written = sorted({r.result["path"] for r in result.tool_results
+                      if r.name == "write_file" and r.ok and r.result and "path" in r.result})
+    with ctx.tx(held.run_id) as session:
+        _record_artifacts(ctx, session, held, workspace, written, commit)
+        if blocked_reason:
+            moved = block_and_escalate(session, held.issue, reason="agent", actor=ctx.actor, note=blocked_reason,
+                                       lease_owner=held.run_id, deadline_hours=ctx.settings.approval_deadline_hours)
+        elif tools.outcome.research_issue_ids:
+            moved = finish(session, held, "todo")
+            if moved is not None:
+                add_comment(session, held.id, f"Waiting on research: issue(s) "
+                            f"{', '.join(f'#{i}' for i in tools.outcome.research_issue_ids)}.",
+                            author=ctx.actor, kind="system")
+        elif result.exhausted or not written:
+            why = "ran out of steps" if result.exhausted else "produced no deliverable"
+            moved = give_back(ctx, session, held, f"The work {why}. {result.text[:500]}".strip())
+        else:
+            # A finished run resets the attempt counter: attempts count consecutive failures only.
+            moved = finish(session, held, "in_review", reviewer_id=_reviewer(session, ctx), attempts=0)
+            if moved is not None:
+                summary = result.text.removeprefix("DONE:").strip() or f"Submitted {', '.join(written)}."
+                add_comment(session, held.id, summary, author=ctx.actor, kind="note", run_id=held.run_id,
+                            idempotency_key=f"submitted:{held.run_id}")
+    log.info("execute.concluded", issue_id=held.id, status=moved.status if moved else "lease-lost",
+             tools=len(result.tool_results), stitch=stitch, agent=ctx.agent.slug, run_id=str(held.run_id), workflow=NAME)
+
+
+def _reviewer(session: Session, ctx: WorkflowContext) -> int | None:
+    """The author's reviewer if active, else the nearest active manager."""
+    from db.models import Agent
+
+    reviewer = session.get(Agent, ctx.agent.reviewer_id) if ctx.agent.reviewer_id else None
+    if reviewer is not None and reviewer.status == "active":
+        return reviewer.id
+    manager = next_manager(session, ctx.agent.id)
+    return manager.id if manager else None
+
+
+def _record_artifacts(ctx: WorkflowContext, session: Session, held: Claim, workspace: Workspace, paths: list[str],
+                      commit: str | None) -> None:
+    for path in paths:
+        try:
+            data = workspace.resolve(path).read_bytes()
+        except OSError:
+            continue
+        text = data.decode("utf-8", errors="replace")
+        session.execute(insert(Artifact).values(
+            issue_id=held.id, path=path, sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data),
+            content=text if len(data) <= MAX_ARTIFACT_BYTES else None, agent_id=ctx.agent.id, run_id=held.run_id,
+            commit_sha=commit,
+        ).on_conflict_do_nothing())
+
+
+def _fail(ctx: WorkflowContext, held: Claim, why: str) -> None:
+    """A failure that is this issue's: the attempt counts (the poison-pill guard sees it)."""
+    with ctx.tx(held.run_id) as session:
+        give_back(ctx, session, held, why)

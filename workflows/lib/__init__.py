@@ -1,0 +1,1 @@
+"""What the workflows share: their context, claiming, escalation, prompts and the outbox."""

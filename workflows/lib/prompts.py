@@ -1,0 +1,98 @@
+"""What a model is told: the agent's AGENTS.md as the system prompt, the rows as JSON context.
+
+Everything here reads rows; nothing writes. Long texts are cut so a prompt's
+size (and so its reserved cost) stays bounded whatever people put in issues.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from db.models import Agent, Artifact, Comment, Issue, IssueDependency
+from workflows.lib.context import WorkflowContext
+
+BODY_LIMIT = 6000
+COMMENT_LIMIT = 1500
+EXCERPT_LIMIT = 1200
+ARTIFACT_LIMIT = 12_000
+
+
+def system_prompt(ctx: WorkflowContext, session: Session) -> str:
+    agent = ctx.agent
+    manager = session.get(Agent, agent.manager_id) if agent.manager_id else None
+    reports = session.scalars(select(Agent.slug).where(Agent.manager_id == agent.id, Agent.status == "active")
+                              .order_by(Agent.slug)).all()
+    skills = "; ".join(f"{s.get('name')}: {s.get('description')}" for s in agent.skills)
+    header = [
+        f"You are {agent.title} ({agent.slug}) at Heartbeat HQ, an agent company whose state is rows in PostgreSQL.",
+        f"You report to {manager.slug if manager else 'the board (humans)'}."
+        + (f" Your direct reports: {', '.join(reports)}." if reports else ""),
+        f"Your skills: {skills}",
+        "Work only through your tools and the JSON answers you are asked for. Be concrete and brief.",
+        "Never include credentials, keys or tokens in anything you write.",
+    ]
+    return "\n".join(header) + "\n\n" + ctx.instructions
+
+
+def issue_brief(issue: Issue) -> dict[str, Any]:
+    return {"id": issue.id, "title": issue.title, "body": issue.body[:BODY_LIMIT], "priority": issue.priority,
+            "labels": list(issue.labels), "parent_id": issue.parent_id, "needs_approval": issue.needs_approval,
+            "attempts": issue.attempts, "review_rounds": issue.review_rounds}
+
+
+def comments(session: Session, issue_id: int, limit: int = 20) -> list[dict[str, Any]]:
+    rows = session.scalars(select(Comment).where(Comment.issue_id == issue_id).order_by(Comment.id.desc()).limit(limit))
+    return [{"author": c.author, "kind": c.kind, "body": c.body[:COMMENT_LIMIT]} for c in reversed(list(rows))]
+
+
+def latest_artifacts(session: Session, issue_id: int, *, content_limit: int = EXCERPT_LIMIT) -> list[dict[str, Any]]:
+    """The newest version of each file an issue produced."""
+    newest = (select(func.max(Artifact.id)).where(Artifact.issue_id == issue_id).group_by(Artifact.path))
+    rows = session.scalars(select(Artifact).where(Artifact.id.in_(newest)).order_by(Artifact.path))
+    return [{"path": a.path, "sha256": a.sha256, "excerpt": (a.content or "")[:content_limit]} for a in rows]
+
+
+def related(session: Session, issues: list[Issue]) -> list[dict[str, Any]]:
+    return [{"id": i.id, "title": i.title, "status": i.status, "labels": list(i.labels),
+             "artifacts": latest_artifacts(session, i.id)} for i in issues]
+
+
+def dependencies(session: Session, issue_id: int) -> list[Issue]:
+    return list(session.scalars(select(Issue).join(IssueDependency, IssueDependency.depends_on_id == Issue.id)
+                                .where(IssueDependency.issue_id == issue_id).order_by(Issue.id)))
+
+
+def children(session: Session, issue_id: int) -> list[Issue]:
+    return list(session.scalars(select(Issue).where(Issue.parent_id == issue_id).order_by(Issue.id)))
+
+
+def research_answers(session: Session, issue: Issue) -> list[dict[str, Any]]:
+    """Finished research sub-issues of this issue: the question and what the researcher wrote."""
+    answers = []
+    for child in children(session, issue.id):
+        if "research" in child.labels and child.status == "done":
+            written = latest_artifacts(session, child.id, content_limit=3000)
+            answers.append({"issue_id": child.id, "question": child.body.split("Question:\n", 1)[-1][:1000],
+                            "answer": "\n\n".join(a["excerpt"] for a in written)})
+    return answers
+
+
+def work_context(ctx: WorkflowContext, session: Session, issue: Issue, *, stitch: bool) -> dict[str, Any]:
+    deps = [d for d in dependencies(session, issue.id) if "research" not in d.labels]
+    context: dict[str, Any] = {
+        "agent": {"slug": ctx.agent.slug, "title": ctx.agent.title, "checklist": list(ctx.agent.checklist),
+                  "skills": [s.get("name") for s in ctx.agent.skills]},
+        "issue": issue_brief(issue),
+        "round": issue.review_rounds + 1,
+        "comments": comments(session, issue.id),
+        "dependencies": related(session, deps),
+        "research": research_answers(session, issue),
+        "deliverable_path": f"{'final' if stitch else 'deliverable'}-{issue.id}.md",
+    }
+    if stitch:
+        context["children"] = related(session, [c for c in children(session, issue.id) if "research" not in c.labels])
+        context["playbook"] = issue.playbook
+    return context

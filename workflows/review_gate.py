@@ -1,0 +1,102 @@
+"""review_gate: score submitted work against its author's checklist, then pass it on or send it back.
+
+Pass: `pending_approval` (a human must approve) or `approved`. Fail: back to
+`todo` with the notes as a comment. Too many failed rounds: `blocked`, escalated.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from agents.llm.budget import BudgetExceeded
+from agents.llm.protocol import user_message
+from agents.llm.router import ModelRequestError, ModelUnavailable
+from agents.llm.schemas import ReviewVerdict
+from agents.llm.structured import complete_json
+from config.log import get_logger
+from db import outbox
+from db.approvals import open_approval
+from db.issues import add_comment, get_issue
+from db.models import Agent
+from workflows.lib import prompts
+from workflows.lib.claims import Claim, claim, finish, release
+from workflows.lib.context import WorkflowContext
+from workflows.lib.escalation import block_and_escalate
+
+NAME = "review_gate"
+PASS_SCORE = 0.7
+PER_BEAT = 10
+INSTRUCTIONS = (
+    "Review the submitted work for this issue against the author's checklist. Score it from 0 to 1, decide "
+    "whether it passes, and give specific notes the author can act on."
+)
+
+log = get_logger(__name__)
+
+
+def run(ctx: WorkflowContext) -> None:
+    for _ in range(PER_BEAT):
+        if ctx.should_stop():
+            return
+        held = claim(ctx, "claim_review")
+        if held is None:
+            return
+        _review(ctx, held)
+
+
+def _review(ctx: WorkflowContext, held: Claim) -> None:
+    with ctx.tx(held.run_id) as session:
+        issue = get_issue(session, held.id)
+        author = session.get(Agent, issue.assignee_id) if issue.assignee_id else None
+        context = {
+            "reviewer": ctx.agent.slug,
+            "author": author.slug if author else None,
+            "issue": prompts.issue_brief(issue),
+            "checklist": list(author.checklist) if author else [],
+            "round": issue.review_rounds + 1,
+            "artifacts": prompts.latest_artifacts(session, issue.id, content_limit=prompts.ARTIFACT_LIMIT),
+            "comments": prompts.comments(session, issue.id, limit=10),
+        }
+        system = prompts.system_prompt(ctx, session)
+    try:
+        verdict = complete_json(ctx.router(), ctx.call(held.id, held.run_id), "reasoning", system=system,
+                                user=user_message("review", INSTRUCTIONS, context, ReviewVerdict),
+                                schema=ReviewVerdict)
+    except BudgetExceeded as refused:
+        if refused.scope != "issue":
+            release(ctx, held, refund=True)
+        return
+    except (ModelUnavailable, ModelRequestError):
+        release(ctx, held, refund=True)
+        return
+    passed = verdict.passed and verdict.score >= PASS_SCORE
+    notes = "\n".join(f"- {note}" for note in verdict.notes) or "- (no notes)"
+    score = Decimal(str(round(verdict.score, 3)))
+    rounds = held.issue.review_rounds + 1
+    with ctx.tx(held.run_id) as session:
+        if passed and held.issue.needs_approval:
+            moved = finish(session, held, "pending_approval", quality_score=score, review_rounds=rounds)
+            if moved is not None:
+                approval = open_approval(
+                    session, held.id, "work", requested_by=ctx.actor, reason=f"review passed with {score}",
+                    deadline=dt.datetime.now(dt.UTC) + dt.timedelta(hours=ctx.settings.approval_deadline_hours))
+                outbox.pending_approval(session, moved, approval)
+        elif passed:
+            moved = finish(session, held, "approved", quality_score=score, review_rounds=rounds)
+        elif rounds >= ctx.settings.max_review_rounds:
+            issue = get_issue(session, held.id)
+            moved = block_and_escalate(session, issue, reason="review_rounds", actor=ctx.actor,
+                                       note=f"failed review {rounds} times; last notes:\n{notes}",
+                                       lease_owner=held.run_id, deadline_hours=ctx.settings.approval_deadline_hours,
+                                       quality_score=score, review_rounds=rounds)
+        else:
+            moved = finish(session, held, "todo", quality_score=score, review_rounds=rounds)
+        if moved is not None:
+            verdict_line = "passed" if passed else "failed"
+            add_comment(session, held.id, f"Review round {rounds} {verdict_line} (score {score}):\n{notes}",
+                        author=ctx.actor, kind="review", run_id=held.run_id,
+                        idempotency_key=f"review:{held.run_id}")
+    log.info("review.done", issue_id=held.id, passed=passed, score=float(score), round=rounds,
+             status=moved.status if moved else "lease-lost", agent=ctx.agent.slug, run_id=str(held.run_id),
+             workflow=NAME)

@@ -1,0 +1,121 @@
+"""sweep: the system's janitor, run on a timer by every `hq run` (safe to run in several at once).
+
+1. budget reservations whose process died are released;
+2. work whose worker died (expired lease) goes back to `todo`, or — past
+   max_attempts — is blocked and escalated;
+3. approval deadlines apply their policy: remind, then escalate or expire;
+4. parents whose sub-issues are all finished go back to their owner to assemble;
+5. agents whose recent heartbeats all failed are reported.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+
+from config.log import get_logger
+from config.settings import Settings
+from db import outbox
+from db.engine import transaction
+from db.issues import add_comment, get_issue, transition
+from db.models import Approval
+from db.sqlfiles import query
+from workflows.lib.escalation import block_and_escalate
+
+NAME = "sweep"
+ACTOR = "system:sweeper"
+BATCH = 200
+FAILING_BEATS = 3
+NEAR_FRACTION = 0.1
+
+# What a passed deadline does, the first time and every time after. "escalate" re-notifies
+# with a rising count: the approval is already with the humans, so louder is all that is left.
+DEADLINE_POLICY = {"work": ("remind", "remind"), "budget": ("remind", "expire"), "escalation": ("remind", "escalate")}
+
+log = get_logger(__name__)
+
+
+@dataclass
+class SweepReport:
+    reservations_released: int = 0
+    leases_expired: list[int] = field(default_factory=list)
+    exhausted: list[int] = field(default_factory=list)
+    approvals: dict[str, int] = field(default_factory=dict)
+    parents_ready: list[int] = field(default_factory=list)
+    failing_agents: list[str] = field(default_factory=list)
+
+
+def run(settings: Settings, engine: Engine) -> SweepReport:
+    report = SweepReport()
+    run_id = uuid.uuid4()
+    with transaction(ACTOR, workflow=NAME, run_id=run_id, engine=engine) as session:
+        report.reservations_released = session.scalar(query("budget", "release_expired_reservations")) or 0
+    _expired_work(settings, engine, run_id, report)
+    _deadlines(settings, engine, run_id, report)
+    _waiting_parents(engine, run_id, report)
+    _failing_agents(engine, run_id, report)
+    if any(vars(report).values()):
+        log.info("sweep.done", workflow=NAME, **{k: v for k, v in vars(report).items() if v})
+    return report
+
+
+def _expired_work(settings: Settings, engine: Engine, run_id: uuid.UUID, report: SweepReport) -> None:
+    with transaction(ACTOR, workflow=NAME, run_id=run_id, engine=engine) as session:
+        for (issue_id,) in session.execute(query("claims", "expired_work"), {"limit": BATCH}).all():
+            issue = get_issue(session, issue_id)
+            if issue.attempts >= issue.max_attempts:
+                block_and_escalate(session, issue, reason="max_attempts", actor=ACTOR,
+                                   note=f"the worker stopped {issue.attempts} times; giving up",
+                                   deadline_hours=settings.approval_deadline_hours)
+                report.exhausted.append(issue_id)
+            else:
+                transition(session, issue_id, "in_progress", "todo", lease_owner=None, lease_until=None)
+                report.leases_expired.append(issue_id)
+
+
+def _deadlines(settings: Settings, engine: Engine, run_id: uuid.UUID, report: SweepReport) -> None:
+    period = dt.timedelta(hours=settings.approval_deadline_hours)
+    now = dt.datetime.now(dt.UTC)
+    with transaction(ACTOR, workflow=NAME, run_id=run_id, engine=engine) as session:
+        due = session.execute(query("claims", "due_approvals"),
+                              {"limit": BATCH, "near_seconds": period.total_seconds() * NEAR_FRACTION}).scalars().all()
+        for approval in session.scalars(select(Approval).where(Approval.id.in_(due))):
+            issue = get_issue(session, approval.issue_id)
+            if approval.deadline > now:
+                outbox.approval_deadline(session, approval, issue, "near")
+                continue
+            first, later = DEADLINE_POLICY[approval.kind]
+            action = first if approval.reminded_at is None else later
+            if action == "expire":
+                approval.status, approval.decided_by, approval.decided_at = "expired", ACTOR, now
+                approval.decision_note = "deadline passed twice"
+                add_comment(session, issue.id, f"The {approval.kind} approval expired unanswered.", author=ACTOR,
+                            kind="system")
+            else:
+                approval.escalations += 1
+                approval.reminded_at = now
+                approval.deadline = now + period
+            session.flush()
+            outbox.approval_deadline(session, approval, issue, action if action != "remind" else "passed")
+            report.approvals[action] = report.approvals.get(action, 0) + 1
+
+
+def _waiting_parents(engine: Engine, run_id: uuid.UUID, report: SweepReport) -> None:
+    with transaction(ACTOR, workflow=NAME, run_id=run_id, engine=engine) as session:
+        for (issue_id,) in session.execute(query("claims", "waiting_parents_ready"), {"limit": BATCH}).all():
+            if transition(session, issue_id, "blocked", "todo", attempts=0) is not None:
+                add_comment(session, issue_id, "Every sub-issue has finished: back to its owner to assemble.",
+                            author=ACTOR, kind="system")
+                report.parents_ready.append(issue_id)
+
+
+def _failing_agents(engine: Engine, run_id: uuid.UUID, report: SweepReport) -> None:
+    with transaction(ACTOR, workflow=NAME, run_id=run_id, engine=engine) as session:
+        for row in session.execute(query("claims", "failing_agents"), {"failures": FAILING_BEATS}):
+            outbox.heartbeat_failing(session, row.slug, row.failures, row.first_run_id, row.last_error or "")
+            report.failing_agents.append(row.slug)
+
