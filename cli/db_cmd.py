@@ -78,3 +78,31 @@ def stop() -> None:
 
     stopped = stop_server(get_settings().data_path)
     typer.echo("stopped" if stopped else "not running")
+
+
+@db_app.command("reporter-url")
+def reporter_url(
+    set_password: Annotated[bool, typer.Option("--set-password", help="Give hq_reporter a new random password and "
+                                                                       "include it (older URLs stop working).")] = False,
+) -> None:
+    """Print a connection string for the read-only hq_reporter role (report views only)."""
+    import secrets
+
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+
+    from config.errors import StateError
+    from config.settings import get_settings
+    from db.engine import database_url, get_engine
+    from db.urls import libpq_url
+
+    engine = get_engine()
+    with engine.begin() as connection:
+        if connection.execute(text("SELECT 1 FROM pg_roles WHERE rolname = 'hq_reporter'")).first() is None:
+            raise StateError("the hq_reporter role does not exist (the migrating user could not create it)")
+        password = None
+        if set_password:
+            password = secrets.token_urlsafe(24)
+            connection.exec_driver_sql(f"ALTER ROLE hq_reporter PASSWORD '{password}'")
+    url = make_url(database_url(get_settings())).set(username="hq_reporter", password=password)
+    typer.echo(libpq_url(url.render_as_string(hide_password=False)))

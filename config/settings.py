@@ -78,7 +78,9 @@ class Settings(BaseSettings):
     telegram_bot_token: SecretStr | None = Field(default=None, validation_alias=_alias("TELEGRAM_BOT_TOKEN"))
     telegram_chat_id: str | None = Field(default=None, validation_alias=_alias("TELEGRAM_CHAT_ID"))
     telegram_api_base: str | None = Field(default=None, validation_alias=_alias("TELEGRAM_API_BASE"))
-    notify_max_attempts: int = Field(default=8, ge=1)
+    notify_max_attempts: int = Field(default=8, ge=1, le=100)
+    notify_send_retries: int = Field(default=4, ge=1, le=20, description="Tries per run before a row waits.")
+    notify_inflight_seconds: float = Field(default=60.0, gt=0, description="When a `sending` row counts as abandoned.")
 
     # --- logging ---------------------------------------------------------------
     log_level: Literal["debug", "info", "warning", "error"] = "info"

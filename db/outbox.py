@@ -8,6 +8,7 @@ replaying a workflow cannot enqueue the same notification twice.
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 from typing import Any
 
@@ -62,15 +63,23 @@ def pending_approval(session: Session, issue: Issue, approval: Approval) -> None
                           f"hq revise {issue.id} --note '...'"]}, issue.id)
 
 
+def _climbed(session: Session, issue: Issue) -> list[str]:
+    """The chain an escalation climbed, starting from the agent that owns the issue."""
+    from db.models import Agent
+
+    owner = session.get(Agent, issue.assignee_id) if issue.assignee_id else None
+    return ([owner.slug] if owner else []) + list(issue.escalation_chain)
+
+
 def escalated(session: Session, issue: Issue, *, reason: str, note: str) -> None:
-    chain = list(issue.escalation_chain)
+    chain = _climbed(session, issue)
     enqueue(session, "escalated", f"escalated:{issue.id}:{_last_event_id(session, issue.id)}:{len(chain)}",
             {"issue": _issue(issue), "reason": reason, "note": note[:1000], "chain": chain}, issue.id)
 
 
 def needs_human(session: Session, issue: Issue, approval: Approval) -> None:
     enqueue(session, "needs_human", f"needs_human:{approval.id}",
-            {"issue": _issue(issue), "reason": approval.reason[:1000], "chain": list(issue.escalation_chain),
+            {"issue": _issue(issue), "reason": approval.reason[:1000], "chain": _climbed(session, issue),
              "deadline": approval.deadline.isoformat(),
              "commands": [f"hq unblock {issue.id} --note '...'", f"hq cancel {issue.id} --reason '...'"]}, issue.id)
 
@@ -95,3 +104,20 @@ def done(session: Session, issue: Issue) -> None:
 def heartbeat_failing(session: Session, agent_slug: str, failures: int, first_run_id: str, error: str) -> None:
     enqueue(session, "heartbeat_failing", f"heartbeat:{agent_slug}:{first_run_id}",
             {"agent": agent_slug, "failures": failures, "error": error[:500]})
+
+
+def digest(session: Session, day: dt.date) -> bool:
+    """The daily digest for ``day`` (UTC), from the report views; once per day whatever runs it."""
+    from sqlalchemy import text
+
+    start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+    figures_row = session.execute(text("""
+        SELECT (SELECT count(*) FROM issues WHERE created_at >= :start AND created_at < :end) AS created,
+               (SELECT count(*) FROM issues WHERE done_at >= :start AND done_at < :end) AS done,
+               (SELECT coalesce(sum(cost_usd), 0) FROM report_cost_daily WHERE day = :day) AS cost_usd,
+               (SELECT count(*) FROM report_blocked_chain) AS blocked_now,
+               (SELECT count(*) FROM report_approval_queue) AS approvals_pending,
+               (SELECT count(*) FROM report_approval_queue WHERE overdue) AS approvals_overdue
+    """), {"start": start, "end": start + dt.timedelta(days=1), "day": day}).one()
+    figures = {k: str(v) for k, v in figures_row._mapping.items()}
+    return enqueue(session, "digest", f"digest:{day.isoformat()}", {"day": day.isoformat(), "figures": figures})

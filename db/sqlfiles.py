@@ -17,13 +17,17 @@ def read_sql(name: str) -> str:
     return (SQL_DIR / name).read_text(encoding="utf-8")
 
 
-def run_sql_file(connection: Connection, name: str) -> None:
-    """Execute a whole .sql file on the connection's current transaction.
+def run_sql(connection: Connection, sql: str) -> None:
+    """Execute raw SQL (several statements allowed) on the connection's current transaction.
 
-    Goes to the driver directly: the files contain ``:=``, ``::`` and colons in
+    Goes to the driver directly: SQL files contain ``:=``, ``::``, ``%I`` and colons in
     comments that SQLAlchemy's bind-parameter parser must never see.
     """
-    connection.connection.driver_connection.execute(read_sql(name))  # type: ignore[union-attr]
+    connection.connection.driver_connection.execute(sql)  # type: ignore[union-attr]
+
+
+def run_sql_file(connection: Connection, name: str) -> None:
+    run_sql(connection, read_sql(name))
 
 
 @lru_cache(maxsize=None)

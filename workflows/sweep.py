@@ -47,6 +47,7 @@ class SweepReport:
     approvals: dict[str, int] = field(default_factory=dict)
     parents_ready: list[int] = field(default_factory=list)
     failing_agents: list[str] = field(default_factory=list)
+    digest: str | None = None
 
 
 def run(settings: Settings, engine: Engine) -> SweepReport:
@@ -58,6 +59,7 @@ def run(settings: Settings, engine: Engine) -> SweepReport:
     _deadlines(settings, engine, run_id, report)
     _waiting_parents(engine, run_id, report)
     _failing_agents(engine, run_id, report)
+    _daily_digest(engine, run_id, report)
     if any(vars(report).values()):
         log.info("sweep.done", workflow=NAME, **{k: v for k, v in vars(report).items() if v})
     return report
@@ -119,3 +121,19 @@ def _failing_agents(engine: Engine, run_id: uuid.UUID, report: SweepReport) -> N
             outbox.heartbeat_failing(session, row.slug, row.failures, row.first_run_id, row.last_error or "")
             report.failing_agents.append(row.slug)
 
+
+
+def _daily_digest(engine: Engine, run_id: uuid.UUID, report: SweepReport) -> None:
+    """Yesterday's digest, once, as soon as a sweep runs on a new UTC day (if the company existed then)."""
+    from sqlalchemy import func
+
+    from db.models import Issue
+
+    today = dt.datetime.now(dt.UTC).date()
+    with transaction(ACTOR, workflow=NAME, run_id=run_id, engine=engine) as session:
+        first = session.scalar(select(func.min(Issue.created_at)))
+        if first is None or first.date() >= today:
+            return
+        yesterday = today - dt.timedelta(days=1)
+        if outbox.digest(session, yesterday):
+            report.digest = yesterday.isoformat()
