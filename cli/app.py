@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from cli import agents_cmd, config_cmd, db_cmd, decisions_cmd, demo_cmd, goals_cmd, issues_cmd, models_cmd, notifications_cmd, report_cmd, run_cmd
+from cli import agents_cmd, config_cmd, db_cmd, decisions_cmd, demo_cmd, goals_cmd, issues_cmd, models_cmd, notifications_cmd, playbooks_cmd, report_cmd, run_cmd
 from config.errors import HQError
 
 app = typer.Typer(
@@ -54,6 +54,7 @@ goals_cmd.register(app)
 run_cmd.register(app)
 report_cmd.register(app)
 notifications_cmd.register(app)
+playbooks_cmd.register(app)
 decisions_cmd.register(app)
 db_cmd.register(app)
 config_cmd.register(app)

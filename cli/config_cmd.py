@@ -49,6 +49,10 @@ def check() -> None:
 
     roster = load_roster(get_settings().roles_path)
     console.print(f"roster: ok ({len(roster.roles)} agents)")
+    from agents.playbooks import load_playbooks
+
+    playbooks = load_playbooks(get_settings().playbooks_path, set(roster.roles))
+    console.print(f"playbooks: ok ({len(playbooks.playbooks)})")
     model_map = resolve_models(get_settings())
     console.print(f"models: ok ({'offline model' if model_map.offline else 'online providers'}, "
                   f"{sum(len(d) for d in model_map.tiers.values())} deployments)")

@@ -57,6 +57,9 @@ def create(
     depends_on: Annotated[
         list[str] | None, typer.Option("--depends-on", metavar="ID", help="Issue(s) that must finish first.")
     ] = None,
+    label: Annotated[
+        list[str] | None, typer.Option("--label", help="A label (repeatable); 'decompose' asks for a playbook.")
+    ] = None,
     actor: ActorOption = None,
 ) -> None:
     """Create an issue and print its id."""
@@ -67,7 +70,7 @@ def create(
     who = human(actor)
     draft = validate_draft(
         title=title, body=_read_body(body, body_file), priority=priority, budget_usd=budget,
-        needs_approval=needs_approval, depends_on=_dependency_ids(depends_on),
+        needs_approval=needs_approval, depends_on=_dependency_ids(depends_on), labels=label or [],
     )
     settings = get_settings()
     with transaction(who) as session:

@@ -63,11 +63,25 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
         root = logging.getLogger()
         root.handlers[:] = [handler]
         root.setLevel(LEVELS[level])
-        for name in QUIET_LOGGERS:
-            logging.getLogger(name).setLevel(max(logging.WARNING, LEVELS[level]))
-        # "skipped: maximum number of running instances reached" is max_instances=1 doing its job.
-        logging.getLogger("apscheduler.scheduler").setLevel(max(logging.ERROR, LEVELS[level]))
+        _quiet(LEVELS[level])
         _configured = True
+
+
+_level = logging.INFO
+
+
+def _quiet(level: int) -> None:
+    global _level
+    _level = level
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.WARNING, level))
+    # "skipped: maximum number of running instances reached" is max_instances=1 doing its job.
+    logging.getLogger("apscheduler.scheduler").setLevel(max(logging.ERROR, level))
+
+
+def requiet() -> None:
+    """Re-apply our levels to third-party loggers (LiteLLM resets some when it is imported)."""
+    _quiet(_level)
 
 
 def get_logger(name: str | None = None, **bound: Any) -> Any:

@@ -40,7 +40,8 @@ class IssueDraft(BaseModel):
     budget_usd: Annotated[Decimal, Field(ge=0, le=MAX_BUDGET_USD, decimal_places=4)] | None = None
     needs_approval: bool = False
     depends_on: list[int] = Field(default_factory=list)
-    labels: list[str] = Field(default_factory=list)
+    labels: Annotated[list[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9:_-]{0,39}$")]], Field(max_length=20)] = Field(
+        default_factory=list)
 
     @field_validator("title")
     @classmethod

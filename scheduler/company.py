@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import make_url, select
 
+from agents.playbooks import load_playbooks
 from agents.roster import Roster, load_roster
 from agents.sync import sync_roster
 from config.log import get_logger
@@ -36,8 +37,9 @@ log = get_logger(__name__)
 
 
 def load_company(settings: Settings) -> Roster:
-    """Validate the roster (refusing to start if it is invalid) and sync it to the agents table."""
+    """Validate the roster and playbooks (refusing to start if either is invalid); sync the roster."""
     roster = load_roster(settings.roles_path)
+    load_playbooks(settings.playbooks_path, set(roster.roles))
     with transaction("system:roster", workflow="roster-sync", engine=get_engine(settings)) as session:
         sync_roster(session, roster)
     return roster
@@ -50,7 +52,8 @@ class Company:
         self.roster = load_company(settings)
         self.engine = get_engine(settings)
         self.runtime = Runtime(settings, self.engine, self.roster, f"{socket.gethostname()}:{os.getpid()}",
-                               router_factory=router_factory)
+                               router_factory=router_factory,
+                               playbooks=load_playbooks(settings.playbooks_path, set(self.roster.roles)))
         self.scheduler: Any = None
         self.listener: WakeListener | None = None
         self._lock = threading.Lock()

@@ -18,6 +18,7 @@ import structlog
 from sqlalchemy import func, update
 from sqlalchemy.engine import Engine
 
+from agents.playbooks import PlaybookSet
 from agents.roster import Roster
 from config.log import get_logger
 from config.settings import Settings
@@ -48,6 +49,7 @@ class Runtime:
     worker: str
     stop: threading.Event = field(default_factory=threading.Event)
     router_factory: Any = None
+    playbooks: PlaybookSet | None = None
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,7 @@ def run_beat(slug: str, runtime: Runtime) -> BeatResult:
         snapshot = AgentRow.of(agent)
     ctx = WorkflowContext(agent=snapshot, roster=runtime.roster, settings=settings, engine=runtime.engine,
                           beat_run_id=run_id, deadline=time.monotonic() + ttl,
-                          stop=runtime.stop, router_factory=runtime.router_factory)
+                          stop=runtime.stop, router_factory=runtime.router_factory, playbooks=runtime.playbooks)
     outcome, error = "idle", None
     with structlog.contextvars.bound_contextvars(agent=slug, run_id=str(run_id)):
         try:

@@ -26,6 +26,7 @@ from db.models import Agent, Issue
 from workflows.lib import prompts
 from workflows.lib.claims import Claim, claim, release, update_held
 from workflows.lib.context import WorkflowContext
+from workflows.lib.decomposition import decompose, wants_decomposition
 from workflows.lib.escalation import reports_of
 
 NAME = "assign"
@@ -88,6 +89,8 @@ def _route(ctx: WorkflowContext, held: Claim) -> None:
         release(ctx, held, refund=False)
         log.warning("assign.no_reports", issue_id=held.id, agent=ctx.agent.slug, workflow=NAME)
         return
+    if "execute" in ctx.agent.workflows and wants_decomposition(ctx, issue) and decompose(ctx, held, issue):
+        return  # a manager who can assemble the parts splits it instead of handing it down whole
     chosen, how = decide_by_keywords(scores), "keywords"
     if chosen is None:
         chosen, how = _ask_model(ctx, held, issue, candidates, agents, scores, system), "utility model"

@@ -21,7 +21,7 @@ from agents.tools.context import ToolContext
 from agents.workspace import Workspace
 from config.log import get_logger
 from db.issues import add_comment, get_issue
-from db.models import Artifact
+from db.models import Artifact, Issue
 from workflows.lib import prompts
 from workflows.lib.claims import Claim, claim, finish, give_back, release
 from workflows.lib.context import WorkflowContext
@@ -76,9 +76,14 @@ def _work(ctx: WorkflowContext, held: Claim, tools: ToolContext, *, stitch: bool
         context = prompts.work_context(ctx, session, issue, stitch=stitch)
     user = user_message("stitch" if stitch else "execute", STITCH_INSTRUCTIONS if stitch else INSTRUCTIONS, context)
     Workspace(tools.workspace_root()).ensure()
-    tier = "reasoning" if stitch else ctx.agent.tier
+    tier = "reasoning" if stitch else module_tier(held.issue) or ctx.agent.tier
     return run_tool_loop(ctx.router(), ctx.call(held.id, held.run_id), tools, tier=tier, system=system, user=user,
                          deadline=ctx.item_deadline())
+
+
+def module_tier(issue: Issue) -> str | None:
+    """A playbook module may ask for another tier than its agent's default."""
+    return next((label.split(":", 1)[1] for label in issue.labels if label.startswith("tier:")), None)
 
 
 def _conclude(ctx: WorkflowContext, held: Claim, result: LoopResult, tools: ToolContext, *, stitch: bool) -> None:

@@ -18,7 +18,7 @@ from config.log import get_logger
 from db import outbox
 from db.approvals import open_approval
 from db.issues import add_comment, get_issue
-from db.models import Agent
+from db.models import Agent, Issue
 from workflows.lib import prompts
 from workflows.lib.claims import Claim, claim, finish, release
 from workflows.lib.context import WorkflowContext
@@ -45,6 +45,13 @@ def run(ctx: WorkflowContext) -> None:
         _review(ctx, held)
 
 
+def _checklist(ctx: WorkflowContext, issue: Issue, author: Agent | None) -> list[str]:
+    """The author's checklist; an assembled result is also held to its playbook's quality checklist."""
+    own = list(author.checklist) if author else []
+    playbook = ctx.playbooks.get(issue.playbook) if ctx.playbooks and issue.module_key is None else None
+    return (list(playbook.quality_checklist) if playbook else []) + own
+
+
 def _review(ctx: WorkflowContext, held: Claim) -> None:
     with ctx.tx(held.run_id) as session:
         issue = get_issue(session, held.id)
@@ -53,7 +60,7 @@ def _review(ctx: WorkflowContext, held: Claim) -> None:
             "reviewer": ctx.agent.slug,
             "author": author.slug if author else None,
             "issue": prompts.issue_brief(issue),
-            "checklist": list(author.checklist) if author else [],
+            "checklist": _checklist(ctx, issue, author),
             "round": issue.review_rounds + 1,
             "artifacts": prompts.latest_artifacts(session, issue.id, content_limit=prompts.ARTIFACT_LIMIT),
             "comments": prompts.comments(session, issue.id, limit=10),

@@ -37,7 +37,7 @@ from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_ex
 from agents.llm.budget import BudgetExceeded, Payer, Reservation, reserve, settle
 from agents.llm.config import Deployment, ModelMap, resolve_models
 from config.errors import HQError
-from config.log import get_logger
+from config.log import get_logger, requiet
 from config.secrets import redact, redact_obj
 from config.settings import Settings
 from db.engine import transaction
@@ -160,6 +160,7 @@ def _install_litellm_hooks(litellm: Any) -> None:
         litellm.telemetry = False
         litellm.custom_provider_map = [{"provider": "hq-offline", "custom_handler": OfflineModel()}]
         litellm.callbacks = [*litellm.callbacks, AttemptRecorder()]
+        requiet()  # importing LiteLLM reset a few library loggers' levels
         _hooks_installed = True
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from agents.playbooks import PlaybookSet
 from agents.roster import Roster
 from agents.tools.context import AgentRef, ToolContext
 from config.settings import Settings
@@ -72,6 +73,7 @@ class WorkflowContext:
     workflow: str = ""
     lease_lost: bool = False
     router_factory: Any = None
+    playbooks: PlaybookSet | None = None
 
     @property
     def actor(self) -> str:

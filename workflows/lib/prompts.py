@@ -95,4 +95,7 @@ def work_context(ctx: WorkflowContext, session: Session, issue: Issue, *, stitch
     if stitch:
         context["children"] = related(session, [c for c in children(session, issue.id) if "research" not in c.labels])
         context["playbook"] = issue.playbook
+        playbook = ctx.playbooks.get(issue.playbook) if ctx.playbooks else None
+        if playbook is not None:
+            context["quality_checklist"] = list(playbook.quality_checklist)
     return context

@@ -1,0 +1,143 @@
+"""Decomposition: a manager turns a large request into sub-issues with a playbook.
+
+1. Is it large? Labelled ``decompose``, or its body lists several deliverables
+   and some playbook's keywords match.
+2. Which playbook? Keywords first (deterministic, free); a utility-tier model
+   only when the keyword scores tie or none match.
+3. Adapt: a reasoning-tier model may add, drop or rewire modules; its answer is
+   validated (known roles, no cycles) and the playbook as written is used if it
+   fails validation.
+4. Create every sub-issue, its dependency edges and budget share in one
+   transaction. Claims skip issues with unfinished dependencies, so the modules
+   run in waves; the parent waits (`blocked`, reason `waiting`) and comes back to
+   this manager to assemble once every part is done.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+from sqlalchemy import select
+
+from agents.llm.budget import BudgetExceeded
+from agents.llm.protocol import user_message
+from agents.llm.router import ModelRequestError, ModelUnavailable
+from agents.llm.schemas import PlaybookAdaptation, PlaybookChoice
+from agents.llm.structured import complete_json
+from agents.playbooks import Module, Playbook, module_problems, waves
+from config.log import get_logger
+from db.issues import IssueDraft, add_comment, add_dependencies, create_issue, get_issue, transition
+from db.models import Agent, Issue
+from workflows.lib import prompts
+from workflows.lib.claims import Claim
+from workflows.lib.context import WorkflowContext
+
+LABEL = "decompose"
+BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+\S", re.MULTILINE)
+MIN_DELIVERABLES = 3
+CLASSIFY = "This request is larger than one agent's work. Choose the playbook that fits it best, or null if none does."
+ADAPT = ("Adapt this playbook to the request: add, drop or rewire modules so the parts produce exactly what the "
+         "request needs. Use only the roles listed. Keep dependencies acyclic.")
+
+log = get_logger(__name__)
+
+
+def wants_decomposition(ctx: WorkflowContext, issue: Issue) -> bool:
+    if issue.parent_id is not None or issue.module_key is not None or ctx.playbooks is None:
+        return False  # parts are never split again
+    if LABEL in issue.labels:
+        return True
+    scores = ctx.playbooks.keyword_scores(f"{issue.title} {issue.body}")
+    return len(BULLET.findall(issue.body)) >= MIN_DELIVERABLES and max(scores.values(), default=0) > 0
+
+
+def choose_playbook(ctx: WorkflowContext, held: Claim, issue: Issue, system: str) -> Playbook | None:
+    assert ctx.playbooks is not None
+    scores = ctx.playbooks.keyword_scores(f"{issue.title} {issue.body}")
+    best = max(scores.values(), default=0)
+    leaders = sorted(name for name, score in scores.items() if score == best)
+    if best > 0 and len(leaders) == 1:
+        return ctx.playbooks.get(leaders[0])
+    context = {"issue": prompts.issue_brief(issue), "keyword_scores": scores,
+               "playbooks": [{"name": p.name, "description": p.description, "keywords": p.classification_keywords}
+                             for p in ctx.playbooks.playbooks.values()]}
+    choice = complete_json(ctx.router(), ctx.call(held.id, held.run_id), "utility", system=system,
+                           user=user_message("classify", CLASSIFY, context, PlaybookChoice), schema=PlaybookChoice,
+                           max_tokens=256)
+    return ctx.playbooks.get(choice.playbook)
+
+
+def adapt(ctx: WorkflowContext, held: Claim, issue: Issue, playbook: Playbook, roles: dict[str, str],
+          system: str) -> list[Module]:
+    context = {"issue": prompts.issue_brief(issue), "playbook": playbook.model_dump(),
+               "roles": [{"slug": slug, "title": title} for slug, title in sorted(roles.items())]}
+    try:
+        answer = complete_json(ctx.router(), ctx.call(held.id, held.run_id), "reasoning", system=system,
+                               user=user_message("adapt", ADAPT, context, PlaybookAdaptation),
+                               schema=PlaybookAdaptation)
+    except ModelRequestError as error:
+        log.warning("decompose.adaptation_unusable", issue_id=issue.id, error=error.message, workflow=ctx.workflow)
+        return list(playbook.modules)
+    modules = [Module.model_validate(m.model_dump()) for m in answer.modules]
+    problems = module_problems(modules, set(roles))
+    if problems:
+        log.warning("decompose.adaptation_rejected", issue_id=issue.id, problems=problems, workflow=ctx.workflow)
+        return list(playbook.modules)
+    return modules
+
+
+def decompose(ctx: WorkflowContext, held: Claim, issue: Issue) -> bool:
+    """Try to decompose ``issue``; True when it was (or was blocked on money trying), False to route it instead."""
+    with ctx.tx(held.run_id) as session:
+        system = prompts.system_prompt(ctx, session)
+        roles = dict(session.execute(select(Agent.slug, Agent.title).where(Agent.status == "active")).tuples().all())
+    try:
+        playbook = choose_playbook(ctx, held, issue, system)
+        if playbook is None:
+            return False
+        modules = adapt(ctx, held, issue, playbook, roles, system)
+    except BudgetExceeded as refused:
+        return refused.scope == "issue"  # the issue is blocked on its budget now; nothing to route
+    except (ModelUnavailable, ModelRequestError):
+        return False  # route it as it is rather than stall
+    with ctx.tx(held.run_id) as session:
+        created = _create(ctx, session, held, playbook, modules)
+    log.info("decompose.done", issue_id=issue.id, playbook=playbook.name, modules=len(modules), created=created,
+             waves=waves(modules), agent=ctx.agent.slug, run_id=str(held.run_id), workflow=ctx.workflow)
+    return created
+
+
+def _create(ctx: WorkflowContext, session, held: Claim, playbook: Playbook, modules: list[Module]) -> bool:  # type: ignore[no-untyped-def]
+    issue = get_issue(session, held.id, lock=True)
+    if issue.lease_owner != held.run_id:
+        return False
+    agents = {a.slug: a for a in session.scalars(select(Agent).where(Agent.status == "active"))}
+    left = max(issue.budget_usd - issue.spent_usd - issue.reserved_usd, Decimal(0))
+    share = (left / (len(modules) + 1)).quantize(Decimal("0.0001"))  # one share stays for the assembly
+    children: dict[str, int] = {}
+    for module in modules:
+        draft = IssueDraft(
+            title=f"{issue.title} — {module.title}"[:500],
+            body=(f"Part of #{issue.id}, playbook {playbook.name}.\n\nProduce: {module.output}\n\n"
+                  f"The request:\n{issue.body[:4000]}"),
+            priority=issue.priority, budget_usd=share, labels=["module", f"tier:{module.tier}"])
+        child = create_issue(session, draft, actor=ctx.actor, assignee=agents[module.role], parent_id=issue.id,
+                             goal_id=issue.goal_id, max_attempts=issue.max_attempts, module_key=module.id,
+                             idempotency_key=f"playbook:{issue.id}:{module.id}")
+        children[module.id] = child.id
+    for module in modules:
+        add_dependencies(session, children[module.id], [children[d] for d in module.depends_on])
+    add_dependencies(session, issue.id, list(children.values()))
+    changes = {"playbook": playbook.name, "assignee_id": ctx.agent.id, "lease_owner": None, "lease_until": None,
+               "attempts": 0}
+    if issue.status == "backlog":
+        transition(session, issue.id, "backlog", "todo", expect_lease=held.run_id)
+    moved = transition(session, issue.id, "todo", "blocked", blocked_reason="waiting", escalated_to_id=None,
+                       **changes)
+    if moved is None:
+        return False
+    plan = " then ".join("(" + ", ".join(f"#{children[m]} {m}" for m in wave) + ")" for wave in waves(modules))
+    add_comment(session, issue.id, f"Decomposed by {ctx.agent.slug} with playbook {playbook.name}: {plan}. "
+                f"It comes back here for assembly once every part is done.", author=ctx.actor, kind="system")
+    return True
