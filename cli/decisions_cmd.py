@@ -23,13 +23,15 @@ def register(app: typer.Typer) -> None:
 
 
 def _decide(action, issue_id: int, actor: str | None, **kwargs: object) -> None:  # type: ignore[no-untyped-def]
-    from db.engine import transaction
-    from db.issues import lock_timeout
+    from sqlalchemy import text
+
+    from db.engine import connection
 
     who = human(actor)
-    with transaction(who, workflow=f"cli:{action.__name__}") as session:
-        lock_timeout(session, 5000)
-        decision = action(session, issue_id, actor=who, **kwargs)
+    with connection(who, workflow=f"cli:{action.__name__}") as conn:
+        # A worker may hold the row for a moment; a person should not wait long to hear so.
+        conn.execute(text("SELECT set_config('lock_timeout', '5000ms', true)"))
+        decision = action(conn, issue_id, actor=who, **kwargs)
     extra = f"; {decision.approvals_closed} approval(s) closed" if decision.approvals_closed else ""
     typer.echo(f"issue {decision.issue_id}: {decision.from_status} -> {decision.to_status}{extra}")
 
@@ -63,21 +65,19 @@ def unblock(issue_id: IssueId, note: Annotated[str, typer.Option("--note", help=
             actor: ActorOption = None) -> None:
     """Unblock an issue with guidance, optionally giving it to another agent."""
     from db import approvals as ops
-    from db.engine import transaction
-    from db.issues import agent_by_slug, lock_timeout
 
     if assign is None:
         _decide(ops.unblock, issue_id, actor, note=note)
         return
     from agents.sync import ensure_roster
     from config.settings import get_settings
+    from db.engine import transaction
+    from db.issues import agent_by_slug
 
-    who = human(actor)
-    with transaction(who, workflow="cli:unblock") as session:
-        lock_timeout(session, 5000)
+    with transaction(human(actor), workflow="cli:unblock") as session:
         ensure_roster(session, get_settings().roles_path)
-        decision = ops.unblock(session, issue_id, actor=who, note=note, assignee=agent_by_slug(session, assign))
-    typer.echo(f"issue {decision.issue_id}: {decision.from_status} -> {decision.to_status} (assigned to {assign})")
+        assignee_id = agent_by_slug(session, assign).id
+    _decide(ops.unblock, issue_id, actor, note=note, assignee_id=assignee_id)
 
 
 def cancel(issue_id: IssueId, reason: Annotated[str | None, typer.Option("--reason")] = None,

@@ -89,27 +89,27 @@ def create(
 def list_issues(
     status: Annotated[str | None, typer.Option("--status", help="Only issues in this status.")] = None,
     assignee: Annotated[str | None, typer.Option("--assignee", metavar="SLUG", help="Only this agent's.")] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, max=100_000, help="At most this many, newest first.")] = 200,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=100_000, help="At most this many, newest first.")] = 30,
     as_json: JsonOption = False,
 ) -> None:
     """List issues (newest first)."""
-    from db.engine import read_only
-    from db.reads import issue_rows
-    from db.models import STATUSES
+    from db.board import issue_rows
+    from db.engine import reading
+    from db.statuses import STATUSES
 
     if status is not None and status not in STATUSES:
         raise UsageError(f"--status: unknown status {status!r} (one of: {', '.join(STATUSES)})")
-    with read_only() as session:
-        rows = issue_rows(session, status=status, assignee=assignee, limit=limit)
+    with reading() as conn:
+        rows = issue_rows(conn, status=status, assignee=assignee, limit=limit)
     if as_json:
         from cli.output import print_json
 
         print_json(rows)
         return
-    _print_board(rows)
+    _print_board(rows, limit)
 
 
-def _print_board(rows: list[dict[str, Any]]) -> None:
+def _print_board(rows: list[dict[str, Any]], limit: int) -> None:
     from rich.table import Table
 
     from cli.output import console, money, safe
@@ -124,7 +124,8 @@ def _print_board(rows: list[dict[str, Any]]) -> None:
             safe(row["assignee"] or "-"), f"{money(row['spent_usd'])} / {money(row['budget_usd'])}",
         )
     console.print(table)
-    console.print(f"{len(rows)} issue(s)")
+    more = "; there may be more (--limit N)" if len(rows) == limit else ""
+    console.print(f"{len(rows)} issue(s), newest first{more}")
 
 
 @issue_app.command("show")

@@ -49,10 +49,11 @@ def _since(value: str | None) -> str | None:
 def report(
     name: Annotated[str | None, typer.Argument(help="A report view, e.g. report_cost_by_agent (or just cost_by_agent).")] = None,
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
-    since: Annotated[str | None, typer.Option("--since", metavar="DATE", help="Only activity from this date on.")] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, max=1_000_000)] = 1000,
+    since: Annotated[str | None, typer.Option(
+        "--since", metavar="DATE", help="Only activity from this UTC day on (windowed reports).")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1_000_000, help="At most this many rows.")] = 1000,
 ) -> None:
-    """List the reports, or print one."""
+    """List the reports, or print one (rows in the report's own order: most urgent or costliest first)."""
     from sqlalchemy import text
 
     from db.engine import read_only
@@ -68,7 +69,7 @@ def report(
             raise UsageError(f"unknown report {name!r}; one of: {', '.join(sorted(reports))}")
         session.execute(text("SET TRANSACTION READ ONLY"))
         session.execute(text("SELECT set_config('hq.report_since', :since, true)"), {"since": _since(since) or ""})
-        result = session.execute(text(f'SELECT * FROM "{view}" ORDER BY 1, 2 LIMIT :limit'), {"limit": limit})
+        result = session.execute(text(f'SELECT * FROM "{view}" LIMIT :limit'), {"limit": limit})
         columns = list(result.keys())
         rows = [[_plain(v) for v in row] for row in result]
     _print(view, columns, rows, fmt)

@@ -24,7 +24,10 @@ def run(
     from config.settings import get_settings, use_settings
     from scheduler.company import Company
 
+    from config.log import configure_logging
+
     settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format, force=True)  # a daemon's logs are its output
     if heartbeat_scale is not None:
         settings = use_settings(settings.model_copy(update={"heartbeat_scale": heartbeat_scale}))
     company = Company(settings, threads=threads)

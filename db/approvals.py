@@ -4,6 +4,10 @@ Approvals are rows with a deadline; no workflow ever waits on one. A human
 decision (`hq approve|reject|revise|unblock|cancel|budget`) is one transaction
 that moves the issue, closes the approval and leaves a comment; the status
 trigger's pg_notify wakes whoever acts next.
+
+Written on Core with the statements in db/sql/queries/decisions.sql, so these
+functions take a Session or a plain Connection: the CLI runs them without
+loading the ORM.
 """
 
 from __future__ import annotations
@@ -11,14 +15,19 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Union
 
-from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Row
 
-from config.errors import StateError, UsageError
-from db.issues import add_comment, get_issue, require_status, transition
-from db.models import TERMINAL_STATUSES, Agent, Approval, Issue
+from config.errors import NotFoundError, StateError, UsageError
+from db.sqlfiles import query
+from db.statuses import TERMINAL_STATUSES
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+# Anything with .execute(): a workflow's Session or the CLI's Connection.
+Executor = Union["Session", Connection]
 
 KINDS = ("work", "budget", "escalation")
 
@@ -33,135 +42,114 @@ class Decision:
     approvals_closed: int
 
 
-def open_approval(
-    session: Session,
-    issue_id: int,
-    kind: str,
-    *,
-    requested_by: str,
-    reason: str,
-    deadline: dt.datetime,
-    amount_usd: Decimal | None = None,
-) -> Approval:
+def _locked(db: Executor, issue_id: int) -> Row[Any]:
+    issue = db.execute(query("decisions", "issue_for_update"), {"issue_id": issue_id}).first()
+    if issue is None:
+        raise NotFoundError(f"issue {issue_id} does not exist")
+    return issue
+
+
+def _require(issue: Row[Any], status: str, action: str) -> None:
+    if issue.status != status:
+        raise StateError(f"cannot {action} issue {issue.id}: it is {issue.status}, not {status}")
+
+
+def _move(db: Executor, statement: str, issue_id: int, **params: Any) -> None:
+    if db.execute(query("decisions", statement), {"issue_id": issue_id, **params}).first() is None:
+        raise StateError(f"issue {issue_id} changed while we were deciding; try again")  # pragma: no cover
+
+
+def _comment(db: Executor, issue_id: int, body: str, *, author: str, kind: str) -> None:
+    db.execute(query("decisions", "add_comment"), {"issue_id": issue_id, "author": author, "kind": kind, "body": body})
+
+
+def close_approvals(db: Executor, issue_id: int, *, kinds: tuple[str, ...], status: str,
+                    actor: str, note: str | None = None) -> int:
+    closed = db.execute(query("decisions", "close_approvals"), {
+        "issue_id": issue_id, "kinds": list(kinds), "status": status, "actor": actor, "note": note}).all()
+    return len(closed)
+
+
+def open_approval(db: Executor, issue_id: int, kind: str, *, requested_by: str, reason: str, deadline: dt.datetime,
+                  amount_usd: Decimal | None = None) -> Row[Any]:
     """Open a pending approval, or return the one already open (one per issue and kind)."""
-    statement = (
-        insert(Approval)
-        .values(issue_id=issue_id, kind=kind, requested_by=requested_by, reason=reason,
-                deadline=deadline, amount_usd=amount_usd)
-        .on_conflict_do_nothing(index_elements=["issue_id", "kind"], index_where=Approval.status == "pending")
-        .returning(Approval.id)
-    )
-    new_id = session.scalar(statement)
-    found = session.scalar(
-        select(Approval).where(Approval.id == new_id) if new_id is not None
-        else select(Approval).where(Approval.issue_id == issue_id, Approval.kind == kind, Approval.status == "pending")
-    )
-    assert found is not None
-    return found
+    row = db.execute(query("decisions", "open_approval"), {
+        "issue_id": issue_id, "kind": kind, "requested_by": requested_by, "reason": reason, "deadline": deadline,
+        "amount_usd": amount_usd}).first()
+    if row is None:
+        row = db.execute(query("decisions", "pending_approval"), {"issue_id": issue_id, "kind": kind}).first()
+    assert row is not None
+    return row
 
 
-def close_approvals(
-    session: Session, issue_id: int, *, kinds: tuple[str, ...], status: str, actor: str, note: str | None = None
-) -> int:
-    result = session.execute(
-        update(Approval)
-        .where(Approval.issue_id == issue_id, Approval.kind.in_(kinds), Approval.status == "pending")
-        .values(status=status, decided_by=actor, decided_at=dt.datetime.now(dt.UTC), decision_note=note)
-        .returning(Approval.id)
-    )
-    return len(result.all())
-
-
-def _move(session: Session, issue: Issue, to_status: str, **changes: object) -> None:
-    moved = transition(session, issue.id, issue.status, to_status, **changes)
-    if moved is None:  # pragma: no cover - the row is locked, so only the trigger can refuse
-        raise StateError(f"issue {issue.id} changed while we were deciding; try again")
-
-
-def approve(session: Session, issue_id: int, *, actor: str, note: str | None = None) -> Decision:
-    issue = get_issue(session, issue_id, lock=True)
-    require_status(issue, "pending_approval", action="approve")
-    _move(session, issue, "approved")
-    closed = close_approvals(session, issue_id, kinds=("work",), status="approved", actor=actor, note=note)
+def approve(db: Executor, issue_id: int, *, actor: str, note: str | None = None) -> Decision:
+    issue = _locked(db, issue_id)
+    _require(issue, "pending_approval", "approve")
+    _move(db, "approve", issue_id)
+    closed = close_approvals(db, issue_id, kinds=("work",), status="approved", actor=actor, note=note)
     if note:
-        add_comment(session, issue_id, note, author=actor, kind="note")
+        _comment(db, issue_id, _text(note, "--note"), author=actor, kind="note")
     return Decision(issue_id, "pending_approval", "approved", closed)
 
 
-def reject(session: Session, issue_id: int, *, actor: str, reason: str) -> Decision:
-    reason = _required_text(reason, "--reason")
-    issue = get_issue(session, issue_id, lock=True)
-    require_status(issue, "pending_approval", action="reject")
-    _move(session, issue, "rejected")
-    closed = close_approvals(session, issue_id, kinds=("work",), status="rejected", actor=actor, note=reason)
-    add_comment(session, issue_id, f"Rejected: {reason}", author=actor, kind="revision")
+def reject(db: Executor, issue_id: int, *, actor: str, reason: str) -> Decision:
+    reason = _text(reason, "--reason")
+    issue = _locked(db, issue_id)
+    _require(issue, "pending_approval", "reject")
+    _move(db, "reject", issue_id)
+    closed = close_approvals(db, issue_id, kinds=("work",), status="rejected", actor=actor, note=reason)
+    _comment(db, issue_id, f"Rejected: {reason}", author=actor, kind="revision")
     return Decision(issue_id, "pending_approval", "rejected", closed)
 
 
-def revise(session: Session, issue_id: int, *, actor: str, note: str) -> Decision:
-    note = _required_text(note, "--note")
-    issue = get_issue(session, issue_id, lock=True)
-    require_status(issue, "pending_approval", action="revise")
-    _move(session, issue, "todo", lease_owner=None, lease_until=None)
-    closed = close_approvals(session, issue_id, kinds=("work",), status="revised", actor=actor, note=note)
-    add_comment(session, issue_id, note, author=actor, kind="revision")
+def revise(db: Executor, issue_id: int, *, actor: str, note: str) -> Decision:
+    note = _text(note, "--note")
+    issue = _locked(db, issue_id)
+    _require(issue, "pending_approval", "revise")
+    _move(db, "revise", issue_id)
+    closed = close_approvals(db, issue_id, kinds=("work",), status="revised", actor=actor, note=note)
+    _comment(db, issue_id, note, author=actor, kind="revision")
     return Decision(issue_id, "pending_approval", "todo", closed)
 
 
-def unblock(
-    session: Session, issue_id: int, *, actor: str, note: str, assignee: Agent | None = None
-) -> Decision:
+def unblock(db: Executor, issue_id: int, *, actor: str, note: str, assignee_id: int | None = None) -> Decision:
     """Send a blocked issue back to work with guidance, resetting its attempt counters."""
-    note = _required_text(note, "--note")
-    issue = get_issue(session, issue_id, lock=True)
-    require_status(issue, "blocked", action="unblock")
-    changes: dict[str, object] = {"attempts": 0, "review_rounds": 0, "lease_owner": None, "lease_until": None}
-    if assignee is not None:
-        changes["assignee_id"] = assignee.id
-    _move(session, issue, "todo", **changes)
-    closed = close_approvals(
-        session, issue_id, kinds=("escalation", "budget"), status="resolved", actor=actor, note=note
-    )
-    add_comment(session, issue_id, note, author=actor, kind="guidance")
+    note = _text(note, "--note")
+    issue = _locked(db, issue_id)
+    _require(issue, "blocked", "unblock")
+    _move(db, "unblock", issue_id, assignee_id=assignee_id)
+    closed = close_approvals(db, issue_id, kinds=("escalation", "budget"), status="resolved", actor=actor, note=note)
+    _comment(db, issue_id, note, author=actor, kind="guidance")
     return Decision(issue_id, "blocked", "todo", closed)
 
 
-def cancel(session: Session, issue_id: int, *, actor: str, reason: str | None = None) -> Decision:
-    issue = get_issue(session, issue_id, lock=True)
+def cancel(db: Executor, issue_id: int, *, actor: str, reason: str | None = None) -> Decision:
+    issue = _locked(db, issue_id)
     if issue.status in TERMINAL_STATUSES:
         raise StateError(f"cannot cancel issue {issue_id}: it is already {issue.status}")
-    previous = issue.status
-    # Clearing the lease makes a worker that is mid-flight lose its compare-and-set.
-    _move(session, issue, "cancelled", lease_owner=None, lease_until=None)
-    closed = close_approvals(session, issue_id, kinds=KINDS, status="resolved", actor=actor, note=reason)
+    _move(db, "cancel", issue_id, from_status=issue.status)
+    closed = close_approvals(db, issue_id, kinds=KINDS, status="resolved", actor=actor, note=reason)
     if reason:
-        add_comment(session, issue_id, f"Cancelled: {reason}", author=actor, kind="note")
-    return Decision(issue_id, previous, "cancelled", closed)
+        _comment(db, issue_id, f"Cancelled: {_text(reason, '--reason')}", author=actor, kind="note")
+    return Decision(issue_id, issue.status, "cancelled", closed)
 
 
-def add_budget(session: Session, issue_id: int, *, actor: str, amount_usd: Decimal) -> Decision:
+def add_budget(db: Executor, issue_id: int, *, actor: str, amount_usd: Decimal) -> Decision:
     """Raise the budget; a budget-blocked issue goes back to work and its approval closes."""
     if amount_usd <= 0:
         raise UsageError("--add must be a positive amount of USD")
-    issue = get_issue(session, issue_id, lock=True)
+    issue = _locked(db, issue_id)
     if issue.status in TERMINAL_STATUSES:
         raise StateError(f"cannot change the budget of issue {issue_id}: it is {issue.status}")
-    previous = issue.status
-    new_budget = issue.budget_usd + amount_usd
-    if issue.status == "blocked" and issue.blocked_reason == "budget":
-        _move(session, issue, "todo", budget_usd=new_budget, attempts=0, lease_owner=None, lease_until=None)
-    else:
-        session.execute(update(Issue).where(Issue.id == issue_id).values(budget_usd=new_budget))
-    closed = close_approvals(
-        session, issue_id, kinds=("budget",), status="approved", actor=actor, note=f"+{amount_usd} USD"
-    )
-    add_comment(session, issue_id, f"Budget raised by {amount_usd} USD to {new_budget} USD.", author=actor,
-                kind="note")
-    session.expire_all()
-    return Decision(issue_id, previous, get_issue(session, issue_id).status, closed)
+    raised = db.execute(query("decisions", "raise_budget"), {"issue_id": issue_id, "amount": amount_usd}).one()
+    closed = close_approvals(db, issue_id, kinds=("budget",), status="approved", actor=actor,
+                             note=f"+{amount_usd} USD")
+    _comment(db, issue_id, f"Budget raised by {amount_usd} USD to {raised.budget_usd} USD.", author=actor,
+             kind="note")
+    return Decision(issue_id, issue.status, raised.status, closed)
 
 
-def _required_text(value: str | None, option: str) -> str:
+def _text(value: str | None, option: str) -> str:
     if value is None or not value.strip():
         raise UsageError(f"{option} must not be empty")
     if "\x00" in value:

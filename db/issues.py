@@ -187,13 +187,10 @@ def transition(
     conditions = [Issue.id == issue_id, Issue.status.in_(expected)]
     if expect_lease is not None:
         conditions.append(Issue.lease_owner == expect_lease)
-    row = session.execute(
-        update(Issue).where(*conditions).values(status=to_status, **changes).returning(Issue.id)
+    return session.scalars(
+        update(Issue).where(*conditions).values(status=to_status, **changes).returning(Issue),
+        execution_options={"synchronize_session": False, "populate_existing": True},
     ).first()
-    if row is None:
-        return None
-    session.expire_all()
-    return session.get(Issue, issue_id)
 
 
 def add_comment(

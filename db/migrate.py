@@ -11,7 +11,6 @@ from pathlib import Path
 
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import ProgrammingError
 
 from config.log import get_logger
 
@@ -28,11 +27,10 @@ def head_revision() -> str:
 
 
 def current_revision(connection: Connection) -> str | None:
-    try:
-        with connection.begin_nested():
-            return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
-    except ProgrammingError:
+    # to_regclass answers "no table yet" without an error (and so without a savepoint).
+    if connection.execute(text("SELECT to_regclass('alembic_version')")).scalar() is None:
         return None
+    return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
 def alembic_config(connection: Connection | None = None):  # type: ignore[no-untyped-def]

@@ -26,6 +26,8 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import DateTime
 
+from db.statuses import STATUSES, TERMINAL_STATUSES  # noqa: F401 - re-exported for the ORM's users
+
 TIMESTAMPTZ = DateTime(timezone=True)
 MONEY = Numeric(12, 4)
 LEDGER = Numeric(14, 6)
@@ -69,6 +71,11 @@ class Agent(Base):
     lease_owner: Mapped[uuid.UUID | None]
     lease_until: Mapped[dt.datetime | None]
     last_beat_at: Mapped[dt.datetime | None]
+    # Running totals kept by triggers (db/sql/rollups.sql) for the activity report.
+    heartbeats: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    claims: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    failed_beats: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    productive_beats: Mapped[int] = mapped_column(BigInteger, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(server_default="now()")
     updated_at: Mapped[dt.datetime] = mapped_column(server_default="now()")
 
@@ -123,6 +130,7 @@ class Issue(Base):
     budget_usd: Mapped[Decimal] = mapped_column(MONEY, server_default="2")
     spent_usd: Mapped[Decimal] = mapped_column(LEDGER, server_default="0")
     reserved_usd: Mapped[Decimal] = mapped_column(LEDGER, server_default="0")
+    subtree_cost_usd: Mapped[Decimal] = mapped_column(LEDGER, server_default="0")  # kept by trigger: own + sub-issues'
     attempts: Mapped[int] = mapped_column(server_default="0")
     max_attempts: Mapped[int] = mapped_column(server_default="3")
     review_rounds: Mapped[int] = mapped_column(server_default="0")
@@ -233,6 +241,7 @@ class LLMCall(Base):
     latency_ms: Mapped[int | None]
     outcome: Mapped[str]
     error: Mapped[str | None]
+    reservation_id: Mapped[uuid.UUID | None]
     created_at: Mapped[dt.datetime] = mapped_column(server_default="now()")
 
 
@@ -309,9 +318,3 @@ class Notification(Base):
     created_at: Mapped[dt.datetime] = mapped_column(server_default="now()")
     sent_at: Mapped[dt.datetime | None]
 
-
-TERMINAL_STATUSES = frozenset({"done", "rejected", "cancelled"})
-STATUSES = (
-    "backlog", "todo", "in_progress", "in_review", "pending_approval",
-    "approved", "deploying", "done", "blocked", "rejected", "cancelled",
-)

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from config.secrets import redact_obj
 from db.models import Approval, Issue, IssueEvent, LLMCall, Notification
+from db.sqlfiles import query
 
 
 def enqueue(session: Session, event: str, dedupe_key: str, payload: dict[str, Any], issue_id: int | None = None) -> bool:
@@ -107,17 +108,7 @@ def heartbeat_failing(session: Session, agent_slug: str, failures: int, first_ru
 
 
 def digest(session: Session, day: dt.date) -> bool:
-    """The daily digest for ``day`` (UTC), from the report views; once per day whatever runs it."""
-    from sqlalchemy import text
-
-    start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
-    figures_row = session.execute(text("""
-        SELECT (SELECT count(*) FROM issues WHERE created_at >= :start AND created_at < :end) AS created,
-               (SELECT count(*) FROM issues WHERE done_at >= :start AND done_at < :end) AS done,
-               (SELECT coalesce(sum(cost_usd), 0) FROM report_cost_daily WHERE day = :day) AS cost_usd,
-               (SELECT count(*) FROM report_blocked_chain) AS blocked_now,
-               (SELECT count(*) FROM report_approval_queue) AS approvals_pending,
-               (SELECT count(*) FROM report_approval_queue WHERE overdue) AS approvals_overdue
-    """), {"start": start, "end": start + dt.timedelta(days=1), "day": day}).one()
+    """The daily digest for ``day`` (UTC); once per day whatever runs it."""
+    figures_row = session.execute(query("reports", "digest_figures"), {"day": day}).one()
     figures = {k: str(v) for k, v in figures_row._mapping.items()}
     return enqueue(session, "digest", f"digest:{day.isoformat()}", {"day": day.isoformat(), "figures": figures})

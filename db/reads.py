@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
@@ -26,22 +25,6 @@ def _slug_map(session: Session, ids: set[int | None]) -> dict[int, str]:
     if not wanted:
         return {}
     return dict(session.execute(select(Agent.id, Agent.slug).where(Agent.id.in_(wanted))).tuples().all())
-
-
-def issue_rows(session: Session, *, status: str | None, assignee: str | None, limit: int) -> list[dict[str, Any]]:
-    assignee_agent = aliased(Agent)
-    statement = (
-        select(Issue.id, Issue.status, Issue.priority, Issue.title, assignee_agent.slug.label("assignee"),
-               Issue.budget_usd, Issue.spent_usd, Issue.blocked_reason, Issue.updated_at)
-        .outerjoin(assignee_agent, assignee_agent.id == Issue.assignee_id)
-        .order_by(Issue.id.desc())
-        .limit(limit)
-    )
-    if status is not None:
-        statement = statement.where(Issue.status == status)
-    if assignee is not None:
-        statement = statement.where(assignee_agent.slug == assignee)
-    return [dict(row._mapping) for row in session.execute(statement)]
 
 
 def issue_detail(session: Session, issue_id: int) -> dict[str, Any]:

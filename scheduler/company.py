@@ -22,7 +22,7 @@ from sqlalchemy import make_url, select
 from agents.playbooks import load_playbooks
 from agents.roster import Roster, load_roster
 from agents.sync import sync_roster
-from config.log import get_logger
+from config.log import ensure_configured, get_logger
 from config.settings import Settings
 from db.engine import get_engine, transaction
 from db.models import Agent
@@ -47,6 +47,7 @@ def load_company(settings: Settings) -> Roster:
 
 class Company:
     def __init__(self, settings: Settings, *, threads: int = 4, router_factory: Any = None) -> None:
+        ensure_configured()  # library loggers (APScheduler, psycopg) speak through structlog from here on
         self.settings = settings
         self.threads = threads
         self.roster = load_company(settings)

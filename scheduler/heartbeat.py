@@ -14,13 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import structlog
 from sqlalchemy import func, update
 from sqlalchemy.engine import Engine
 
 from agents.playbooks import PlaybookSet
 from agents.roster import Roster
-from config.log import get_logger
+from config.log import bound_contextvars, get_logger
 from config.settings import Settings
 from db.engine import transaction
 from db.models import Agent, HeartbeatRun
@@ -75,14 +74,14 @@ def run_beat(slug: str, runtime: Runtime) -> BeatResult:
                           beat_run_id=run_id, deadline=time.monotonic() + ttl,
                           stop=runtime.stop, router_factory=runtime.router_factory, playbooks=runtime.playbooks)
     outcome, error = "idle", None
-    with structlog.contextvars.bound_contextvars(agent=slug, run_id=str(run_id)):
+    with bound_contextvars(agent=slug, run_id=str(run_id)):
         try:
             workflows = _workflows()
             for name in snapshot.workflows:
                 if ctx.should_stop():
                     break
                 ctx.workflow = name
-                with structlog.contextvars.bound_contextvars(workflow=name):
+                with bound_contextvars(workflow=name):
                     workflows[name](ctx)
             outcome = "interrupted" if runtime.stop.is_set() else ("ok" if ctx.touched else "idle")
         except Exception as failure:  # noqa: BLE001 - a beat must always record itself and free its lease

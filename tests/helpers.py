@@ -44,3 +44,18 @@ def status_of(raw: psycopg.Connection, issue_id: int) -> str:
     row = raw.execute("SELECT status FROM issues WHERE id = %s", (issue_id,)).fetchone()
     assert row is not None
     return str(row[0])
+
+
+ROLLUP_SNAPSHOT = {
+    "usage_daily": "SELECT * FROM usage_daily WHERE calls > 0 ORDER BY day, tier, provider, model",
+    "usage_agent_monthly": "SELECT * FROM usage_agent_monthly WHERE calls > 0 ORDER BY month, agent_id",
+    "issue_flow_daily": "SELECT * FROM issue_flow_daily WHERE created > 0 OR done > 0 ORDER BY day",
+    "board_counts": "SELECT * FROM board_counts WHERE issues > 0 ORDER BY status, assignee_id",
+    "subtree_costs": "SELECT id, subtree_cost_usd FROM issues ORDER BY id",
+    "agent_totals": "SELECT id, heartbeats, claims, failed_beats, productive_beats FROM agents ORDER BY id",
+}
+
+
+def rollups(raw: psycopg.Connection) -> dict[str, list[tuple]]:
+    """Every report summary, for comparing what the triggers kept with a rebuild from the facts."""
+    return {name: raw.execute(sql).fetchall() for name, sql in ROLLUP_SNAPSHOT.items()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 
 import psycopg
 import pytest
@@ -51,16 +52,20 @@ def test_escalation_skips_a_paused_manager(ids: dict[str, int], raw: psycopg.Con
         ids["vp-engineering"],)
 
 
-def test_expired_budget_reservations_are_released(ids: dict[str, int], raw: psycopg.Connection) -> None:
+def test_unsettled_reservations_are_charged_in_full(ids: dict[str, int], raw: psycopg.Connection) -> None:
+    """A call whose process died may have happened: its worst case is charged, never forgotten."""
     issue = new_issue(raw, status="todo", budget_usd=1)
     raw.execute("UPDATE issues SET reserved_usd = 0.4 WHERE id = %s", (issue,))
     raw.execute("INSERT INTO budget_accounts (scope, period, limit_usd, reserved_usd) "
                 "VALUES ('company', date_trunc('month', now())::date, 100, 0.4)")
     raw.execute("INSERT INTO budget_reservations (id, run_id, issue_id, period, amount_usd, expires_at) VALUES "
                 "(gen_random_uuid(), gen_random_uuid(), %s, date_trunc('month', now())::date, 0.4, now())", (issue,))
-    assert run_sweep().reservations_released == 1
-    assert raw.execute("SELECT reserved_usd FROM issues WHERE id = %s", (issue,)).fetchone() == (0,)
-    assert raw.execute("SELECT reserved_usd FROM budget_accounts").fetchone() == (0,)
+    assert run_sweep().reservations_abandoned == 1
+    assert raw.execute("SELECT reserved_usd, spent_usd FROM issues WHERE id = %s", (issue,)).fetchone() == (0, Decimal("0.4"))
+    assert raw.execute("SELECT reserved_usd, spent_usd FROM budget_accounts").fetchone() == (0, Decimal("0.4"))
+    assert raw.execute("SELECT outcome, cost_usd FROM llm_calls WHERE issue_id = %s", (issue,)).fetchone() == (
+        "abandoned", Decimal("0.4"))
+    assert run_sweep().reservations_abandoned == 0
 
 
 @pytest.mark.parametrize(("kind", "second"), [("work", "passed"), ("budget", "expire"), ("escalation", "escalate")])

@@ -1,6 +1,6 @@
 """sweep: the system's janitor, run on a timer by every `hq run` (safe to run in several at once).
 
-1. budget reservations whose process died are released;
+1. budget reservations whose call never settled are charged in full (worst case);
 2. work whose worker died (expired lease) goes back to `todo`, or — past
    max_attempts — is blocked and escalated;
 3. approval deadlines apply their policy: remind, then escalate or expire;
@@ -41,7 +41,7 @@ log = get_logger(__name__)
 
 @dataclass
 class SweepReport:
-    reservations_released: int = 0
+    reservations_abandoned: int = 0
     leases_expired: list[int] = field(default_factory=list)
     exhausted: list[int] = field(default_factory=list)
     approvals: dict[str, int] = field(default_factory=dict)
@@ -54,7 +54,7 @@ def run(settings: Settings, engine: Engine) -> SweepReport:
     report = SweepReport()
     run_id = uuid.uuid4()
     with transaction(ACTOR, workflow=NAME, run_id=run_id, engine=engine) as session:
-        report.reservations_released = session.scalar(query("budget", "release_expired_reservations")) or 0
+        report.reservations_abandoned = session.scalar(query("budget", "abandon_expired_reservations")) or 0
     _expired_work(settings, engine, run_id, report)
     _deadlines(settings, engine, run_id, report)
     _waiting_parents(engine, run_id, report)

@@ -1,22 +1,27 @@
 """Reserve before, settle after: the only code that moves money between budget columns.
 
-See db/sql/queries/budget.sql for the guarded statements. A reservation that
-cannot be made means no call: the router refuses before any token is spent.
+The rules live in SQL (db/sql/budget.sql): `hq_reserve` and `hq_record_call`
+are single statements, run here in autocommit on a pooled driver connection, so
+a model call pays two round trips for its accounting and nothing else.
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import threading
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy.orm import Session
+import psycopg
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
 
 from config.errors import HQError
-from db.sqlfiles import query
+from db.urls import libpq_url
 
-COMPANY = "company"
+_RESERVE = "SELECT hq_reserve(%s, %s, %s, %s, %s, %s, %s, %s)"
+_RECORD = "SELECT hq_record_call(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 
 
 class BudgetExceeded(HQError):
@@ -37,7 +42,6 @@ class Reservation:
     id: uuid.UUID
     issue_id: int | None
     agent_scope: str | None
-    period: dt.date
     amount: Decimal
 
 
@@ -50,41 +54,83 @@ class Payer:
     agent_monthly_limit: Decimal | None
     company_monthly_limit: Decimal
 
-
-def reserve(session: Session, payer: Payer, amount: Decimal, run_id: uuid.UUID, ttl_seconds: int) -> Reservation:
-    """Reserve ``amount`` against every scope, or raise BudgetExceeded (the caller rolls back)."""
-    if payer.issue_id is not None:
-        if session.execute(query("budget", "reserve_issue"), {"issue_id": payer.issue_id, "amount": amount}).first() is None:
-            headroom = session.execute(query("budget", "issue_headroom"), {"issue_id": payer.issue_id}).first()
-            raise BudgetExceeded("issue", amount, headroom.available if headroom else None, payer.issue_id)
-    agent_scope = f"agent:{payer.agent_slug}" if payer.agent_slug and payer.agent_monthly_limit is not None else None
-    period: dt.date | None = None
-    accounts = [(agent_scope, payer.agent_monthly_limit, "agent")] if agent_scope else []
-    accounts.append((COMPANY, payer.company_monthly_limit, "company"))
-    for scope, limit, kind in accounts:
-        period = session.scalar(query("budget", "ensure_account"), {"scope": scope, "limit_usd": limit})
-        reserved = session.execute(query("budget", "reserve_account"),
-                                   {"scope": scope, "period": period, "amount": amount}).first()
-        if reserved is None:
-            raise BudgetExceeded(kind, amount, None, payer.issue_id)
-    assert period is not None
-    reservation = Reservation(uuid.uuid4(), payer.issue_id, agent_scope, period, amount)
-    session.execute(query("budget", "record_reservation"), {
-        "id": reservation.id, "run_id": run_id, "issue_id": payer.issue_id, "agent_scope": agent_scope,
-        "period": period, "amount": amount, "ttl_seconds": ttl_seconds,
-    })
-    return reservation
+    @property
+    def agent_scope(self) -> str | None:
+        return f"agent:{self.agent_slug}" if self.agent_slug and self.agent_monthly_limit is not None else None
 
 
-def settle(session: Session, reservation: Reservation, actual: Decimal) -> None:
-    """Replace the reservation with the actual cost. If the sweeper already released the
-    reservation (the call outlived its TTL), only the spend is added."""
-    taken = session.execute(query("budget", "take_reservation"), {"id": reservation.id}).first()
-    released = reservation.amount if taken is not None else Decimal(0)
-    if reservation.issue_id is not None:
-        session.execute(query("budget", "settle_issue"),
-                        {"issue_id": reservation.issue_id, "reserved": released, "actual": actual})
-    for scope in (reservation.agent_scope, COMPANY):
-        if scope is not None:
-            session.execute(query("budget", "settle_account"),
-                            {"scope": scope, "period": reservation.period, "reserved": released, "actual": actual})
+_local = threading.local()
+
+
+def _connection(engine: Engine) -> psycopg.Connection[Any]:
+    """This thread's autocommit connection for budget statements: no pool checkout, no ping, one round trip."""
+    connections: dict[str, psycopg.Connection[Any]] = _local.__dict__.setdefault("connections", {})
+    key = str(engine.url)
+    conn = connections.get(key)
+    if conn is None or conn.closed:
+        url = engine.url.render_as_string(hide_password=False)
+        conn = psycopg.connect(libpq_url(url), autocommit=True, application_name="hq-budget",
+                               options="-c statement_timeout=10000")
+        connections[key] = conn
+    return conn
+
+
+def _one(engine: Engine, sql: str, params: tuple[Any, ...]) -> Any:
+    """One statement on this thread's budget connection; a broken connection is dropped and tried once more."""
+    for attempt in (1, 2):
+        conn = _connection(engine)
+        try:
+            row = conn.execute(sql, params).fetchone()
+            return row[0] if row else None
+        except psycopg.OperationalError:
+            conn.close()
+            if attempt == 2:
+                raise
+    return None  # pragma: no cover
+
+
+def reserve(engine: Engine, payer: Payer, amount: Decimal, run_id: uuid.UUID, ttl_seconds: int) -> Reservation:
+    """Reserve ``amount`` against every scope at once, or raise BudgetExceeded having reserved nothing."""
+    reservation = Reservation(uuid.uuid4(), payer.issue_id, payer.agent_scope, amount)
+    refused = _one(engine, _RESERVE, (reservation.id, run_id, payer.issue_id, payer.agent_scope,
+                                      payer.agent_monthly_limit, payer.company_monthly_limit, amount, ttl_seconds))
+    if refused is None:
+        return reservation
+    available = None
+    if refused == "issue":
+        with engine.connect() as conn:
+            available = conn.execute(text("SELECT budget_usd - spent_usd - reserved_usd FROM issues WHERE id = :id"),
+                                     {"id": payer.issue_id}).scalar()
+    raise BudgetExceeded(refused, amount, available, payer.issue_id)
+
+
+@dataclass(frozen=True)
+class CallRow:
+    """One llm_calls row, as the router knows it."""
+
+    run_id: uuid.UUID
+    seq: int
+    issue_id: int | None
+    agent_id: int | None
+    workflow: str | None
+    tier: str
+    provider: str | None
+    model: str | None
+    deployment: str | None
+    outcome: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: Decimal = Decimal(0)
+    reserved: Decimal = Decimal(0)
+    latency_ms: int | None = None
+    error: str | None = None
+
+
+def record(engine: Engine, row: CallRow, reservation: Reservation | None = None) -> bool:
+    """Write one cost row; with ``reservation`` also settle it to ``row.cost``. False if it was already written."""
+    return bool(_one(engine, _RECORD, (
+        row.run_id, row.seq, row.issue_id, row.agent_id, row.workflow, row.tier, row.provider, row.model,
+        row.deployment, row.input_tokens, row.output_tokens, row.cost, row.reserved, row.latency_ms, row.outcome,
+        row.error, reservation.id if reservation else None, reservation.agent_scope if reservation else None,
+    )))
+

@@ -38,6 +38,8 @@ class DeploymentSpec(BaseModel):
     api_base_env: Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_]*$")] | None = None
     input_usd_per_mtok: Annotated[float, Field(ge=0, le=10_000)] | None = None
     output_usd_per_mtok: Annotated[float, Field(ge=0, le=10_000)] | None = None
+    # LiteLLM answers with this text instead of calling the provider (benchmarks, dry runs).
+    mock_response: Annotated[str, Field(max_length=10_000)] | None = None
 
     @model_validator(mode="after")
     def _prices_together(self) -> DeploymentSpec:
@@ -98,6 +100,7 @@ class Deployment:
     input_price: Decimal  # USD per token
     output_price: Decimal
     price_source: str
+    mock_response: str | None = None
 
     @property
     def provider(self) -> str:
@@ -216,7 +219,7 @@ def resolve_models(settings: Settings) -> ModelMap:
                                 "set input_usd_per_mtok and output_usd_per_mtok")
                 continue
             resolved.append(Deployment(f"{tier}-{len(resolved) + 1}", tier, len(resolved) + 1, deployment.model,
-                                       key, base, prices[0], prices[1], source))
+                                       key, base, prices[0], prices[1], source, deployment.mock_response))
         tiers[tier] = resolved
     if problems:
         raise ConfigError(f"models file {settings.models_path}: " + "; ".join(problems))

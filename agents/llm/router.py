@@ -5,13 +5,20 @@ Each call:
    deployment it could land on, with all its output tokens) against the issue,
    the agent's month and the company's month — or refuses, writing a
    ``budget_refused`` row, blocking the issue and opening a budget approval;
-2. goes through LiteLLM's Router: deployments tried by ``order``, a failing one
-   cools down after ``allowed_fails``, ``retry-after`` honoured, then the tier's
-   fallback tiers;
-3. writes one ``llm_calls`` row per attempt (the failed ones from LiteLLM's
-   failure callback, the answer with ``ok`` or ``fallback``) and settles the
-   reservation to the actual cost, in one transaction that a retry cannot count
-   twice.
+2. asks LiteLLM's Router which deployment serves the tier (lowest ``order``
+   among those not cooling down) and calls it; the Router counts failures and
+   cools a deployment down after ``allowed_fails``. Transient failures retry
+   with backoff (tenacity; ``retry-after`` honoured), then the tier's fallback
+   tiers are tried;
+3. writes one ``llm_calls`` row per attempt and settles the reservation to the
+   actual cost in the same statement (db/sql/budget.sql), so a retried write
+   can never count twice.
+
+The call itself is ``litellm.completion`` on the chosen deployment rather than
+``Router.completion``, whose sync path spins up an event loop per call and
+costs as much again as the call; the Router still does what it is for:
+ordering, failure counting and cooldown. Every attempt is seen directly, which
+is what the cost rows need.
 
 LiteLLM is imported here and only here, lazily: it costs seconds and ~165 MiB,
 and `hq issues` / `hq approve` must never pay that.
@@ -25,29 +32,31 @@ import os
 import threading
 import time
 import uuid
+import warnings
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
-from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
+import psycopg
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError as SAOperationalError
+from tenacity import RetryCallState, Retrying, retry, retry_if_exception, retry_if_exception_type, \
+    stop_after_attempt, wait_exponential
 
-from agents.llm.budget import BudgetExceeded, Payer, Reservation, reserve, settle
+from agents.llm.budget import BudgetExceeded, CallRow, Payer, Reservation, record, reserve
 from agents.llm.config import Deployment, ModelMap, resolve_models
 from config.errors import HQError
-from config.log import get_logger, requiet
+from config.log import ensure_configured, get_logger, requiet
 from config.secrets import redact, redact_obj
 from config.settings import Settings
-from db.engine import transaction
-from db.models import LLMCall
+from db.engine import get_engine, transaction
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 INPUT_MARGIN = Decimal("1.10")  # tokenizers differ between providers; reserve a little more
 RESERVATION_TTL_SECONDS = 900
 ERROR_LIMIT = 500
+MAX_RETRY_AFTER = 60.0
 
 log = get_logger(__name__)
 
@@ -79,6 +88,12 @@ class CallContext:
     def next_seq(self) -> int:
         return next(self._seq)
 
+    def row(self, tier: str, deployment: Deployment | None, outcome: str, **values: Any) -> CallRow:
+        return CallRow(run_id=self.run_id, seq=self.next_seq(), issue_id=self.issue_id, agent_id=self.agent_id,
+                       workflow=self.workflow, tier=tier, provider=deployment.provider if deployment else None,
+                       model=deployment.model if deployment else None,
+                       deployment=deployment.id if deployment else None, outcome=outcome, **values)
+
 
 @dataclass(frozen=True)
 class ToolCallRequest:
@@ -102,79 +117,70 @@ class Completion:
 
 @dataclass(frozen=True)
 class _Attempt:
-    deployment_id: str | None
+    deployment: Deployment
     error: BaseException
     seconds: float
 
 
-class _AttemptLog:
-    """Failed attempts reported by LiteLLM's failure callback, keyed by our per-call token."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._attempts: dict[str, list[_Attempt]] = {}
-
-    def add(self, token: str, attempt: _Attempt) -> None:
-        with self._lock:
-            self._attempts.setdefault(token, []).append(attempt)
-
-    def pop(self, token: str) -> list[_Attempt]:
-        with self._lock:
-            return self._attempts.pop(token, [])
-
-
-_ATTEMPTS = _AttemptLog()
-_hooks_installed = False
-_hooks_lock = threading.Lock()
-
-
-def _install_litellm_hooks(litellm: Any) -> None:
-    """Once per process: quiet LiteLLM, register the offline provider and the attempt recorder.
-
-    LiteLLM copies its callback list into internal registries on first use, so the
-    recorder is a process-wide singleton keyed by each call's token, never per router.
-    """
-    global _hooks_installed
-    with _hooks_lock:
-        if _hooks_installed:
-            return
-        from litellm.integrations.custom_logger import CustomLogger
-
-        from agents.llm.offline import OfflineModel
-
-        class AttemptRecorder(CustomLogger):  # type: ignore[misc]
-            """Called synchronously, in the calling thread, for each failed attempt."""
-
-            # LiteLLM passes these by keyword: the parameter names are part of its interface.
-            def log_failure_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any,
-                                  end_time: Any) -> None:
-                params = kwargs.get("litellm_params") or {}
-                token = (params.get("metadata") or {}).get("hq_token")
-                if token:
-                    seconds = (end_time - start_time).total_seconds() if start_time and end_time else 0.0
-                    deployment = (params.get("model_info") or {}).get("id")
-                    _ATTEMPTS.add(token, _Attempt(deployment, kwargs.get("exception") or RuntimeError("failed"),
-                                                  seconds))
-
-        litellm.suppress_debug_info = True
-        litellm.telemetry = False
-        litellm.custom_provider_map = [{"provider": "hq-offline", "custom_handler": OfflineModel()}]
-        litellm.callbacks = [*litellm.callbacks, AttemptRecorder()]
-        requiet()  # importing LiteLLM reset a few library loggers' levels
-        _hooks_installed = True
+class _NoDeployment(Exception):
+    """Every deployment of every tier this call may use is cooling down."""
 
 
 def _is_transient(error: BaseException) -> bool:
+    if isinstance(error, _NoDeployment):
+        return True
     status = getattr(error, "status_code", None)
     if status is None:
-        return True  # connection errors, timeouts, "no deployments available"
+        return True  # connection errors and timeouts
     return int(status) in (401, 403, 408, 409, 429) or int(status) >= 500
+
+
+def _retry_after(error: BaseException) -> float | None:
+    headers = getattr(getattr(error, "response", None), "headers", None) or getattr(error, "litellm_response_headers",
+                                                                                       None)
+    value = headers.get("retry-after") if headers is not None else None
+    try:
+        seconds = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return min(seconds, MAX_RETRY_AFTER) if seconds is not None and seconds >= 0 else None
+
+
+def _text_of(message: dict[str, Any]) -> str:
+    """Everything in a chat message that costs input tokens."""
+    content = message.get("content")
+    text = content if isinstance(content, str) else json.dumps(content) if content else ""
+    if message.get("tool_calls"):
+        text += json.dumps(message["tool_calls"])
+    return text
 
 
 def _error_text(error: BaseException) -> str:
     status = getattr(error, "status_code", None)
     first = str(error).strip().splitlines()[0] if str(error).strip() else ""
     return redact(f"{type(error).__name__}" + (f" {status}" if status else "") + f": {first}")[:ERROR_LIMIT]
+
+
+_hooks_installed = False
+_hooks_lock = threading.Lock()
+
+
+def _install_litellm_hooks(litellm: Any) -> None:
+    """Once per process: quiet LiteLLM and register the offline provider."""
+    global _hooks_installed
+    with _hooks_lock:
+        if _hooks_installed:
+            return
+        from agents.llm.offline import OfflineModel
+
+        litellm.suppress_debug_info = True
+        litellm.telemetry = False
+        litellm.custom_provider_map = [{"provider": "hq-offline", "custom_handler": OfflineModel()}]
+        # The Router's cooldown also schedules an alerting coroutine that a sync call never awaits.
+        warnings.filterwarnings("ignore", message="coroutine '.*' was never awaited", category=RuntimeWarning)
+        ensure_configured()
+        requiet()  # importing LiteLLM reset a few library loggers' levels
+        _hooks_installed = True
 
 
 class ModelRouter:
@@ -185,7 +191,9 @@ class ModelRouter:
         self.models = models or resolve_models(settings)
         self._router: Any = None
         self._litellm: Any = None
+        self._encoding: Any = None
         self._lock = threading.Lock()
+        self._failed_at: dict[str, float] = {}  # deployment id -> when it last failed in this process
 
     # --- LiteLLM, built on first use -------------------------------------------------
     def _build(self) -> Any:
@@ -197,59 +205,67 @@ class ModelRouter:
             _install_litellm_hooks(litellm)
             spec = self.models.router
             model_list = [
-                {
-                    "model_name": deployment.tier,
-                    "litellm_params": {
-                        "model": deployment.model,
-                        "order": deployment.order,
-                        **({"api_key": deployment.api_key} if deployment.api_key else {}),
-                        **({"api_base": deployment.api_base} if deployment.api_base else {}),
-                    },
-                    "model_info": {"id": deployment.id},
-                }
-                for deployments in self.models.tiers.values()
-                for deployment in deployments
+                {"model_name": d.tier, "litellm_params": {"model": d.model, "order": d.order},
+                 "model_info": {"id": d.id}}
+                for deployments in self.models.tiers.values() for d in deployments
             ]
-            self._router = litellm.Router(
-                model_list=model_list,
-                num_retries=spec.num_retries,
-                allowed_fails=spec.allowed_fails,
-                cooldown_time=spec.cooldown_seconds,
-                timeout=spec.timeout_seconds,
-                retry_after=0,
-                fallbacks=[{tier: targets} for tier, targets in spec.tier_fallbacks.items()],
-            )
+            self._router = litellm.Router(model_list=model_list, allowed_fails=spec.allowed_fails,
+                                          cooldown_time=spec.cooldown_seconds, num_retries=spec.num_retries)
             self._litellm = litellm
+            self._encoding = litellm.encoding  # LiteLLM's bundled tokenizer: real counts, no network
             return self._router
+
+    def _pick(self, tiers: list[str], messages: list[dict[str, Any]]) -> Deployment:
+        """The serving deployment: the first tier with one not cooling down, by LiteLLM's order.
+
+        LiteLLM's cooldowns are in-process state fed only by failures seen in this
+        process; while none of the tier's deployments has failed within a cooldown
+        period, the Router's answer is known to be the tier's first deployment, and
+        asking it (a fifth of a millisecond) is skipped.
+        """
+        first = self.models.tiers.get(tiers[0]) or []
+        window = self.models.router.cooldown_seconds
+        now = time.monotonic()
+        if first and all(now - self._failed_at.get(d.id, -1e9) > window for d in first):
+            return first[0]
+        for tier in tiers:
+            try:
+                chosen = self._router.get_available_deployment(model=tier, messages=messages)
+            except Exception:  # noqa: BLE001 - LiteLLM raises when every deployment of the tier cools down
+                continue
+            deployment = self.models.by_id(str((chosen.get("model_info") or {}).get("id")))
+            if deployment is not None:
+                return deployment
+        raise _NoDeployment("every deployment is cooling down")
 
     # --- money -----------------------------------------------------------------------
     def estimate(self, tier: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
                  max_tokens: int) -> Decimal:
         """The worst case: the dearest deployment the call could land on, with every output token used."""
         self._build()
-        input_tokens = self._litellm.token_counter(messages=messages)
+        input_tokens = sum(len(self._encoding.encode(_text_of(m), disallowed_special=())) + 4 for m in messages)
         if tools:
-            input_tokens += self._litellm.token_counter(text=json.dumps(tools))
+            input_tokens += len(self._encoding.encode(json.dumps(tools), disallowed_special=()))
         input_tokens = int(Decimal(input_tokens) * INPUT_MARGIN) + 16
-        candidates = self.models.candidates(tier)
-        return max(d.cost(input_tokens, max_tokens) for d in candidates)
+        return max(d.cost(input_tokens, max_tokens) for d in self.models.candidates(tier))
 
     def _refuse(self, ctx: CallContext, tier: str, refused: BudgetExceeded, estimate: Decimal) -> None:
         from agents.llm.refusal import block_for_budget
 
-        with transaction(ctx.actor, workflow=ctx.workflow, run_id=ctx.run_id) as session:
-            if refused.scope == "issue" and ctx.issue_id is not None:
+        if refused.scope == "issue" and ctx.issue_id is not None:
+            with transaction(ctx.actor, workflow=ctx.workflow, run_id=ctx.run_id,
+                             engine=get_engine(self.settings)) as session:
                 block_for_budget(session, ctx.issue_id, actor=ctx.actor, needed=refused.needed,
                                  deadline_hours=self.settings.approval_deadline_hours)
-            self._insert_row(session, ctx, tier, None, outcome="budget_refused", reserved=estimate,
-                             error=refused.message)
+        record(get_engine(self.settings), ctx.row(tier, None, "budget_refused", reserved=estimate,
+                                                  error=refused.message))
         log.warning("llm.budget_refused", scope=refused.scope, tier=tier, issue_id=ctx.issue_id,
                     agent=ctx.agent_slug, run_id=str(ctx.run_id), workflow=ctx.workflow)
 
     # --- the call --------------------------------------------------------------------
     def complete(self, ctx: CallContext, tier: str, messages: list[dict[str, Any]], *,
                  tools: list[dict[str, Any]] | None = None, max_tokens: int | None = None) -> Completion:
-        router = self._build()
+        self._build()
         if tier not in self.models.tiers:
             raise ValueError(f"unknown tier {tier!r}")
         messages = redact_obj(messages)
@@ -258,66 +274,63 @@ class ModelRouter:
         payer = Payer(ctx.issue_id, ctx.agent_slug, ctx.agent_monthly_limit,
                       Decimal(str(self.settings.company_monthly_budget_usd)))
         try:
-            with transaction(ctx.actor, workflow=ctx.workflow, run_id=ctx.run_id) as session:
-                reservation = reserve(session, payer, estimate, ctx.run_id, RESERVATION_TTL_SECONDS)
+            reservation = reserve(get_engine(self.settings), payer, estimate, ctx.run_id, RESERVATION_TTL_SECONDS)
         except BudgetExceeded as refused:
             self._refuse(ctx, tier, refused, estimate)
             raise
-        token = uuid.uuid4().hex
+        attempts: list[_Attempt] = []
         started = time.monotonic()
-        response, failure = None, None
         try:
-            response = router.completion(
-                model=tier, messages=messages, max_tokens=max_tokens, tools=tools or None,
-                metadata={"hq_token": token},
-                # LiteLLM otherwise imports its MCP gateway (an optional dependency) whenever tools are passed.
-                _skip_mcp_handler=True,
-            )
-        except Exception as error:  # noqa: BLE001 - every failure is recorded and re-raised as our type
-            failure = error
-        latency_ms = int((time.monotonic() - started) * 1000)
-        attempts = _ATTEMPTS.pop(token)
-        completion = self._completion(tier, response, latency_ms) if response is not None else None
-        # Sequence numbers are fixed before the write, so a retried write collides instead of counting twice.
-        seqs = [ctx.next_seq() for _ in range(len(attempts) + (1 if completion or not attempts else 0))]
-        self._record(ctx, tier, reservation, estimate, completion, failure, attempts, seqs, latency_ms)
-        if failure is not None:
+            response, deployment = self._call(tier, messages, tools, max_tokens, attempts)
+        except Exception as failure:  # noqa: BLE001 - every failure is recorded, then raised as our type
+            self._record(ctx, tier, reservation, None, attempts, failure)
             message = _error_text(failure)
             log.warning("llm.call_failed", tier=tier, error=message, attempts=len(attempts), issue_id=ctx.issue_id,
                         agent=ctx.agent_slug, run_id=str(ctx.run_id), workflow=ctx.workflow)
-            raise (ModelUnavailable if _is_transient(failure) else ModelRequestError)(message)
-        assert completion is not None
+            raise (ModelUnavailable if _is_transient(failure) else ModelRequestError)(message) from None
+        completion = self._completion(tier, deployment, response, int((time.monotonic() - started) * 1000))
+        self._record(ctx, tier, reservation, completion, attempts, None, estimate)
         return completion
 
-    @retry(retry=retry_if_exception_type(OperationalError), stop=stop_after_attempt(5),
-           wait=wait_exponential(multiplier=0.2, max=5), reraise=True)
-    def _record(self, ctx: CallContext, tier: str, reservation: Reservation, estimate: Decimal,
-                completion: Completion | None, failure: BaseException | None, attempts: list[_Attempt],
-                seqs: list[int], latency_ms: int) -> None:
-        """Rows for every attempt and the settlement, atomically; retried if the database blinks."""
-        with transaction(ctx.actor, workflow=ctx.workflow, run_id=ctx.run_id) as session:
-            inserted = 0
-            for seq, attempt in zip(seqs, attempts):
-                deployment = self.models.by_id(attempt.deployment_id or "")
-                inserted += self._insert_row(session, ctx, tier, deployment, outcome="error", seq=seq,
-                                             latency_ms=int(attempt.seconds * 1000), error=_error_text(attempt.error))
-            if completion is not None:
-                inserted += self._insert_row(
-                    session, ctx, tier, completion.deployment, outcome=completion.outcome, seq=seqs[-1],
-                    input_tokens=completion.input_tokens, output_tokens=completion.output_tokens,
-                    cost=completion.cost_usd, reserved=estimate, latency_ms=completion.latency_ms)
-            elif not attempts:
-                # Failed before any deployment was tried (e.g. all cooling down): still one row.
-                inserted += self._insert_row(session, ctx, tier, None, outcome="error", seq=seqs[-1],
-                                             latency_ms=latency_ms, error=_error_text(failure or RuntimeError("failed")))
-            if inserted:
-                settle(session, reservation, completion.cost_usd if completion else Decimal(0))
+    def _call(self, tier: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
+              max_tokens: int, attempts: list[_Attempt]) -> tuple[Any, Deployment]:
+        tiers = [tier, *self.models.router.tier_fallbacks.get(tier, [])]  # type: ignore[call-overload]
 
-    def _completion(self, tier: str, response: Any, latency_ms: int) -> Completion:
-        hidden = getattr(response, "_hidden_params", {}) or {}
-        deployment = self.models.by_id(str(hidden.get("model_id", "")))
-        if deployment is None:  # pragma: no cover - LiteLLM always reports the deployment id
-            raise ModelUnavailable(f"response from an unknown deployment {hidden.get('model_id')!r}")
+        def wait(state: RetryCallState) -> float:
+            """No wait when another deployment can take over; else retry-after, else exponential backoff."""
+            error = state.outcome.exception() if state.outcome else None
+            try:
+                if attempts and self._pick(tiers, messages).id != attempts[-1].deployment.id:
+                    return 0.0
+            except _NoDeployment:
+                pass
+            after = _retry_after(error) if error is not None else None
+            return after if after is not None else min(8.0, 0.5 * 2 ** (state.attempt_number - 1))
+
+        for attempt in Retrying(stop=stop_after_attempt(self.models.router.num_retries + 1), wait=wait,
+                                retry=retry_if_exception(_is_transient), reraise=True):
+            with attempt:
+                deployment = self._pick(tiers, messages)
+                started = time.monotonic()
+                try:
+                    response = self._litellm.completion(
+                        model=deployment.model, messages=messages, max_tokens=max_tokens, tools=tools or None,
+                        api_key=deployment.api_key, api_base=deployment.api_base,
+                        mock_response=deployment.mock_response, timeout=self.models.router.timeout_seconds,
+                        max_retries=0,
+                        # model_info and model_group let the Router's failure callback count this attempt.
+                        model_info={"id": deployment.id}, metadata={"model_group": deployment.tier},
+                        # LiteLLM otherwise imports its MCP gateway (an optional dependency) when tools are passed.
+                        _skip_mcp_handler=True,
+                    )
+                except Exception as error:
+                    self._failed_at[deployment.id] = time.monotonic()
+                    attempts.append(_Attempt(deployment, error, time.monotonic() - started))
+                    raise
+                return response, deployment
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _completion(self, tier: str, deployment: Deployment, response: Any, latency_ms: int) -> Completion:
         usage = getattr(response, "usage", None)
         input_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
         output_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
@@ -333,21 +346,29 @@ class ModelRouter:
             outcome="ok" if primary else "fallback", latency_ms=latency_ms,
         )
 
-    def _insert_row(self, session: Session, ctx: CallContext, tier: str, deployment: Deployment | None, *,
-                    outcome: str, seq: int | None = None, input_tokens: int = 0, output_tokens: int = 0,
-                    cost: Decimal = Decimal(0), reserved: Decimal = Decimal(0), latency_ms: int | None = None,
-                    error: str | None = None) -> int:
-        row = session.scalar(
-            insert(LLMCall).values(
-                run_id=ctx.run_id, call_seq=seq if seq is not None else ctx.next_seq(), issue_id=ctx.issue_id,
-                agent_id=ctx.agent_id, workflow=ctx.workflow, tier=tier,
-                provider=deployment.provider if deployment else None,
-                model=deployment.model if deployment else None, deployment=deployment.id if deployment else None,
-                input_tokens=input_tokens, output_tokens=output_tokens, cost_usd=cost, reserved_usd=reserved,
-                latency_ms=latency_ms, outcome=outcome, error=error,
-            ).on_conflict_do_nothing(index_elements=["run_id", "call_seq"]).returning(LLMCall.id)
-        )
-        return 0 if row is None else 1
+    def _record(self, ctx: CallContext, tier: str, reservation: Reservation, completion: Completion | None,
+                attempts: list[_Attempt], failure: BaseException | None, estimate: Decimal = Decimal(0)) -> None:
+        """A row per failed attempt, then the call's own row, which settles the reservation."""
+        rows = [ctx.row(tier, a.deployment, "error", latency_ms=int(a.seconds * 1000), error=_error_text(a.error))
+                for a in attempts]
+        if completion is not None:
+            final = ctx.row(tier, completion.deployment, completion.outcome, input_tokens=completion.input_tokens,
+                            output_tokens=completion.output_tokens, cost=completion.cost_usd, reserved=estimate,
+                            latency_ms=completion.latency_ms)
+        elif not attempts:  # failed before any deployment was tried (all cooling down): still one row
+            final = ctx.row(tier, None, "error", error=_error_text(failure or RuntimeError("failed")))
+        else:  # the last failed attempt's row settles (to nothing)
+            final = rows.pop()
+        _write(get_engine(self.settings), rows, final, reservation)
+
+
+@retry(retry=retry_if_exception_type((SAOperationalError, psycopg.OperationalError)), stop=stop_after_attempt(5),
+       wait=wait_exponential(multiplier=0.2, max=5), reraise=True)
+def _write(engine: Engine, rows: list[CallRow], final: CallRow, reservation: Reservation) -> None:
+    """Retried if the database blinks: sequence numbers are fixed, so a rewrite cannot count twice."""
+    for row in rows:
+        record(engine, row)
+    record(engine, final, reservation)
 
 
 _routers: dict[tuple[str, str], ModelRouter] = {}

@@ -85,7 +85,7 @@ BEGIN
     END IF;
 
     NEW.updated_at := now();
-    IF NEW.status IS DISTINCT FROM OLD.status THEN
+    IF NEW.status IS DISTINCT FROM OLD.status THEN  -- always, by the trigger's WHEN; kept for clarity
         IF NOT EXISTS (SELECT 1 FROM issue_transitions
                        WHERE from_status = OLD.status AND to_status = NEW.status) THEN
             SELECT string_agg(to_status, ', ' ORDER BY s.position) INTO allowed
@@ -185,13 +185,28 @@ BEGIN
 END
 $$;
 
+-- The triggers fire only when something they care about changes: budget,
+-- lease and counter updates (most updates) pay nothing for them.
 DROP TRIGGER IF EXISTS issues_guard ON issues;
-CREATE TRIGGER issues_guard BEFORE INSERT OR UPDATE ON issues
+DROP TRIGGER IF EXISTS issues_guard_insert ON issues;
+CREATE TRIGGER issues_guard_insert BEFORE INSERT ON issues
     FOR EACH ROW EXECUTE FUNCTION hq_issue_guard();
+DROP TRIGGER IF EXISTS issues_guard_update ON issues;
+CREATE TRIGGER issues_guard_update BEFORE UPDATE ON issues
+    FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status)
+    EXECUTE FUNCTION hq_issue_guard();
 
 DROP TRIGGER IF EXISTS issues_audit ON issues;
-CREATE TRIGGER issues_audit AFTER INSERT OR UPDATE ON issues
+DROP TRIGGER IF EXISTS issues_audit_insert ON issues;
+CREATE TRIGGER issues_audit_insert AFTER INSERT ON issues
     FOR EACH ROW EXECUTE FUNCTION hq_issue_audit();
+DROP TRIGGER IF EXISTS issues_audit_update ON issues;
+CREATE TRIGGER issues_audit_update AFTER UPDATE ON issues
+    FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status
+                       OR OLD.assignee_id IS DISTINCT FROM NEW.assignee_id
+                       OR OLD.reviewer_id IS DISTINCT FROM NEW.reviewer_id
+                       OR OLD.escalated_to_id IS DISTINCT FROM NEW.escalated_to_id)
+    EXECUTE FUNCTION hq_issue_audit();
 
 -- Dependencies: no cycles, and unmet_deps counts the ones not yet finished.
 CREATE OR REPLACE FUNCTION hq_dependency_added() RETURNS trigger

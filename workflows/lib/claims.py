@@ -8,11 +8,12 @@ discarded. Nothing here ever waits.
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Connection, Row, text
 from sqlalchemy.orm import Session
 
 from config.log import get_logger
@@ -35,7 +36,7 @@ _TOUCHES = text("""
 
 @dataclass(frozen=True)
 class Claim:
-    issue: Issue
+    issue: Row[Any]  # the issue as claimed (read-only)
     run_id: uuid.UUID
 
     @property
@@ -48,29 +49,33 @@ def lease_ttl(ctx: WorkflowContext) -> int:
 
 
 def claim(ctx: WorkflowContext, name: str, **params: Any) -> Claim | None:
-    """Run claim query ``name`` for this agent; None when there is nothing to do."""
-    run_id = uuid.uuid4()
-    with ctx.tx(run_id) as session:
-        renewed = session.execute(query("claims", "renew_agent"), {"agent_id": ctx.agent.id, "run_id": ctx.beat_run_id,
-                                                                    "ttl": ctx.settings.agent_lease_ttl_seconds}).first()
-        if renewed is None:
-            ctx.lease_lost = True  # another process owns this agent's heartbeat now: stop here
-            log.warning("heartbeat.lease_lost", agent=ctx.agent.slug, workflow=ctx.workflow)
-            return None
-        row = session.execute(query("claims", name),
-                              {"agent_id": ctx.agent.id, "run_id": run_id, "ttl": lease_ttl(ctx), **params}).first()
-        if row is None:
-            return None
-        issue = get_issue(session, row.id)
-        if _circuit_open(session, ctx, issue):
-            from workflows.lib.escalation import block_and_escalate
+    """Run claim query ``name`` for this agent; None when there is nothing to do.
 
-            block_and_escalate(session, issue, reason="circuit_breaker", actor=ctx.actor, lease_owner=run_id,
+    The claim is one statement in autocommit (one round trip); the issue comes
+    back as a read-only row.
+    """
+    run_id = uuid.uuid4()
+    with ctx.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        if not _renew_agent_lease(ctx, conn):
+            return None
+        issue = conn.execute(query("claims", name), {
+            "agent_id": ctx.agent.id, "run_id": run_id, "run_text": str(run_id), "ttl": lease_ttl(ctx),
+            "actor": ctx.actor, "workflow": ctx.workflow, **params}).first()
+        if issue is None:
+            return None
+        # A claim that moves the issue has just reset its touch count; only the others can loop.
+        tripped = name not in STATUS_CHANGING and _circuit_open(conn, ctx, issue)
+    if tripped:
+        from workflows.lib.escalation import block_and_escalate
+
+        with ctx.tx(run_id) as session:
+            block_and_escalate(session, get_issue(session, issue.id), reason="circuit_breaker", actor=ctx.actor,
+                               lease_owner=run_id,
                                note=f"{ctx.agent.slug} touched this issue {ctx.settings.circuit_breaker_touches} "
                                     "times in an hour without moving it; stopping the loop.")
-            log.warning("claim.circuit_breaker", issue_id=issue.id, agent=ctx.agent.slug)
-            ctx.touch(issue.id)
-            return None
+        log.warning("claim.circuit_breaker", issue_id=issue.id, agent=ctx.agent.slug)
+        ctx.touch(issue.id)
+        return None
     ctx.claims += 1
     ctx.touch(issue.id)
     log.info("claim.taken", issue_id=issue.id, query=name, run_id=str(run_id), agent=ctx.agent.slug,
@@ -78,8 +83,26 @@ def claim(ctx: WorkflowContext, name: str, **params: Any) -> Claim | None:
     return Claim(issue, run_id)
 
 
-def _circuit_open(session: Session, ctx: WorkflowContext, issue: Issue) -> bool:
-    touches = session.scalar(_TOUCHES, {"agent_id": ctx.agent.id, "since": issue.status_changed_at,
+STATUS_CHANGING = frozenset({"claim_todo", "claim_stitch", "claim_deploy"})
+
+
+def _renew_agent_lease(ctx: WorkflowContext, conn: Connection) -> bool:
+    """Extend this beat's agent lease once a quarter of it has passed; False if another process took it."""
+    ttl = ctx.settings.agent_lease_ttl_seconds
+    if time.monotonic() - ctx.lease_renewed_at < ttl / 4:
+        return True
+    renewed = conn.execute(query("claims", "renew_agent"), {"agent_id": ctx.agent.id, "run_id": ctx.beat_run_id,
+                                                             "ttl": ttl}).first()
+    if renewed is None:
+        ctx.lease_lost = True  # another process owns this agent's heartbeat now: stop here
+        log.warning("heartbeat.lease_lost", agent=ctx.agent.slug, workflow=ctx.workflow)
+        return False
+    ctx.lease_renewed_at = time.monotonic()
+    return True
+
+
+def _circuit_open(conn: Connection, ctx: WorkflowContext, issue: Row[Any]) -> bool:
+    touches = conn.scalar(_TOUCHES, {"agent_id": ctx.agent.id, "since": issue.status_changed_at,
                                         "issue_id": issue.id}) or 0
     return touches >= ctx.settings.circuit_breaker_touches
 

@@ -16,6 +16,7 @@ depends_on = None
 
 def upgrade() -> None:
     connection = op.get_bind()
+    run_sql_file(connection, "rollups.sql")  # the summaries the views read (also re-applied by 0004)
     run_sql_file(connection, "views.sql")
     run_sql_file(connection, "reporter.sql")
 

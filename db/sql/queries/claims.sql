@@ -7,9 +7,17 @@
 -- Each candidate predicate and ORDER BY matches a partial index exactly
 -- (db/sql/schema.sql, "claim indexes"); tests check the plans with EXPLAIN.
 -- Finishing is a compare-and-set on lease_owner (db/issues.py transition).
+--
+-- A claim is sent alone, in autocommit: one round trip. The `actor` CTE sets
+-- hq.actor / hq.workflow / hq.run_id for that statement's transaction, so the
+-- audit trigger records who claimed; it is joined into the UPDATE, so it runs
+-- before any row changes.
 
 -- name: claim_todo
-WITH candidate AS MATERIALIZED (
+WITH actor AS MATERIALIZED (
+    SELECT set_config('hq.actor', :actor, true), set_config('hq.workflow', :workflow, true),
+           set_config('hq.run_id', :run_text, true)
+), candidate AS MATERIALIZED (
     SELECT id FROM issues
      WHERE status = 'todo' AND assignee_id = :agent_id AND unmet_deps = 0
      ORDER BY priority, id
@@ -19,13 +27,16 @@ WITH candidate AS MATERIALIZED (
 UPDATE issues i
    SET status = 'in_progress', lease_owner = :run_id,
        lease_until = now() + make_interval(secs => :ttl), attempts = i.attempts + 1
-  FROM candidate
+  FROM candidate, actor
  WHERE i.id = candidate.id
-RETURNING i.id;
+RETURNING i.*;
 
 -- name: claim_stitch
 -- Managers execute only the final assembly of issues they decomposed.
-WITH candidate AS MATERIALIZED (
+WITH actor AS MATERIALIZED (
+    SELECT set_config('hq.actor', :actor, true), set_config('hq.workflow', :workflow, true),
+           set_config('hq.run_id', :run_text, true)
+), candidate AS MATERIALIZED (
     SELECT id FROM issues
      WHERE status = 'todo' AND assignee_id = :agent_id AND unmet_deps = 0 AND playbook IS NOT NULL
      ORDER BY priority, id
@@ -35,13 +46,16 @@ WITH candidate AS MATERIALIZED (
 UPDATE issues i
    SET status = 'in_progress', lease_owner = :run_id,
        lease_until = now() + make_interval(secs => :ttl), attempts = i.attempts + 1
-  FROM candidate
+  FROM candidate, actor
  WHERE i.id = candidate.id
-RETURNING i.id;
+RETURNING i.*;
 
 -- name: reclaim_expired_work
 -- The agent's own in_progress issue whose worker died; past max_attempts the sweeper blocks it instead.
-WITH candidate AS MATERIALIZED (
+WITH actor AS MATERIALIZED (
+    SELECT set_config('hq.actor', :actor, true), set_config('hq.workflow', :workflow, true),
+           set_config('hq.run_id', :run_text, true)
+), candidate AS MATERIALIZED (
     SELECT id FROM issues
      WHERE status = 'in_progress' AND assignee_id = :agent_id AND lease_until < now()
        AND attempts < max_attempts
@@ -51,12 +65,15 @@ WITH candidate AS MATERIALIZED (
 )
 UPDATE issues i
    SET lease_owner = :run_id, lease_until = now() + make_interval(secs => :ttl), attempts = i.attempts + 1
-  FROM candidate
+  FROM candidate, actor
  WHERE i.id = candidate.id
-RETURNING i.id;
+RETURNING i.*;
 
 -- name: claim_review
-WITH candidate AS MATERIALIZED (
+WITH actor AS MATERIALIZED (
+    SELECT set_config('hq.actor', :actor, true), set_config('hq.workflow', :workflow, true),
+           set_config('hq.run_id', :run_text, true)
+), candidate AS MATERIALIZED (
     SELECT id FROM issues
      WHERE status = 'in_review' AND reviewer_id = :agent_id
        AND (lease_until IS NULL OR lease_until < now())
@@ -66,12 +83,15 @@ WITH candidate AS MATERIALIZED (
 )
 UPDATE issues i
    SET lease_owner = :run_id, lease_until = now() + make_interval(secs => :ttl)
-  FROM candidate
+  FROM candidate, actor
  WHERE i.id = candidate.id
-RETURNING i.id;
+RETURNING i.*;
 
 -- name: claim_deploy
-WITH candidate AS MATERIALIZED (
+WITH actor AS MATERIALIZED (
+    SELECT set_config('hq.actor', :actor, true), set_config('hq.workflow', :workflow, true),
+           set_config('hq.run_id', :run_text, true)
+), candidate AS MATERIALIZED (
     SELECT id FROM issues
      WHERE status = 'approved'
      ORDER BY priority, id
@@ -80,12 +100,15 @@ WITH candidate AS MATERIALIZED (
 )
 UPDATE issues i
    SET status = 'deploying', lease_owner = :run_id, lease_until = now() + make_interval(secs => :ttl)
-  FROM candidate
+  FROM candidate, actor
  WHERE i.id = candidate.id
-RETURNING i.id;
+RETURNING i.*;
 
 -- name: reclaim_expired_deploy
-WITH candidate AS MATERIALIZED (
+WITH actor AS MATERIALIZED (
+    SELECT set_config('hq.actor', :actor, true), set_config('hq.workflow', :workflow, true),
+           set_config('hq.run_id', :run_text, true)
+), candidate AS MATERIALIZED (
     SELECT id FROM issues
      WHERE status = 'deploying' AND lease_until < now()
      ORDER BY lease_until, id
@@ -94,12 +117,15 @@ WITH candidate AS MATERIALIZED (
 )
 UPDATE issues i
    SET lease_owner = :run_id, lease_until = now() + make_interval(secs => :ttl)
-  FROM candidate
+  FROM candidate, actor
  WHERE i.id = candidate.id
-RETURNING i.id;
+RETURNING i.*;
 
 -- name: claim_escalation
-WITH candidate AS MATERIALIZED (
+WITH actor AS MATERIALIZED (
+    SELECT set_config('hq.actor', :actor, true), set_config('hq.workflow', :workflow, true),
+           set_config('hq.run_id', :run_text, true)
+), candidate AS MATERIALIZED (
     SELECT id FROM issues
      WHERE status = 'blocked' AND escalated_to_id = :agent_id
        AND (lease_until IS NULL OR lease_until < now())
@@ -109,13 +135,16 @@ WITH candidate AS MATERIALIZED (
 )
 UPDATE issues i
    SET lease_owner = :run_id, lease_until = now() + make_interval(secs => :ttl)
-  FROM candidate
+  FROM candidate, actor
  WHERE i.id = candidate.id
-RETURNING i.id;
+RETURNING i.*;
 
 -- name: claim_routing
 -- A manager's own unstarted issues (not the parents it assembles), to route to a report.
-WITH candidate AS MATERIALIZED (
+WITH actor AS MATERIALIZED (
+    SELECT set_config('hq.actor', :actor, true), set_config('hq.workflow', :workflow, true),
+           set_config('hq.run_id', :run_text, true)
+), candidate AS MATERIALIZED (
     SELECT id FROM issues
      WHERE status IN ('backlog', 'todo') AND assignee_id = :agent_id AND playbook IS NULL
        AND (lease_until IS NULL OR lease_until < now())
@@ -125,13 +154,16 @@ WITH candidate AS MATERIALIZED (
 )
 UPDATE issues i
    SET lease_owner = :run_id, lease_until = now() + make_interval(secs => :ttl)
-  FROM candidate
+  FROM candidate, actor
  WHERE i.id = candidate.id
-RETURNING i.id;
+RETURNING i.*;
 
 -- name: claim_unowned
 -- Nobody owns it yet: the root of the chain of command routes it.
-WITH candidate AS MATERIALIZED (
+WITH actor AS MATERIALIZED (
+    SELECT set_config('hq.actor', :actor, true), set_config('hq.workflow', :workflow, true),
+           set_config('hq.run_id', :run_text, true)
+), candidate AS MATERIALIZED (
     SELECT id FROM issues
      WHERE status = 'backlog' AND assignee_id IS NULL
        AND (lease_until IS NULL OR lease_until < now())
@@ -141,9 +173,9 @@ WITH candidate AS MATERIALIZED (
 )
 UPDATE issues i
    SET lease_owner = :run_id, lease_until = now() + make_interval(secs => :ttl)
-  FROM candidate
+  FROM candidate, actor
  WHERE i.id = candidate.id
-RETURNING i.id;
+RETURNING i.*;
 
 -- name: release
 -- Give a claimed issue back without finishing it (transient failure, shutdown, timeout).
