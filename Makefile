@@ -21,7 +21,7 @@ test: $(STAMP)
 	$(BIN)/pytest -q
 
 test-fault: $(STAMP)
-	$(BIN)/pytest -q -m fault tests/fault
+	$(BIN)/pytest -q -m 'slow or not slow' tests/fault
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.all

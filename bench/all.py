@@ -11,23 +11,28 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+import tempfile
 import time
 
 BENCHMARKS = ("transitions", "router", "cli", "wake", "scale")
 
 
 def run(name: str) -> tuple[str, float]:
+    """One benchmark: its report streams through; its logs (stderr) are shown only if it fails."""
     print(f"== bench.{name}", flush=True)
     started = time.monotonic()
-    process = subprocess.Popen([sys.executable, "-m", f"bench.{name}"], stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
-    lines = []
-    assert process.stdout is not None
-    for line in process.stdout:
-        if not line.startswith("{"):  # JSON log lines from the embedded server's start-up
+    with tempfile.TemporaryFile("w+") as logs:
+        process = subprocess.Popen([sys.executable, "-m", f"bench.{name}"], stdout=subprocess.PIPE, stderr=logs,
+                                   text=True)
+        assert process.stdout is not None
+        lines = []
+        for line in process.stdout:
             print(line, end="", flush=True)
             lines.append(line.rstrip())
-    code = process.wait()
+        code = process.wait()
+        if code != 0:
+            logs.seek(0)
+            print("".join(logs.readlines()[-20:]), end="")
     last = lines[-1] if lines and code == 0 else f"bench.{name} exited with {code} FAIL"
     return last, time.monotonic() - started
 

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from config.errors import HQError
+from config.errors import HQError, describe
 
 # The module that provides each top-level command. Only the one invoked is imported
 # and registered: building all of typer's commands costs more than most commands run.
@@ -122,7 +122,7 @@ def _report(error: Exception, debug: bool) -> int:
 
             translated = translate_db_error(error)
         if translated is None:
-            fail(redact(f"internal error: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+            fail(redact(f"internal error: {describe(error)}"
                         + ("" if debug else " (run with --debug for the traceback)")))
             return 1
         error = translated

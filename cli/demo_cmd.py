@@ -77,9 +77,12 @@ def demo(
     from config.settings import get_settings, use_settings
     from scheduler.company import Company
 
-    settings = use_settings(get_settings().model_copy(update={
-        "heartbeat_scale": DEMO_SCALE, "sweep_interval_seconds": 1.0, "log_level": "error"}))
-    configure_logging("error", settings.log_format, force=True)  # the board is the output; logs would drown it
+    base = get_settings()
+    # The board is the output and logs would drown it, unless HQ_LOG_LEVEL asks for them.
+    log_level = base.log_level if "log_level" in base.model_fields_set else "error"
+    settings = use_settings(base.model_copy(update={
+        "heartbeat_scale": DEMO_SCALE, "sweep_interval_seconds": 1.0, "log_level": log_level}))
+    configure_logging(log_level, settings.log_format, force=True)
     from cli.output import console
 
     console.print("[bold]Heartbeat HQ demo[/bold]: embedded PostgreSQL, offline model, heartbeats scaled to seconds.")

@@ -19,7 +19,9 @@ from rich.markup import escape
 
 console = Console(highlight=False, soft_wrap=False, emoji=False)  # no :emoji: codes: they are data here
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# C0/C1 controls (terminal escapes, bells), plus the invisible characters that reorder or hide
+# text on a terminal (bidi overrides and isolates, zero-width marks): shown, never obeyed.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
 
 
 def safe(text: object, *, limit: int | None = None) -> str:
@@ -53,7 +55,8 @@ def when(value: dt.datetime | None) -> str:
 
 def visible(text: str) -> str:
     """Control characters shown as escapes (no markup handling: for plain writes)."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) <= 0xFF else f"\\u{ord(m.group()):04x}",
+                        text)
 
 
 def fail(message: str) -> None:

@@ -33,3 +33,9 @@ class StateError(UsageError):
 
 class DatabaseUnavailable(HQError):
     """PostgreSQL cannot be reached or started."""
+
+
+def describe(error: BaseException) -> str:
+    """``Type: first line of the message``, for one-line logs and error columns (redact before storing)."""
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     lease_ttl_seconds: int = Field(default=300, ge=5)
     agent_lease_ttl_seconds: int = Field(default=600, ge=5)
     workflow_max_seconds: int = Field(default=240, ge=1)
+    reservation_ttl_seconds: int = Field(
+        default=900, ge=5, description="A model call's budget reservation is charged in full by the sweeper after "
+                                       "this long unsettled (its process died); a late settlement still corrects it.")
     circuit_breaker_touches: int = Field(default=6, ge=2)
     approval_deadline_hours: float = Field(default=24.0, gt=0)
     heartbeat_scale: float = Field(default=1.0, gt=0, description="Multiply every heartbeat; the demo uses ~0.001.")

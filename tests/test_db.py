@@ -75,3 +75,35 @@ def test_embedded_default_starts_migrates_and_serves(tmp_path: Path, monkeypatch
         dispose_engines()
         stop_server(tmp_path / "data")
         reset_settings()
+
+
+def test_migrations_go_down_to_the_initial_schema_and_up_again(pg_server: PgServer) -> None:
+    from alembic import command
+
+    from db.migrate import alembic_config, upgrade
+
+    name = "hq_test_down_up"
+    with pg_server.admin() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    engine = create_engine(pg_server.url(name))
+
+    def objects() -> tuple[list[str], ...]:
+        with engine.connect() as connection:
+            return tuple(connection.exec_driver_sql(sql).scalars().all() for sql in (
+                "SELECT proname FROM pg_proc WHERE pronamespace = 'public'::regnamespace ORDER BY 1",
+                "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace ORDER BY 1",
+                "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal ORDER BY 1"))
+
+    try:
+        upgrade(engine, "0001")
+        initial = objects()
+        upgrade(engine)
+        with engine.begin() as connection:
+            command.downgrade(alembic_config(connection), "0001")
+        assert objects() == initial  # every later migration undoes itself completely
+        assert upgrade(engine) == ("0001", head_revision())
+    finally:
+        engine.dispose()
+        with pg_server.admin() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -54,7 +54,6 @@ from db.engine import get_engine, transaction
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 INPUT_MARGIN = Decimal("1.10")  # tokenizers differ between providers; reserve a little more
-RESERVATION_TTL_SECONDS = 900
 ERROR_LIMIT = 500
 MAX_RETRY_AFTER = 60.0
 
@@ -274,7 +273,8 @@ class ModelRouter:
         payer = Payer(ctx.issue_id, ctx.agent_slug, ctx.agent_monthly_limit,
                       Decimal(str(self.settings.company_monthly_budget_usd)))
         try:
-            reservation = reserve(get_engine(self.settings), payer, estimate, ctx.run_id, RESERVATION_TTL_SECONDS)
+            reservation = reserve(get_engine(self.settings), payer, estimate, ctx.run_id,
+                                  self.settings.reservation_ttl_seconds)
         except BudgetExceeded as refused:
             self._refuse(ctx, tier, refused, estimate)
             raise

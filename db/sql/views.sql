@@ -13,18 +13,8 @@
 -- Windows are whole UTC days (whole months for report_cost_by_agent): the
 -- summaries are kept per day. `hq report NAME --since DATE` sets it for you.
 --
--- Views are replaced by dropping and re-creating them (a later migration
--- re-applies this file), so a column can change without a migration per view.
-
-DO $$
-DECLARE
-    report record;
-BEGIN
-    FOR report IN SELECT viewname FROM pg_views WHERE schemaname = current_schema() AND viewname LIKE 'report\_%' LOOP
-        EXECUTE format('DROP VIEW %I', report.viewname);
-    END LOOP;
-END
-$$;
+-- Views are replaced by dropping them (drop_report_views.sql) and re-applying
+-- this file, so a column can change without a migration per view.
 
 CREATE OR REPLACE FUNCTION hq_report_since() RETURNS timestamptz
 LANGUAGE sql STABLE AS $$

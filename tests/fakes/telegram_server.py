@@ -3,7 +3,8 @@
 It speaks the Bot API: POST /bot<token>/<method> with form or JSON bodies, and
 ``{"ok": ..., "result"|"error_code"/"description"/"parameters"}`` replies with
 the matching HTTP status. Tests script failures (429 with retry_after, 5xx,
-403 bot blocked, 400 chat not found), outages, and a hang on a chosen message.
+403 bot blocked, 400 chat not found), outages (502s, or the host refusing
+connections), and a hang on a chosen message.
 """
 
 from __future__ import annotations
@@ -56,6 +57,19 @@ class FakeTelegram:
         self.release.set()
         self.server.shutdown()
         self.server.server_close()
+
+    def down(self) -> None:
+        """The host goes away: connections are refused until ``up()``."""
+        self.address = self.server.server_address[:2]
+        self.server.shutdown()
+        self.server.server_close()
+
+    def up(self) -> None:
+        """Back on the same address, with everything it had accepted before."""
+        self.server = ThreadingHTTPServer(self.address, self._handler())
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
 
     def fail(self, *failures: Failure) -> None:
         with self.lock:

@@ -17,16 +17,12 @@ depends_on = None
 def upgrade() -> None:
     connection = op.get_bind()
     run_sql_file(connection, "rollups.sql")  # the summaries the views read (also re-applied by 0004)
+    run_sql_file(connection, "drop_report_views.sql")
     run_sql_file(connection, "views.sql")
     run_sql_file(connection, "reporter.sql")
 
 
 def downgrade() -> None:
-    run_sql(op.get_bind(), """
-        DO $$ DECLARE v record; BEGIN
-            FOR v IN SELECT viewname FROM pg_views WHERE schemaname = 'public' AND viewname LIKE 'report\\_%' LOOP
-                EXECUTE format('DROP VIEW %I', v.viewname);
-            END LOOP;
-        END $$;
-        DROP FUNCTION IF EXISTS hq_report_since();
-    """)
+    connection = op.get_bind()
+    run_sql_file(connection, "drop_report_views.sql")
+    run_sql(connection, "DROP FUNCTION IF EXISTS hq_report_since(); DROP FUNCTION IF EXISTS hq_report_since_day();")

@@ -25,19 +25,17 @@ def upgrade() -> None:
         CREATE INDEX IF NOT EXISTS issues_expired_work_idx ON issues (lease_until) WHERE status = 'in_progress';
     """)
     run_sql_file(connection, "rollups.sql")
+    run_sql_file(connection, "drop_report_views.sql")
     run_sql_file(connection, "views.sql")
     run_sql_file(connection, "reporter.sql")  # re-grant the re-created views
     run_sql(connection, "SELECT hq_rebuild_rollups()")
 
 
 def downgrade() -> None:
-    """Back to 0003's indexes, without the summaries; the report views go with them (0002 re-creates them)."""
-    run_sql(op.get_bind(), """
-        DO $$ DECLARE v record; BEGIN
-            FOR v IN SELECT viewname FROM pg_views WHERE schemaname = 'public' AND viewname LIKE 'report\\_%' LOOP
-                EXECUTE format('DROP VIEW %I', v.viewname);
-            END LOOP;
-        END $$;
+    """Back to 0003's indexes, without the summaries. The report views read the summaries, so they go too."""
+    connection = op.get_bind()
+    run_sql_file(connection, "drop_report_views.sql")
+    run_sql(connection, """
         DROP TRIGGER IF EXISTS llm_calls_rollup_insert ON llm_calls;
         DROP TRIGGER IF EXISTS llm_calls_rollup_delete ON llm_calls;
         DROP TRIGGER IF EXISTS issues_rollup_insert ON issues;
@@ -47,6 +45,13 @@ def downgrade() -> None:
         DROP TRIGGER IF EXISTS heartbeat_runs_finished_insert ON heartbeat_runs;
         DROP TRIGGER IF EXISTS heartbeat_runs_finished_update ON heartbeat_runs;
         DROP TABLE IF EXISTS usage_daily, usage_agent_monthly, issue_flow_daily, board_counts;
+        DROP FUNCTION IF EXISTS hq_usage_rollup(), hq_issue_rollups(), hq_subtree_own(), hq_subtree_up(),
+            hq_beat_finished(), hq_rebuild_rollups(), hq_board_enter(text, integer, bigint, timestamptz),
+            hq_board_leave(text, integer, bigint), hq_flow_add(date, bigint, bigint, numeric),
+            hq_bucket_percentile(bigint[], numeric[], float8), hq_one_hot(integer, integer, bigint),
+            hq_bucket(numeric, numeric[]), hq_latency_bounds(), hq_cycle_bounds();
+        DROP AGGREGATE IF EXISTS hq_sum_buckets(bigint[]);
+        DROP FUNCTION IF EXISTS hq_add_buckets(bigint[], bigint[]);
         DROP INDEX IF EXISTS issues_board_idx, issues_costliest_idx, issues_blocked_idx, issues_expired_work_idx;
         ALTER TABLE issues DROP COLUMN IF EXISTS subtree_cost_usd;
         ALTER TABLE agents DROP COLUMN IF EXISTS heartbeats, DROP COLUMN IF EXISTS claims,

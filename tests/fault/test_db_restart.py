@@ -1,0 +1,90 @@
+"""PostgreSQL restarts twice in the middle of a run: the `hq run` processes reconnect on their own.
+
+The test runs its own embedded server (restarting the session's would cut every other
+test's connections). Nothing in the processes is told about the restarts: pooled
+connections, the budget connection and the LISTEN connection must all notice and recover,
+and work interrupted mid-transaction must come back through its lease.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.conftest import run_hq
+from tests.fault.support import EXECUTORS, assert_legal_paths, start, stop, unsettled, wait_until
+
+SHORT_LEASES = {"HQ_WORKFLOW_MAX_SECONDS": "6", "HQ_LEASE_TTL_SECONDS": "5", "HQ_AGENT_LEASE_TTL_SECONDS": "16",
+                "HQ_RESERVATION_TTL_SECONDS": "8"}
+
+
+@pytest.fixture()
+def own_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    from config.settings import reset_settings
+    from db.embedded import ensure_server, stop_server
+    from db.engine import dispose_engines
+
+    root = tmp_path / "pg"
+    server = ensure_server(root)
+    monkeypatch.setenv("DATABASE_URL", server.url())
+    reset_settings()
+    try:
+        yield root
+    finally:
+        dispose_engines()
+        reset_settings()
+        stop_server(root)
+
+
+def query(root: Path, sql: str) -> tuple:  # type: ignore[type-arg]
+    """One query on a fresh connection (the server comes and goes)."""
+    from db.embedded import running_server
+    from db.urls import libpq_url
+
+    server = running_server(root / "pgdata")
+    assert server is not None
+    with psycopg.connect(libpq_url(server.url()), autocommit=True) as conn:
+        return conn.execute(sql).fetchone()  # type: ignore[return-value]
+
+
+def restart(root: Path) -> None:
+    from db.embedded import ensure_server, stop_server
+
+    assert stop_server(root)  # fast shutdown: every connection is cut mid-whatever
+    time.sleep(1.0)
+    ensure_server(root)
+
+
+def test_database_restarts_twice_mid_run(own_server: Path, tmp_path: Path) -> None:
+    assert run_hq("agents", "sync").exit_code == 0
+    count = 60
+    for index in range(count):
+        assert run_hq("issue", "create", f"Routine task {index}", "--assign", EXECUTORS[index % len(EXECUTORS)],
+                      "--priority", str(index % 10)).exit_code == 0
+    workers = [start(tmp_path, "a", **SHORT_LEASES), start(tmp_path, "b", **SHORT_LEASES)]
+    done = "SELECT count(*) FROM issues WHERE status = 'done'"
+    try:
+        assert wait_until(lambda: query(own_server, done)[0] >= 5, timeout=60)
+        restart(own_server)
+        before_second = query(own_server, done)[0]
+        assert wait_until(lambda: query(own_server, done)[0] >= before_second + 5, timeout=90), \
+            "no progress after the first restart"
+        restart(own_server)
+        from db.embedded import running_server
+        from db.urls import libpq_url
+
+        with psycopg.connect(libpq_url(running_server(own_server / "pgdata").url()), autocommit=True) as raw:
+            settled = wait_until(lambda: unsettled(raw) == 0, timeout=180, step=1)
+            alive = [worker.poll() is None for worker in workers]
+            statuses = dict(raw.execute("SELECT status, count(*) FROM issues GROUP BY 1").fetchall())
+            assert settled, statuses
+            assert alive == [True, True], "a process died instead of reconnecting"
+            assert statuses == {"done": count}, statuses
+            assert_legal_paths(raw)
+    finally:
+        for worker in workers:
+            stop(worker)

@@ -1,0 +1,65 @@
+"""Telegram goes away while the company works — first answering 502, then refusing connections,
+then a burst of 500s once it is back — and every notification still arrives exactly once.
+
+No process dies here, so the one documented duplicate (a row in flight when its sender is
+killed, tests/test_notify.py) cannot happen: the count must be exact.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from pathlib import Path
+
+import psycopg
+
+from tests.conftest import run_hq
+from tests.fakes.telegram_server import Failure, FakeTelegram
+from tests.fault.support import EXECUTORS, start, stop, unsettled, wait_until
+from workflows.lib.messages import render, split
+
+TOKEN = "123456789:AAoutageTOKENoutageTOKENoutageTOK"
+CHAT = "4242"
+
+
+def expected_messages(raw: psycopg.Connection) -> Counter[str]:
+    """What Telegram should hold: every outbox row, rendered and split, once."""
+    return Counter(part for event, payload in raw.execute("SELECT event, payload FROM notifications")
+                   for part in split(render(event, payload)))
+
+
+def test_outage_then_recovery_delivers_every_notification_once(db_url: str, raw: psycopg.Connection,
+                                                               tmp_path: Path) -> None:
+    telegram = FakeTelegram(TOKEN).start()
+    env = {"TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_CHAT_ID": CHAT, "TELEGRAM_API_BASE": telegram.url}
+    os.environ.update(env)  # for the in-process CLI too (removed below)
+    try:
+        assert run_hq("agents", "sync").exit_code == 0
+        for index in range(20):
+            assert run_hq("issue", "create", f"Outage task {index}", "--assign",
+                          EXECUTORS[index % len(EXECUTORS)]).exit_code == 0
+        telegram.outage(8)  # 502 Bad Gateway for every request
+        worker = start(tmp_path, "worker", **env)
+        try:
+            time.sleep(8)
+            telegram.down()  # then nothing listens at all
+            time.sleep(5)
+            assert raw.execute("SELECT count(*) FROM notifications WHERE status = 'sent'").fetchone() == (0,)
+            telegram.fail(*[Failure(500, "Internal Server Error")] * 6)  # back, but shaky
+            telegram.up()
+            assert wait_until(lambda: unsettled(raw) == 0, timeout=120, step=1)
+            everything_sent = ("SELECT count(*) FROM notifications WHERE status <> 'sent'", (0,))
+            assert wait_until(lambda: raw.execute(everything_sent[0]).fetchone() == everything_sent[1],
+                              timeout=120, step=1), raw.execute(
+                "SELECT status, count(*), max(attempts) FROM notifications GROUP BY 1").fetchall()
+        finally:
+            stop(worker)
+    finally:
+        telegram.stop()
+        for name in env:
+            os.environ.pop(name, None)
+    received = Counter(message["text"] for message in telegram.messages)
+    assert received == expected_messages(raw)
+    assert raw.execute("SELECT count(*) FROM notifications WHERE event = 'done'").fetchone() == (20,)
+    assert raw.execute("SELECT count(*) FROM notifications WHERE last_error IS NOT NULL").fetchone()[0] == 0
