@@ -8,6 +8,8 @@ and work interrupted mid-transaction must come back through its lease.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,12 +25,14 @@ SHORT_LEASES = {"HQ_WORKFLOW_MAX_SECONDS": "6", "HQ_LEASE_TTL_SECONDS": "5", "HQ
 
 
 @pytest.fixture()
-def own_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def own_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     from config.settings import reset_settings
     from db.embedded import ensure_server, stop_server
     from db.engine import dispose_engines
 
-    root = tmp_path / "pg"
+    # Not under pytest's tmp_path: another pytest session starting makes that tree private (0700),
+    # and the server runs as a system user that must be able to reach its data dir.
+    root = Path(tempfile.mkdtemp(prefix="hq-test-restart-"))
     server = ensure_server(root)
     monkeypatch.setenv("DATABASE_URL", server.url())
     reset_settings()
@@ -38,6 +42,7 @@ def own_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
         dispose_engines()
         reset_settings()
         stop_server(root)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def query(root: Path, sql: str) -> tuple:  # type: ignore[type-arg]

@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Row, text
+from sqlalchemy import Connection, Row
 from sqlalchemy.orm import Session
 
 from config.log import get_logger
@@ -26,13 +26,6 @@ log = get_logger(__name__)
 
 # A lease must outlive the longest run, or a slow but healthy worker would lose it.
 LEASE_MARGIN_SECONDS = 5
-
-_TOUCHES = text("""
-    SELECT count(*) FROM heartbeat_runs
-     WHERE agent_id = :agent_id AND started_at > now() - interval '1 hour'
-       AND started_at >= :since AND :issue_id = ANY (issues_touched)
-""")
-
 
 @dataclass(frozen=True)
 class Claim:
@@ -102,8 +95,8 @@ def _renew_agent_lease(ctx: WorkflowContext, conn: Connection) -> bool:
 
 
 def _circuit_open(conn: Connection, ctx: WorkflowContext, issue: Row[Any]) -> bool:
-    touches = conn.scalar(_TOUCHES, {"agent_id": ctx.agent.id, "since": issue.status_changed_at,
-                                        "issue_id": issue.id}) or 0
+    touches = conn.scalar(query("claims", "recent_touches"),
+                          {"agent_id": ctx.agent.id, "since": issue.status_changed_at, "issue_id": issue.id}) or 0
     return touches >= ctx.settings.circuit_breaker_touches
 
 

@@ -222,6 +222,12 @@ SELECT id FROM approvals
  LIMIT :limit
  FOR UPDATE SKIP LOCKED;
 
+-- name: recent_touches
+-- The circuit breaker: how often this agent's beats touched the issue in the last hour without moving it.
+SELECT count(*) FROM heartbeat_runs
+ WHERE agent_id = :agent_id AND started_at > now() - interval '1 hour'
+   AND started_at >= :since AND :issue_id = ANY (issues_touched);
+
 -- name: failing_agents
 -- Agents whose last :failures heartbeats all ended in error.
 SELECT a.slug, r.failures, r.first_run_id, r.last_error
