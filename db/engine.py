@@ -27,10 +27,7 @@ if TYPE_CHECKING:  # the ORM costs ~80 ms to load; the CLI's hot commands use Co
 _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
 
-_SET_CONTEXT = text(
-    "SELECT set_config('hq.actor', :actor, true), set_config('hq.workflow', :workflow, true),"
-    " set_config('hq.run_id', :run_id, true)"
-)
+_SET_CONTEXT = text("SELECT hq_act_as(:actor, :workflow, :run_id)")
 
 
 def database_url(settings: Settings) -> str:

@@ -64,6 +64,13 @@ LANGUAGE sql STABLE AS $$
     SELECT coalesce(nullif(current_setting('hq.actor', true), ''), 'sql:' || session_user)
 $$;
 
+-- Who is acting, for the rest of this transaction: the audit trigger and wake-ups read it back.
+CREATE OR REPLACE FUNCTION hq_act_as(actor text, workflow text, run_id text) RETURNS void
+LANGUAGE sql VOLATILE AS $$
+    SELECT set_config('hq.actor', actor, true), set_config('hq.workflow', workflow, true),
+           set_config('hq.run_id', run_id, true);
+$$;
+
 CREATE OR REPLACE FUNCTION hq_setting(name text) RETURNS text
 LANGUAGE sql STABLE AS $$
     SELECT nullif(current_setting(name, true), '')

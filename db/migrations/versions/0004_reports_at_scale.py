@@ -24,6 +24,7 @@ def upgrade() -> None:
         DROP INDEX IF EXISTS issues_expired_leases_idx;
         CREATE INDEX IF NOT EXISTS issues_expired_work_idx ON issues (lease_until) WHERE status = 'in_progress';
     """)
+    run_sql_file(connection, "state_machine.sql")  # hq_act_as(): who is acting, set in one call
     run_sql_file(connection, "rollups.sql")
     run_sql_file(connection, "drop_report_views.sql")
     run_sql_file(connection, "views.sql")

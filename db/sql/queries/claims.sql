@@ -15,8 +15,7 @@
 
 -- name: claim_todo
 WITH actor AS MATERIALIZED (
-    SELECT set_config('hq.actor', :actor, true), set_config('hq.workflow', :workflow, true),
-           set_config('hq.run_id', :run_text, true)
+    SELECT hq_act_as(:actor, :workflow, :run_text)
 ), candidate AS MATERIALIZED (
     SELECT id FROM issues
      WHERE status = 'todo' AND assignee_id = :agent_id AND unmet_deps = 0
@@ -34,8 +33,7 @@ RETURNING i.*;
 -- name: claim_stitch
 -- Managers execute only the final assembly of issues they decomposed.
 WITH actor AS MATERIALIZED (
-    SELECT set_config('hq.actor', :actor, true), set_config('hq.workflow', :workflow, true),
-           set_config('hq.run_id', :run_text, true)
+    SELECT hq_act_as(:actor, :workflow, :run_text)
 ), candidate AS MATERIALIZED (
     SELECT id FROM issues
      WHERE status = 'todo' AND assignee_id = :agent_id AND unmet_deps = 0 AND playbook IS NOT NULL
@@ -53,8 +51,7 @@ RETURNING i.*;
 -- name: reclaim_expired_work
 -- The agent's own in_progress issue whose worker died; past max_attempts the sweeper blocks it instead.
 WITH actor AS MATERIALIZED (
-    SELECT set_config('hq.actor', :actor, true), set_config('hq.workflow', :workflow, true),
-           set_config('hq.run_id', :run_text, true)
+    SELECT hq_act_as(:actor, :workflow, :run_text)
 ), candidate AS MATERIALIZED (
     SELECT id FROM issues
      WHERE status = 'in_progress' AND assignee_id = :agent_id AND lease_until < now()
@@ -71,8 +68,7 @@ RETURNING i.*;
 
 -- name: claim_review
 WITH actor AS MATERIALIZED (
-    SELECT set_config('hq.actor', :actor, true), set_config('hq.workflow', :workflow, true),
-           set_config('hq.run_id', :run_text, true)
+    SELECT hq_act_as(:actor, :workflow, :run_text)
 ), candidate AS MATERIALIZED (
     SELECT id FROM issues
      WHERE status = 'in_review' AND reviewer_id = :agent_id
@@ -89,8 +85,7 @@ RETURNING i.*;
 
 -- name: claim_deploy
 WITH actor AS MATERIALIZED (
-    SELECT set_config('hq.actor', :actor, true), set_config('hq.workflow', :workflow, true),
-           set_config('hq.run_id', :run_text, true)
+    SELECT hq_act_as(:actor, :workflow, :run_text)
 ), candidate AS MATERIALIZED (
     SELECT id FROM issues
      WHERE status = 'approved'
@@ -106,8 +101,7 @@ RETURNING i.*;
 
 -- name: reclaim_expired_deploy
 WITH actor AS MATERIALIZED (
-    SELECT set_config('hq.actor', :actor, true), set_config('hq.workflow', :workflow, true),
-           set_config('hq.run_id', :run_text, true)
+    SELECT hq_act_as(:actor, :workflow, :run_text)
 ), candidate AS MATERIALIZED (
     SELECT id FROM issues
      WHERE status = 'deploying' AND lease_until < now()
@@ -123,8 +117,7 @@ RETURNING i.*;
 
 -- name: claim_escalation
 WITH actor AS MATERIALIZED (
-    SELECT set_config('hq.actor', :actor, true), set_config('hq.workflow', :workflow, true),
-           set_config('hq.run_id', :run_text, true)
+    SELECT hq_act_as(:actor, :workflow, :run_text)
 ), candidate AS MATERIALIZED (
     SELECT id FROM issues
      WHERE status = 'blocked' AND escalated_to_id = :agent_id
@@ -142,8 +135,7 @@ RETURNING i.*;
 -- name: claim_routing
 -- A manager's own unstarted issues (not the parents it assembles), to route to a report.
 WITH actor AS MATERIALIZED (
-    SELECT set_config('hq.actor', :actor, true), set_config('hq.workflow', :workflow, true),
-           set_config('hq.run_id', :run_text, true)
+    SELECT hq_act_as(:actor, :workflow, :run_text)
 ), candidate AS MATERIALIZED (
     SELECT id FROM issues
      WHERE status IN ('backlog', 'todo') AND assignee_id = :agent_id AND playbook IS NULL
@@ -161,8 +153,7 @@ RETURNING i.*;
 -- name: claim_unowned
 -- Nobody owns it yet: the root of the chain of command routes it.
 WITH actor AS MATERIALIZED (
-    SELECT set_config('hq.actor', :actor, true), set_config('hq.workflow', :workflow, true),
-           set_config('hq.run_id', :run_text, true)
+    SELECT hq_act_as(:actor, :workflow, :run_text)
 ), candidate AS MATERIALIZED (
     SELECT id FROM issues
      WHERE status = 'backlog' AND assignee_id IS NULL
