@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agents.roster import Problems
-from config.errors import ConfigError
+from config.errors import ConfigError, validation_problems
 
 _ID = r"^[a-z][a-z0-9_-]{0,40}$"
 
@@ -146,9 +146,8 @@ def load_playbooks(root: Path, roles: set[str] | None = None) -> PlaybookSet:
         try:
             playbook = Playbook.model_validate(data)
         except ValidationError as error:
-            for item in error.errors():
-                location = ".".join(str(p) for p in item["loc"]) or "playbook"
-                problems.add(shown, f"{location}: {item['msg'].removeprefix('Value error, ')}")
+            for problem in validation_problems(error, "playbook"):
+                problems.add(shown, problem)
             continue
         if playbook.name != path.stem:
             problems.add(shown, f"name: {playbook.name!r} must match the file name {path.stem!r}")

@@ -19,7 +19,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from config.errors import ConfigError
+from config.errors import ConfigError, validation_problems
 
 WORKFLOWS = ("plan", "escalate", "assign", "review_gate", "execute", "deploy_verify")
 TOOLSETS = ("issues", "workspace", "delegate", "dashboards", "release", "publish")
@@ -216,9 +216,8 @@ def parse_role_file(path: Path, problems: Problems, shown: str) -> Role | None:
     try:
         spec = RoleSpec.model_validate(data)
     except ValidationError as error:
-        for item in error.errors():
-            location = ".".join(str(p) for p in item["loc"]) or "front matter"
-            problems.add(shown, f"{location}: {item['msg'].removeprefix('Value error, ')}")
+        for problem in validation_problems(error, "front matter"):
+            problems.add(shown, problem)
         return None
     instructions = match.group(2).strip()
     if len(instructions) < 200:

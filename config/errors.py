@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 
 class HQError(Exception):
     """An expected failure with a one-line, user-facing message."""
@@ -39,3 +44,9 @@ def describe(error: BaseException) -> str:
     """``Type: first line of the message``, for one-line logs and error columns (redact before storing)."""
     text = str(error).strip()
     return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+
+
+def validation_problems(error: ValidationError, whole: str) -> list[str]:
+    """``field.path: message`` for each pydantic error (``whole`` names an error about the entire input)."""
+    return [f"{'.'.join(str(p) for p in item['loc']) or whole}: {item['msg'].removeprefix('Value error, ')}"
+            for item in error.errors()]

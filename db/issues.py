@@ -17,7 +17,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from config.errors import NotFoundError, StateError, UsageError
+from config.errors import NotFoundError, StateError, UsageError, validation_problems
 from db.models import Agent, Comment, Issue, IssueDependency, LLMCall
 
 MAX_TITLE = 500
@@ -64,11 +64,7 @@ def validate_draft(**fields: Any) -> IssueDraft:
     try:
         return IssueDraft(**fields)
     except ValidationError as error:
-        problems = [
-            f"{'.'.join(str(p) for p in e['loc']) or 'issue'}: {e['msg'].removeprefix('Value error, ')}"
-            for e in error.errors()
-        ]
-        raise UsageError("invalid issue: " + "; ".join(problems)) from None
+        raise UsageError("invalid issue: " + "; ".join(validation_problems(error, "issue"))) from None
 
 
 def agent_by_slug(session: Session, slug: str) -> Agent:

@@ -20,7 +20,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from config.errors import ConfigError
+from config.errors import ConfigError, validation_problems
 from config.settings import Settings
 
 Tier = Literal["reasoning", "execution", "utility"]
@@ -180,9 +180,7 @@ def load_models_file(path: Path) -> ModelsFile:
     try:
         return ModelsFile.model_validate(data)
     except ValidationError as error:
-        problems = [f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg'].removeprefix('Value error, ')}"
-                    for e in error.errors()]
-        raise ConfigError(f"models file {path}: " + "; ".join(problems)) from None
+        raise ConfigError(f"models file {path}: " + "; ".join(validation_problems(error, "file"))) from None
 
 
 def _secret_for(name: str, settings: Settings) -> str | None:

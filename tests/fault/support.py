@@ -15,6 +15,9 @@ from tests.conftest import BIN
 
 FAST = {"HQ_HEARTBEAT_SCALE": str(1 / 900), "HQ_SWEEP_INTERVAL_SECONDS": "1", "HQ_LOG_LEVEL": "warning",
         "HQ_LOG_FORMAT": "json"}
+# Leases and budget reservations short enough that killed work comes back, and is charged, within seconds.
+SHORT_LEASES = {"HQ_WORKFLOW_MAX_SECONDS": "6", "HQ_LEASE_TTL_SECONDS": "5", "HQ_AGENT_LEASE_TTL_SECONDS": "16",
+                "HQ_RESERVATION_TTL_SECONDS": "8"}
 EXECUTORS = ("backend-engineer", "frontend-engineer", "data-analyst", "content-writer", "qa-engineer",
              "technical-writer", "ux-designer", "support-agent", "ml-engineer", "security-engineer")
 

@@ -17,11 +17,8 @@ import psycopg
 import pytest
 
 from tests.conftest import run_hq
-from tests.fault.support import EXECUTORS, assert_legal_paths, start, stop, unsettled, wait_until
-
-# Leases and budget reservations short enough that killed work comes back, and is charged, within seconds.
-SHORT_LEASES = {"HQ_WORKFLOW_MAX_SECONDS": "6", "HQ_LEASE_TTL_SECONDS": "5", "HQ_AGENT_LEASE_TTL_SECONDS": "16",
-                "HQ_RESERVATION_TTL_SECONDS": "8"}
+from tests.fault.support import (EXECUTORS, SHORT_LEASES, assert_legal_paths, start, stop, unsettled,
+                                 wait_until)
 
 
 def chaos(raw: psycopg.Connection, tmp_path: Path, issues: int, chaos_seconds: float, settle_seconds: float) -> None:

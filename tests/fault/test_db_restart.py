@@ -18,10 +18,8 @@ import psycopg
 import pytest
 
 from tests.conftest import run_hq
-from tests.fault.support import EXECUTORS, assert_legal_paths, start, stop, unsettled, wait_until
-
-SHORT_LEASES = {"HQ_WORKFLOW_MAX_SECONDS": "6", "HQ_LEASE_TTL_SECONDS": "5", "HQ_AGENT_LEASE_TTL_SECONDS": "16",
-                "HQ_RESERVATION_TTL_SECONDS": "8"}
+from tests.fault.support import (EXECUTORS, SHORT_LEASES, assert_legal_paths, start, stop, unsettled,
+                                 wait_until)
 
 
 @pytest.fixture()

@@ -8,7 +8,8 @@ from pathlib import Path
 import psycopg
 
 from tests.conftest import run_hq
-from tests.fault.support import EXECUTORS, assert_legal_paths, assert_no_overlaps, start, stop, wait_until
+from tests.fault.support import (EXECUTORS, SHORT_LEASES, assert_legal_paths, assert_no_overlaps, start, stop,
+                                 wait_until)
 
 
 def test_two_processes_share_the_company(db_url: str, raw: psycopg.Connection, tmp_path: Path) -> None:
@@ -35,8 +36,7 @@ def test_two_processes_share_the_company(db_url: str, raw: psycopg.Connection, t
 def test_kill_9_mid_execute_another_process_finishes(db_url: str, raw: psycopg.Connection, tmp_path: Path) -> None:
     assert run_hq("agents", "sync").exit_code == 0
     issue = int(run_hq("issue", "create", "Add a rate limiter [offline:slow]", "--assign", "backend-engineer").stdout)
-    short = {"HQ_WORKFLOW_MAX_SECONDS": "6", "HQ_LEASE_TTL_SECONDS": "5", "HQ_AGENT_LEASE_TTL_SECONDS": "16"}
-    first = start(tmp_path, "first", **short)
+    first = start(tmp_path, "first", **SHORT_LEASES)
     try:
         assert wait_until(lambda: raw.execute("SELECT status FROM issues WHERE id = %s", (issue,)).fetchone()[0]
                           == "in_progress", timeout=60, step=0.1)
@@ -46,7 +46,7 @@ def test_kill_9_mid_execute_another_process_finishes(db_url: str, raw: psycopg.C
     finally:
         stop(first)
     assert raw.execute("SELECT status, attempts FROM issues WHERE id = %s", (issue,)).fetchone() == ("in_progress", 1)
-    second = start(tmp_path, "second", **short)
+    second = start(tmp_path, "second", **SHORT_LEASES)
     try:
         assert wait_until(lambda: raw.execute("SELECT status FROM issues WHERE id = %s", (issue,)).fetchone()[0]
                           == "done", timeout=90)
