@@ -1,8 +1,9 @@
 """The built-in project: deploy publishes an issue's workspace, verify checks what was published.
 
 Run as ``python -m agents.default_project deploy|verify --issue N --workspace W --published P``.
-Deploy copies every workspace file (not .git) to the published folder with a
-MANIFEST.json of SHA-256 checksums. Verify recomputes the checksums, and also
+Deploy copies every regular workspace file (not git's, not hidden, and never
+through a symlink) to the published folder with a MANIFEST.json of SHA-256
+checksums. Verify recomputes the checksums, and also
 refuses deliverables that still contain unfilled template placeholders — the
 most common way a generated document ships broken.
 """
@@ -12,18 +13,37 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import re
 import shutil
+import stat
 import sys
 from pathlib import Path
+
+from agents.git import is_git_name
 
 MANIFEST = "MANIFEST.json"
 PLACEHOLDER = re.compile(r"\{\{[^{}\n]{1,80}\}\}")
 
 
 def _files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file() and ".git" not in p.relative_to(root).parts
-                  and not p.name.startswith("."))
+    """Regular files only, found without following any link: a symlink's target is never published."""
+    found = []
+    for directory, subdirectories, files in os.walk(root, followlinks=False):
+        here = Path(directory)
+        subdirectories[:] = [d for d in subdirectories if not d.startswith(".") and not is_git_name(d)]
+        for name in files:
+            path = here / name
+            if not name.startswith(".") and stat.S_ISREG(path.lstat().st_mode):
+                found.append(path)
+    return sorted(found)
+
+
+def _read_regular(path: Path) -> bytes:
+    """The file's bytes, refusing (rather than following) a link swapped in since it was listed."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(descriptor, "rb") as handle:
+        return handle.read()
 
 
 def deploy(workspace: Path, published: Path) -> int:
@@ -39,8 +59,9 @@ def deploy(workspace: Path, published: Path) -> int:
         relative = source.relative_to(workspace).as_posix()
         target = published / relative
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
-        manifest[relative] = hashlib.sha256(source.read_bytes()).hexdigest()
+        data = _read_regular(source)
+        target.write_bytes(data)
+        manifest[relative] = hashlib.sha256(data).hexdigest()
     (published / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
     sys.stdout.write(f"deploy: published {len(manifest)} file(s) to {published}\n")
     return 0

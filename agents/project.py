@@ -53,7 +53,7 @@ def scrubbed_environment() -> dict[str, str]:
 def run_project_command(kind: str, issue_id: int, settings: Settings) -> CommandResult:
     template = (settings.deploy_command if kind == "deploy" else settings.verify_command) or default_command(kind)
     workspace = workspace_path(settings, issue_id)
-    published = settings.data_path / "published" / f"issue-{issue_id}"
+    published = published_dir(settings, issue_id)
     values = {"issue_id": str(issue_id), "workspace": str(workspace), "published": str(published)}
     argv = [part.format(**values) for part in template]
     workspace.mkdir(parents=True, exist_ok=True)

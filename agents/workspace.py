@@ -1,21 +1,23 @@
 """An issue's workspace: a directory under the data dir that is also a git repository.
 
 Agents read and write files only here. Paths are confined: absolute paths,
-``..``, the ``.git`` directory, symlinks that lead outside, and oversized files
-are refused. Every workflow step that changed files commits them, with the
+``..``, directories, any ``.git`` component (in any case) and git's other own
+files, symlinks that lead outside, and oversized files are refused; git itself
+runs hardened (agents/git.py). Every workflow step that changed files commits them, with the
 agent, run id and issue in the message, so each issue has a reproducible
 history of what was produced and by whom.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
-import subprocess
 import uuid
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from agents.git import GitError, is_git_name, run_git
 from agents.tools.registry import ToolError
 
 MAX_FILE_BYTES = 1024 * 1024
@@ -33,31 +35,16 @@ class WrittenFile:
     size_bytes: int
 
 
-def _git_env(name: str, email: str) -> dict[str, str]:
-    # Isolated from the host's git config: the same commit on every machine.
-    return {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_CONFIG_GLOBAL": os.devnull,
-        "GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email,
-        "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email,
-        "LC_ALL": "C",
-    }
-
-
 class Workspace:
     def __init__(self, root: Path) -> None:
         self.root = root
 
     # --- git -------------------------------------------------------------------
     def _git(self, *args: str, author: str = "hq", email: str = "hq@heartbeat-hq.invalid") -> str:
-        result = subprocess.run(
-            ["git", "-C", str(self.root), *args], capture_output=True, text=True, timeout=60,
-            env=_git_env(author, email),
-        )
-        if result.returncode != 0:
-            raise WorkspaceError(f"git {args[0]} failed: {result.stderr.strip()[:300]}")
-        return result.stdout
+        try:
+            return run_git(self.root, *args, author=author, email=email)
+        except GitError as error:
+            raise WorkspaceError(error.message) from None
 
     def ensure(self) -> Workspace:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -98,8 +85,11 @@ class Workspace:
             raise WorkspaceError(f"absolute paths are refused: {relative!r}; use a path inside the workspace")
         if ".." in pure.parts:
             raise WorkspaceError(f"'..' is refused: {relative!r} would leave the workspace")
-        if pure.parts and pure.parts[0] == ".git":
-            raise WorkspaceError("the .git directory is not part of the workspace")
+        if relative.replace("\\", "/").rstrip().split("/")[-1] in ("", "."):
+            raise WorkspaceError(f"{relative!r} names a directory; give a file path such as 'notes/plan.md'")
+        if any(is_git_name(part) for part in pure.parts):
+            raise WorkspaceError(f"{relative!r} is refused: git's own files (.git, .gitmodules, .gitattributes, "
+                                 ".gitignore) are not part of the workspace")
         root = self.root.resolve()
         candidate = root.joinpath(*pure.parts)
         real = candidate.resolve()
@@ -123,17 +113,27 @@ class Workspace:
         data = content.encode("utf-8")
         if len(data) > MAX_FILE_BYTES:
             raise WorkspaceError(f"content is larger than {MAX_FILE_BYTES} bytes")
+        self.resolve(relative)  # refused before anything is created
         self.ensure()
         path = self.resolve(relative)
         if path.is_symlink():
             raise WorkspaceError(f"{relative} is a symlink; refusing to write through it")
         path.parent.mkdir(parents=True, exist_ok=True)
         self.resolve(relative)  # a parent created above must not have become a way out
-        temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-        os.replace(temporary, path)
+        if path.is_dir():
+            raise WorkspaceError(f"{relative!r} is a directory; give a file path inside it")
+        # Written beside the repository's own files, so no commit can pick up a half-written file.
+        scratch = self.root.resolve() / ".git" / "hq-tmp"
+        scratch.mkdir(exist_ok=True)
+        temporary = scratch / f"{uuid.uuid4().hex}.tmp"
+        try:
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(data)
+            os.replace(temporary, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                temporary.unlink()
         shown = path.relative_to(self.root.resolve()).as_posix()
         return WrittenFile(shown, hashlib.sha256(data).hexdigest(), len(data))
 
@@ -144,7 +144,7 @@ class Workspace:
         found = []
         for path in sorted(root.rglob("*")):
             relative = path.relative_to(root)
-            if relative.parts[0] == ".git" or path.is_symlink() or not path.is_file():
+            if any(is_git_name(part) for part in relative.parts) or path.is_symlink() or not path.is_file():
                 continue
             found.append({"path": relative.as_posix(), "size_bytes": path.stat().st_size})
             if len(found) >= MAX_FILES_LISTED:

@@ -18,7 +18,7 @@ from agents.llm.protocol import user_message
 from agents.llm.router import ModelRequestError, ModelUnavailable
 from agents.llm.tool_loop import LoopResult, run_tool_loop
 from agents.tools.context import ToolContext
-from agents.workspace import Workspace
+from agents.workspace import Workspace, WorkspaceError
 from config.log import get_logger
 from db.issues import add_comment, get_issue
 from db.models import Artifact, Issue
@@ -63,6 +63,9 @@ def run(ctx: WorkflowContext) -> None:
     except ModelRequestError as error:
         _fail(ctx, held, f"the model refused the request: {error.message}")
         return
+    except WorkspaceError as error:  # e.g. the workspace cannot even be created
+        _fail(ctx, held, f"The workspace is unusable: {error.message}")
+        return
     if result.timed_out:
         release(ctx, held, refund=False)  # past the maximum duration: the attempt counts
         return
@@ -90,7 +93,13 @@ def _conclude(ctx: WorkflowContext, held: Claim, result: LoopResult, tools: Tool
     blocked_reason = tools.outcome.blocked_reason or (
         result.text.removeprefix("BLOCKED:").strip() if result.text.startswith("BLOCKED:") else None)
     workspace = Workspace(tools.workspace_root())
-    commit = workspace.commit(agent=ctx.agent.slug, run_id=held.run_id, issue_id=held.id, workflow=NAME)
+    try:
+        commit = workspace.commit(agent=ctx.agent.slug, run_id=held.run_id, issue_id=held.id, workflow=NAME)
+    except WorkspaceError as error:  # the work cannot be kept: this attempt failed, and says why
+        log.warning("execute.commit_failed", issue_id=held.id, error=error.message, agent=ctx.agent.slug,
+                    run_id=str(held.run_id), workflow=NAME)
+        _fail(ctx, held, f"Could not commit the workspace: {error.message}")
+        return
     written = sorted({r.result["path"] for r in result.tool_results
                       if r.name == "write_file" and r.ok and r.result and "path" in r.result})
     with ctx.tx(held.run_id) as session:

@@ -66,6 +66,32 @@ def _compact(value: Any) -> Any:
     return value
 
 
+def _contains_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_contains_nul(k) or _contains_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_contains_nul(v) for v in value)
+    return False
+
+
+def _storable(value: Any) -> Any:
+    """What jsonb can hold: NUL (which it refuses) shown as the visible escape ``\\u0000``."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\\u0000")
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    return value
+
+
+def _audited(value: Any) -> Any:
+    """A value as the audit row keeps it: compacted, redacted, storable."""
+    return _storable(redact_obj(_compact(value)))
+
+
 def _stored(session: Session, key: str) -> ToolResult | None:
     row = session.scalar(select(ToolCall).where(ToolCall.idempotency_key == key))
     if row is None:
@@ -91,6 +117,8 @@ def _execute(ctx: ToolContext, session: Session, name: str, raw: dict[str, Any])
     if tool.toolset not in ctx.agent.toolsets:
         return ToolResult(name, "refused", None,
                           f"{name} belongs to the {tool.toolset!r} toolset, which {ctx.agent.slug} does not have")
+    if _contains_nul(raw):  # refused before any side effect: no file may hold what the audit row cannot
+        return ToolResult(name, "invalid", None, f"invalid arguments for {name}: NUL characters are not allowed")
     try:
         args = tool.args.model_validate(raw)
     except ValidationError as error:
@@ -125,10 +153,10 @@ def dispatch(ctx: ToolContext, name: str, arguments: str | dict[str, Any] | None
                 inserted = session.scalar(
                     insert(ToolCall).values(
                         run_id=ctx.run_id, step=step, issue_id=ctx.issue_id, agent_id=ctx.agent.id,
-                        toolset=tool.toolset if tool else None, tool=name[:200],
-                        arguments=redact_obj(_compact(raw)), outcome=outcome.outcome,
-                        result=redact_obj(_compact(outcome.result)) if outcome.result is not None else None,
-                        error=outcome.error, idempotency_key=key,
+                        toolset=tool.toolset if tool else None, tool=_storable(name[:200]),
+                        arguments=_audited(raw), outcome=outcome.outcome,
+                        result=_audited(outcome.result) if outcome.result is not None else None,
+                        error=_storable(outcome.error), idempotency_key=key,
                     ).on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(ToolCall.id)
                 )
                 if inserted is None:

@@ -1,0 +1,125 @@
+"""The one way HQ runs git: on a repository whose files an agent wrote, with nothing of theirs obeyed.
+
+Everything inside a workspace is hostile. Git reads configuration, hooks,
+attributes and nested repositories from the directories it works in, and
+several of those run programs (``core.fsmonitor``, ``core.sshCommand``,
+``core.pager``, hooks, filter drivers). So every call here:
+
+* names the repository explicitly (``GIT_DIR`` and ``GIT_WORK_TREE``) instead
+  of letting git discover one from the working directory;
+* ignores the system and global config and any ``$HOME`` (``GIT_CONFIG_NOSYSTEM``,
+  ``GIT_CONFIG_GLOBAL=/dev/null``, ``HOME`` pointing nowhere), and overrides on
+  the command line every setting that would run something;
+* refuses to work on a tree that contains a nested repository (a ``.git`` file
+  or directory, in any case, below the top), which ``git add`` would otherwise
+  open with that repository's own config.
+
+The repository's own ``.git/config`` is written by HQ alone: agents cannot name
+any path with a ``.git`` component (``is_git_name``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import unicodedata
+from collections.abc import Iterator
+from pathlib import Path
+
+from config.errors import HQError
+
+GIT_TIMEOUT_SECONDS = 60
+
+# Command-line settings win over every config file git might still read.
+HARDENED_CONFIG = (
+    "core.fsmonitor=false",
+    "core.hooksPath=/dev/null",
+    "core.sshCommand=false",
+    "core.pager=cat",
+    "core.editor=false",
+    "core.askPass=false",
+    "core.untrackedCache=false",
+    "core.attributesFile=/dev/null",
+    "core.excludesFile=/dev/null",
+    "protocol.file.allow=never",
+    "submodule.recurse=false",
+    "gpg.program=false",
+    "commit.gpgSign=false",
+    "credential.helper=",
+)
+
+# Names git treats as its own somewhere: the repository itself, and files git obeys while adding.
+_GIT_OWNED = frozenset({".git", ".gitmodules", ".gitattributes", ".gitignore"})
+_SHORT_NAME = re.compile(r"git~[0-9]+")
+
+
+class GitError(HQError):
+    """A git command failed; the message carries git's own words (truncated)."""
+
+
+def _folded(component: str) -> str:
+    """A name as the most lenient file system sees it: no case, no trailing dots or spaces, no ignorables."""
+    visible = "".join(ch for ch in unicodedata.normalize("NFC", component) if unicodedata.category(ch) != "Cf")
+    return visible.rstrip(". ").casefold()
+
+
+def is_git_name(component: str) -> bool:
+    """Whether a path component is, or some git on some file system would read as, one of git's own names.
+
+    Compared without case, trailing dots and spaces (Windows) or ignorable
+    code points (HFS+), and including NTFS short names such as ``git~1``.
+    """
+    folded = _folded(component)
+    return folded in _GIT_OWNED or _SHORT_NAME.fullmatch(folded) is not None
+
+
+def nested_repositories(work_tree: Path) -> Iterator[Path]:
+    """Every entry below the top of ``work_tree`` that git would take for a repository (any case)."""
+    top = work_tree / ".git"
+    for directory, subdirectories, files in os.walk(work_tree, followlinks=False):
+        here = Path(directory)
+        for name in [*subdirectories, *files]:
+            path = here / name
+            if _folded(name) == ".git" and path != top:
+                yield path
+        subdirectories[:] = [d for d in subdirectories if here / d != top]
+
+
+def environment(author: str = "hq", email: str = "hq@heartbeat-hq.invalid") -> dict[str, str]:
+    """A scrubbed environment: nothing of the host's git setup or secrets, the same commit on every machine."""
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": "/nonexistent",
+        "XDG_CONFIG_HOME": "/nonexistent",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_ATTR_NOSYSTEM": "1",
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_PAGER": "cat",
+        "GIT_AUTHOR_NAME": author, "GIT_AUTHOR_EMAIL": email,
+        "GIT_COMMITTER_NAME": author, "GIT_COMMITTER_EMAIL": email,
+        "LC_ALL": "C",
+    }
+
+
+def run_git(work_tree: Path, *args: str, author: str = "hq", email: str = "hq@heartbeat-hq.invalid") -> str:
+    """Run one git command on the repository at ``work_tree``; GitError (never a crash) when git fails."""
+    root = work_tree.resolve()
+    for nested in nested_repositories(root):
+        raise GitError(f"refusing to run git: {nested.relative_to(root).as_posix()!r} is a nested repository")
+    argv = ["git"]
+    for setting in (*HARDENED_CONFIG, f"safe.directory={root}"):
+        argv += ["-c", setting]
+    env = environment(author, email) | {"GIT_DIR": str(root / ".git"), "GIT_WORK_TREE": str(root),
+                                         "GIT_CEILING_DIRECTORIES": str(root.parent)}
+    try:
+        result = subprocess.run([*argv, *args], cwd=root, env=env, capture_output=True, text=True,
+                                timeout=GIT_TIMEOUT_SECONDS, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise GitError(f"git {args[0]} timed out after {GIT_TIMEOUT_SECONDS}s") from None
+    except OSError as error:
+        raise GitError(f"git could not start: {error.strerror}") from None
+    if result.returncode != 0:
+        raise GitError(f"git {args[0]} failed: {result.stderr.strip()[:300]}")
+    return result.stdout
