@@ -226,7 +226,7 @@ class LLMCall(Base):
 
     id: Mapped[int] = _pk()
     run_id: Mapped[uuid.UUID]
-    call_seq: Mapped[int]
+    call_seq: Mapped[int | None]  # NULL for abandoned and correction rows, which are keyed by their reservation
     issue_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("issues.id"))
     agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
     workflow: Mapped[str | None]
@@ -242,6 +242,7 @@ class LLMCall(Base):
     outcome: Mapped[str]
     error: Mapped[str | None]
     reservation_id: Mapped[uuid.UUID | None]
+    budget_month: Mapped[dt.date | None] = mapped_column(Date)  # the month account this row was charged to
     created_at: Mapped[dt.datetime] = mapped_column(server_default="now()")
 
 

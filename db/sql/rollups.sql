@@ -124,6 +124,8 @@ CREATE INDEX IF NOT EXISTS issues_blocked_idx ON issues (status_changed_at, id) 
 
 -- One trigger function for both statement triggers on llm_calls: the INSERT trigger names its
 -- new rows "changed", the DELETE trigger its old rows; the sign says which way they count.
+-- (Cost rows are append-only since migration 0005, which drops the DELETE trigger.) A
+-- 'correction' row is money, not a call: it counts in cost only.
 CREATE OR REPLACE FUNCTION hq_usage_rollup() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -135,7 +137,7 @@ BEGIN
            sum(input_tokens), sum(output_tokens), sum(cost_usd), hq_sum_buckets(hq_one_hot(bucket, 13, timed))
       FROM (SELECT (created_at AT TIME ZONE 'UTC')::date AS day, tier, coalesce(provider, '') AS provider,
                    coalesce(model, '') AS model, hq_bucket(latency_ms, hq_latency_bounds()) AS bucket,
-                   rows_sign * count(*) AS calls, rows_sign * count(*) FILTER (WHERE outcome = 'error') AS errors,
+                   rows_sign * count(*) FILTER (WHERE outcome <> 'correction') AS calls, rows_sign * count(*) FILTER (WHERE outcome = 'error') AS errors,
                    rows_sign * count(*) FILTER (WHERE outcome = 'fallback') AS fallbacks,
                    rows_sign * count(*) FILTER (WHERE outcome = 'budget_refused') AS refused,
                    rows_sign * count(*) FILTER (WHERE outcome = 'abandoned') AS abandoned,
@@ -151,7 +153,8 @@ BEGIN
         output_tokens = u.output_tokens + EXCLUDED.output_tokens, cost_usd = u.cost_usd + EXCLUDED.cost_usd,
         latency_buckets = hq_add_buckets(u.latency_buckets, EXCLUDED.latency_buckets);
     INSERT INTO usage_agent_monthly AS m (month, agent_id, calls, failed_calls, input_tokens, output_tokens, cost_usd)
-    SELECT date_trunc('month', created_at AT TIME ZONE 'UTC')::date, agent_id, rows_sign * count(*),
+    SELECT date_trunc('month', created_at AT TIME ZONE 'UTC')::date, agent_id,
+           rows_sign * count(*) FILTER (WHERE outcome <> 'correction'),
            rows_sign * count(*) FILTER (WHERE outcome IN ('error', 'budget_refused')),
            rows_sign * sum(input_tokens), rows_sign * sum(output_tokens), rows_sign * sum(cost_usd)
       FROM changed WHERE agent_id IS NOT NULL
@@ -329,7 +332,8 @@ BEGIN
            sum(input_tokens), sum(output_tokens), sum(cost_usd), hq_sum_buckets(hq_one_hot(bucket, 13, timed))
       FROM (SELECT (created_at AT TIME ZONE 'UTC')::date AS day, tier, coalesce(provider, '') AS provider,
                    coalesce(model, '') AS model, hq_bucket(latency_ms, hq_latency_bounds()) AS bucket,
-                   count(*) AS calls, count(*) FILTER (WHERE outcome = 'error') AS errors,
+                   count(*) FILTER (WHERE outcome <> 'correction') AS calls,
+                   count(*) FILTER (WHERE outcome = 'error') AS errors,
                    count(*) FILTER (WHERE outcome = 'fallback') AS fallbacks,
                    count(*) FILTER (WHERE outcome = 'budget_refused') AS refused,
                    count(*) FILTER (WHERE outcome = 'abandoned') AS abandoned,
@@ -338,7 +342,8 @@ BEGIN
               FROM llm_calls GROUP BY 1, 2, 3, 4, 5) per_bucket
      GROUP BY day, tier, provider, model;
     INSERT INTO usage_agent_monthly (month, agent_id, calls, failed_calls, input_tokens, output_tokens, cost_usd)
-    SELECT date_trunc('month', created_at AT TIME ZONE 'UTC')::date, agent_id, count(*),
+    SELECT date_trunc('month', created_at AT TIME ZONE 'UTC')::date, agent_id,
+           count(*) FILTER (WHERE outcome <> 'correction'),
            count(*) FILTER (WHERE outcome IN ('error', 'budget_refused')), sum(input_tokens), sum(output_tokens),
            sum(cost_usd)
       FROM llm_calls WHERE agent_id IS NOT NULL GROUP BY 1, 2;

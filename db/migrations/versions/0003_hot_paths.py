@@ -26,7 +26,7 @@ def upgrade() -> None:
     """)
     run_sql_file(connection, "hot_tables.sql")
     run_sql_file(connection, "state_machine.sql")  # triggers now fire only on the changes they watch
-    run_sql_file(connection, "budget.sql")
+    run_sql_file(connection, "frozen/budget_0003.sql")
 
 
 def downgrade() -> None:
