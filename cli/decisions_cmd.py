@@ -6,15 +6,13 @@ the agent that acts next.
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Annotated
 
 import typer
 
+from cli.arguments import IssueId, usd_option
 from cli.common import ActorOption, JsonOption, human
-from config.errors import UsageError
-
-IssueId = Annotated[int, typer.Argument(metavar="ID", help="The issue's id.")]
 
 
 def register(app: typer.Typer) -> None:
@@ -88,18 +86,12 @@ def cancel(issue_id: IssueId, reason: Annotated[str | None, typer.Option("--reas
     _decide(ops.cancel, issue_id, actor, reason=reason)
 
 
-def budget(issue_id: IssueId, add: Annotated[str, typer.Option("--add", metavar="USD", help="Amount to add.")],
+def budget(issue_id: IssueId, add: Annotated[Decimal, usd_option("--add", "Amount to add.")],
            actor: ActorOption = None) -> None:
     """Raise an issue's budget; resolves its open budget approval."""
     from db import approvals as ops
 
-    try:
-        amount = Decimal(add)
-    except InvalidOperation:
-        raise UsageError(f"--add: {add!r} is not an amount of USD") from None
-    if not amount.is_finite() or amount <= 0 or amount > Decimal("100000"):
-        raise UsageError("--add must be a positive amount of USD, at most 100000")
-    _decide(ops.add_budget, issue_id, actor, amount_usd=amount)
+    _decide(ops.add_budget, issue_id, actor, amount_usd=add)
 
 
 def approvals(

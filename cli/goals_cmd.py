@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from cli.arguments import GoalId
 from cli.common import ActorOption, JsonOption, human
 from config.errors import UsageError
 
@@ -43,7 +44,7 @@ def create(
 
 
 @goal_app.command("close")
-def close(goal_id: Annotated[int, typer.Argument(metavar="ID")],
+def close(goal_id: GoalId,
           dropped: Annotated[bool, typer.Option("--dropped", help="Dropped rather than achieved.")] = False,
           actor: ActorOption = None) -> None:
     """Mark a goal achieved (or dropped)."""

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import sys
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from cli.arguments import IssueId, id_list, usd_option
 from cli.common import ActorOption, JsonOption, human
 from config.errors import UsageError
 
@@ -34,17 +36,6 @@ def _read_body(body: str | None, body_file: Path | None) -> str:
         raise UsageError(f"--body-file: {body_file} is not UTF-8 text") from None
 
 
-def _dependency_ids(values: list[str] | None) -> list[int]:
-    ids: list[int] = []
-    for value in values or []:
-        for part in value.split(","):
-            part = part.strip()
-            if not part.isdigit() or int(part) <= 0:
-                raise UsageError(f"--depends-on: {part!r} is not an issue id")
-            ids.append(int(part))
-    return ids
-
-
 @issue_app.command("create")
 def create(
     title: Annotated[str, typer.Argument(help="One line saying what should be done.")],
@@ -52,7 +43,7 @@ def create(
     body_file: Annotated[Path | None, typer.Option("--body-file", help="Read the body from a file ('-': stdin).")] = None,
     priority: Annotated[int, typer.Option("--priority", help="0 (most urgent) to 9.")] = 5,
     assign: Annotated[str | None, typer.Option("--assign", metavar="SLUG", help="Agent to own it.")] = None,
-    budget: Annotated[str | None, typer.Option("--budget", metavar="USD", help="Model spend allowed.")] = None,
+    budget: Annotated[Decimal | None, usd_option("--budget", "Model spend allowed.")] = None,
     needs_approval: Annotated[bool, typer.Option("--needs-approval", help="A human approves before deploy.")] = False,
     depends_on: Annotated[
         list[str] | None, typer.Option("--depends-on", metavar="ID", help="Issue(s) that must finish first.")
@@ -70,7 +61,7 @@ def create(
     who = human(actor)
     draft = validate_draft(
         title=title, body=_read_body(body, body_file), priority=priority, budget_usd=budget,
-        needs_approval=needs_approval, depends_on=_dependency_ids(depends_on), labels=label or [],
+        needs_approval=needs_approval, depends_on=id_list(depends_on, "--depends-on"), labels=label or [],
     )
     settings = get_settings()
     with transaction(who) as session:
@@ -130,7 +121,7 @@ def _print_board(rows: list[dict[str, Any]], limit: int) -> None:
 
 @issue_app.command("show")
 def show(
-    issue_id: Annotated[int, typer.Argument(metavar="ID")],
+    issue_id: IssueId,
     tree: Annotated[bool, typer.Option("--tree", help="Show the decomposition into sub-issues.")] = False,
     as_json: JsonOption = False,
 ) -> None:

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from cli.arguments import NotificationId
 from cli.common import JsonOption
 from config.errors import ConfigError, HQError, NotFoundError, UsageError
 
@@ -64,7 +65,7 @@ def list_notifications(
 
 @notifications_app.command("retry")
 def retry(
-    notification_id: Annotated[int | None, typer.Argument(metavar="ID")] = None,
+    notification_id: NotificationId = None,
     dead: Annotated[bool, typer.Option("--dead", help="Every dead-lettered row.")] = False,
 ) -> None:
     """Put a dead (or stuck) notification back in the queue."""

@@ -8,15 +8,48 @@ provider keys, the Telegram token) so an existing shell setup just works.
 from __future__ import annotations
 
 import os
+import string
+import tempfile
+from decimal import Decimal
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from config.errors import ConfigError
+from db.urls import url_problem
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+# --- bounds shared with the CLI ---------------------------------------------------
+# A value that passes here must also pass the CLI and fit its column, so a bad setting stops the
+# program at start instead of failing at the first reservation, INSERT or deploy.
+
+MAX_ID = 2**63 - 1
+"""Every id is a PostgreSQL bigint."""
+
+MIN_AMOUNT_USD = Decimal("0.01")
+"""Less is a typo (``--add 1e-9``) that would still close an approval and write a comment."""
+
+MAX_BUDGET_USD = Decimal("100000")
+"""The most one issue may be given at once (``--budget``, ``--add``, HQ_DEFAULT_ISSUE_BUDGET_USD)."""
+
+MAX_PG_TIMEOUT_MS = 2**31 - 1
+"""PostgreSQL's timeout settings are C ints of milliseconds; anything larger refuses every connection."""
+
+MAX_DURATION_SECONDS = 366 * 24 * 3600
+"""Leases, deadlines and waits longer than a year are mistakes, and far larger ones overflow intervals."""
+
+BudgetUSD = Annotated[Decimal, Field(ge=MIN_AMOUNT_USD, le=MAX_BUDGET_USD, decimal_places=4)]
+"""An amount given to one issue; the scale is that of ``issues.budget_usd numeric(12, 4)``."""
+
+MonthlyUSD = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=4)]
+"""A monthly limit: whatever ``budget_accounts.limit_usd numeric(12, 4)`` holds (finite, unlike a float)."""
+
+COMMAND_PLACEHOLDERS = ("issue_id", "workspace", "published")
+"""The only ``{name}`` a deploy or verify command may use: agents/project.py fills in exactly these."""
 
 
 def _alias(*names: str) -> AliasChoices:
@@ -41,27 +74,31 @@ class Settings(BaseSettings):
         description="PostgreSQL URL; unset means the embedded server under the data dir.",
     )
     data_dir: Path = Field(default=Path("var"), description="Embedded Postgres, workspaces, published artifacts.")
-    statement_timeout_ms: int = Field(default=30_000, ge=0)
-    idle_in_transaction_timeout_ms: int = Field(default=60_000, ge=0)
+    statement_timeout_ms: int = Field(default=30_000, ge=0, le=MAX_PG_TIMEOUT_MS)
+    idle_in_transaction_timeout_ms: int = Field(default=60_000, ge=0, le=MAX_PG_TIMEOUT_MS)
+    reporter_connection_limit: int = Field(default=10, ge=0, le=10_000,
+                                           description="Connections hq_reporter may hold at once (set by migrations).")
 
     # --- company ---------------------------------------------------------------
     roles_dir: Path | None = Field(default=None, description="Roster folder; default: the bundled 33 roles.")
     playbooks_dir: Path | None = None
     models_file: Path | None = None
-    default_issue_budget_usd: float = Field(default=2.0, ge=0)
-    company_monthly_budget_usd: float = Field(default=500.0, ge=0)
+    default_issue_budget_usd: BudgetUSD = Decimal("2.00")
+    company_monthly_budget_usd: MonthlyUSD = Decimal("500.00")
     max_attempts: int = Field(default=3, ge=1, le=100)
     max_review_rounds: int = Field(default=3, ge=1, le=100)
-    lease_ttl_seconds: int = Field(default=300, ge=5)
-    agent_lease_ttl_seconds: int = Field(default=600, ge=5)
-    workflow_max_seconds: int = Field(default=240, ge=1)
+    lease_ttl_seconds: int = Field(default=300, ge=5, le=MAX_DURATION_SECONDS)
+    agent_lease_ttl_seconds: int = Field(default=600, ge=5, le=MAX_DURATION_SECONDS)
+    workflow_max_seconds: int = Field(default=240, ge=1, le=MAX_DURATION_SECONDS)
     reservation_ttl_seconds: int = Field(
-        default=900, ge=5, description="A model call's budget reservation is charged in full by the sweeper after "
-                                       "this long unsettled (its process died); a late settlement still corrects it.")
+        default=900, ge=5, le=MAX_DURATION_SECONDS,
+        description="A model call's budget reservation is charged in full by the sweeper after this long unsettled "
+                    "(its process died); a late settlement still corrects it.")
     circuit_breaker_touches: int = Field(default=6, ge=2)
-    approval_deadline_hours: float = Field(default=24.0, gt=0)
-    heartbeat_scale: float = Field(default=1.0, gt=0, description="Multiply every heartbeat; the demo uses ~0.001.")
-    sweep_interval_seconds: float = Field(default=15.0, gt=0, le=3600)
+    approval_deadline_hours: float = Field(default=24.0, gt=0, le=MAX_DURATION_SECONDS / 3600, allow_inf_nan=False)
+    heartbeat_scale: float = Field(default=1.0, gt=0, le=1000, allow_inf_nan=False,
+                                   description="Multiply every heartbeat; the demo uses ~0.001.")
+    sweep_interval_seconds: float = Field(default=15.0, gt=0, le=3600, allow_inf_nan=False)
 
     # --- the project the company ships -------------------------------------------
     # Argument lists (JSON in the environment), never shell strings. Placeholders:
@@ -83,7 +120,8 @@ class Settings(BaseSettings):
     telegram_api_base: str | None = Field(default=None, validation_alias=_alias("TELEGRAM_API_BASE"))
     notify_max_attempts: int = Field(default=8, ge=1, le=100)
     notify_send_retries: int = Field(default=4, ge=1, le=20, description="Tries per run before a row waits.")
-    notify_inflight_seconds: float = Field(default=60.0, gt=0, description="When a `sending` row counts as abandoned.")
+    notify_inflight_seconds: float = Field(default=60.0, gt=0, le=MAX_DURATION_SECONDS, allow_inf_nan=False,
+                                           description="When a `sending` row counts as abandoned.")
 
     # --- logging ---------------------------------------------------------------
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -106,7 +144,38 @@ class Settings(BaseSettings):
         if not sep or not rest or scheme.split("+")[0] not in {"postgresql", "postgres"}:
             # The value itself may hold a password, so it is never echoed back.
             raise ValueError("must be a postgresql:// URL")
+        problem = url_problem(raw)
+        if problem:
+            raise ValueError(problem)
         return SecretStr(raw)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _usable_data_dir(cls, value: Path) -> Path:
+        try:
+            path = value.expanduser().resolve()
+        except (OSError, RuntimeError) as error:  # a symlink loop, an unknown ~user
+            raise ValueError(f"cannot resolve {value}: {error}") from None
+        problem = _directory_problem(path)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("deploy_command", "verify_command")
+    @classmethod
+    def _command_template(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        # An empty list used to mean "the default" silently; a typo'd placeholder only failed at deploy.
+        if value is None:
+            return None
+        if not value:
+            raise ValueError(f"must not be an empty list (omit HQ_{str(info.field_name).upper()} to use the default)")
+        if not value[0].strip():
+            raise ValueError("the program (the first element) must not be empty")
+        problems = [f"element {index}: {problem}" for index, part in enumerate(value, 1)
+                    if (problem := _template_problem(part))]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
 
     @field_validator("telegram_chat_id")
     @classmethod
@@ -152,6 +221,48 @@ class Settings(BaseSettings):
             if isinstance(value, SecretStr) and value.get_secret_value():
                 values.append(value.get_secret_value())
         return values
+
+
+def _directory_problem(path: Path) -> str | None:
+    """Why the data dir could not be used, if it can't: found at start, not by the first write under it."""
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is not a directory"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable"
+    if existing == path:
+        return None
+    # It will be created on first use. Permission bits cannot tell (root passes them all, and /proc or a
+    # read-only mount still refuses), so try: a probe directory, removed at once.
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".hq-probe-", dir=existing))
+    except OSError as error:
+        return f"cannot create {path}: {error.strerror}"
+    return None
+
+
+def _template_problem(part: str) -> str | None:
+    """Why ``part.format(issue_id=..., workspace=..., published=...)`` would fail or mislead, if it would."""
+    known = ", ".join(f"{{{name}}}" for name in COMMAND_PLACEHOLDERS)
+    if "\x00" in part:
+        return "must not contain NUL bytes"
+    try:
+        fields = [(name, spec, conversion) for _text, name, spec, conversion in string.Formatter().parse(part)
+                  if name is not None]
+    except ValueError as error:
+        return f"is not a valid template ({error}); write {{{{ and }}}} for literal braces"
+    for name, spec, conversion in fields:
+        if name == "" or name.isdigit():
+            return f"positional placeholder {{{name}}}: name one of {known}"
+        if name not in COMMAND_PLACEHOLDERS:
+            # `${HOME}` lands here too: no shell runs the command, so it would be the placeholder {HOME}.
+            return (f"unknown placeholder {{{name}}} (known: {known}; commands run without a shell, "
+                    "so $VARIABLES are not expanded; write {{ and }} for literal braces)")
+        if spec or conversion:
+            return f"placeholder {{{name}}} takes no format spec or conversion"
+    return None
 
 
 def _env_name(location: str) -> str:

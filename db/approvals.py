@@ -23,6 +23,8 @@ from config.errors import NotFoundError, StateError, UsageError
 from db.sqlfiles import query
 from db.statuses import TERMINAL_STATUSES
 
+BUDGET_COLUMN_MAX = Decimal("99999999.9999")  # issues.budget_usd is numeric(12, 4)
+
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
@@ -141,6 +143,9 @@ def add_budget(db: Executor, issue_id: int, *, actor: str, amount_usd: Decimal) 
     issue = _locked(db, issue_id)
     if issue.status in TERMINAL_STATUSES:
         raise StateError(f"cannot change the budget of issue {issue_id}: it is {issue.status}")
+    if issue.budget_usd + amount_usd > BUDGET_COLUMN_MAX:
+        raise UsageError(f"issue {issue_id} has a budget of {issue.budget_usd} USD; adding {amount_usd} would pass "
+                         f"the largest budget an issue can hold, {BUDGET_COLUMN_MAX} USD")
     raised = db.execute(query("decisions", "raise_budget"), {"issue_id": issue_id, "amount": amount_usd}).one()
     closed = close_approvals(db, issue_id, kinds=("budget",), status="approved", actor=actor,
                              note=f"+{amount_usd} USD")

@@ -18,11 +18,11 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from config.errors import NotFoundError, StateError, UsageError, validation_problems
+from config.settings import MAX_BUDGET_USD
 from db.models import Agent, Comment, Issue, IssueDependency, LLMCall
 
 MAX_TITLE = 500
 MAX_BODY = 200_000
-MAX_BUDGET_USD = Decimal("100000")
 
 
 def _no_nul(value: str) -> str:

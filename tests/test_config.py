@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import io
 import json
+from decimal import Decimal
+from pathlib import Path
 
+import psycopg
 import pytest
 
 from config.log import configure_logging, get_logger
 from config.secrets import MASK, Redactor, register_secrets
-from config.settings import load_settings
+from config.settings import (COMMAND_PLACEHOLDERS, MAX_BUDGET_USD, MAX_ID, MAX_PG_TIMEOUT_MS, MIN_AMOUNT_USD,
+                             load_settings)
 from config.errors import ConfigError
 from tests.conftest import run_hq, run_hq_process
 
@@ -89,3 +93,128 @@ def test_config_check_in_process_lists_effective_settings(db_url: str) -> None:
     result = run_hq("config", "check")
     assert result.exit_code == 0, result.stderr
     assert "database_url = (set, hidden)" in result.stdout
+
+
+# --- values that used to validate and then fail later (issue 11, item 14) -------------------------
+
+def test_every_late_failure_is_caught_at_start_and_listed_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    bad = {
+        "HQ_COMPANY_MONTHLY_BUDGET_USD": "inf",
+        "HQ_DEFAULT_ISSUE_BUDGET_USD": "1e20",
+        "HQ_STATEMENT_TIMEOUT_MS": "99999999999",
+        "HQ_DEPLOY_COMMAND": '["cp", "-r", "{workspace}", "${HOME}/site"]',
+        "HQ_VERIFY_COMMAND": "[]",
+        "DATABASE_URL": "postgresql://hq:hunter2secret@localhost:notaport/hq",
+        "HQ_DATA_DIR": "/proc/nope",
+    }
+    for name, value in bad.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    message = caught.value.message
+    assert "\n" not in message and caught.value.exit_code == 2
+    for name in bad:
+        assert name in message, (name, message)
+    assert "{HOME}" in message and "omit HQ_VERIFY_COMMAND" in message and "port" in message
+    assert "hunter2secret" not in message
+
+
+def test_the_issue_budget_bound_is_the_one_the_cli_enforces(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cli.arguments import parse_usd
+
+    top, over = str(MAX_BUDGET_USD), str(MAX_BUDGET_USD + Decimal("0.01"))
+    assert parse_usd(top) == MAX_BUDGET_USD and parse_usd(str(MIN_AMOUNT_USD)) == MIN_AMOUNT_USD
+    assert load_settings(default_issue_budget_usd=top).default_issue_budget_usd == MAX_BUDGET_USD
+    for value in (over, "0.009", "99999999"):
+        with pytest.raises(ValueError):
+            parse_usd(value)
+        monkeypatch.setenv("HQ_DEFAULT_ISSUE_BUDGET_USD", value)
+        with pytest.raises(ConfigError, match="HQ_DEFAULT_ISSUE_BUDGET_USD"):
+            load_settings()
+
+
+def test_the_bounds_are_exactly_what_postgres_accepts(raw: psycopg.Connection) -> None:
+    raw.execute(f"SET statement_timeout = {MAX_PG_TIMEOUT_MS}")
+    raw.execute(f"SET idle_in_transaction_session_timeout = {MAX_PG_TIMEOUT_MS}")
+    with pytest.raises(psycopg.errors.InvalidParameterValue):
+        raw.execute(f"SET statement_timeout = {MAX_PG_TIMEOUT_MS + 1}")
+    assert raw.execute("SELECT %s::bigint", (MAX_ID,)).fetchone() == (MAX_ID,)
+    with pytest.raises(psycopg.errors.NumericValueOutOfRange):
+        raw.execute("SELECT %s::numeric::bigint", (MAX_ID + 1,))
+    top = Decimal("99999999.9999")
+    assert load_settings(company_monthly_budget_usd=str(top)).company_monthly_budget_usd == top
+    assert raw.execute("SELECT %s::numeric(12, 4), %s::numeric(12, 4)", (top, MAX_BUDGET_USD)).fetchone() == (
+        top, MAX_BUDGET_USD)
+    with pytest.raises(ConfigError, match="HQ_COMPANY_MONTHLY_BUDGET_USD"):
+        load_settings(company_monthly_budget_usd=str(top + Decimal("0.0001")))
+
+
+def test_largest_timeouts_still_connect(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HQ_STATEMENT_TIMEOUT_MS", str(MAX_PG_TIMEOUT_MS))
+    monkeypatch.setenv("HQ_IDLE_IN_TRANSACTION_TIMEOUT_MS", str(MAX_PG_TIMEOUT_MS))
+    result = run_hq("issues")
+    assert result.exit_code == 0, result.stderr
+
+
+@pytest.mark.parametrize("template", [
+    ["deploy.sh", "{issue_id}", "--to={published}", "{{literal braces}}", "$HOME/site"],
+    ["rsync", "-a", "{workspace}/", "{published}"],
+])
+def test_valid_command_templates_are_accepted_and_format(template: list[str]) -> None:
+    settings = load_settings(deploy_command=template, verify_command=template)
+    values = dict.fromkeys(COMMAND_PLACEHOLDERS, "x")
+    assert [part.format(**values) for part in settings.deploy_command or []]  # exactly what deploy will do
+
+
+@pytest.mark.parametrize(("template", "fragment"), [
+    ([], "omit HQ_DEPLOY_COMMAND"),
+    (["", "{issue_id}"], "program"),
+    (["echo", "${HOME}"], "unknown placeholder {HOME}"),
+    (["echo", "{0}"], "positional"),
+    (["echo", "{}"], "positional"),
+    (["echo", "{issue_id"], "not a valid template"),
+    (["echo", "issue_id}"], "not a valid template"),
+    (["echo", "{workspace[0]}"], "unknown placeholder"),
+    (["echo", "{issue_id!r}"], "no format spec"),
+    (["echo", "{issue_id:{HOME}}"], "no format spec"),
+    (["echo", "a\x00b"], "NUL"),
+])
+def test_command_templates_that_would_fail_at_deploy_are_refused(template: list[str], fragment: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(deploy_command=template)
+    assert "HQ_DEPLOY_COMMAND" in caught.value.message and fragment in caught.value.message, caught.value.message
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql://hq:pw@localhost:notaport/hq", "postgresql://hq@localhost:0/hq", "postgresql://hq@host:65536/hq",
+    "postgresql://hq@host:5432/hq?port=x", "postgresql://hq@h1:5432,h2:5433/hq",
+])
+def test_database_url_with_a_bad_port_is_a_usage_error(url: str) -> None:
+    result = run_hq_process("config", "check", env={"DATABASE_URL": url})
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hq: error: invalid settings: DATABASE_URL: "), lines
+    assert "port" in lines[0] and "pw@" not in lines[0] and "Traceback" not in result.stderr
+
+
+def test_good_database_urls_still_pass() -> None:
+    for url in ("postgresql://hq:p%40ss@db.example:5432/hq", "postgres://hq@[::1]:5433/hq",
+                "postgresql+psycopg://postgres@/hq?host=/tmp/sock&port=5432", "postgresql://hq@/hq?port=5432,5433"):
+        assert load_settings(database_url=url).database_url is not None
+
+
+def test_data_dir_is_checked_without_leaving_anything_behind(tmp_path: Path) -> None:
+    assert load_settings(data_dir=tmp_path / "new" / "var").data_path == (tmp_path / "new" / "var").resolve()
+    assert list(tmp_path.iterdir()) == []  # the probe directory is gone and nothing was created
+    (tmp_path / "file").write_text("x")
+    for bad in (tmp_path / "file", tmp_path / "file" / "var", Path("/proc/nope")):
+        with pytest.raises(ConfigError, match="HQ_DATA_DIR"):
+            load_settings(data_dir=bad)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_data_dir_problem_is_rc_2_in_a_real_process() -> None:
+    result = run_hq_process("issues", env={"HQ_DATA_DIR": "/proc/nope"})
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "hq: error: invalid settings: HQ_DATA_DIR: cannot create /proc/nope: No such file or directory"]

@@ -67,7 +67,7 @@ REFUSED: dict[str, tuple[list[str] | Setup, str]] = {
     "unknown dependency": (["issue", "create", "ok", "--depends-on", "999999"], "999999"),
     "malformed label": (["issue", "create", "ok", "--label", "Bad Label!"], "label"),
     "approve unknown issue": (["approve", "999999"], "999999"),
-    "approve non-number": (["approve", "abc"], "integer"),
+    "approve non-number": (["approve", "abc"], "not an issue id"),
     "approve an issue not waiting": (["approve", "{todo}"], "pending_approval"),
     "reject without reason": (["reject", "{todo}"], "--reason"),
     "budget add negative": (["budget", "{todo}", "--add", "-5"], "--add"),
@@ -78,6 +78,28 @@ REFUSED: dict[str, tuple[list[str] | Setup, str]] = {
     "unknown agent": (["agents", "show", "nobody"], "nobody"),
     "empty goal": (["goal", "create", " "], "title"),
     "unknown command": (["frobnicate"], "frobnicate"),
+    # ids: ASCII digits within bigint, everywhere one is read
+    "issue show past bigint": (["issue", "show", "9223372036854775808"], "not an issue id"),
+    "issue show zero": (["issue", "show", "0"], "not an issue id"),
+    "goal close past bigint": (["goal", "close", "9223372036854775808"], "not a goal id"),
+    "notifications retry past bigint": (["notifications", "retry", "9223372036854775808"], "not a notification id"),
+    "approve past bigint": (["approve", "9223372036854775808"], "not an issue id"),
+    "cancel non-ASCII digit": (["cancel", "\u0663"], "not an issue id"),
+    "budget past bigint": (["budget", "9223372036854775808", "--add", "1"], "not an issue id"),
+    "depends-on past bigint": (["issue", "create", "ok", "--depends-on", "9223372036854775808"], "--depends-on"),
+    "depends-on Arabic-Indic digit": (["issue", "create", "ok", "--depends-on", "\u0661"], "--depends-on"),
+    "depends-on superscript digit": (["issue", "create", "ok", "--depends-on", "\u00b2"], "--depends-on"),
+    "depends-on signed": (["issue", "create", "ok", "--depends-on", "+1"], "--depends-on"),
+    # amounts: plain ASCII decimals, at least one cent, at most the cap, no more places than the column
+    "budget add below a cent": (["budget", "{todo}", "--add", "1e-9"], "--add"),
+    "budget add a tenth of a cent": (["budget", "{todo}", "--add", "0.001"], "--add"),
+    "budget add five places": (["budget", "{todo}", "--add", "1.00001"], "--add"),
+    "budget add infinity": (["budget", "{todo}", "--add", "Infinity"], "--add"),
+    "budget add over the cap": (["budget", "{todo}", "--add", "100000.01"], "--add"),
+    "budget add non-ASCII digit": (["budget", "{todo}", "--add", "\u0665"], "--add"),
+    "issue budget below a cent": (["issue", "create", "ok", "--budget", "0.001"], "--budget"),
+    "issue budget over the cap": (["issue", "create", "ok", "--budget", "100001"], "--budget"),
+    "issue budget exponent": (["issue", "create", "ok", "--budget", "1e3"], "--budget"),
 }
 
 
@@ -93,21 +115,42 @@ def test_refused_cleanly_and_nothing_written(case: str, company: dict[str, int],
 
 # --- settings -------------------------------------------------------------------------------
 
-BAD_SETTINGS = {
-    "HQ_MAX_ATTEMPTS": ("0", "max_attempts"),
-    "HQ_HEARTBEAT_SCALE": ("fast", "heartbeat_scale"),
-    "HQ_LOG_LEVEL": ("loud", "log_level"),
-    "HQ_AGENT_LEASE_TTL_SECONDS": ("20", "HQ_AGENT_LEASE_TTL_SECONDS"),
-    "TELEGRAM_API_BASE": ("ftp://bots.example", "http"),
-    "HQ_DEPLOY_COMMAND": ("rm -rf /", "deploy_command"),
-    "DATABASE_URL": ("not a database url", "DATABASE_URL"),
+BAD_SETTINGS: dict[str, tuple[str, str, str]] = {
+    "zero attempts": ("HQ_MAX_ATTEMPTS", "0", "max_attempts"),
+    "heartbeat scale not a number": ("HQ_HEARTBEAT_SCALE", "fast", "heartbeat_scale"),
+    "unknown log level": ("HQ_LOG_LEVEL", "loud", "log_level"),
+    "agent lease shorter than a run": ("HQ_AGENT_LEASE_TTL_SECONDS", "20", "HQ_AGENT_LEASE_TTL_SECONDS"),
+    "telegram base not http": ("TELEGRAM_API_BASE", "ftp://bots.example", "http"),
+    "deploy command a shell string": ("HQ_DEPLOY_COMMAND", "rm -rf /", "deploy_command"),
+    "database url not a url": ("DATABASE_URL", "not a database url", "DATABASE_URL"),
+    # values that used to validate and then fail later, at a reservation, an INSERT or a deploy
+    "company budget infinite": ("HQ_COMPANY_MONTHLY_BUDGET_USD", "inf", "HQ_COMPANY_MONTHLY_BUDGET_USD"),
+    "company budget NaN": ("HQ_COMPANY_MONTHLY_BUDGET_USD", "nan", "HQ_COMPANY_MONTHLY_BUDGET_USD"),
+    "company budget past numeric(12,4)": ("HQ_COMPANY_MONTHLY_BUDGET_USD", "100000000", "HQ_COMPANY_MONTHLY_BUDGET_USD"),
+    "issue budget past numeric(12,4)": ("HQ_DEFAULT_ISSUE_BUDGET_USD", "1e20", "HQ_DEFAULT_ISSUE_BUDGET_USD"),
+    "issue budget over the --budget cap": ("HQ_DEFAULT_ISSUE_BUDGET_USD", "99999999", "HQ_DEFAULT_ISSUE_BUDGET_USD"),
+    "issue budget below a cent": ("HQ_DEFAULT_ISSUE_BUDGET_USD", "0.001", "HQ_DEFAULT_ISSUE_BUDGET_USD"),
+    "statement timeout past int": ("HQ_STATEMENT_TIMEOUT_MS", "99999999999", "HQ_STATEMENT_TIMEOUT_MS"),
+    "idle timeout past int": ("HQ_IDLE_IN_TRANSACTION_TIMEOUT_MS", "2147483648", "HQ_IDLE_IN_TRANSACTION_TIMEOUT_MS"),
+    "approval deadline infinite": ("HQ_APPROVAL_DEADLINE_HOURS", "inf", "HQ_APPROVAL_DEADLINE_HOURS"),
+    "deploy command with ${HOME}": ("HQ_DEPLOY_COMMAND", '["cp", "-r", "{workspace}", "${HOME}/site"]', "{HOME}"),
+    "deploy command empty": ("HQ_DEPLOY_COMMAND", "[]", "omit HQ_DEPLOY_COMMAND"),
+    "verify command empty": ("HQ_VERIFY_COMMAND", "[]", "omit HQ_VERIFY_COMMAND"),
+    "verify command positional {}": ("HQ_VERIFY_COMMAND", '["test", "-d", "{}"]', "positional"),
+    "verify command unclosed brace": ("HQ_VERIFY_COMMAND", '["test", "-d", "{published"]', "HQ_VERIFY_COMMAND"),
+    "verify command attribute": ("HQ_VERIFY_COMMAND", '["test", "-d", "{published.parent}"]', "{published.parent}"),
+    "verify command format spec": ("HQ_VERIFY_COMMAND", '["echo", "{issue_id:d}"]', "HQ_VERIFY_COMMAND"),
+    "database url port not a number": ("DATABASE_URL", "postgresql://hq@localhost:notaport/hq", "port"),
+    "database url port out of range": ("DATABASE_URL", "postgresql://hq@localhost:70000/hq", "port"),
+    "data dir that cannot exist": ("HQ_DATA_DIR", "/proc/nope", "HQ_DATA_DIR"),
+    "data dir under a file": ("HQ_DATA_DIR", "/etc/hostname/var", "HQ_DATA_DIR"),
 }
 
 
-@pytest.mark.parametrize("variable", sorted(BAD_SETTINGS))
-def test_bad_settings_stop_every_command(variable: str, company: dict[str, int], raw: psycopg.Connection,
+@pytest.mark.parametrize("case", sorted(BAD_SETTINGS))
+def test_bad_settings_stop_every_command(case: str, company: dict[str, int], raw: psycopg.Connection,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    value, fragment = BAD_SETTINGS[variable]
+    variable, value, fragment = BAD_SETTINGS[case]
     before = fingerprint(raw)
     monkeypatch.setenv(variable, value)
     for args in (["config", "check"], ["issue", "create", "Should not be created"]):
@@ -217,3 +260,54 @@ def test_hostile_text_is_stored_verbatim_and_shown_safely(case: str, company: di
         assert "[bold red]boom[/bold red]" in shown  # printed, not interpreted
     as_json = json.loads(run_hq("issue", "show", str(issue), "--json").stdout)
     assert (as_json["issue"]["title"], as_json["issue"]["body"]) == (title, body)  # JSON carries the exact text, escaped
+
+
+# --- tool calls from a hostile model: refused before any side effect, and audited ---------------
+
+TOOL_CALLS: dict[str, tuple[str, str | dict[str, object]]] = {
+    "nested .git config": ("write_file", {"path": "notes/.git/config", "content": "[core]\n\tfsmonitor = id\n"}),
+    "nested .git HEAD": ("write_file", {"path": "notes/.git/HEAD", "content": "ref: refs/heads/main\n"}),
+    "upper-case .GIT": ("write_file", {"path": ".GIT/config", "content": "[core]\n"}),
+    "mixed-case .Git deep": ("write_file", {"path": "a/b/.Git/hooks/pre-commit", "content": "#!/bin/sh\nid\n"}),
+    "alternates": ("write_file", {"path": "x/.git/objects/info/alternates", "content": "../../.git/objects\n"}),
+    ".gitattributes": ("write_file", {"path": ".gitattributes", "content": "* filter=x\n"}),
+    ".gitmodules": ("write_file", {"path": ".gitmodules", "content": "[submodule \"x\"]\n"}),
+    ".gitignore": ("write_file", {"path": "docs/.gitignore", "content": "*\n"}),
+    "workspace root": ("write_file", {"path": ".", "content": "x"}),
+    "workspace root slash": ("write_file", {"path": "./", "content": "x"}),
+    "directory target": ("write_file", {"path": "docs/", "content": "x"}),
+    "NUL in content": ("write_file", {"path": "a.md", "content": "a\x00b"}),
+    "NUL in path": ("write_file", {"path": "a\x00.md", "content": "x"}),
+    "NUL in a key": ("write_file", '{"path": "a.md", "content": "x", "k\\u0000": 1}'),
+    "NUL in a comment": ("comment", {"body": "a\x00b"}),
+    "NUL in the tool name": ("write\x00file", {"path": "a.md", "content": "x"}),
+    "absolute path": ("write_file", {"path": "/etc/cron.d/x", "content": "x"}),
+    "parent path": ("write_file", {"path": "../../x", "content": "x"}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TOOL_CALLS))
+def test_hostile_tool_calls_do_nothing_but_leave_an_audit_row(case: str, company: dict[str, int],
+                                                              raw: psycopg.Connection) -> None:
+    import uuid
+
+    from agents.tools.context import AgentRef, ToolContext
+    from agents.tools.dispatch import dispatch
+    from config.settings import get_settings
+    from db.engine import get_engine
+
+    row = raw.execute("SELECT id, slug, toolsets, workflows, manager_id FROM agents WHERE slug = 'backend-engineer'"
+                      ).fetchone()
+    ctx = ToolContext(agent=AgentRef(row[0], row[1], tuple(row[2]), tuple(row[3]), row[4]), issue_id=company["todo"],
+                      run_id=uuid.uuid4(), workflow="execute", settings=get_settings(), engine=get_engine())
+    workspace = ctx.workspace_root()
+    (workspace / "docs").mkdir(parents=True)
+    before = {t: v for t, v in fingerprint(raw).items() if t != "tool_calls"}
+    name, arguments = TOOL_CALLS[case]
+    result = dispatch(ctx, name, arguments, step=1)
+    assert result.outcome in ("refused", "invalid", "error"), result
+    assert {t: v for t, v in fingerprint(raw).items() if t != "tool_calls"} == before
+    assert sorted(p.relative_to(workspace).as_posix() for p in workspace.rglob("*")
+                  if ".git" not in p.relative_to(workspace).parts) == ["docs"]
+    assert raw.execute("SELECT outcome FROM tool_calls WHERE run_id = %s", (ctx.run_id,)).fetchall() == [
+        (result.outcome,)]
