@@ -16,15 +16,47 @@ def register(app: typer.Typer) -> None:
     app.add_typer(db_app, name="db")
 
 
-def _url(show_password: bool = False) -> str:
+# Query parameters libpq reads as secrets (?password=... is as valid as user:password@).
+_SECRET_PARAMETERS = ("password", "sslpassword")
+
+
+def _configured_url():  # type: ignore[no-untyped-def]
     from sqlalchemy.engine import make_url
 
     from config.settings import get_settings
     from db.engine import database_url
+
+    return make_url(database_url(get_settings()))
+
+
+def _without_secrets(url, *, username: str | None = None):  # type: ignore[no-untyped-def]
+    """(the URL with no password anywhere in it, the password it had or None)."""
+    from sqlalchemy.engine import URL
+
+    password = url.query.get("password", url.password)
+    if isinstance(password, tuple):  # repeated: libpq takes the last
+        password = password[-1]
+    dropped = _SECRET_PARAMETERS + (("user",) if username is not None else ())
+    query = {key: value for key, value in url.query.items() if key not in dropped}
+    clean = URL.create(url.drivername, username=url.username if username is None else username, password=None,
+                       host=url.host, port=url.port, database=url.database, query=query)
+    return clean, (None if password is None else str(password))
+
+
+def _render(url) -> str:  # type: ignore[no-untyped-def]
     from db.urls import libpq_url
 
-    url = make_url(database_url(get_settings()))
-    return libpq_url(url.render_as_string(hide_password=not show_password))
+    return libpq_url(url.render_as_string(hide_password=False))
+
+
+def _url(show_password: bool = False) -> str:
+    url = _configured_url()
+    if show_password:
+        return _render(url)
+    clean, password = _without_secrets(url)
+    if password is not None:
+        clean = clean.set(password="***")
+    return _render(clean)
 
 
 @db_app.command("upgrade")
@@ -45,12 +77,15 @@ def url(show_password: Annotated[bool, typer.Option("--show-password")] = False)
 
 @db_app.command("psql")
 def psql(args: Annotated[list[str] | None, typer.Argument(help="Extra psql arguments.")] = None) -> None:
-    """Open psql on the current database."""
+    """Open psql on the current database (the password goes in PGPASSWORD, never in argv)."""
     from db.embedded import bin_path
 
-    url_text = _url(show_password=True)
+    url, password = _without_secrets(_configured_url())
+    environment = dict(os.environ)
+    if password is not None:
+        environment["PGPASSWORD"] = password  # /proc/PID/environ is private to the user; cmdline is not
     executable = shutil.which("psql") or str(bin_path("psql"))
-    os.execv(executable, [executable, url_text, *(args or [])])
+    os.execve(executable, [executable, _render(url), *(args or [])], environment)
 
 
 @db_app.command("status")
@@ -85,24 +120,53 @@ def reporter_url(
     set_password: Annotated[bool, typer.Option("--set-password", help="Give hq_reporter a new random password and "
                                                                        "include it (older URLs stop working).")] = False,
 ) -> None:
-    """Print a connection string for the read-only hq_reporter role (report views only)."""
+    """Print a connection string for the read-only hq_reporter role (report views only).
+
+    It never carries the app's password: without --set-password it has none (use a
+    passfile, or a password you set yourself); with it, only the new one.
+    """
     import secrets
 
     from sqlalchemy import text
-    from sqlalchemy.engine import make_url
 
     from config.errors import StateError
-    from config.settings import get_settings
-    from db.engine import database_url, get_engine
-    from db.urls import libpq_url
+    from config.secrets import register_secrets
+    from db.engine import get_engine
 
     engine = get_engine()
+    password = None
     with engine.begin() as connection:
         if connection.execute(text("SELECT 1 FROM pg_roles WHERE rolname = 'hq_reporter'")).first() is None:
             raise StateError("the hq_reporter role does not exist (the migrating user could not create it)")
-        password = None
         if set_password:
             password = secrets.token_urlsafe(24)
-            connection.exec_driver_sql(f"ALTER ROLE hq_reporter PASSWORD '{password}'")
-    url = make_url(database_url(get_settings())).set(username="hq_reporter", password=password)
-    typer.echo(libpq_url(url.render_as_string(hide_password=False)))
+            register_secrets(password)
+            _set_reporter_password(connection, password)
+    url, _app_password = _without_secrets(_configured_url(), username="hq_reporter")
+    if password is not None:
+        url = url.set(password=password)
+    typer.echo(_render(url))
+
+
+# Where hq's role may (a superuser, or SET granted on the parameter), keep the statement out of the server
+# log entirely. Either way the statement carries only a verifier (SCRAM by default), never the password.
+_QUIET_LOGGING = (("log_statement", "none"), ("log_min_duration_statement", "-1"),
+                  ("log_min_error_statement", "panic"))
+
+
+def _set_reporter_password(connection, password: str) -> None:  # type: ignore[no-untyped-def]
+    """ALTER ROLE hq_reporter PASSWORD '<verifier>': hashed here, like psql's \\password, quoted by psycopg."""
+    from psycopg import sql
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    for name, value in _QUIET_LOGGING:
+        try:
+            with connection.begin_nested():
+                connection.execute(text("SELECT set_config(:name, :value, true)"), {"name": name, "value": value})
+        except DBAPIError:
+            pass  # not permitted for this role: the log sees a verifier at most
+    algorithm = connection.execute(text("SHOW password_encryption")).scalar()
+    driver = connection.connection.driver_connection
+    verifier = driver.pgconn.encrypt_password(password.encode(), b"hq_reporter", algorithm.encode()).decode()
+    driver.execute(sql.SQL("ALTER ROLE hq_reporter PASSWORD {}").format(sql.Literal(verifier)))

@@ -41,3 +41,124 @@ def test_approve_reaches_done_within_seconds_with_hour_long_heartbeats(db_url: s
         assert elapsed < 5, f"took {elapsed:.2f}s"
     finally:
         company.shutdown()
+
+
+# --- hostile payloads: any role may NOTIFY hq_wake (PostgreSQL has no privilege for it) -------------------
+
+MALFORMED = ['[1,2]', '{"wake":5}', '{"wake":"abc"}', '{"wake":[1]}', '{"wake":["UPPER"]}', '{"wake":[null]}',
+             '{"wake":["a b"]}', '{"wake":["' + "a" * 100 + '"]}', '{"wake":{"ceo":1}}', '{"wake":["ceo"],"actor":5}',
+             '{"wake":["ceo"],"actor":["agent:ceo"]}', 'null', '"ceo"', '', 'NaN', '[' * 3900 + ']' * 3900,
+             '{"wake":["_notify"]}']
+
+
+def test_malformed_payloads_wake_nobody_and_never_raise() -> None:
+    for payload in MALFORMED:
+        assert targets(payload) == [], payload
+    assert targets('{"wake": null, "actor": "human:a"}') == []
+    assert targets('{"wake": ["_sweep"]}') == ["_sweep"]  # the parent-waits-on-sub-issues job
+    assert targets('{"wake": ["ceo", "ceo", "qa-lead"], "actor": null}') == ["ceo", "qa-lead"]
+    assert targets('{"wake": ["ceo"' + ', "ceo"' * 1300 + ']}') == ["ceo"]  # one wake each, however often named
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, dict]] = []
+
+    def _record(self, level: str):  # type: ignore[no-untyped-def]
+        return lambda event, **fields: self.events.append((level, event, fields))
+
+    def __getattr__(self, level: str):  # type: ignore[no-untyped-def]
+        return self._record(level)
+
+
+def _reporter(db_url: str) -> psycopg.Connection:
+    from db.urls import libpq_url
+
+    return psycopg.connect(libpq_url(db_url).replace("postgres@", "hq_reporter@", 1), autocommit=True)
+
+
+def test_the_reporter_cannot_crash_the_listener(db_url: str, raw: psycopg.Connection, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Malformed NOTIFYs are ignored and logged once per kind of problem; the LISTEN connection stays up."""
+    import threading
+
+    from db.urls import libpq_url
+    from scheduler import listener as listener_module
+    from scheduler.listener import WakeListener
+
+    recorder = _Recorder()
+    monkeypatch.setattr(listener_module, "log", recorder)
+    woken: list[str] = []
+    stop = threading.Event()
+    listener = WakeListener(libpq_url(db_url), woken.append, stop)
+    listener.start()
+    try:
+        assert listener.connected.wait(10)
+
+        def backend() -> tuple:
+            return raw.execute("SELECT pid, backend_start FROM pg_stat_activity WHERE application_name = "
+                               "'hq-listener' AND datname = current_database()").fetchall()
+
+        before = backend()
+        assert len(before) == 1
+        with _reporter(db_url) as reporter:
+            reporter.execute("NOTIFY hq_wake, '[1,2]'")  # verbatim from the red-team report
+            for _ in range(3):
+                for payload in MALFORMED:
+                    reporter.execute("SELECT pg_notify('hq_wake', %s)", (payload,))
+            reporter.execute("NOTIFY hq_wake, '{\"issue\": 1, \"actor\": \"sql:hq_reporter\", \"wake\": [\"qa-lead\"]}'")
+        deadline = time.monotonic() + 10
+        while not woken and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert woken == ["qa-lead"]  # delivered in order: every bad one before it was ignored
+        assert listener.connected.is_set() and backend() == before  # same connection throughout
+        problems = [fields["problem"] for level, event, fields in recorder.events if event == "listener.bad_payload"]
+        assert problems and len(problems) == len(set(problems)) < len(MALFORMED), problems  # once per kind
+        assert not [e for e in recorder.events if e[0] in ("exception", "error") or "reconnect" in e[1]]
+    finally:
+        stop.set()
+        listener.join(5)
+
+
+def test_a_forged_wake_is_only_a_hint(db_url: str, raw: psycopg.Connection) -> None:
+    """A well-formed forged wake runs the named agents' beats early; with nothing claimable they change nothing."""
+    company = Company(get_settings(), threads=4)
+    raw.execute("UPDATE agents SET heartbeat_seconds = 3600, jitter_seconds = 0")
+    agent = dict(raw.execute("SELECT slug, id FROM agents").fetchall())
+    waiting = new_issue(raw, "Waits for a human", status="todo", assignee_id=agent["backend-engineer"])
+    force_status(raw, waiting, "pending_approval")
+    stuck = new_issue(raw, "Stuck on a human", status="todo", assignee_id=agent["backend-engineer"])
+    force_status(raw, stuck, "blocked", blocked_reason="human")
+
+    def state() -> tuple:
+        return (raw.execute("SELECT id, status, assignee_id, attempts, lease_until FROM issues ORDER BY id").fetchall(),
+                raw.execute("SELECT count(*) FROM issue_events").fetchone(),
+                raw.execute("SELECT count(*) FROM llm_calls").fetchone(),
+                raw.execute("SELECT count(*) FROM comments").fetchone(),
+                raw.execute("SELECT count(*) FROM approvals").fetchone())
+
+    def beats(slug: str) -> int:
+        return raw.execute("SELECT count(*) FROM heartbeat_runs WHERE agent_id = %s AND finished_at IS NOT NULL",
+                           (agent[slug],)).fetchone()[0]
+
+    company.start()
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and (beats("backend-engineer") < 1 or beats("qa-lead") < 1 or raw.execute(
+                "SELECT count(*) FROM heartbeat_runs WHERE finished_at IS NULL").fetchone()[0]):
+            time.sleep(0.1)
+        assert company.listener is not None and company.listener.connected.wait(5)
+        before, beaten = state(), (beats("backend-engineer"), beats("qa-lead"))
+        forged = ('{"issue": %d, "status": "todo", "event": "status", "actor": "human:boss", '
+                  '"wake": ["backend-engineer", "qa-lead"]}' % waiting)
+        with _reporter(db_url) as reporter:
+            reporter.execute("SELECT pg_notify('hq_wake', %s)", (forged,))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not (beats("backend-engineer") > beaten[0] and beats("qa-lead") > beaten[1]):
+            time.sleep(0.05)
+        assert beats("backend-engineer") > beaten[0] and beats("qa-lead") > beaten[1]  # the hint was taken
+        outcomes = raw.execute("SELECT DISTINCT outcome FROM heartbeat_runs WHERE agent_id IN (%s, %s)",
+                               (agent["backend-engineer"], agent["qa-lead"])).fetchall()
+        assert outcomes == [("idle",)]
+        assert state() == before  # and found nothing to do: the rows decide
+    finally:
+        company.shutdown()

@@ -5,6 +5,8 @@
 -- directly nor write anywhere; its sessions are read-only by default as well.
 -- Creating a role needs CREATEROLE: where the migrating user lacks it, the role
 -- is skipped with a notice (create it by hand, then re-run `hq db upgrade`).
+-- Its bounds (no TEMP, no advisory locks, timeouts, a connection limit) and the
+-- views' security barrier are set by db/sql/reporter_lockdown.sql (migration 0006).
 
 DO $$
 BEGIN

@@ -27,7 +27,7 @@ LANGUAGE sql STABLE AS $$
     SELECT (hq_report_since() AT TIME ZONE 'UTC')::date
 $$;
 
-CREATE OR REPLACE VIEW report_issue_board AS
+CREATE OR REPLACE VIEW report_issue_board WITH (security_barrier) AS
 SELECT b.status,
        coalesce(a.slug, '(unassigned)') AS assignee,
        b.issues,
@@ -41,7 +41,7 @@ SELECT b.status,
 COMMENT ON VIEW report_issue_board IS
     'Issues by status and assignee, with the one that has waited longest in that status.';
 
-CREATE OR REPLACE VIEW report_cost_by_agent AS
+CREATE OR REPLACE VIEW report_cost_by_agent WITH (security_barrier) AS
 SELECT m.month,
        a.slug AS agent,
        a.title,
@@ -59,7 +59,7 @@ SELECT m.month,
 COMMENT ON VIEW report_cost_by_agent IS
     'Model calls, tokens and cost per agent and month, against its monthly budget (honours hq.report_since, by month).';
 
-CREATE OR REPLACE VIEW report_cost_by_tier AS
+CREATE OR REPLACE VIEW report_cost_by_tier WITH (security_barrier) AS
 SELECT u.tier,
        sum(u.calls)::bigint AS calls,
        sum(u.fallbacks)::bigint AS fallbacks,
@@ -75,7 +75,7 @@ HAVING sum(u.calls) > 0
 COMMENT ON VIEW report_cost_by_tier IS
     'Model calls and cost per tier (reasoning, execution, utility) and each tier''s share of the total (honours hq.report_since).';
 
-CREATE OR REPLACE VIEW report_cost_by_issue AS
+CREATE OR REPLACE VIEW report_cost_by_issue WITH (security_barrier) AS
 SELECT i.id AS issue_id,
        i.title,
        i.status,
@@ -91,7 +91,7 @@ SELECT i.id AS issue_id,
 COMMENT ON VIEW report_cost_by_issue IS
     'Issues by model cost, costliest first: their own calls, their sub-issues'' (all levels) rolled up, and the total (all time).';
 
-CREATE OR REPLACE VIEW report_cost_daily AS
+CREATE OR REPLACE VIEW report_cost_daily WITH (security_barrier) AS
 SELECT u.day,
        u.tier,
        sum(u.calls)::bigint AS calls,
@@ -105,7 +105,7 @@ HAVING sum(u.calls) > 0
 COMMENT ON VIEW report_cost_daily IS
     'Model cost per UTC day and tier (honours hq.report_since).';
 
-CREATE OR REPLACE VIEW report_blocked_chain AS
+CREATE OR REPLACE VIEW report_blocked_chain WITH (security_barrier) AS
 SELECT i.id AS issue_id,
        i.title,
        i.blocked_reason,
@@ -129,7 +129,7 @@ SELECT i.id AS issue_id,
 COMMENT ON VIEW report_blocked_chain IS
     'Each blocked issue, longest waiting first: why, who holds it now, the chain of command it climbed, and for how long.';
 
-CREATE OR REPLACE VIEW report_approval_queue AS
+CREATE OR REPLACE VIEW report_approval_queue WITH (security_barrier) AS
 SELECT ap.id AS approval_id,
        ap.issue_id,
        (SELECT i.title FROM issues i WHERE i.id = ap.issue_id) AS title,
@@ -148,7 +148,7 @@ SELECT ap.id AS approval_id,
 COMMENT ON VIEW report_approval_queue IS
     'Pending approvals (work, budget, escalation), nearest deadline first, with age and whether they are overdue.';
 
-CREATE OR REPLACE VIEW report_throughput_daily AS
+CREATE OR REPLACE VIEW report_throughput_daily WITH (security_barrier) AS
 SELECT f.day,
        f.created,
        f.done,
@@ -160,7 +160,7 @@ SELECT f.day,
 COMMENT ON VIEW report_throughput_daily IS
     'Issues created and done per UTC day, with cycle time (created to done) percentiles as histogram bucket bounds (honours hq.report_since).';
 
-CREATE OR REPLACE VIEW report_agent_activity AS
+CREATE OR REPLACE VIEW report_agent_activity WITH (security_barrier) AS
 SELECT a.slug AS agent,
        a.status,
        a.heartbeats,
@@ -173,7 +173,7 @@ SELECT a.slug AS agent,
 COMMENT ON VIEW report_agent_activity IS
     'Heartbeats, claims and failed beats per agent since it was created, and when each was last seen.';
 
-CREATE OR REPLACE VIEW report_provider_health AS
+CREATE OR REPLACE VIEW report_provider_health WITH (security_barrier) AS
 SELECT coalesce(nullif(u.provider, ''), '(none)') AS provider,
        coalesce(nullif(u.model, ''), '(refused before any model)') AS model,
        sum(u.calls)::bigint AS calls,

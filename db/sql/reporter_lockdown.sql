@@ -1,0 +1,88 @@
+-- hq_reporter locked down: the report views, within bounds, and nothing else.
+--
+-- Applied by migration 0006, which first sets hq.reporter_connection_limit
+-- (HQ_REPORTER_CONNECTION_LIMIT, default 10) for this transaction. Every step
+-- does what the migrating role may and skips the rest with a NOTICE; each is
+-- idempotent. "The app role" below is the migrating role (current_user): it is
+-- the role hq runs as, so whatever PUBLIC loses it gets back explicitly.
+--
+-- What PostgreSQL does not let any role pin for another (documented in the
+-- README, "Security model"): statement_timeout and
+-- idle_in_transaction_session_timeout are per-role *defaults* that the reporter
+-- may change in its own session (the connection limit bounds what that costs);
+-- default_transaction_read_only likewise (the reporter has no write privilege
+-- anywhere, so that only matters for TEMP, which is revoked); NOTIFY and
+-- LISTEN need no privilege at all (wake-up payloads are hints, see
+-- scheduler/listener.py); CONNECT to the cluster's other databases is theirs to
+-- grant (restrict hq_reporter to hq's database in pg_hba.conf).
+
+-- 1. Security barriers: a function in the reporter's WHERE clause sees only rows the view returns.
+--    (views.sql creates them WITH (security_barrier) from now on; this covers views created before.)
+DO $$
+DECLARE
+    report record;
+BEGIN
+    FOR report IN SELECT viewname FROM pg_views WHERE schemaname = current_schema() AND viewname LIKE 'report\_%' LOOP
+        EXECUTE format('ALTER VIEW %I SET (security_barrier = true)', report.viewname);
+    END LOOP;
+END
+$$;
+
+-- 2. No TEMP for PUBLIC in hq's database (temporary tables are unbounded; pg_temp functions were the leak),
+--    granted back to the app role. Needs the database's owner (or a superuser).
+DO $$
+BEGIN
+    IF NOT pg_has_role(current_user, (SELECT datdba FROM pg_database WHERE datname = current_database()), 'USAGE') THEN
+        RAISE NOTICE 'not the database owner: PUBLIC keeps TEMP on database %; revoke it as the owner', current_database();
+        RETURN;
+    END IF;
+    EXECUTE format('REVOKE TEMPORARY ON DATABASE %I FROM PUBLIC', current_database());
+    EXECUTE format('GRANT TEMPORARY ON DATABASE %I TO %I', current_database(), current_user);
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'hq_reporter') THEN
+        EXECUTE format('REVOKE TEMPORARY ON DATABASE %I FROM hq_reporter', current_database());
+    END IF;
+END
+$$;
+
+-- 3. hq's advisory locks (the migration lock) for the app role only. PostgreSQL has no privilege for
+--    advisory locks; revoking EXECUTE on the functions needs their owner, the bootstrap superuser.
+DO $$
+DECLARE
+    lock_function regprocedure;
+BEGIN
+    IF NOT pg_has_role(current_user, (SELECT proowner FROM pg_proc WHERE oid = 'pg_advisory_lock(bigint)'::regprocedure),
+                       'USAGE') THEN
+        RAISE NOTICE 'not a superuser: every role can still take advisory locks in database %', current_database();
+        RETURN;
+    END IF;
+    FOR lock_function IN SELECT oid::regprocedure FROM pg_proc
+                          WHERE pronamespace = 'pg_catalog'::regnamespace AND proname ~ '^pg_(try_)?advisory_' LOOP
+        EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', lock_function);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', lock_function, current_user);
+    END LOOP;
+END
+$$;
+
+-- 4. The role itself (cluster-wide): default timeouts, a pinned temp_file_limit, a connection limit.
+DO $$
+DECLARE
+    connection_limit integer := coalesce(nullif(current_setting('hq.reporter_connection_limit', true), '')::integer, 10);
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'hq_reporter') THEN
+        RETURN;
+    END IF;
+    BEGIN
+        ALTER ROLE hq_reporter SET statement_timeout = '60s';
+        ALTER ROLE hq_reporter SET idle_in_transaction_session_timeout = '60s';
+        EXECUTE format('ALTER ROLE hq_reporter CONNECTION LIMIT %s', connection_limit);
+    EXCEPTION WHEN insufficient_privilege THEN
+        RAISE NOTICE 'cannot alter role hq_reporter (needs CREATEROLE and ADMIN on it): no timeouts or connection limit';
+    END;
+    -- temp_file_limit is superuser-only to set, so a superuser's role default is a pin the reporter cannot lift.
+    BEGIN
+        ALTER ROLE hq_reporter SET temp_file_limit = '1GB';
+    EXCEPTION WHEN insufficient_privilege THEN
+        RAISE NOTICE 'not a superuser: temp_file_limit for hq_reporter is not pinned';
+    END;
+END
+$$;
