@@ -22,29 +22,23 @@ from sqlalchemy import make_url, select
 from agents.playbooks import load_playbooks
 from agents.roster import Roster, load_roster
 from agents.sync import sync_roster
-from config.errors import describe
 from config.log import ensure_configured, get_logger
-from config.secrets import redact
 from config.settings import Settings
 from db.engine import get_engine, transaction
 from db.errors import is_outage
 from db.models import Agent
 from db.urls import libpq_url
+from scheduler.embedded_guard import EmbeddedGuard
 from scheduler.heartbeat import BeatResult, Runtime, run_beat
 from scheduler.listener import WakeListener
 
 MIN_INTERVAL_SECONDS = 0.5
 NOTIFY_SECONDS = 5.0
+GUARD_SECONDS = 1.0
 
 log = get_logger(__name__)
 
 
-def _log_failure(job: str, error: Exception, **fields: Any) -> None:
-    """A database outage is expected weather (one line, the job retries on its next run); anything else is a bug."""
-    if is_outage(error):
-        log.warning(f"{job}.database_unavailable", error=redact(describe(error)), **fields)
-    else:
-        log.error(f"{job}.crashed", exc_info=error, **fields)
 
 
 def load_company(settings: Settings) -> Roster:
@@ -80,14 +74,23 @@ class Company:
     def stop_event(self) -> threading.Event:
         return self.runtime.stop
 
+    def _log_failure(self, job: str, error: Exception, **fields: Any) -> None:
+        """A database outage is expected weather (logged once per outage; the job retries); anything else is a bug."""
+        if is_outage(error):
+            self.runtime.outages.failed(job, error, **fields)
+        else:
+            log.error(f"{job}.crashed", exc_info=error, **fields)
+
     # --- jobs ------------------------------------------------------------------------
     def beat(self, slug: str) -> BeatResult:
         with self._lock:
             self._running.add(slug)
         try:
             result = run_beat(slug, self.runtime)
+            if result.outcome != "error":
+                self.runtime.outages.succeeded()
         except Exception as error:  # noqa: BLE001 - e.g. the database is restarting: the next beat retries
-            _log_failure("heartbeat", error, agent=slug)
+            self._log_failure("heartbeat", error, agent=slug)
             result = BeatResult(slug, "error")
         finally:
             with self._lock:
@@ -105,8 +108,9 @@ class Company:
 
         try:
             sweep.run(self.settings, self.engine)
+            self.runtime.outages.succeeded()
         except Exception as error:  # noqa: BLE001
-            _log_failure("sweep", error)
+            self._log_failure("sweep", error)
 
     def notify(self) -> None:
         from workflows import notify
@@ -114,7 +118,7 @@ class Company:
         try:
             notify.run(self.settings, self.engine)
         except Exception as error:  # noqa: BLE001
-            _log_failure("notify", error)
+            self._log_failure("notify", error)
 
     # --- one pass, for cron and tests ----------------------------------------------------
     def run_once(self) -> list[BeatResult]:
@@ -151,6 +155,10 @@ class Company:
         self.scheduler.add_job(self.sweep, IntervalTrigger(seconds=self.settings.sweep_interval_seconds), id="_sweep",
                                next_run_time=now)
         self.scheduler.add_job(self.notify, IntervalTrigger(seconds=NOTIFY_SECONDS), id="_notify", next_run_time=now)
+        if self.settings.database_url is None:  # hq owns the embedded server: it keeps it up
+            guard = EmbeddedGuard(self.settings.data_path)
+            self.scheduler.add_job(guard.check, IntervalTrigger(seconds=GUARD_SECONDS), id="_embedded_guard",
+                                   next_run_time=now)
         self.scheduler.start()
         url = libpq_url(make_url(str(self.engine.url)).render_as_string(hide_password=False))
         self.listener = WakeListener(url, self.wake, self.stop_event)

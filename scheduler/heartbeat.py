@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func, update
+from tenacity import Retrying, retry_if_exception, stop_after_delay, stop_when_event_set, wait_exponential
 from sqlalchemy.engine import Engine
 
 from agents.playbooks import PlaybookSet
@@ -27,9 +28,11 @@ from db.engine import transaction
 from db.errors import is_outage
 from db.models import Agent, HeartbeatRun
 from db.sqlfiles import query
+from scheduler.outages import OutageLog
 from workflows.lib.context import AgentRow, WorkflowContext
 
 ACTOR = "system:scheduler"
+FINISH_RETRY_SECONDS = 30
 
 log = get_logger(__name__)
 
@@ -52,12 +55,13 @@ class Runtime:
     stop: threading.Event = field(default_factory=threading.Event)
     router_factory: Any = None
     playbooks: PlaybookSet | None = None
+    outages: OutageLog = field(default_factory=OutageLog)
 
 
 @dataclass(frozen=True)
 class BeatResult:
     slug: str
-    outcome: str  # ok | idle | error | interrupted | skipped
+    outcome: str  # ok | idle | degraded | error | interrupted | skipped
     issues: tuple[int, ...] = ()
 
 
@@ -86,11 +90,12 @@ def run_beat(slug: str, runtime: Runtime) -> BeatResult:
                 ctx.workflow = name
                 with bound_contextvars(workflow=name):
                     workflows[name](ctx)
-            outcome = "interrupted" if runtime.stop.is_set() else ("ok" if ctx.touched else "idle")
+            outcome = ("interrupted" if runtime.stop.is_set() else "degraded" if ctx.degraded
+                       else "ok" if ctx.touched else "idle")
         except Exception as failure:  # noqa: BLE001 - a beat must always record itself and free its lease
             outcome, error = "error", redact(describe(failure))
             if is_outage(failure):  # the lease brings the work back once the database does
-                log.warning("heartbeat.database_unavailable", workflow=ctx.workflow, error=error)
+                runtime.outages.failed("heartbeat", failure, workflow=ctx.workflow)
             else:
                 log.exception("heartbeat.failed", workflow=ctx.workflow)
         finally:
@@ -100,8 +105,19 @@ def run_beat(slug: str, runtime: Runtime) -> BeatResult:
 
 def _finish(runtime: Runtime, run_id: uuid.UUID, agent_id: int, outcome: str, error: str | None,
             ctx: WorkflowContext) -> None:
+    """Record the beat and free the agent, through a short outage too; the sweeper closes what is left as lost."""
+    retrying = Retrying(retry=retry_if_exception(is_outage), reraise=True, sleep=runtime.stop.wait,
+                        stop=stop_after_delay(FINISH_RETRY_SECONDS) | stop_when_event_set(runtime.stop),
+                        wait=wait_exponential(multiplier=0.5, max=5))
+    retrying(_record_end, runtime, run_id, agent_id, outcome, error, ctx)
+
+
+def _record_end(runtime: Runtime, run_id: uuid.UUID, agent_id: int, outcome: str, error: str | None,
+                ctx: WorkflowContext) -> None:
+    """A beat the sweeper already closed as ``lost`` stays closed: its lease had gone."""
     with transaction(ACTOR, workflow="heartbeat", run_id=run_id, engine=runtime.engine) as session:
-        session.execute(update(HeartbeatRun).where(HeartbeatRun.run_id == run_id).values(
+        session.execute(update(HeartbeatRun).where(HeartbeatRun.run_id == run_id,
+                                                   HeartbeatRun.finished_at.is_(None)).values(
             finished_at=func.clock_timestamp(), outcome=outcome, error=error, claims=ctx.claims,
             workflows=list(ctx.agent.workflows), issues_touched=ctx.touched))
         session.execute(query("claims", "release_agent"), {"agent_id": agent_id, "run_id": run_id})

@@ -5,7 +5,8 @@
    max_attempts — is blocked and escalated;
 3. approval deadlines apply their policy: remind, then escalate or expire;
 4. parents whose sub-issues are all finished go back to their owner to assemble;
-5. agents whose recent heartbeats all failed are reported.
+5. agents whose recent heartbeats all failed are reported;
+6. beats that died before recording their end are closed as ``lost``.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class SweepReport:
     approvals: dict[str, int] = field(default_factory=dict)
     parents_ready: list[int] = field(default_factory=list)
     failing_agents: list[str] = field(default_factory=list)
+    beats_lost: int = 0
     digest: str | None = None
 
 
@@ -59,6 +61,8 @@ def run(settings: Settings, engine: Engine) -> SweepReport:
     _deadlines(settings, engine, run_id, report)
     _waiting_parents(engine, run_id, report)
     _failing_agents(engine, run_id, report)
+    with transaction(ACTOR, workflow=NAME, run_id=run_id, engine=engine) as session:
+        report.beats_lost = len(session.execute(query("claims", "close_lost_beats"), {"limit": BATCH}).all())
     _daily_digest(engine, run_id, report)
     if any(vars(report).values()):
         log.info("sweep.done", workflow=NAME, **{k: v for k, v in vars(report).items() if v})
@@ -120,7 +124,6 @@ def _failing_agents(engine: Engine, run_id: uuid.UUID, report: SweepReport) -> N
         for row in session.execute(query("claims", "failing_agents"), {"failures": FAILING_BEATS}):
             outbox.heartbeat_failing(session, row.slug, row.failures, row.first_run_id, row.last_error or "")
             report.failing_agents.append(row.slug)
-
 
 
 def _daily_digest(engine: Engine, run_id: uuid.UUID, report: SweepReport) -> None:

@@ -45,8 +45,12 @@ def claim(ctx: WorkflowContext, name: str, **params: Any) -> Claim | None:
     """Run claim query ``name`` for this agent; None when there is nothing to do.
 
     The claim is one statement in autocommit (one round trip); the issue comes
-    back as a read-only row.
+    back as a read-only row. A workflow that this beat already gave work back
+    with a refund (the model or a monthly budget failed, not the issue) claims
+    nothing more until the next beat: it would only fail the same way again.
     """
+    if ctx.workflow in ctx.degraded:
+        return None
     run_id = uuid.uuid4()
     with ctx.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         if not _renew_agent_lease(ctx, conn):
@@ -120,6 +124,8 @@ def release(ctx: WorkflowContext, held: Claim, *, refund: bool) -> bool:
         else:
             released = session.execute(query("claims", "release"),
                                        {"issue_id": held.id, "run_id": held.run_id, "refund": refund}).first() is not None
+    if refund:
+        ctx.degraded.add(ctx.workflow)
     log.info("claim.released", issue_id=held.id, refund=refund, lost=not released, run_id=str(held.run_id),
              agent=ctx.agent.slug, workflow=ctx.workflow)
     return released

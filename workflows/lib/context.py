@@ -72,6 +72,7 @@ class WorkflowContext:
     claims: int = 0
     workflow: str = ""
     lease_lost: bool = False
+    degraded: set[str] = field(default_factory=set)  # workflows that gave work back for a reason not its own
     lease_renewed_at: float = field(default_factory=time.monotonic)  # the beat took its lease just now
     router_factory: Any = None
     playbooks: PlaybookSet | None = None

@@ -233,6 +233,25 @@ SELECT a.slug, r.failures, r.first_run_id, r.last_error
   ) r
  WHERE a.status = 'active' AND r.beats = :failures AND r.failures = :failures;
 
+-- name: close_lost_beats
+-- For the sweeper: beats that never recorded their end (the process was killed, or the database was gone
+-- when it finished) and whose agent lease has expired or passed to another beat. Closed as 'lost'; the
+-- expired lease itself needs nothing, since claim_agent takes an expired lease.
+WITH lost AS MATERIALIZED (
+    SELECT h.id FROM heartbeat_runs h JOIN agents a ON a.id = h.agent_id
+     WHERE h.finished_at IS NULL
+       AND (a.lease_owner IS DISTINCT FROM h.run_id OR a.lease_until < now())
+     ORDER BY h.id
+     LIMIT :limit
+     FOR UPDATE OF h SKIP LOCKED
+)
+UPDATE heartbeat_runs h
+   SET finished_at = clock_timestamp(), outcome = 'lost',
+       error = 'the beat stopped before recording its end (process killed, or the database was unavailable)'
+  FROM lost
+ WHERE h.id = lost.id
+RETURNING h.run_id;
+
 -- name: renew_agent
 -- Before each claim a beat extends its agent lease; if another process has it, the beat stops.
 UPDATE agents SET lease_until = now() + make_interval(secs => :ttl)

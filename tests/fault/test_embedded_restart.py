@@ -1,0 +1,77 @@
+"""`hq run` keeps its own embedded PostgreSQL up: after a kill -9 of the postmaster it restarts it itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.conftest import run_hq_process
+from tests.fault.support import FAST, start, stop, wait_until
+
+
+@pytest.fixture()
+def data_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A data dir of hq's own, outside pytest's private tmp tree (the server runs as a system user)."""
+    from db.embedded import stop_server
+
+    root = Path(tempfile.mkdtemp(prefix="hq-test-embedded-"))
+    root.chmod(0o755)
+    monkeypatch.setenv("HQ_DATA_DIR", str(root))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    try:
+        yield root
+    finally:
+        stop_server(root)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _done(root: Path, issue: int) -> bool:
+    from db.embedded import pgdata_dir, running_server
+    from db.urls import libpq_url
+
+    server = running_server(pgdata_dir(root))
+    if server is None:
+        return False
+    try:
+        with psycopg.connect(libpq_url(server.url()), autocommit=True, connect_timeout=2) as conn:
+            row = conn.execute("SELECT status FROM issues WHERE id = %s", (issue,)).fetchone()
+    except psycopg.OperationalError:
+        return False
+    return row is not None and row[0] == "done"
+
+
+def test_a_killed_embedded_server_is_restarted_by_hq_run(data_dir: Path, tmp_path: Path) -> None:
+    from db.embedded import pgdata_dir, running_server
+
+    env = {"HQ_DATA_DIR": str(data_dir), **FAST}
+    assert run_hq_process("agents", "sync", env=env).returncode == 0
+    first = run_hq_process("issue", "create", "Write the notes", "--assign", "technical-writer", env=env)
+    assert first.returncode == 0, first.stderr
+    worker = start(tmp_path, "run", HQ_DATA_DIR=str(data_dir), HQ_LOG_LEVEL="info")
+    try:
+        assert wait_until(lambda: _done(data_dir, int(first.stdout)), timeout=90), "no work before the crash"
+        before = running_server(pgdata_dir(data_dir))
+        assert before is not None
+        os.kill(before.pid, signal.SIGKILL)
+        assert wait_until(lambda: (s := running_server(pgdata_dir(data_dir))) is not None and s.pid != before.pid,
+                          timeout=90), "hq run did not restart the server"
+        second = run_hq_process("issue", "create", "Write more notes", "--assign", "technical-writer", env=env)
+        assert second.returncode == 0, second.stderr
+        assert wait_until(lambda: _done(data_dir, int(second.stdout)), timeout=90), "no work after the restart"
+        assert worker.poll() is None
+    finally:
+        stop(worker)
+    events = [json.loads(line).get("event") for line in (tmp_path / "run.log").read_text().splitlines()
+              if line.startswith("{")]
+    assert events.count("embedded_postgres.down") == 1 and events.count("embedded_postgres.restarted") == 1
+    assert events.count("database.unavailable") <= 1  # one line per outage, not one per failing beat
+    warnings = [e for e in events if e and ("unavailable" in e or "reconnecting" in e or "crashed" in e)]
+    assert len(warnings) <= 3, warnings
