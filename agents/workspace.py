@@ -35,6 +35,14 @@ class WrittenFile:
     size_bytes: int
 
 
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: no file name, and no audit row, can hold it
+        return False
+    return True
+
+
 class Workspace:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -78,7 +86,7 @@ class Workspace:
         """The real path for a workspace-relative name, or WorkspaceError if it would leave the workspace."""
         if not relative or not relative.strip():
             raise WorkspaceError("path must not be empty")
-        if "\x00" in relative or len(relative) > 255:
+        if "\x00" in relative or len(relative) > 255 or not _encodable(relative):
             raise WorkspaceError("path is not a valid file name")
         pure = PurePosixPath(relative.replace("\\", "/"))
         if pure.is_absolute():
@@ -95,6 +103,8 @@ class Workspace:
         real = candidate.resolve()
         if real != root and root not in real.parents:
             raise WorkspaceError(f"{relative!r} leads outside the workspace (through a symlink)")
+        if any(is_git_name(part) for part in real.relative_to(root).parts):
+            raise WorkspaceError(f"{relative!r} leads into git's own files (through a symlink)")
         return candidate
 
     # --- files -------------------------------------------------------------------

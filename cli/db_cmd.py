@@ -36,7 +36,8 @@ def _without_secrets(url, *, username: str | None = None):  # type: ignore[no-un
     password = url.query.get("password", url.password)
     if isinstance(password, tuple):  # repeated: libpq takes the last
         password = password[-1]
-    dropped = _SECRET_PARAMETERS + (("user",) if username is not None else ())
+    # For another role, the app's own credentials (its passfile, its client certificate) go too.
+    dropped = _SECRET_PARAMETERS + (("user", "passfile", "sslkey", "sslcert") if username is not None else ())
     query = {key: value for key, value in url.query.items() if key not in dropped}
     clean = URL.create(url.drivername, username=url.username if username is None else username, password=None,
                        host=url.host, port=url.port, database=url.database, query=query)

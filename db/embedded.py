@@ -49,14 +49,17 @@ def running_server(pgdata: Path) -> RunningServer | None:
         return None
     if len(lines) < 8 or lines[7].strip() != "ready" or not lines[4].strip():
         return None
-    pid = int(lines[0])
+    try:
+        pid, port = int(lines[0]), int(lines[3])
+    except ValueError:  # a half-written or garbled file: no server we can use
+        return None
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return None
     except PermissionError:
         pass  # alive, owned by the embedded_postgres system user
-    return RunningServer(pid=pid, socket_dir=Path(lines[4].strip()), port=int(lines[3]))
+    return RunningServer(pid=pid, socket_dir=Path(lines[4].strip()), port=port)
 
 
 @contextmanager

@@ -51,15 +51,16 @@ def test_a_refunded_model_failure_is_not_retried_in_the_same_beat(ids: dict[str,
 
 
 def _beat(raw: psycopg.Connection, agent_id: int, *, lease: str | None) -> uuid.UUID:
-    """An unfinished beat; ``lease`` sets the agent's lease: 'held' (alive), 'expired', or None (passed on)."""
+    """An unfinished beat; ``lease``: 'held' (alive), 'expired' long ago, 'just expired', or None (passed on)."""
     run_id = uuid.uuid4()
     raw.execute("INSERT INTO heartbeat_runs (run_id, agent_id, worker) VALUES (%s, %s, 'dead-host:1')",
                 (run_id, agent_id))
     if lease == "held":
         raw.execute("UPDATE agents SET lease_owner = %s, lease_until = now() + interval '5 minutes' WHERE id = %s",
                     (run_id, agent_id))
-    elif lease == "expired":
-        raw.execute("UPDATE agents SET lease_owner = %s, lease_until = now() - interval '1 second' WHERE id = %s",
+    elif lease in ("expired", "just expired"):
+        ago = "1 hour" if lease == "expired" else "1 second"  # the grace is the agent lease TTL (600 s)
+        raw.execute(f"UPDATE agents SET lease_owner = %s, lease_until = now() - interval '{ago}' WHERE id = %s",
                     (run_id, agent_id))
     return run_id
 
@@ -68,10 +69,11 @@ def test_the_sweeper_closes_beats_that_died(ids: dict[str, int], raw: psycopg.Co
     alive = _beat(raw, ids["backend-engineer"], lease="held")
     expired = _beat(raw, ids["frontend-engineer"], lease="expired")
     superseded = _beat(raw, ids["qa-engineer"], lease=None)
+    slow = _beat(raw, ids["data-analyst"], lease="just expired")  # may be a live beat in one long call
     report = sweep.run(get_settings(), get_engine())
     assert report.beats_lost == 2
     rows = dict(raw.execute("SELECT run_id, outcome FROM heartbeat_runs").fetchall())
-    assert rows == {alive: None, expired: "lost", superseded: "lost"}
+    assert rows == {alive: None, expired: "lost", superseded: "lost", slow: None}
     assert raw.execute("SELECT count(*) FROM heartbeat_runs WHERE outcome = 'lost' AND finished_at IS NOT NULL"
                        " AND error LIKE 'the beat stopped%'").fetchone() == (2,)
     assert sweep.run(get_settings(), get_engine()).beats_lost == 0

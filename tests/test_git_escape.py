@@ -221,3 +221,46 @@ def test_a_commit_failure_is_an_issue_failure_not_a_crashed_beat(company: dict[s
         assert status_of(raw, issue) == "in_review" and workspace.log() and not proof.exists()
     finally:
         fake.stop()
+
+
+def test_a_symlink_into_git_is_no_way_in(company: dict[str, int], raw: psycopg.Connection, tmp_path: Path) -> None:
+    """A link to .git (made by a deploy command or a cloned project, not by the tools) does not open it."""
+    import os
+
+    proof = tmp_path / "proof"
+    issue = new_issue(raw, status="todo", assignee_id=company["backend-engineer"])
+    ctx = context(raw, "backend-engineer", issue)
+    assert dispatch(ctx, "write_file", {"path": "a.md", "content": "a\n"}, step=1).ok
+    os.symlink(".git", ctx.workspace_root() / "docs")
+    writes = [("docs/config", f'[filter "evil"]\n\tclean = touch {proof}\n'), ("docs/info/attributes", "* filter=evil\n")]
+    for step, (path, content) in enumerate(writes, start=2):
+        result = dispatch(ctx, "write_file", {"path": path, "content": content}, step=step)
+        assert result.outcome == "error" and "git's own files" in (result.error or ""), result
+    (ctx.workspace_root() / "docs").unlink()
+    assert dispatch(ctx, "write_file", {"path": "b.md", "content": "b\n"}, step=9).ok
+    assert Workspace(ctx.workspace_root()).commit(agent="a", run_id=uuid.uuid4(), issue_id=issue, workflow="execute")
+    assert not proof.exists()
+
+
+@pytest.mark.parametrize("arguments", [
+    '{"path": "nan.md", "content": "hi", "x": NaN}', '{"path": "inf.md", "content": "hi", "x": Infinity}',
+    '{"path": "lo\\udcff.md", "content": "hi"}', '{"path": "s.md", "content": "hi", "x": "\\ud800"}',
+    '{"path": "deep.md", "content": "hi", "x": ' + "[" * 3000 + "]" * 3000 + "}",
+])
+def test_arguments_the_audit_row_cannot_hold_are_refused_first(arguments: str, company: dict[str, int],
+                                                               raw: psycopg.Connection) -> None:
+    issue = new_issue(raw, status="todo", assignee_id=company["backend-engineer"])
+    ctx = context(raw, "backend-engineer", issue)
+    result = dispatch(ctx, "write_file", arguments, step=1)
+    assert result.outcome == "invalid", result
+    assert not ctx.workspace_root().exists() or not [p for p in ctx.workspace_root().iterdir() if p.name != ".git"]
+    assert raw.execute("SELECT outcome FROM tool_calls WHERE issue_id = %s", (issue,)).fetchall() == [("invalid",)]
+    assert dispatch(ctx, "list_files", {}, step=2).ok  # the workspace still works
+
+
+def test_unstorable_text_is_shown_escaped() -> None:
+    from db.storable import storable, storable_text
+
+    assert storable_text("fine") == "fine"
+    assert storable_text("a\x00b\ud800c") == "a\\u0000b\\ud800c"
+    assert storable({"n": float("nan"), "k\x00": ["\udcff"]}) == {"n": "nan", "k\\u0000": ["\\udcff"]}

@@ -15,6 +15,7 @@ agent's and the company's month:
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -239,4 +240,33 @@ def test_cost_rows_and_events_are_append_only(db_url: str, raw: psycopg.Connecti
             raw.execute(statement)
     assert _sum(raw, "SELECT sum(cost_usd) FROM llm_calls") == Decimal("0.05")
     assert raw.execute("SELECT count(*) FROM issue_events WHERE issue_id = %s", (issue,)).fetchone() == (2,)
+    assert_exact(raw)
+
+
+def test_a_sweep_takes_locks_in_the_reservations_order(db_url: str, raw: psycopg.Connection) -> None:
+    """A reservation holding issue B waits for nothing the sweep holds: no deadlock, both finish."""
+    for slug in ("lock-x", "lock-y"):
+        raw.execute("INSERT INTO agents (slug, title, monthly_budget_usd) VALUES (%s, 'A', 40)", (slug,))
+    issue_a, issue_b = new_issue(raw, budget_usd=10), new_issue(raw, budget_usd=10)
+    engine = create_engine(db_url)
+    for issue, slug in ((issue_a, "lock-y"), (issue_b, "lock-x")):
+        reserve(engine, Payer(issue, slug, Decimal(40), COMPANY_LIMIT), Decimal("0.5"), uuid.uuid4(), 3600)
+    engine.dispose()
+    raw.execute("UPDATE budget_reservations SET expires_at = now() - interval '1 second'")
+    swept: list[object] = []
+    with psycopg.connect(raw.info.dsn) as holder, psycopg.connect(raw.info.dsn, autocommit=True) as sweeper:
+        holder.execute("SET deadlock_timeout = '50ms'")
+        holder.execute("UPDATE issues SET reserved_usd = reserved_usd WHERE id = %s", (issue_b,))  # as hq_reserve does
+        thread = threading.Thread(target=lambda: swept.append(
+            sweeper.execute("SELECT hq_abandon_reservations()").fetchone()))
+        thread.start()
+        # Wait until the sweep is blocked on issue B, then take the accounts as hq_reserve would next.
+        while thread.is_alive() and not raw.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND "
+                "query LIKE '%hq_abandon_reservations%'").fetchone()[0]:
+            time.sleep(0.01)
+        holder.execute("UPDATE budget_accounts SET reserved_usd = reserved_usd WHERE scope IN ('agent:lock-x', 'company')")
+        holder.commit()
+        thread.join()
+    assert swept == [(2,)]
     assert_exact(raw)

@@ -200,6 +200,41 @@ def test_reporter_cannot_take_advisory_locks(fresh: Fresh) -> None:
     _migrate(fresh.pg, fresh.name)  # the app role still takes the migration lock
 
 
+def test_reporter_cannot_create_large_objects(fresh: Fresh) -> None:
+    """Large objects live outside every table: a read-only session could still fill the disk with them."""
+    with fresh.reporter() as reporter:
+        for statement in ("SELECT lo_from_bytea(0, 'x')", "SELECT lo_creat(-1)", "SELECT lo_create(0)"):
+            with pytest.raises(DENIED):
+                reporter.execute(statement)
+    with fresh.connect() as app:  # the app role keeps them
+        oid = app.execute("SELECT lo_from_bytea(0, 'x')").fetchone()[0]
+        app.execute("SELECT lo_unlink(%s)", (oid,))
+
+
+def test_a_database_from_an_older_postgres_loses_public_create(pg_server: PgServer) -> None:
+    """PostgreSQL 14 and older let PUBLIC create in schema public: a planted overload of a function hq's
+    triggers call would run as the app role. The migration takes that away."""
+    name = f"hq_lockdown_pg14_{os.getpid()}_{next(_counter)}"
+    with pg_server.admin() as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    db = Fresh(pg_server, name)
+    try:
+        with db.connect() as app:
+            app.execute("GRANT CREATE ON SCHEMA public TO PUBLIC")  # as a database made by PostgreSQL 14 has it
+        _migrate(pg_server, name)
+        with db.reporter() as reporter:
+            assert reporter.execute("SELECT has_schema_privilege('public', 'CREATE')").fetchone() == (False,)
+            reporter.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE")
+            with pytest.raises(DENIED):
+                reporter.execute("CREATE FUNCTION public.hq_bucket(integer, numeric[]) RETURNS integer "
+                                 "LANGUAGE sql AS 'SELECT 1'")
+        with db.connect() as app:
+            app.execute("CREATE TABLE still_mine (x int)")  # the app role keeps CREATE
+    finally:
+        with pg_server.admin() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def test_a_non_superuser_migration_locks_down_what_it_may(pg_server: PgServer) -> None:
     """An owner with CREATEROLE only: TEMP revoked in its database, the rest skipped with a notice, no failure."""
     app_role = f"hq_test_app_{os.getpid()}"
@@ -268,14 +303,16 @@ def secret_url(db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
     return url
 
 
-@pytest.mark.parametrize("where", ["userinfo", "query"])
+@pytest.mark.parametrize("where", ["userinfo", "query", "credential files"])
 def test_reporter_url_never_prints_the_app_password(db_url: str, monkeypatch: pytest.MonkeyPatch, where: str) -> None:
     from config.settings import reset_settings
 
     if where == "userinfo":
         url = db_url.replace("postgres@", f"postgres:{APP_SECRET}@", 1)
-    else:
+    elif where == "query":
         url = f"{db_url}&password={APP_SECRET}&sslpassword={APP_SECRET}"
+    else:  # the app's passfile and client key belong to the app, not the reporter (paths that name the secret)
+        url = f"{db_url}&passfile=/run/{APP_SECRET}/pgpass"
     monkeypatch.setenv("DATABASE_URL", url)
     reset_settings()
     result = run_hq("db", "reporter-url")

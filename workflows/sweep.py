@@ -62,7 +62,8 @@ def run(settings: Settings, engine: Engine) -> SweepReport:
     _waiting_parents(engine, run_id, report)
     _failing_agents(engine, run_id, report)
     with transaction(ACTOR, workflow=NAME, run_id=run_id, engine=engine) as session:
-        report.beats_lost = len(session.execute(query("claims", "close_lost_beats"), {"limit": BATCH}).all())
+        report.beats_lost = len(session.execute(query("claims", "close_lost_beats"), {
+            "limit": BATCH, "grace": settings.agent_lease_ttl_seconds}).all())
     _daily_digest(engine, run_id, report)
     if any(vars(report).values()):
         log.info("sweep.done", workflow=NAME, **{k: v for k, v in vars(report).items() if v})

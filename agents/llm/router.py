@@ -50,6 +50,7 @@ from config.log import ensure_configured, get_logger, requiet
 from config.secrets import redact, redact_obj
 from config.settings import Settings
 from db.engine import get_engine, transaction
+from db.storable import storable_text
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
@@ -340,7 +341,7 @@ class ModelRouter:
                  for call in (getattr(message, "tool_calls", None) or [])]
         primary = deployment.tier == tier and deployment.order == 1
         return Completion(
-            text=redact(message.content or ""), tool_calls=calls, finish_reason=choice.finish_reason,
+            text=storable_text(redact(message.content or "")), tool_calls=calls, finish_reason=choice.finish_reason,
             input_tokens=input_tokens, output_tokens=output_tokens,
             cost_usd=deployment.cost(input_tokens, output_tokens), deployment=deployment,
             outcome="ok" if primary else "fallback", latency_ms=latency_ms,

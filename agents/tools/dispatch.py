@@ -26,6 +26,7 @@ from config.log import get_logger
 from config.secrets import redact_obj
 from db.engine import read_only, transaction
 from db.models import ToolCall
+from db.storable import problem, storable, storable_text
 
 STORED_STRING_LIMIT = 2000
 
@@ -66,30 +67,9 @@ def _compact(value: Any) -> Any:
     return value
 
 
-def _contains_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_contains_nul(k) or _contains_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_contains_nul(v) for v in value)
-    return False
-
-
-def _storable(value: Any) -> Any:
-    """What jsonb can hold: NUL (which it refuses) shown as the visible escape ``\\u0000``."""
-    if isinstance(value, str):
-        return value.replace("\x00", "\\u0000")
-    if isinstance(value, dict):
-        return {_storable(k): _storable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_storable(v) for v in value]
-    return value
-
-
 def _audited(value: Any) -> Any:
-    """A value as the audit row keeps it: compacted, redacted, storable."""
-    return _storable(redact_obj(_compact(value)))
+    """A value as the audit row keeps it: compacted, redacted, and storable whatever the model sent."""
+    return storable(redact_obj(_compact(value)))
 
 
 def _stored(session: Session, key: str) -> ToolResult | None:
@@ -99,12 +79,19 @@ def _stored(session: Session, key: str) -> ToolResult | None:
     return ToolResult(row.tool, row.outcome, row.result, row.error, replayed=True)
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
 def _parse(arguments: str | dict[str, Any] | None) -> dict[str, Any]:
     if arguments is None or arguments == "":
         return {}
     if isinstance(arguments, dict):
         return arguments
-    parsed = json.loads(arguments)
+    try:
+        parsed = json.loads(arguments, parse_constant=_no_constant)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
     if not isinstance(parsed, dict):
         raise ValueError("arguments must be a JSON object")
     return parsed
@@ -117,8 +104,9 @@ def _execute(ctx: ToolContext, session: Session, name: str, raw: dict[str, Any])
     if tool.toolset not in ctx.agent.toolsets:
         return ToolResult(name, "refused", None,
                           f"{name} belongs to the {tool.toolset!r} toolset, which {ctx.agent.slug} does not have")
-    if _contains_nul(raw):  # refused before any side effect: no file may hold what the audit row cannot
-        return ToolResult(name, "invalid", None, f"invalid arguments for {name}: NUL characters are not allowed")
+    unstorable = problem(raw)
+    if unstorable:  # refused before any side effect: nothing may be done that its audit row could not record
+        return ToolResult(name, "invalid", None, f"invalid arguments for {name}: {unstorable}")
     try:
         args = tool.args.model_validate(raw)
     except ValidationError as error:
@@ -153,10 +141,10 @@ def dispatch(ctx: ToolContext, name: str, arguments: str | dict[str, Any] | None
                 inserted = session.scalar(
                     insert(ToolCall).values(
                         run_id=ctx.run_id, step=step, issue_id=ctx.issue_id, agent_id=ctx.agent.id,
-                        toolset=tool.toolset if tool else None, tool=_storable(name[:200]),
+                        toolset=tool.toolset if tool else None, tool=storable_text(name[:200]),
                         arguments=_audited(raw), outcome=outcome.outcome,
                         result=_audited(outcome.result) if outcome.result is not None else None,
-                        error=_storable(outcome.error), idempotency_key=key,
+                        error=storable_text(outcome.error) if outcome.error else None, idempotency_key=key,
                     ).on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(ToolCall.id)
                 )
                 if inserted is None:

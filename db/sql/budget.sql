@@ -191,11 +191,19 @@ $$;
 -- worst case it was reserved for — as an 'abandoned' cost row keyed by the
 -- reservation itself (unique, never reused), so no call that may have happened
 -- goes unaccounted and none is charged twice. Returns how many were charged.
+--
+-- Locks follow hq_reserve's and hq_record_call's order, so a sweep never
+-- deadlocks with them: the reservations (skipping any a settlement holds) and
+-- every cost row first, then the issues by id, then the month accounts by scope
+-- ('agent:…' before 'company') and period.
 CREATE OR REPLACE FUNCTION hq_abandon_reservations() RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_count integer := 0;
     v_row record;
+    v_issues bigint[] := '{}';
+    v_scopes text[] := '{}';
+    v_periods date[] := '{}';
+    v_amounts numeric[] := '{}';
 BEGIN
     FOR v_row IN
         DELETE FROM budget_reservations
@@ -210,10 +218,31 @@ BEGIN
                 v_row.period)
         ON CONFLICT (reservation_id) WHERE outcome = 'abandoned' DO NOTHING;
         IF FOUND THEN
-            PERFORM hq_move_money(v_row.issue_id, v_row.agent_scope, v_row.period, v_row.amount_usd, v_row.amount_usd);
-            v_count := v_count + 1;
+            v_issues := v_issues || v_row.issue_id;
+            v_scopes := v_scopes || v_row.agent_scope;
+            v_periods := v_periods || v_row.period;
+            v_amounts := v_amounts || v_row.amount_usd;
         END IF;
     END LOOP;
-    RETURN v_count;
+    FOR v_row IN
+        SELECT issue_id, sum(amount) AS amount FROM unnest(v_issues, v_amounts) AS u(issue_id, amount)
+         WHERE issue_id IS NOT NULL GROUP BY issue_id ORDER BY issue_id
+    LOOP
+        UPDATE issues SET reserved_usd = greatest(reserved_usd - v_row.amount, 0), spent_usd = spent_usd + v_row.amount
+         WHERE id = v_row.issue_id;
+    END LOOP;
+    FOR v_row IN
+        SELECT scope, period, sum(amount) AS amount
+          FROM (SELECT scope, period, amount FROM unnest(v_scopes, v_periods, v_amounts) AS u(scope, period, amount)
+                 WHERE scope IS NOT NULL
+                UNION ALL
+                SELECT 'company', period, amount FROM unnest(v_periods, v_amounts) AS u(period, amount)) charged
+         GROUP BY scope, period ORDER BY scope, period
+    LOOP
+        UPDATE budget_accounts
+           SET reserved_usd = greatest(reserved_usd - v_row.amount, 0), spent_usd = spent_usd + v_row.amount
+         WHERE scope = v_row.scope AND period = v_row.period;
+    END LOOP;
+    RETURN cardinality(v_amounts);
 END
 $$;

@@ -44,22 +44,45 @@ BEGIN
 END
 $$;
 
--- 3. hq's advisory locks (the migration lock) for the app role only. PostgreSQL has no privilege for
---    advisory locks; revoking EXECUTE on the functions needs their owner, the bootstrap superuser.
+-- 3. hq's advisory locks (the migration lock) and large objects (rows outside any table: a read-only
+--    session can still create them and fill the disk) for the app role only. PostgreSQL has no privilege
+--    for either; revoking EXECUTE on the functions needs their owner, the bootstrap superuser.
 DO $$
 DECLARE
-    lock_function regprocedure;
+    guarded regprocedure;
 BEGIN
     IF NOT pg_has_role(current_user, (SELECT proowner FROM pg_proc WHERE oid = 'pg_advisory_lock(bigint)'::regprocedure),
                        'USAGE') THEN
-        RAISE NOTICE 'not a superuser: every role can still take advisory locks in database %', current_database();
+        RAISE NOTICE 'not a superuser: every role can still take advisory locks and create large objects in %',
+            current_database();
         RETURN;
     END IF;
-    FOR lock_function IN SELECT oid::regprocedure FROM pg_proc
-                          WHERE pronamespace = 'pg_catalog'::regnamespace AND proname ~ '^pg_(try_)?advisory_' LOOP
-        EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', lock_function);
-        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', lock_function, current_user);
+    FOR guarded IN SELECT oid::regprocedure FROM pg_proc
+                    WHERE pronamespace = 'pg_catalog'::regnamespace
+                      AND (proname ~ '^pg_(try_)?advisory_'
+                           OR proname IN ('lo_creat', 'lo_create', 'lo_from_bytea', 'lo_import', 'lo_open', 'lo_put',
+                                          'lowrite', 'lo_truncate', 'lo_truncate64', 'lo_unlink')) LOOP
+        EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', guarded);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', guarded, current_user);
     END LOOP;
+END
+$$;
+
+-- 3b. No CREATE on hq's schema for PUBLIC. PostgreSQL 15+ creates databases that way; a database made by
+--     PostgreSQL 14 or older grants it, and then the reporter could define an overload of a function hq's
+--     triggers call (hq_bucket(integer, ...)) and have it run as the app role. Needs the schema's owner.
+DO $$
+BEGIN
+    IF NOT has_schema_privilege('public', current_schema(), 'CREATE') THEN
+        RETURN;
+    END IF;
+    IF NOT pg_has_role(current_user, (SELECT nspowner FROM pg_namespace WHERE nspname = current_schema()), 'USAGE') THEN
+        RAISE WARNING 'PUBLIC may CREATE in schema %, so any role can plant functions hq calls: '
+                      'run REVOKE CREATE ON SCHEMA % FROM PUBLIC as its owner', current_schema(), current_schema();
+        RETURN;
+    END IF;
+    EXECUTE format('REVOKE CREATE ON SCHEMA %I FROM PUBLIC', current_schema());
+    EXECUTE format('GRANT CREATE ON SCHEMA %I TO %I', current_schema(), current_user);
 END
 $$;
 

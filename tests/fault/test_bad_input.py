@@ -281,6 +281,13 @@ TOOL_CALLS: dict[str, tuple[str, str | dict[str, object]]] = {
     "NUL in a key": ("write_file", '{"path": "a.md", "content": "x", "k\\u0000": 1}'),
     "NUL in a comment": ("comment", {"body": "a\x00b"}),
     "NUL in the tool name": ("write\x00file", {"path": "a.md", "content": "x"}),
+    "NaN in arguments": ("write_file", '{"path": "a.md", "content": "x", "n": NaN}'),
+    "Infinity in arguments": ("write_file", '{"path": "a.md", "content": "x", "n": -Infinity}'),
+    "NaN as a float": ("write_file", {"path": "a.md", "content": "x", "n": float("nan")}),
+    "lone surrogate in a path": ("write_file", '{"path": "lo\\udcff.md", "content": "x"}'),
+    "lone surrogate in content": ("write_file", {"path": "a.md", "content": "x\ud800y"}),
+    "nested 3000 deep": ("write_file", '{"path": "a.md", "content": "x", "k": ' + "[" * 3000 + "]" * 3000 + "}"),
+    "nested 40 deep": ("list_files", {"k": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}),
     "absolute path": ("write_file", {"path": "/etc/cron.d/x", "content": "x"}),
     "parent path": ("write_file", {"path": "../../x", "content": "x"}),
 }

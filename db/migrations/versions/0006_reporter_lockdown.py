@@ -50,7 +50,11 @@ def downgrade() -> None:
                 END IF;
             END IF;
             FOR lock_function IN SELECT oid::regprocedure FROM pg_proc
-                                  WHERE pronamespace = 'pg_catalog'::regnamespace AND proname ~ '^pg_(try_)?advisory_'
+                                  WHERE pronamespace = 'pg_catalog'::regnamespace
+                                    AND (proname ~ '^pg_(try_)?advisory_'
+                                         OR proname IN ('lo_creat', 'lo_create', 'lo_from_bytea', 'lo_import',
+                                                        'lo_open', 'lo_put', 'lowrite', 'lo_truncate',
+                                                        'lo_truncate64', 'lo_unlink'))
                                     AND pg_has_role(current_user, proowner, 'USAGE') LOOP
                 EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO PUBLIC', lock_function);
                 IF (SELECT proowner FROM pg_proc WHERE oid = lock_function) <> (SELECT oid FROM pg_roles

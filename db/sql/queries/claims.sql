@@ -235,12 +235,13 @@ SELECT a.slug, r.failures, r.first_run_id, r.last_error
 
 -- name: close_lost_beats
 -- For the sweeper: beats that never recorded their end (the process was killed, or the database was gone
--- when it finished) and whose agent lease has expired or passed to another beat. Closed as 'lost'; the
+-- when it finished) and whose agent lease has passed to another beat, or expired :grace seconds ago (a
+-- live beat stuck in one long model call may renew late; a dead one never will). Closed as 'lost'; the
 -- expired lease itself needs nothing, since claim_agent takes an expired lease.
 WITH lost AS MATERIALIZED (
     SELECT h.id FROM heartbeat_runs h JOIN agents a ON a.id = h.agent_id
      WHERE h.finished_at IS NULL
-       AND (a.lease_owner IS DISTINCT FROM h.run_id OR a.lease_until < now())
+       AND (a.lease_owner IS DISTINCT FROM h.run_id OR a.lease_until < now() - make_interval(secs => :grace))
      ORDER BY h.id
      LIMIT :limit
      FOR UPDATE OF h SKIP LOCKED
