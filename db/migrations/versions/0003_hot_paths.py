@@ -1,5 +1,8 @@
 """Hot paths: storage settings for the busiest tables, session limits, single-statement budget functions.
 
+Released, so frozen: it applies db/sql/frozen/ copies of the SQL it ran at release
+(commit 6ece9b8), never the living db/sql files; later changes are new migrations.
+
 Revision ID: 0003
 Revises: 0002
 """
@@ -24,8 +27,8 @@ def upgrade() -> None:
         ALTER TABLE llm_calls ADD CONSTRAINT llm_calls_outcome_check
             CHECK (outcome IN ('ok', 'fallback', 'error', 'budget_refused', 'abandoned'));
     """)
-    run_sql_file(connection, "hot_tables.sql")
-    run_sql_file(connection, "state_machine.sql")  # triggers now fire only on the changes they watch
+    run_sql_file(connection, "frozen/hot_tables_0003.sql")
+    run_sql_file(connection, "frozen/state_machine_0001.sql")  # triggers now fire only on the changes they watch
     run_sql_file(connection, "frozen/budget_0003.sql")
 
 

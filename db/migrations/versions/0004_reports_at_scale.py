@@ -3,6 +3,9 @@
 Over existing data the summaries are computed once here (hq_rebuild_rollups);
 from then on triggers keep them current.
 
+Released, so frozen: it applies db/sql/frozen/ copies of the SQL it ran at release
+(commit 6ece9b8), never the living db/sql files; later changes are new migrations.
+
 Revision ID: 0004
 Revises: 0003
 """
@@ -24,18 +27,18 @@ def upgrade() -> None:
         DROP INDEX IF EXISTS issues_expired_leases_idx;
         CREATE INDEX IF NOT EXISTS issues_expired_work_idx ON issues (lease_until) WHERE status = 'in_progress';
     """)
-    run_sql_file(connection, "state_machine.sql")  # hq_act_as(): who is acting, set in one call
-    run_sql_file(connection, "rollups.sql")
-    run_sql_file(connection, "drop_report_views.sql")
-    run_sql_file(connection, "views.sql")
-    run_sql_file(connection, "reporter.sql")  # re-grant the re-created views
+    run_sql_file(connection, "frozen/state_machine_0001.sql")  # hq_act_as(): who is acting, set in one call
+    run_sql_file(connection, "frozen/rollups_0002.sql")
+    run_sql_file(connection, "frozen/drop_report_views_0002.sql")
+    run_sql_file(connection, "frozen/views_0002.sql")
+    run_sql_file(connection, "frozen/reporter_0002.sql")  # re-grant the re-created views
     run_sql(connection, "SELECT hq_rebuild_rollups()")
 
 
 def downgrade() -> None:
     """Back to 0003's indexes, without the summaries. The report views read the summaries, so they go too."""
     connection = op.get_bind()
-    run_sql_file(connection, "drop_report_views.sql")
+    run_sql_file(connection, "frozen/drop_report_views_0002.sql")
     run_sql(connection, """
         DROP TRIGGER IF EXISTS llm_calls_rollup_insert ON llm_calls;
         DROP TRIGGER IF EXISTS llm_calls_rollup_delete ON llm_calls;
