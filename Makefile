@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PIP_FLAGS := --disable-pip-version-check --no-input --quiet
 
-.PHONY: demo test test-fault bench install clean
+.PHONY: demo test test-deps test-fault bench install clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,21 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/hq demo
 
-test: $(STAMP)
+test: $(STAMP) test-deps
 	$(BIN)/pytest -q
+
+# What some tests need from the system: a PostgreSQL server and PgBouncer, as operators run them.
+# Installed when this is root on Debian; otherwise those tests are skipped and say what to install.
+test-deps:
+	@if ! command -v pgbouncer >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing pgbouncer and postgresql for the external-database tests"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	      pgbouncer postgresql) >/dev/null || echo "could not install them: those tests will be skipped"; \
+	  else \
+	    echo "pgbouncer or a PostgreSQL server is missing: the external-database tests will be skipped"; \
+	  fi; \
+	fi
 
 test-fault: $(STAMP)
 	$(BIN)/pytest -q -m 'slow or not slow' tests/fault

@@ -73,6 +73,21 @@ class Settings(BaseSettings):
         validation_alias=_alias("DATABASE_URL", "database_url"),
         description="PostgreSQL URL; unset means the embedded server under the data dir.",
     )
+    listen_database_url: SecretStr | None = Field(
+        default=None,
+        description="A direct URL for LISTEN (wake-ups), where DATABASE_URL goes through a transaction pooler; "
+                    "default: DATABASE_URL.",
+    )
+    db_pooler: Literal["none", "session", "transaction"] = Field(
+        default="none",
+        description="What stands between hq and PostgreSQL: with `transaction` (PgBouncer's transaction mode) "
+                    "session settings are set per transaction and server-side prepared statements are off.",
+    )
+    db_schema: str = Field(
+        default="public", pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        description="The schema hq's tables, functions and views live in (it must exist, or hq must be allowed "
+                    "to create it); where PUBLIC may not create in `public`, give hq a schema of its own.",
+    )
     data_dir: Path = Field(default=Path("var"), description="Embedded Postgres, workspaces, published artifacts.")
     statement_timeout_ms: int = Field(default=30_000, ge=0, le=MAX_PG_TIMEOUT_MS)
     idle_in_transaction_timeout_ms: int = Field(default=60_000, ge=0, le=MAX_PG_TIMEOUT_MS)
@@ -102,8 +117,9 @@ class Settings(BaseSettings):
 
     # --- the project the company ships -------------------------------------------
     # Argument lists (JSON in the environment), never shell strings. Placeholders:
-    # {issue_id}, {workspace}, {published}. Unset: the built-in project, which
-    # publishes the workspace under the data dir and verifies checksums.
+    # {issue_id}, {workspace} (a staging copy of the issue's last submission, taken
+    # from the database, so any host can deploy any issue), {published}. Unset: the
+    # built-in project, which publishes that copy and verifies checksums.
     deploy_command: list[str] | None = None
     verify_command: list[str] | None = None
     command_timeout_seconds: int = Field(default=120, ge=1, le=3600)
@@ -134,7 +150,7 @@ class Settings(BaseSettings):
             raise ValueError("HQ_AGENT_LEASE_TTL_SECONDS must exceed HQ_WORKFLOW_MAX_SECONDS by at least 10")
         return self
 
-    @field_validator("database_url")
+    @field_validator("database_url", "listen_database_url")
     @classmethod
     def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or not value.get_secret_value().strip():

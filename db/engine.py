@@ -7,27 +7,45 @@ records who did it. Nothing else in the code base opens a session for writing.
 
 from __future__ import annotations
 
+import functools
 import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
-from typing import TYPE_CHECKING
-
-from sqlalchemy import Connection, create_engine, text
+from sqlalchemy import Connection, TextClause, create_engine, event, text
 from sqlalchemy.engine import Engine
 
 from config.secrets import register_secrets
 from config.settings import Settings, get_settings
-from db.urls import sqlalchemy_url
+from db.urls import libpq_url, sqlalchemy_url
 
 if TYPE_CHECKING:  # the ORM costs ~80 ms to load; the CLI's hot commands use Core connections only
     from sqlalchemy.orm import Session
 
+SESSION_SETTINGS = ("search_path", "statement_timeout", "idle_in_transaction_session_timeout")  # session_settings()
+
 _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
 
-_SET_CONTEXT = text("SELECT hq_act_as(:actor, :workflow, :run_id)")
+
+@functools.lru_cache(maxsize=8)
+def _context_statement(schema: str) -> TextClause:
+    """Who is acting, and (for a transaction pooler's sake) the session settings, in one round trip.
+
+    ``hq_act_as`` is named with its schema: search_path is one of the settings being set.
+    """
+    settings = ", ".join(f"set_config('{name}', :{name}, true)" for name in SESSION_SETTINGS)
+    return text(f'SELECT "{schema}".hq_act_as(:actor, :workflow, :run_id), {settings}')
+
+
+def _set_context(conn: Connection | Session, actor: str, workflow: str | None,
+                 run_id: uuid.UUID | str | None) -> None:
+    settings = get_settings()
+    conn.execute(_context_statement(settings.db_schema), {
+        "actor": actor, "workflow": workflow or "", "run_id": str(run_id) if run_id else "",
+        **session_settings(settings)})
 
 
 def database_url(settings: Settings) -> str:
@@ -41,12 +59,45 @@ def database_url(settings: Settings) -> str:
     return ensure_server(settings.data_path).url()
 
 
-def _session_options(settings: Settings) -> str:
-    # A forgotten open transaction must not hold row locks (and block claims) forever.
-    return (
-        f"-c idle_in_transaction_session_timeout={settings.idle_in_transaction_timeout_ms}"
-        f" -c statement_timeout={settings.statement_timeout_ms}"
-    )
+def session_settings(settings: Settings) -> dict[str, str]:
+    """Limits on every session of hq's own, so a forgotten transaction cannot hold row locks (and claims) forever.
+
+    They are set with SET after connecting (or SET LOCAL in each transaction behind a
+    transaction pooler), never as startup ``options``: PgBouncer refuses that parameter,
+    and a database-wide default would reach every other client of the database.
+    """
+    return {"search_path": f'"{settings.db_schema}"', "statement_timeout": str(settings.statement_timeout_ms),
+            "idle_in_transaction_session_timeout": str(settings.idle_in_transaction_timeout_ms)}
+
+
+def driver_options(settings: Settings) -> dict[str, object]:
+    """psycopg connect() arguments: behind a transaction pooler, no server-side prepared statements
+    (the next transaction may run on another server connection, which never saw them)."""
+    options: dict[str, object] = {"application_name": "hq"}
+    if settings.db_pooler == "transaction":
+        options["prepare_threshold"] = None
+    return options
+
+
+def configure_session(dbapi_connection: Any, settings: Settings) -> None:
+    """SET the session limits on a new connection; behind a transaction pooler they go per transaction instead."""
+    if settings.db_pooler == "transaction":
+        return
+    values = session_settings(settings)
+    with dbapi_connection.cursor() as cursor:
+        cursor.execute("SELECT " + ", ".join(["set_config(%s, %s, false)"] * len(values)),
+                       [part for item in values.items() for part in item])
+    if not dbapi_connection.autocommit:
+        dbapi_connection.commit()
+
+
+def listen_url(settings: Settings, engine: Engine) -> str:
+    """The libpq URL for the LISTEN connection: HQ_LISTEN_DATABASE_URL, else the engine's own, password included."""
+    if settings.listen_database_url is not None:
+        url = settings.listen_database_url.get_secret_value()
+        register_secrets(url)
+        return libpq_url(url)
+    return libpq_url(engine.url.render_as_string(hide_password=False))
 
 
 def get_engine(settings: Settings | None = None, *, migrate: bool = True) -> Engine:
@@ -65,8 +116,10 @@ def get_engine(settings: Settings | None = None, *, migrate: bool = True) -> Eng
                 pool_size=8,
                 max_overflow=16,
                 pool_timeout=30,
-                connect_args={"options": _session_options(settings), "application_name": "hq"},
+                connect_args=driver_options(settings),
             )
+            event.listen(engine, "connect", lambda dbapi_connection, _record: configure_session(dbapi_connection,
+                                                                                                 settings))
             if migrate:
                 from db.migrate import ensure_schema
 
@@ -96,10 +149,7 @@ def transaction(
 
     engine = engine or get_engine()
     with Session(engine, expire_on_commit=False, autoflush=True) as session, session.begin():
-        session.execute(
-            _SET_CONTEXT,
-            {"actor": actor, "workflow": workflow or "", "run_id": str(run_id) if run_id else ""},
-        )
+        _set_context(session, actor, workflow, run_id)
         yield session
 
 
@@ -119,7 +169,7 @@ def connection(actor: str, *, workflow: str | None = None, engine: Engine | None
     """Like ``transaction`` but a Core connection: for the CLI commands that must start fast."""
     engine = engine or get_engine()
     with engine.begin() as conn:
-        conn.execute(_SET_CONTEXT, {"actor": actor, "workflow": workflow or "", "run_id": ""})
+        _set_context(conn, actor, workflow, None)
         yield conn
 
 

@@ -17,17 +17,16 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import make_url, select
+from sqlalchemy import select
 
 from agents.playbooks import load_playbooks
 from agents.roster import Roster, load_roster
 from agents.sync import sync_roster
 from config.log import ensure_configured, get_logger
 from config.settings import Settings
-from db.engine import get_engine, transaction
+from db.engine import get_engine, listen_url, transaction
 from db.errors import is_outage
 from db.models import Agent
-from db.urls import libpq_url
 from scheduler.embedded_guard import EmbeddedGuard
 from scheduler.heartbeat import BeatResult, Runtime, run_beat
 from scheduler.listener import WakeListener
@@ -160,8 +159,7 @@ class Company:
             self.scheduler.add_job(guard.check, IntervalTrigger(seconds=GUARD_SECONDS), id="_embedded_guard",
                                    next_run_time=now)
         self.scheduler.start()
-        url = libpq_url(make_url(str(self.engine.url)).render_as_string(hide_password=False))
-        self.listener = WakeListener(url, self.wake, self.stop_event)
+        self.listener = WakeListener(listen_url(self.settings, self.engine), self.wake, self.stop_event)
         self.listener.start()
         log.info("company.started", agents=len(agents), threads=self.threads, worker=self.runtime.worker)
 

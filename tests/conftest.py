@@ -107,6 +107,26 @@ def db_url(pg_server: PgServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@contextlib.contextmanager
+def own_database(pg: PgServer, monkeypatch: pytest.MonkeyPatch, name: str, *, owner: str | None = None,
+                 user: str = "postgres") -> Iterator[str]:
+    """A new, empty database for one test, with DATABASE_URL pointing at it (as ``user``); dropped afterwards."""
+    from config.settings import reset_settings
+    from db.engine import dispose_engines
+
+    with pg.admin() as conn:
+        conn.execute(f'CREATE DATABASE "{name}"' + (f' OWNER "{owner}"' if owner else ""))
+    monkeypatch.setenv("DATABASE_URL", pg.url(name).replace("postgres@", f"{user}@", 1))
+    reset_settings()
+    try:
+        yield name
+    finally:
+        dispose_engines()
+        reset_settings()
+        with pg.admin() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture()
 def raw(db_url: str) -> Iterator[psycopg.Connection]:
     """A plain autocommit psycopg connection to the test database, as psql would be."""

@@ -18,8 +18,11 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from config.errors import HQError
+from config.settings import get_settings
+from db.engine import configure_session, driver_options
 from db.urls import libpq_url
 
+BUDGET_STATEMENT_TIMEOUT_MS = 10_000  # one budget statement is a few row locks: waiting longer means trouble
 _RESERVE = "SELECT hq_reserve(%s, %s, %s, %s, %s, %s, %s, %s)"
 _RECORD = "SELECT hq_record_call(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 
@@ -65,12 +68,13 @@ _local = threading.local()
 def _connection(engine: Engine) -> psycopg.Connection[Any]:
     """This thread's autocommit connection for budget statements: no pool checkout, no ping, one round trip."""
     connections: dict[str, psycopg.Connection[Any]] = _local.__dict__.setdefault("connections", {})
-    key = str(engine.url)
+    key = engine.url.render_as_string(hide_password=False)
     conn = connections.get(key)
     if conn is None or conn.closed:
-        url = engine.url.render_as_string(hide_password=False)
-        conn = psycopg.connect(libpq_url(url), autocommit=True, application_name="hq-budget",
-                               options="-c statement_timeout=10000")
+        settings = get_settings()
+        conn = psycopg.connect(libpq_url(key), autocommit=True,
+                               **{**driver_options(settings), "application_name": "hq-budget"})  # type: ignore[arg-type]
+        configure_session(conn, settings.model_copy(update={"statement_timeout_ms": BUDGET_STATEMENT_TIMEOUT_MS}))
         connections[key] = conn
     return conn
 

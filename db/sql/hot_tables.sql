@@ -28,17 +28,9 @@ ALTER TABLE llm_calls SET (autovacuum_vacuum_insert_scale_factor = 0.05, autovac
 ALTER TABLE tool_calls SET (autovacuum_vacuum_insert_scale_factor = 0.1);
 ALTER TABLE heartbeat_runs SET (fillfactor = 90, autovacuum_vacuum_scale_factor = 0.05);
 
--- A psql session left open inside a transaction would hold row locks that
--- claims skip forever; end such sessions after five minutes. (`hq` sets tighter
--- limits on its own connections.)
-DO $$
-BEGIN
-    EXECUTE format('ALTER DATABASE %I SET idle_in_transaction_session_timeout = %L',
-                   current_database(), '5min');
-EXCEPTION WHEN insufficient_privilege THEN
-    RAISE NOTICE 'not the database owner: leaving idle_in_transaction_session_timeout as it is';
-END
-$$;
+-- (hq's own sessions carry their idle-in-transaction and statement limits: db/engine.py
+-- session_settings. The database-wide default that migration 0003 once set reached every
+-- other client of the database too; migration 0007 removes it.)
 
 -- Reports run by people and BI tools: bounded, so one bad query cannot hold the database.
 DO $$
