@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from typing import Annotated
 
 import typer
@@ -60,14 +61,64 @@ def _url(show_password: bool = False) -> str:
     return _render(clean)
 
 
+def _show_notice(line: str) -> None:
+    """A NOTICE or WARNING from the database, on stderr: ``hq: notice: cannot create role hq_reporter ...``."""
+    from cli.output import visible
+    from config.secrets import redact
+
+    sys.stderr.write(f"hq: {visible(redact(line))}\n")
+    sys.stderr.flush()
+
+
+def _echo_lines(lines: list[str], *, err: bool = False) -> None:
+    """Plain lines, never wrapped (they may be SQL to paste), control characters shown."""
+    from cli.output import visible
+
+    for line in lines:
+        typer.echo(visible(line), err=err)
+
+
 @db_app.command("upgrade")
 def upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
-    """Apply pending migrations."""
+    """Apply pending migrations; say what they could not do (and what an admin must run)."""
+    from config.settings import get_settings
     from db.engine import get_engine
+    from db.migrate import head_revision
     from db.migrate import upgrade as run_upgrade
+    from db.reporter import next_steps, reporter_state
 
-    before, after = run_upgrade(get_engine(migrate=False), revision)
+    engine = get_engine(migrate=False)
+    before, after = run_upgrade(engine, revision, on_notice=_show_notice)
     typer.echo(f"database at revision {after}" + ("" if before == after else f" (was {before or 'empty'})"))
+    if after == head_revision():
+        with engine.connect() as connection:
+            state = reporter_state(connection)
+        steps = next_steps(state, get_settings().reporter_connection_limit)
+        if steps:
+            _echo_lines([f"hq: {state.summary()}", *steps], err=True)
+
+
+@db_app.command("grant-reporter")
+def grant_reporter() -> None:
+    """Grant hq_reporter the report views, its read-only default and its bounds (again: idempotent).
+
+    Run it after an admin has created hq_reporter, when hq's role may not create roles
+    (it prints the exact SQL the admin must run). It applies what hq's role may and says
+    what it could not do; it exits 1 while the reporter is not ready.
+    """
+    from config.errors import HQError
+    from config.settings import get_settings
+    from db.engine import get_engine
+    from db.reporter import ROLE, next_steps
+    from db.reporter import grant_reporter as run_grant
+
+    settings = get_settings()
+    result = run_grant(get_engine(migrate=False), settings, on_notice=_show_notice)
+    _echo_lines(result.done())
+    _echo_lines([f"could not: {line}" for line in result.refused])
+    _echo_lines([result.after.summary(), *next_steps(result.after, settings.reporter_connection_limit)])
+    if not result.after.ready:
+        raise HQError(f"{ROLE} is not ready: {'; '.join(result.after.problems)}")
 
 
 @db_app.command("url")
@@ -138,7 +189,8 @@ def reporter_url(
     password = None
     with engine.begin() as connection:
         if connection.execute(text("SELECT 1 FROM pg_roles WHERE rolname = 'hq_reporter'")).first() is None:
-            raise StateError("the hq_reporter role does not exist (the migrating user could not create it)")
+            raise StateError("the hq_reporter role does not exist (the migrating user could not create it): "
+                             "hq db grant-reporter prints the SQL an admin must run")
         if set_password:
             password = secrets.token_urlsafe(24)
             register_secrets(password)
