@@ -75,5 +75,4 @@ def main(runs: int = 15) -> float:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15)
-    os.environ.setdefault("HQ_LOG_LEVEL", "warning")
     main(parser.parse_args().runs)

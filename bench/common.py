@@ -1,4 +1,10 @@
-"""What the benchmarks share: a fresh embedded PostgreSQL, migrated, and a uniform report line."""
+"""What the benchmarks share: a fresh embedded PostgreSQL, migrated, quiet logs, and a uniform report line.
+
+A benchmark's output is its measurements. Logs (every ``claim.taken``, the embedded server
+starting, the migration) stay below warning in the benchmark's process, in the worker
+processes it spawns and in the `hq` processes it runs: ``HQ_LOG_LEVEL`` is set to warning
+for all of them unless it is already set, and ``quiet_logging()`` applies it in-process.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+# Inherited by every process a benchmark starts (workers, `hq run`, `hq approve`); HQ_LOG_LEVEL=info asks for logs.
+os.environ.setdefault("HQ_LOG_LEVEL", "warning")
+
+
+def quiet_logging() -> str:
+    """Log only warnings and errors (or ``HQ_LOG_LEVEL``) in this process; returns the level used.
+
+    structlog logs at info until something configures it, and only `hq` configures it from the
+    environment: a benchmark (or a worker process it spawns) must call this before its first log.
+    """
+    from config.log import LEVELS, configure_logging, requiet
+
+    level = os.environ.get("HQ_LOG_LEVEL", "warning").lower()
+    if level not in LEVELS:
+        level = "warning"
+    fmt = os.environ.get("HQ_LOG_FORMAT", "auto")
+    configure_logging(level, fmt if fmt in ("auto", "json", "console") else "auto", force=True)
+    requiet()  # LiteLLM resets its loggers' levels when it is imported
+    return level
 
 
 @dataclass(frozen=True)
@@ -24,6 +49,7 @@ class Database:
 @contextmanager
 def fresh_database(name: str = "hq_bench") -> Iterator[Database]:
     """A throwaway embedded server with one migrated database; stopped and deleted afterwards."""
+    quiet_logging()  # before the server's and the migration's first log lines
     from sqlalchemy import create_engine
 
     from db.embedded import ensure_server, stop_server

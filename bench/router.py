@@ -10,12 +10,11 @@ the router adds. Target: at most 1.5x.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 import uuid
 from decimal import Decimal
 
-from bench.common import fresh_database, median, verdict
+from bench.common import fresh_database, median, quiet_logging, verdict
 
 MODEL = "openai/gpt-4.1-mini"
 KEY = "sk-bench-not-a-real-key-0000000000000000"
@@ -34,6 +33,7 @@ def main(calls: int = 300, rounds: int = 5) -> float:
     from config.settings import load_settings
     from db.engine import get_engine
 
+    quiet_logging()  # after importing LiteLLM, which resets its loggers
     with fresh_database("hq_bench_router"):
         settings = load_settings()
         engine = get_engine(settings)
@@ -99,5 +99,4 @@ def main(calls: int = 300, rounds: int = 5) -> float:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=300)
-    os.environ.setdefault("HQ_LOG_LEVEL", "warning")
     main(parser.parse_args().calls)

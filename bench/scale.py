@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import time
 import uuid
@@ -181,5 +180,4 @@ if __name__ == "__main__":
     parser.add_argument("--issues", type=int, default=1_000_000)
     parser.add_argument("--agents", type=int, default=10_000)
     arguments = parser.parse_args()
-    os.environ.setdefault("HQ_LOG_LEVEL", "warning")
     main(arguments.issues, arguments.agents)

@@ -67,7 +67,9 @@ def _seed(url: str, prefix: str, agents: int, issues: int) -> list[int]:
 def _worker(url: str, agent_id: int, start: multiprocessing.synchronize.Event, done: multiprocessing.Queue) -> None:  # type: ignore[name-defined]
     """One agent's claim → finish loop, exactly as an execute workflow drives it (minus the model)."""
     os.environ["DATABASE_URL"] = url
-    os.environ["HQ_LOG_LEVEL"] = "warning"
+    from bench.common import quiet_logging
+
+    quiet_logging()  # a spawned process: its claims would log every claim.taken at info
     from sqlalchemy import text
 
     from agents.roster import Roster
@@ -165,5 +167,4 @@ if __name__ == "__main__":
     parser.add_argument("--issues", type=int, default=4000)
     parser.add_argument("--workers", type=int, default=4)
     arguments = parser.parse_args()
-    os.environ.setdefault("HQ_LOG_LEVEL", "warning")
     main(arguments.issues, arguments.workers)

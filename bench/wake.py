@@ -113,5 +113,4 @@ def main(approvals: int = 50) -> float:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--approvals", type=int, default=50)
-    os.environ.setdefault("HQ_LOG_LEVEL", "warning")
     main(parser.parse_args().approvals)

@@ -1,5 +1,8 @@
 """`hq demo`: the whole company at work on embedded defaults and the offline model.
 
+It says which database it uses (DATABASE_URL, shown without its password, or the embedded
+server under the data dir) and shows warnings and errors as they are logged.
+
 A goal and a dozen issues chosen so that, between them, they walk every path:
 straight to done, review failure and rework, a human approval, a block that
 climbs the chain to a human, an exhausted budget, a research sub-issue, a
@@ -73,19 +76,22 @@ def demo(
     threads: Annotated[int, typer.Option("--threads", min=1, max=32)] = 6,
 ) -> None:
     """Run the company on a sample goal until every issue has settled, then print the board and costs."""
+    from agents.llm.config import resolve_models
     from config.log import configure_logging
     from config.settings import get_settings, use_settings
     from scheduler.company import Company
 
     base = get_settings()
-    # The board is the output and logs would drown it, unless HQ_LOG_LEVEL asks for them.
-    log_level = base.log_level if "log_level" in base.model_fields_set else "error"
+    # The board is the output: routine info logs would drown it, but warnings and errors are shown (a
+    # database that refuses the LISTEN connection must be seen here too); HQ_LOG_LEVEL asks for more.
+    log_level = base.log_level if "log_level" in base.model_fields_set else "warning"
     settings = use_settings(base.model_copy(update={
         "heartbeat_scale": DEMO_SCALE, "sweep_interval_seconds": 1.0, "log_level": log_level}))
-    configure_logging(log_level, settings.log_format, force=True)
+    # Logs go to whatever sys.stderr is when they are written: above the live board while it is shown.
+    configure_logging(log_level, settings.log_format, stream=_CurrentStderr(), force=True)
     from cli.output import console
 
-    console.print("[bold]Heartbeat HQ demo[/bold]: embedded PostgreSQL, offline model, heartbeats scaled to seconds.")
+    console.print(banner(settings, offline=resolve_models(settings).offline))
     company = Company(settings, threads=threads)  # refuses to start on an invalid roster
     goal_id, issues = _seed(settings)
     console.print(f"goal #{goal_id} with {len(issues)} issues; starting {len(company.roster.roles)} agents…\n")
@@ -101,6 +107,54 @@ def demo(
         from config.errors import HQError
 
         raise HQError(f"the demo did not settle within {timeout}s; see `hq issues` and `hq approvals`")
+
+
+def banner(settings: Any, *, offline: bool) -> str:
+    """The demo's first line: which database it writes to and which models it calls, as they are."""
+    models = "offline model" if offline else "[bold]online models[/bold] (provider keys are set: real calls, real cost)"
+    return f"[bold]Heartbeat HQ demo[/bold]: {database_in_use(settings)}, {models}, heartbeats scaled to seconds."
+
+
+def database_in_use(settings: Any) -> str:
+    """The database this process uses, for people: DATABASE_URL without its password, or the embedded one."""
+    from cli.output import safe
+
+    if settings.database_url is None:
+        from db.embedded import pgdata_dir
+
+        return f"embedded PostgreSQL under {safe(pgdata_dir(settings.data_path))}"
+    url = display_url(settings.database_url.get_secret_value())
+    return f"PostgreSQL from DATABASE_URL, {safe(url)} (the demo adds a goal and its issues there)"
+
+
+def display_url(raw: str) -> str:
+    """A PostgreSQL URL without any password (in the authority or a ``?password=`` parameter)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(raw)
+    except (ArgumentError, ValueError):
+        return "(a URL that cannot be shown)"
+    user = f"{url.username}@" if url.username else ""
+    host = f"[{url.host}]" if url.host and ":" in url.host else (url.host or "")
+    port = f":{url.port}" if url.port else ""
+    query = "&".join(f"{key}={value}" for key, values in url.query.items() if "password" not in key.lower()
+                     for value in (values if isinstance(values, tuple) else (values,)))
+    return f"postgresql://{user}{host}{port}/{url.database or ''}" + (f"?{query}" if query else "")
+
+
+class _CurrentStderr:
+    """A log stream that writes to the ``sys.stderr`` of the moment (rich's Live swaps it in a proxy)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
 
 
 def _seed(settings: Any) -> tuple[int, dict[int, Scenario]]:

@@ -14,10 +14,60 @@ import sys
 from decimal import Decimal
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
 
-console = Console(highlight=False, soft_wrap=False, emoji=False)  # no :emoji: codes: they are data here
+PIPE_WIDTH = 100_000
+"""Columns of output that is not a terminal: every table row, cell and line whole, on one line."""
+
+
+def to_terminal(file: Any = None) -> bool:
+    """Whether output goes to a terminal (stdout by default); a pipe or a file is not one.
+
+    Asked of the file itself: FORCE_COLOR or TTY_COMPATIBLE asks for colours, not for cut cells.
+    """
+    isatty = getattr(sys.stdout if file is None else file, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except ValueError:  # closed
+        return False
+
+
+class _Console(Console):
+    """Fits a terminal's width; anywhere else (``hq models | grep claude``) lines are never folded or cut.
+
+    rich sizes output that is not a terminal to 80 columns (or $COLUMNS) and ellipsizes table cells
+    to fit; to a pipe or a file a table is as wide as its widest row instead. Only a width given
+    in code is kept.
+    """
+
+    def __init__(self, *args: Any, width: int | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, width=width, **kwargs)
+        self._fixed_width = width is not None
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        size = super().size
+        if not self._fixed_width and not to_terminal(self.file):
+            return ConsoleDimensions(PIPE_WIDTH, size.height)
+        return size
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)  # type: ignore[attr-defined]
+        self._fixed_width = True
+
+    @property
+    def width(self) -> int:
+        return self.size.width
+
+    @width.setter
+    def width(self, width: int) -> None:
+        Console.width.fset(self, width)  # type: ignore[attr-defined]
+        self._fixed_width = True
+
+
+console = _Console(highlight=False, soft_wrap=False, emoji=False)  # no :emoji: codes: they are data here
 
 # C0/C1 controls (terminal escapes, bells), plus the invisible characters that reorder or hide
 # text on a terminal (bidi overrides and isolates, zero-width marks): shown, never obeyed.
@@ -25,10 +75,13 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u
 
 
 def safe(text: object, *, limit: int | None = None) -> str:
-    """Printable, markup-free text; ``limit`` truncates with an ellipsis."""
+    """Printable, markup-free text; ``limit`` truncates with an ellipsis, on a terminal only.
+
+    Piped or redirected output keeps the whole text, so a script or ``grep`` sees what is stored.
+    """
     value = "" if text is None else str(text)
     value = visible(value)
-    if limit is not None and len(value) > limit:
+    if limit is not None and len(value) > limit and to_terminal(console.file):
         value = value[: limit - 1] + "…"
     return escape(value)
 

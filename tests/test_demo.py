@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import psycopg
@@ -19,6 +20,13 @@ def test_demo_settles_every_path(db_url: str, raw: psycopg.Connection) -> None:
     for command in ("$ hq approve", "$ hq budget", "$ hq unblock"):
         assert command in result.stdout
     assert "the board after" in result.stdout and "model cost by agent and tier" in result.stdout
+    # It says which database it uses (here the test's, from DATABASE_URL), not "embedded".
+    first = result.stdout.splitlines()[0]
+    assert "PostgreSQL from DATABASE_URL" in first and "embedded" not in first, first
+    # Warnings are shown (the budget scenario's refused call is one); routine info logs are not.
+    levels = [json.loads(line).get("level") for line in result.stderr.splitlines() if line.startswith("{")]
+    assert "warning" in levels, result.stderr[-3000:]
+    assert "info" not in levels and "claim.taken" not in result.stderr
     statuses = dict(raw.execute("SELECT status, count(*) FROM issues GROUP BY 1").fetchall())
     assert set(statuses) == {"done"}, statuses
     assert raw.execute("SELECT count(*) FROM issues").fetchone()[0] >= 12

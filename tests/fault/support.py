@@ -7,7 +7,10 @@ import signal
 import subprocess
 import time
 from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import psycopg
 
@@ -38,12 +41,65 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def wait_until(predicate, timeout: float, step: float = 0.5) -> bool:  # type: ignore[no-untyped-def]
+    """A wall-clock deadline: only for one event that must happen soon (a process exits, a server is back).
+
+    Anything that waits for *work* uses ``wait_for_progress``: a fixed total fails on a loaded machine.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return True
         time.sleep(step)
     return predicate()
+
+
+STALL_SECONDS = float(os.environ.get("HQ_TEST_STALL_SECONDS", "60"))
+"""How long a wait for work accepts no progress at all before it fails (any slower is a hang, not load)."""
+
+T = TypeVar("T")
+
+
+@dataclass
+class Progress(Generic[T]):
+    """How a ``wait_for_progress`` ended: truthy when done; otherwise it stalled on ``value``."""
+
+    done: bool
+    value: T
+    elapsed: float
+    changes: int
+    stalled_for: float
+
+    def __bool__(self) -> bool:
+        return self.done
+
+    def __str__(self) -> str:
+        state = "done" if self.done else f"no progress for {self.stalled_for:.0f}s"
+        return f"{state} after {self.elapsed:.0f}s and {self.changes} change(s); last measured {self.value!r}"
+
+
+def wait_for_progress(measure: Callable[[], T], done: Callable[[T], bool], stall_seconds: float = STALL_SECONDS,
+                      step: float = 0.5, *, clock: Callable[[], float] = time.monotonic,
+                      sleep: Callable[[float], None] = time.sleep) -> Progress[T]:
+    """Poll ``measure()`` until ``done(value)``; fail only when the value has not changed for ``stall_seconds``.
+
+    The deadline follows the work, not the clock on the wall: a run that is slow but keeps moving (a loaded
+    machine) waits as long as it keeps moving; one that stops moving fails ``stall_seconds`` after its last
+    change. ``measure`` should change whenever work is done towards ``done`` (e.g. the settled count with the
+    newest event id), so that a stuck run cannot look busy.
+    """
+    started = clock()
+    value = measure()
+    changed_at, changes = started, 0
+    while not done(value):
+        now = clock()
+        if now - changed_at >= stall_seconds:
+            return Progress(False, value, now - started, changes, now - changed_at)
+        sleep(step)
+        latest = measure()
+        if latest != value:
+            value, changed_at, changes = latest, clock(), changes + 1
+    now = clock()
+    return Progress(True, value, now - started, changes, now - changed_at)
 
 
 def assert_legal_paths(raw: psycopg.Connection) -> None:
@@ -86,3 +142,14 @@ UNSETTLED = """
 
 def unsettled(raw: psycopg.Connection) -> int:
     return int(raw.execute(UNSETTLED).fetchone()[0])
+
+
+# The newest transition: it moves whenever any issue moves, so "no new event" means "nothing happened".
+LAST_EVENT = "SELECT coalesce(max(id), 0) FROM issue_events"
+# Issues done so far, and the newest event: any transition is progress towards the next one done.
+DONE_SO_FAR = f"SELECT (SELECT count(*) FROM issues WHERE status = 'done'), ({LAST_EVENT})"
+
+
+def settling(raw: psycopg.Connection) -> tuple[int, int]:
+    """What a wait for the company to settle watches: unsettled issues, and the newest event."""
+    return unsettled(raw), int(raw.execute(LAST_EVENT).fetchone()[0])

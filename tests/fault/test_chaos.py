@@ -17,11 +17,14 @@ import psycopg
 import pytest
 
 from tests.conftest import run_hq
-from tests.fault.support import (EXECUTORS, SHORT_LEASES, assert_legal_paths, start, stop, unsettled,
-                                 wait_until)
+from tests.fault.support import (EXECUTORS, SHORT_LEASES, assert_legal_paths, settling, start, stop,
+                                 unsettled, wait_for_progress)
+
+# A backstop against a hang only: the waits below fail on a stall, however long steady progress takes.
+pytestmark = pytest.mark.timeout(3600)
 
 
-def chaos(raw: psycopg.Connection, tmp_path: Path, issues: int, chaos_seconds: float, settle_seconds: float) -> None:
+def chaos(raw: psycopg.Connection, tmp_path: Path, issues: int, chaos_seconds: float) -> None:
     assert run_hq("agents", "sync").exit_code == 0
     for index in range(issues):
         slow = " [offline:slow]" if index % 8 == 0 else ""  # two-second model calls: kills land mid-call
@@ -39,14 +42,15 @@ def chaos(raw: psycopg.Connection, tmp_path: Path, issues: int, chaos_seconds: f
             workers[victim].wait()
             kills[victim] += 1
             workers[victim] = start(tmp_path, f"w{victim}-{kills[victim]}", **SHORT_LEASES)
-        settled = wait_until(lambda: unsettled(raw) == 0, timeout=settle_seconds, step=1)
+        settled = wait_for_progress(lambda: settling(raw), lambda value: value[0] == 0, step=1)
         # Reservations of calls killed mid-flight outlive their TTL, then the sweeper charges them.
-        wait_until(lambda: raw.execute("SELECT count(*) FROM budget_reservations").fetchone() == (0,), timeout=30)
+        wait_for_progress(lambda: raw.execute("SELECT count(*) FROM budget_reservations").fetchone()[0],
+                          lambda left: left == 0)
     finally:
         for worker in workers:
             stop(worker)
     statuses = dict(raw.execute("SELECT status, count(*) FROM issues GROUP BY 1").fetchall())
-    assert settled, statuses
+    assert settled, f"{settled}; statuses {statuses}"
     assert sum(kills.values()) >= 3, kills
     assert statuses.get("done", 0) >= issues * 0.9, statuses  # a few may end with a human after max_attempts
     assert_legal_paths(raw)
@@ -66,9 +70,9 @@ def chaos(raw: psycopg.Connection, tmp_path: Path, issues: int, chaos_seconds: f
 
 
 def test_chaos_kill_small(db_url: str, raw: psycopg.Connection, tmp_path: Path) -> None:
-    chaos(raw, tmp_path, issues=40, chaos_seconds=15, settle_seconds=120)
+    chaos(raw, tmp_path, issues=40, chaos_seconds=15)
 
 
 @pytest.mark.slow
 def test_chaos_kill_300_issues(db_url: str, raw: psycopg.Connection, tmp_path: Path) -> None:
-    chaos(raw, tmp_path, issues=300, chaos_seconds=60, settle_seconds=400)
+    chaos(raw, tmp_path, issues=300, chaos_seconds=60)

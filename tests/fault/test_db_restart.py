@@ -18,8 +18,11 @@ import psycopg
 import pytest
 
 from tests.conftest import run_hq
-from tests.fault.support import (EXECUTORS, SHORT_LEASES, assert_legal_paths, start, stop, unsettled,
-                                 wait_until)
+from tests.fault.support import (DONE_SO_FAR, EXECUTORS, SHORT_LEASES, assert_legal_paths, settling, start,
+                                 stop, wait_for_progress)
+
+# A backstop against a hang only: the waits below fail on a stall, however long steady progress takes.
+pytestmark = pytest.mark.timeout(3600)
 
 
 @pytest.fixture()
@@ -69,22 +72,22 @@ def test_database_restarts_twice_mid_run(own_server: Path, tmp_path: Path) -> No
         assert run_hq("issue", "create", f"Routine task {index}", "--assign", EXECUTORS[index % len(EXECUTORS)],
                       "--priority", str(index % 10)).exit_code == 0
     workers = [start(tmp_path, "a", **SHORT_LEASES), start(tmp_path, "b", **SHORT_LEASES)]
-    done = "SELECT count(*) FROM issues WHERE status = 'done'"
     try:
-        assert wait_until(lambda: query(own_server, done)[0] >= 5, timeout=60)
+        first = wait_for_progress(lambda: query(own_server, DONE_SO_FAR), lambda value: value[0] >= 5)
+        assert first, f"no work before the first restart: {first}"
         restart(own_server)
-        before_second = query(own_server, done)[0]
-        assert wait_until(lambda: query(own_server, done)[0] >= before_second + 5, timeout=90), \
-            "no progress after the first restart"
+        before_second = query(own_server, DONE_SO_FAR)[0]
+        second = wait_for_progress(lambda: query(own_server, DONE_SO_FAR), lambda value: value[0] >= before_second + 5)
+        assert second, f"no progress after the first restart: {second}"
         restart(own_server)
         from db.embedded import running_server
         from db.urls import libpq_url
 
         with psycopg.connect(libpq_url(running_server(own_server / "pgdata").url()), autocommit=True) as raw:
-            settled = wait_until(lambda: unsettled(raw) == 0, timeout=180, step=1)
+            settled = wait_for_progress(lambda: settling(raw), lambda value: value[0] == 0, step=1)
             alive = [worker.poll() is None for worker in workers]
             statuses = dict(raw.execute("SELECT status, count(*) FROM issues GROUP BY 1").fetchall())
-            assert settled, statuses
+            assert settled, f"{settled}; statuses {statuses}"
             assert alive == [True, True], "a process died instead of reconnecting"
             assert statuses == {"done": count}, statuses
             assert_legal_paths(raw)
