@@ -1,9 +1,12 @@
-"""The built-in project: deploy publishes an issue's workspace, verify checks what was published.
+"""The built-in project: deploy publishes an issue's files, verify checks what was published.
 
 Run as ``python -m agents.default_project deploy|verify --issue N --workspace W --published P``.
-Deploy copies every regular workspace file (not git's, not hidden, and never
-through a symlink) to the published folder with a MANIFEST.json of SHA-256
-checksums. Verify recomputes the checksums, and also
+``W`` is the directory to publish: for deploy_verify, a fresh staging copy of the
+issue's last submission as the database holds it (agents/submission.py), so the
+host that deploys needs no local workspace; for the release tools, the agent's
+live workspace. Deploy copies every regular file in it (not git's, not hidden,
+and never through a symlink) to the published folder with a MANIFEST.json of
+SHA-256 checksums. Verify recomputes the checksums, and also
 refuses deliverables that still contain unfilled template placeholders — the
 most common way a generated document ships broken.
 """

@@ -1,8 +1,20 @@
 """The project the company ships: its deploy and verify commands, run safely.
 
 Commands are argument lists from settings, never shell strings and never from a
-model. They run in the issue's workspace with a timeout and with every secret
-scrubbed from the environment; their output is redacted before anyone sees it.
+model. They run with a timeout and with every secret scrubbed from the
+environment; their output is redacted before anyone sees it.
+
+Placeholders: ``{issue_id}``; ``{published}``, this host's ``published/issue-N``
+under the data dir; and ``{workspace}``, the directory the command runs in:
+
+* deploy_verify (``deploy_submission``) ships what the issue's last submission
+  stored in the database, so any host can deploy any issue: ``{workspace}`` is a
+  fresh staging copy of those files under the data dir (``staging/issue-N-*``),
+  removed once verify has run. The local workspace may not exist on this host
+  and is never read.
+* the ``release`` tools run inside an agent's own execute run, on the host that
+  holds its workspace: ``{workspace}`` is that live workspace (work not yet
+  submitted).
 """
 
 from __future__ import annotations
@@ -15,7 +27,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from agents.tools.context import workspace_path
+from sqlalchemy.engine import Engine
+
+from agents.submission import SubmissionError, staged_submission
 from config.secrets import REDACTOR, redact
 from config.settings import Settings
 
@@ -50,9 +64,31 @@ def scrubbed_environment() -> dict[str, str]:
     }
 
 
-def run_project_command(kind: str, issue_id: int, settings: Settings) -> CommandResult:
+def deploy_submission(engine: Engine, settings: Settings, issue_id: int) -> tuple[CommandResult, CommandResult | None]:
+    """Deploy, then verify, the issue's last submission as the database holds it, from a fresh staging copy.
+
+    Verify runs only after a successful deploy (None otherwise). When the database cannot supply every
+    submitted file (none on record, content missing, a hostile path), deploy fails with that reason and
+    no command runs.
+    """
+    started = time.monotonic()
+    leftovers = 2 * settings.command_timeout_seconds + 300  # older than any deploy + verify still running
+    try:
+        with staged_submission(engine, settings.data_path, issue_id, leftover_seconds=leftovers) as staging:
+            deployed = run_project_command("deploy", issue_id, settings, workspace=staging)
+            verified = run_project_command("verify", issue_id, settings, workspace=staging) if deployed.ok else None
+    except SubmissionError as refused:
+        why = f"deploy: {refused.message}"
+    except OSError as error:  # the staging directory itself (disk full, permissions): no command ran
+        why = f"deploy: could not stage issue #{issue_id} under {settings.data_path}: {error.strerror or error}"
+    else:
+        return deployed, verified
+    return CommandResult("deploy", [], 1, redact(why)[:OUTPUT_TAIL], time.monotonic() - started), None
+
+
+def run_project_command(kind: str, issue_id: int, settings: Settings, *, workspace: Path) -> CommandResult:
+    """Run the configured (or built-in) ``kind`` command with ``{workspace}`` = ``workspace``, its directory."""
     template = (settings.deploy_command if kind == "deploy" else settings.verify_command) or default_command(kind)
-    workspace = workspace_path(settings, issue_id)
     published = published_dir(settings, issue_id)
     values = {"issue_id": str(issue_id), "workspace": str(workspace), "published": str(published)}
     argv = [part.format(**values) for part in template]

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
+from typing import TYPE_CHECKING
+
 import psycopg
+
+if TYPE_CHECKING:
+    from agents.workspace import Workspace
 
 
 def seed_agents(raw: psycopg.Connection) -> dict[str, int]:
@@ -59,3 +65,22 @@ ROLLUP_SNAPSHOT = {
 def rollups(raw: psycopg.Connection) -> dict[str, list[tuple]]:
     """Every report summary, for comparing what the triggers kept with a rebuild from the facts."""
     return {name: raw.execute(sql).fetchall() for name, sql in ROLLUP_SNAPSHOT.items()}
+
+
+def execute_run(issue: int, agent_id: int, agent_slug: str, workspace: Workspace, writes: dict[str, str],
+                *, submit: bool = True) -> uuid.UUID:
+    """One execute run as the workflow does it: write files, commit, record the snapshot, move to in_review."""
+    from agents.submission import record_snapshot
+    from db.engine import transaction
+    from db.issues import transition
+
+    run_id = uuid.uuid4()
+    for path, content in writes.items():
+        workspace.write(path, content)
+    workspace.ensure().commit(agent=agent_slug, run_id=run_id, issue_id=issue, workflow="execute")
+    with transaction(f"agent:{agent_slug}", workflow="execute", run_id=run_id) as session:
+        record_snapshot(session, issue_id=issue, run_id=run_id, agent_id=agent_id, agent_slug=agent_slug,
+                        workflow="execute", workspace=workspace, written=sorted(writes))
+        if submit:
+            assert transition(session, issue, "in_progress", "in_review") is not None
+    return run_id

@@ -6,11 +6,13 @@ import time
 
 import psycopg
 
+from agents.tools.context import workspace_path
+from agents.workspace import Workspace
 from config.settings import get_settings
 from scheduler.company import Company
 from scheduler.listener import targets
 from tests.conftest import run_hq
-from tests.helpers import force_status, new_issue, status_of
+from tests.helpers import execute_run, force_status, new_issue, status_of
 
 
 def test_payload_never_wakes_the_agent_that_acted() -> None:
@@ -28,9 +30,9 @@ def test_approve_reaches_done_within_seconds_with_hour_long_heartbeats(db_url: s
         assert company.listener is not None and company.listener.connected.wait(5)
         writer = raw.execute("SELECT id FROM agents WHERE slug = 'content-writer'").fetchone()[0]
         issue = new_issue(raw, "Ship the newsletter", status="todo", assignee_id=writer, needs_approval=True)
-        workspace = get_settings().data_path / "workspaces" / f"issue-{issue}"
-        workspace.mkdir(parents=True)
-        (workspace / "newsletter.md").write_text("# Newsletter\n")
+        force_status(raw, issue, "in_progress")
+        execute_run(issue, writer, "content-writer", Workspace(workspace_path(get_settings(), issue)),
+                    {"newsletter.md": "# Newsletter\n"})  # a real submission: deploy ships what it recorded
         force_status(raw, issue, "pending_approval")
         started = time.monotonic()
         assert run_hq("approve", str(issue)).exit_code == 0

@@ -2,12 +2,14 @@
 
 `approved` → `deploying` (the claim) → `done` with a cost summary, or back to
 `todo` with the failing output for the author to rework. The commands come from
-settings, never from a model (agents/project.py).
+settings, never from a model (agents/project.py). What ships is what the issue's
+last submission stored in the database (its `artifacts` rows), staged afresh on
+this host, so any host can deploy any issue whichever host did the work.
 """
 
 from __future__ import annotations
 
-from agents.project import run_project_command
+from agents.project import deploy_submission
 from config.log import get_logger
 from db import outbox
 from db.issues import add_comment
@@ -31,8 +33,7 @@ def run(ctx: WorkflowContext) -> None:
 
 
 def _deploy(ctx: WorkflowContext, held: Claim) -> None:
-    deployed = run_project_command("deploy", held.id, ctx.settings)
-    verified = run_project_command("verify", held.id, ctx.settings) if deployed.ok else None
+    deployed, verified = deploy_submission(ctx.engine, ctx.settings, held.id)
     with ctx.tx(held.run_id) as session:
         if verified is not None and verified.ok:
             moved = finish(session, held, "done")

@@ -8,20 +8,19 @@ agent says so, or back to `todo` while a research question is answered.
 
 from __future__ import annotations
 
-import hashlib
-
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from agents.llm.budget import BudgetExceeded
 from agents.llm.protocol import user_message
 from agents.llm.router import ModelRequestError, ModelUnavailable
 from agents.llm.tool_loop import LoopResult, run_tool_loop
+from agents.submission import record_snapshot, restore_workspace
 from agents.tools.context import ToolContext
-from agents.workspace import Workspace, WorkspaceError
+from agents.workspace import MAX_FILE_BYTES, Workspace, WorkspaceError
 from config.log import get_logger
 from db.issues import add_comment, get_issue
-from db.models import Artifact, Issue
+from db.models import Issue
 from workflows.lib import prompts
 from workflows.lib.claims import Claim, claim, finish, give_back, release
 from workflows.lib.context import WorkflowContext
@@ -38,7 +37,8 @@ STITCH_INSTRUCTIONS = (
     "Every sub-issue of this issue is finished. Assemble their results (children) into one deliverable at "
     "deliverable_path with write_file, check it against your checklist, and end with a line starting DONE:."
 )
-MAX_ARTIFACT_BYTES = 200_000
+# Every file the workspace allows is stored whole: deploy publishes from the database, never a local folder.
+MAX_ARTIFACT_BYTES = MAX_FILE_BYTES
 
 log = get_logger(__name__)
 
@@ -78,7 +78,10 @@ def _work(ctx: WorkflowContext, held: Claim, tools: ToolContext, *, stitch: bool
         system = prompts.system_prompt(ctx, session)
         context = prompts.work_context(ctx, session, issue, stitch=stitch)
     user = user_message("stitch" if stitch else "execute", STITCH_INSTRUCTIONS if stitch else INSTRUCTIONS, context)
-    Workspace(tools.workspace_root()).ensure()
+    workspace = Workspace(tools.workspace_root()).ensure()
+    with ctx.tx(held.run_id) as session:  # earlier work done on another host is here before the agent starts
+        if restore_workspace(session, held.id, workspace):
+            workspace.commit(agent=ctx.agent.slug, run_id=held.run_id, issue_id=held.id, workflow=NAME)
     tier = "reasoning" if stitch else module_tier(held.issue) or ctx.agent.tier
     return run_tool_loop(ctx.router(), ctx.call(held.id, held.run_id), tools, tier=tier, system=system, user=user,
                          deadline=ctx.item_deadline())
@@ -140,17 +143,21 @@ def _reviewer(session: Session, ctx: WorkflowContext) -> int | None:
 
 def _record_artifacts(ctx: WorkflowContext, session: Session, held: Claim, workspace: Workspace, paths: list[str],
                       commit: str | None) -> None:
-    for path in paths:
-        try:
-            data = workspace.resolve(path).read_bytes()
-        except OSError:
-            continue
-        text = data.decode("utf-8", errors="replace")
-        session.execute(insert(Artifact).values(
-            issue_id=held.id, path=path, sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data),
-            content=text if len(data) <= MAX_ARTIFACT_BYTES else None, agent_id=ctx.agent.id, run_id=held.run_id,
-            commit_sha=commit,
-        ).on_conflict_do_nothing())
+    """Record the workspace as this run leaves it: every file, content included (agents/submission.py).
+
+    Only while this run still holds the issue (its row locked until the transaction ends): a run that lost its
+    lease writes nothing. Deploy, on whichever host, ships the last submission from these rows alone.
+    The rows carry the workspace's HEAD rather than ``commit``: bringing back files from another host's
+    run may add a commit of its own.
+    """
+    owner = session.execute(select(Issue.lease_owner).where(Issue.id == held.id)
+                            .with_for_update(key_share=True)).scalar_one_or_none()
+    if owner != held.run_id:
+        log.warning("execute.artifacts_not_recorded", issue_id=held.id, reason="lease lost", agent=ctx.agent.slug,
+                    run_id=str(held.run_id), workflow=NAME)
+        return
+    record_snapshot(session, issue_id=held.id, run_id=held.run_id, agent_id=ctx.agent.id, agent_slug=ctx.agent.slug,
+                    workflow=NAME, workspace=workspace, written=paths)
 
 
 def _fail(ctx: WorkflowContext, held: Claim, why: str) -> None:

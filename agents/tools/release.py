@@ -1,6 +1,10 @@
 """Toolset `release`: run the project's configured deploy and verify commands.
 
-The model chooses only *when* to run them; what runs comes from settings.
+The model chooses only *when* to run them; what runs comes from settings. A tool
+runs inside the agent's own execute run, on the host that holds the issue's
+workspace, so it ships that live workspace (``{workspace}``): the work in hand,
+not yet submitted. Approved work is shipped by the deploy_verify workflow from
+what the database holds (agents/project.py ``deploy_submission``).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ class NoArgs(BaseModel):
 def _run(ctx: ToolContext, kind: str) -> dict[str, Any]:
     if ctx.issue_id is None:
         raise ToolError(f"{kind} needs an issue")
-    result = run_project_command(kind, ctx.issue_id, ctx.settings)
+    result = run_project_command(kind, ctx.issue_id, ctx.settings, workspace=ctx.workspace_root())
     return {"ok": result.ok, "exit_code": result.returncode, "output": result.output, "seconds": round(result.seconds, 3)}
 
 

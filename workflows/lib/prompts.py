@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.models import Agent, Artifact, Comment, Issue, IssueDependency
+from db.models import Agent, Comment, Issue, IssueDependency
 from workflows.lib.context import WorkflowContext
 
 BODY_LIMIT = 6000
@@ -49,10 +49,12 @@ def comments(session: Session, issue_id: int, limit: int = 20) -> list[dict[str,
 
 
 def latest_artifacts(session: Session, issue_id: int, *, content_limit: int = EXCERPT_LIMIT) -> list[dict[str, Any]]:
-    """The newest version of each file an issue produced."""
-    newest = (select(func.max(Artifact.id)).where(Artifact.issue_id == issue_id).group_by(Artifact.path))
-    rows = session.scalars(select(Artifact).where(Artifact.id.in_(newest)).order_by(Artifact.path))
-    return [{"path": a.path, "sha256": a.sha256, "excerpt": (a.content or "")[:content_limit]} for a in rows]
+    """The files of the issue's newest recorded run: exactly what a review passes and a deploy ships."""
+    from agents.submission import latest_snapshot
+
+    snapshot = latest_snapshot(session, issue_id)
+    return [{"path": f.path, "sha256": f.sha256, "excerpt": (f.content or "")[:content_limit]}
+            for f in (snapshot.files if snapshot else ())]
 
 
 def related(session: Session, issues: list[Issue]) -> list[dict[str, Any]]:
