@@ -34,6 +34,14 @@ def _status(external: External, issue: int) -> str:
         return str(admin.execute(f"SELECT status FROM {SCHEMA}.issues WHERE id = %s", (issue,)).fetchone()[0])
 
 
+def _first_beats_done(external: External, since: object) -> bool:
+    with external.admin() as admin:
+        return bool(admin.execute(
+            f"SELECT count(DISTINCT h.agent_id) = (SELECT count(*) FROM {SCHEMA}.agents WHERE status = 'active')"
+            f"  FROM {SCHEMA}.heartbeat_runs h WHERE h.started_at >= %s AND h.finished_at IS NOT NULL",
+            (since,)).fetchone()[0])
+
+
 def _events(log: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
 
@@ -53,11 +61,14 @@ def test_the_company_works_through_pgbouncer_in_transaction_mode(external: Exter
     finally:
         stop(worker)
     # Real heartbeats (minutes apart): only a wake-up can bring the deployer within seconds.
+    with external.admin() as admin:
+        since = admin.execute("SELECT now()").fetchone()[0]
     worker = start(tmp_path, "slow", **{**env, "HQ_LOG_LEVEL": "info"})
     try:
         assert wait_until(lambda: any(e.get("event") == "listener.connected" for e in _events(tmp_path / "slow.log")),
                           timeout=60), "the LISTEN connection never came up"
-        time.sleep(3)  # every agent's first beat (within two seconds of the start) is over
+        # Every agent's first beat of this process is over: the next ones are minutes away.
+        assert wait_until(lambda: _first_beats_done(external, since), timeout=120), "the first beats never ended"
         _hq(env, "approve", str(gated), "--note", "ship it")
         assert wait_until(lambda: _status(external, gated) == "done", timeout=30), _status(external, gated)
     finally:

@@ -16,9 +16,9 @@ depends_on = None
 
 def upgrade() -> None:
     connection = op.get_bind()
-    run_sql_file(connection, "budget.sql")  # hq_month first: ledger.sql's backfill uses it
-    run_sql_file(connection, "ledger.sql")
-    run_sql_file(connection, "rollups.sql")  # a correction row is money, not a call
+    run_sql_file(connection, "frozen/budget_0005.sql")  # hq_month first: the backfill uses it
+    run_sql_file(connection, "frozen/ledger_0005.sql")
+    run_sql_file(connection, "frozen/rollups_0005.sql")  # a correction row is money, not a call
     run_sql(connection, "DROP TRIGGER IF EXISTS llm_calls_rollup_delete ON llm_calls")  # re-created just above
 
 

@@ -26,7 +26,7 @@ def upgrade() -> None:
     connection = op.get_bind()
     connection.execute(text("SELECT set_config('hq.reporter_connection_limit', :limit, true)"),
                        {"limit": str(get_settings().reporter_connection_limit)})
-    run_sql_file(connection, "reporter_lockdown.sql")
+    run_sql_file(connection, "frozen/reporter_lockdown_0006.sql")
 
 
 def downgrade() -> None:

@@ -10,11 +10,10 @@ grants — so any database at 0004..0007 leaves with head's definitions. On a
 database this code built, it changes nothing.
 
 Tables, columns and constraints are not re-applied here (schema.sql and
-ledger.sql are not idempotent); they have not changed since release.
+frozen/ledger_0005.sql are not idempotent); they have not changed since release.
 
-It reads the living db/sql files, as the newest migration may. Once released it
-is frozen like the others: copy what it applies to db/sql/frozen/<file>_0008.sql,
-and put later changes in a new migration.
+Released with 0005-0007, so frozen like them: it applies db/sql/frozen/ copies
+of the definitions as they were at release; later changes are new migrations.
 
 Revision ID: 0008
 Revises: 0007
@@ -32,14 +31,14 @@ depends_on = None
 
 def upgrade() -> None:
     connection = op.get_bind()
-    run_sql_file(connection, "state_machine.sql")  # hq_act_as() and the rest of the state machine
-    run_sql_file(connection, "budget.sql")
-    run_sql_file(connection, "rollups.sql")
+    run_sql_file(connection, "frozen/state_machine_0001.sql")  # hq_act_as() and the rest of the state machine
+    run_sql_file(connection, "frozen/budget_0005.sql")
+    run_sql_file(connection, "frozen/rollups_0005.sql")
     # rollups.sql creates the DELETE trigger for databases before 0005; cost rows are append-only since.
     run_sql(connection, "DROP TRIGGER IF EXISTS llm_calls_rollup_delete ON llm_calls")
-    run_sql_file(connection, "drop_report_views.sql")
-    run_sql_file(connection, "views.sql")
-    run_sql_file(connection, "reporter.sql")  # re-grant the re-created views
+    run_sql_file(connection, "frozen/drop_report_views_0002.sql")
+    run_sql_file(connection, "frozen/views_0008.sql")
+    run_sql_file(connection, "frozen/reporter_0008.sql")  # re-grant the re-created views
 
 
 def downgrade() -> None:

@@ -1,3 +1,5 @@
+-- Frozen: db/sql/ledger.sql exactly as migration 0005 applied it at release (31e726c); later changes are new migrations.
+
 -- The ledger's shape since migration 0005: abandoned charges keyed by their
 -- reservation, late settlements as correction rows, and history that cannot be
 -- rewritten.
