@@ -108,7 +108,7 @@ def run_git(work_tree: Path, *args: str, author: str = "hq", email: str = "hq@he
     root = work_tree.resolve()
     for nested in nested_repositories(root):
         raise GitError(f"refusing to run git: {nested.relative_to(root).as_posix()!r} is a nested repository")
-    argv = ["git"]
+    argv = ["git"]  # then every HARDENED_CONFIG override (core.fsmonitor=false, ...) and safe.directory
     for setting in (*HARDENED_CONFIG, f"safe.directory={root}"):
         argv += ["-c", setting]
     env = environment(author, email) | {"GIT_DIR": str(root / ".git"), "GIT_WORK_TREE": str(root),
