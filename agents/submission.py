@@ -193,20 +193,17 @@ def descends_from(workspace: Workspace, commit_sha: str | None) -> bool:
     return True
 
 
-def restore_workspace(session: Session, issue_id: int, workspace: Workspace, *, keep: frozenset[str] = frozenset(),
-                      ) -> list[str]:
+def restore_workspace(session: Session, issue_id: int, workspace: Workspace) -> list[str]:
     """Bring back the latest snapshot's files into a workspace that was not where they were recorded.
 
-    Paths in ``keep`` (what the current run wrote) are left as they are. Returns the paths written; a file
-    that cannot be written here (a directory in its way) is logged and left out, so it is not recorded either.
+    Returns the paths written; a file that cannot be written here (a directory in its way) is logged and
+    left out, so it is not recorded either.
     """
     latest = latest_snapshot(session, issue_id)
     if latest is None or descends_from(workspace, latest.commit_sha):
         return []
     restored = []
     for stored in latest.files:
-        if stored.path in keep:
-            continue
         if stored.content is None or hashlib.sha256(stored.content.encode("utf-8")).hexdigest() != stored.sha256:
             log.warning("submission.restore_skipped", issue_id=issue_id, path=stored.path,
                         reason="no stored content" if stored.content is None else "checksum mismatch")
@@ -233,18 +230,14 @@ def _sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def record_snapshot(session: Session, *, issue_id: int, run_id: uuid.UUID, agent_id: int, agent_slug: str,
-                    workflow: str, workspace: Workspace, written: list[str]) -> list[LocalFile]:
-    """Record the workspace as this run leaves it (after restoring what another host did): one row per file.
+def record_snapshot(session: Session, *, issue_id: int, run_id: uuid.UUID, agent_id: int,
+                    workspace: Workspace) -> list[LocalFile]:
+    """Record the workspace as this run leaves it: one row per file.
 
-    The caller must hold the issue's lease (and lock its row), so no run that lost the issue records anything.
+    The run restored what another host did before it started (``restore_workspace``, in execute), so the
+    workspace holds the whole submission. The caller must hold the issue's lease (and lock its row), so no
+    run that lost the issue records anything.
     """
-    restored = restore_workspace(session, issue_id, workspace, keep=frozenset(written))
-    if restored:
-        try:
-            workspace.commit(agent=agent_slug, run_id=run_id, issue_id=issue_id, workflow=workflow)
-        except WorkspaceError as error:  # the files are in place; the next commit here picks them up
-            log.warning("submission.restore_uncommitted", issue_id=issue_id, error=error.message)
     files = workspace_files(workspace)
     commit_sha = head_commit(workspace)
     if not files:

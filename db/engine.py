@@ -24,28 +24,26 @@ from db.urls import libpq_url, sqlalchemy_url
 if TYPE_CHECKING:  # the ORM costs ~80 ms to load; the CLI's hot commands use Core connections only
     from sqlalchemy.orm import Session
 
-SESSION_SETTINGS = ("search_path", "statement_timeout", "idle_in_transaction_session_timeout")  # session_settings()
-
 _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
 
 
 @functools.lru_cache(maxsize=8)
-def _context_statement(schema: str) -> TextClause:
-    """Who is acting, and (for a transaction pooler's sake) the session settings, in one round trip.
+def _context_statement(schema: str, names: tuple[str, ...]) -> TextClause:
+    """Who is acting, and (for a transaction pooler's sake) the session settings ``names``, in one round trip.
 
     ``hq_act_as`` is named with its schema: search_path is one of the settings being set.
     """
-    settings = ", ".join(f"set_config('{name}', :{name}, true)" for name in SESSION_SETTINGS)
+    settings = ", ".join(f"set_config('{name}', :{name}, true)" for name in names)
     return text(f'SELECT "{schema}".hq_act_as(:actor, :workflow, :run_id), {settings}')
 
 
 def _set_context(conn: Connection | Session, actor: str, workflow: str | None,
                  run_id: uuid.UUID | str | None) -> None:
     settings = get_settings()
-    conn.execute(_context_statement(settings.db_schema), {
-        "actor": actor, "workflow": workflow or "", "run_id": str(run_id) if run_id else "",
-        **session_settings(settings)})
+    limits = session_settings(settings)
+    conn.execute(_context_statement(settings.db_schema, tuple(limits)), {
+        "actor": actor, "workflow": workflow or "", "run_id": str(run_id) if run_id else "", **limits})
 
 
 def database_url(settings: Settings) -> str:

@@ -38,8 +38,6 @@ GUARD_SECONDS = 1.0
 log = get_logger(__name__)
 
 
-
-
 def load_company(settings: Settings) -> Roster:
     """Validate the roster, playbooks and models file (refusing to start if any is invalid); sync the roster."""
     from agents.llm.config import resolve_models

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func, update
-from tenacity import Retrying, retry_if_exception, stop_after_delay, stop_when_event_set, wait_exponential
 from sqlalchemy.engine import Engine
+from tenacity import Retrying, retry_if_exception, stop_after_delay, stop_when_event_set, wait_exponential
 
 from agents.playbooks import PlaybookSet
 from agents.roster import Roster

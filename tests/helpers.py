@@ -69,18 +69,21 @@ def rollups(raw: psycopg.Connection) -> dict[str, list[tuple]]:
 
 def execute_run(issue: int, agent_id: int, agent_slug: str, workspace: Workspace, writes: dict[str, str],
                 *, submit: bool = True) -> uuid.UUID:
-    """One execute run as the workflow does it: write files, commit, record the snapshot, move to in_review."""
-    from agents.submission import record_snapshot
+    """One execute run as the workflow does it: restore what another host did, write files, commit,
+    record the snapshot, move to in_review."""
+    from agents.submission import record_snapshot, restore_workspace
     from db.engine import transaction
     from db.issues import transition
 
     run_id = uuid.uuid4()
+    workspace.ensure()
+    with transaction(f"agent:{agent_slug}", workflow="execute", run_id=run_id) as session:
+        restore_workspace(session, issue, workspace)
     for path, content in writes.items():
         workspace.write(path, content)
-    workspace.ensure().commit(agent=agent_slug, run_id=run_id, issue_id=issue, workflow="execute")
+    workspace.commit(agent=agent_slug, run_id=run_id, issue_id=issue, workflow="execute")
     with transaction(f"agent:{agent_slug}", workflow="execute", run_id=run_id) as session:
-        record_snapshot(session, issue_id=issue, run_id=run_id, agent_id=agent_id, agent_slug=agent_slug,
-                        workflow="execute", workspace=workspace, written=sorted(writes))
+        record_snapshot(session, issue_id=issue, run_id=run_id, agent_id=agent_id, workspace=workspace)
         if submit:
             assert transition(session, issue, "in_progress", "in_review") is not None
     return run_id

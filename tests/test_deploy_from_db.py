@@ -233,11 +233,11 @@ def test_a_run_that_lost_its_lease_records_nothing(agent: SimpleNamespace, raw: 
     zombie = SimpleNamespace(id=issue, run_id=uuid.uuid4())
     ctx = SimpleNamespace(agent=agent)
     with transaction("agent:technical-writer", workflow="execute", run_id=zombie.run_id) as session:
-        _record_artifacts(ctx, session, zombie, workspace, ["guide.md"], None)  # type: ignore[arg-type]
+        _record_artifacts(ctx, session, zombie, workspace)  # type: ignore[arg-type]
     assert raw.execute("SELECT count(*) FROM artifacts WHERE issue_id = %s", (issue,)).fetchone() == (0,)
     raw.execute("UPDATE issues SET lease_owner = %s WHERE id = %s", (zombie.run_id, issue))
     with transaction("agent:technical-writer", workflow="execute", run_id=zombie.run_id) as session:
-        _record_artifacts(ctx, session, zombie, workspace, ["guide.md"], None)  # type: ignore[arg-type]
+        _record_artifacts(ctx, session, zombie, workspace)  # type: ignore[arg-type]
         assert [f.path for f in latest_snapshot(session, issue).files] == ["guide.md"]  # type: ignore[union-attr]
 
 

@@ -97,7 +97,7 @@ def _conclude(ctx: WorkflowContext, held: Claim, result: LoopResult, tools: Tool
         result.text.removeprefix("BLOCKED:").strip() if result.text.startswith("BLOCKED:") else None)
     workspace = Workspace(tools.workspace_root())
     try:
-        commit = workspace.commit(agent=ctx.agent.slug, run_id=held.run_id, issue_id=held.id, workflow=NAME)
+        workspace.commit(agent=ctx.agent.slug, run_id=held.run_id, issue_id=held.id, workflow=NAME)
     except WorkspaceError as error:  # the work cannot be kept: this attempt failed, and says why
         log.warning("execute.commit_failed", issue_id=held.id, error=error.message, agent=ctx.agent.slug,
                     run_id=str(held.run_id), workflow=NAME)
@@ -106,7 +106,7 @@ def _conclude(ctx: WorkflowContext, held: Claim, result: LoopResult, tools: Tool
     written = sorted({r.result["path"] for r in result.tool_results
                       if r.name == "write_file" and r.ok and r.result and "path" in r.result})
     with ctx.tx(held.run_id) as session:
-        _record_artifacts(ctx, session, held, workspace, written, commit)
+        _record_artifacts(ctx, session, held, workspace)
         if blocked_reason:
             moved = block_and_escalate(session, held.issue, reason="agent", actor=ctx.actor, note=blocked_reason,
                                        lease_owner=held.run_id, deadline_hours=ctx.settings.approval_deadline_hours)
@@ -141,14 +141,13 @@ def _reviewer(session: Session, ctx: WorkflowContext) -> int | None:
     return manager.id if manager else None
 
 
-def _record_artifacts(ctx: WorkflowContext, session: Session, held: Claim, workspace: Workspace, paths: list[str],
-                      commit: str | None) -> None:
+def _record_artifacts(ctx: WorkflowContext, session: Session, held: Claim, workspace: Workspace) -> None:
     """Record the workspace as this run leaves it: every file, content included (agents/submission.py).
 
     Only while this run still holds the issue (its row locked until the transaction ends): a run that lost its
     lease writes nothing. Deploy, on whichever host, ships the last submission from these rows alone.
-    The rows carry the workspace's HEAD rather than ``commit``: bringing back files from another host's
-    run may add a commit of its own.
+    The rows carry the workspace's HEAD as it is then: bringing back files from another host's run may
+    add a commit of its own.
     """
     owner = session.execute(select(Issue.lease_owner).where(Issue.id == held.id)
                             .with_for_update(key_share=True)).scalar_one_or_none()
@@ -156,8 +155,7 @@ def _record_artifacts(ctx: WorkflowContext, session: Session, held: Claim, works
         log.warning("execute.artifacts_not_recorded", issue_id=held.id, reason="lease lost", agent=ctx.agent.slug,
                     run_id=str(held.run_id), workflow=NAME)
         return
-    record_snapshot(session, issue_id=held.id, run_id=held.run_id, agent_id=ctx.agent.id, agent_slug=ctx.agent.slug,
-                    workflow=NAME, workspace=workspace, written=paths)
+    record_snapshot(session, issue_id=held.id, run_id=held.run_id, agent_id=ctx.agent.id, workspace=workspace)
 
 
 def _fail(ctx: WorkflowContext, held: Claim, why: str) -> None:
