@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PIP_FLAGS := --disable-pip-version-check --no-input --quiet
 
-.PHONY: demo test test-deps test-fault bench install clean
+.PHONY: demo check test test-deps test-fault bench install clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,12 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/hq demo
+
+# Lint, format and types: what CI runs before the tests.
+check: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 test: $(STAMP) test-deps
 	$(BIN)/pytest -q

@@ -97,8 +97,10 @@ def environment(author: str = "hq", email: str = "hq@heartbeat-hq.invalid") -> d
         "GIT_ATTR_NOSYSTEM": "1",
         "GIT_TERMINAL_PROMPT": "0",
         "GIT_PAGER": "cat",
-        "GIT_AUTHOR_NAME": author, "GIT_AUTHOR_EMAIL": email,
-        "GIT_COMMITTER_NAME": author, "GIT_COMMITTER_EMAIL": email,
+        "GIT_AUTHOR_NAME": author,
+        "GIT_AUTHOR_EMAIL": email,
+        "GIT_COMMITTER_NAME": author,
+        "GIT_COMMITTER_EMAIL": email,
         "LC_ALL": "C",
     }
 
@@ -111,11 +113,21 @@ def run_git(work_tree: Path, *args: str, author: str = "hq", email: str = "hq@he
     argv = ["git"]  # then every HARDENED_CONFIG override (core.fsmonitor=false, ...) and safe.directory
     for setting in (*HARDENED_CONFIG, f"safe.directory={root}"):
         argv += ["-c", setting]
-    env = environment(author, email) | {"GIT_DIR": str(root / ".git"), "GIT_WORK_TREE": str(root),
-                                         "GIT_CEILING_DIRECTORIES": str(root.parent)}
+    env = environment(author, email) | {
+        "GIT_DIR": str(root / ".git"),
+        "GIT_WORK_TREE": str(root),
+        "GIT_CEILING_DIRECTORIES": str(root.parent),
+    }
     try:
-        result = subprocess.run([*argv, *args], cwd=root, env=env, capture_output=True, text=True,
-                                timeout=GIT_TIMEOUT_SECONDS, stdin=subprocess.DEVNULL)
+        result = subprocess.run(
+            [*argv, *args],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=GIT_TIMEOUT_SECONDS,
+            stdin=subprocess.DEVNULL,
+        )
     except subprocess.TimeoutExpired:
         raise GitError(f"git {args[0]} timed out after {GIT_TIMEOUT_SECONDS}s") from None
     except OSError as error:

@@ -40,8 +40,9 @@ class Playbook(BaseModel):
 
     name: Annotated[str, Field(pattern=_ID)]
     description: Annotated[str, Field(min_length=1, max_length=1000)]
-    classification_keywords: Annotated[list[Annotated[str, Field(min_length=2, max_length=40)]],
-                                       Field(min_length=1, max_length=40)]
+    classification_keywords: Annotated[
+        list[Annotated[str, Field(min_length=2, max_length=40)]], Field(min_length=1, max_length=40)
+    ]
     modules: Annotated[list[Module], Field(min_length=2, max_length=12)]
     quality_checklist: Annotated[list[Annotated[str, Field(min_length=3, max_length=300)]], Field(min_length=1)]
 
@@ -81,7 +82,7 @@ def _cycle(modules: list[Module]) -> list[str] | None:
         stack.append(node)
         for dependency in edges.get(node, []):
             if state.get(dependency) == 1:
-                return stack[stack.index(dependency):]
+                return stack[stack.index(dependency) :]
             if dependency in edges and state.get(dependency) is None:
                 found = visit(dependency)
                 if found:
@@ -123,8 +124,7 @@ class PlaybookSet:
 
     def keyword_scores(self, text: str) -> dict[str, int]:
         words = set(re.findall(r"[a-z0-9][a-z0-9-]*", text.lower()))
-        return {name: len(words & {k.lower() for k in p.classification_keywords})
-                for name, p in self.playbooks.items()}
+        return {name: len(words & {k.lower() for k in p.classification_keywords}) for name, p in self.playbooks.items()}
 
 
 def load_playbooks(root: Path, roles: set[str] | None = None) -> PlaybookSet:

@@ -51,17 +51,24 @@ class CommandResult:
 
 
 def default_command(kind: str) -> list[str]:
-    return [sys.executable, "-m", "agents.default_project", kind, "--issue", "{issue_id}",
-            "--workspace", "{workspace}", "--published", "{published}"]
+    return [
+        sys.executable,
+        "-m",
+        "agents.default_project",
+        kind,
+        "--issue",
+        "{issue_id}",
+        "--workspace",
+        "{workspace}",
+        "--published",
+        "{published}",
+    ]
 
 
 def scrubbed_environment() -> dict[str, str]:
     """The parent's environment minus anything that names or holds a secret."""
     known = REDACTOR.known()
-    return {
-        name: value for name, value in os.environ.items()
-        if not _SECRET_NAME.search(name) and value not in known
-    }
+    return {name: value for name, value in os.environ.items() if not _SECRET_NAME.search(name) and value not in known}
 
 
 def deploy_submission(engine: Engine, settings: Settings, issue_id: int) -> tuple[CommandResult, CommandResult | None]:
@@ -96,12 +103,21 @@ def run_project_command(kind: str, issue_id: int, settings: Settings, *, workspa
     started = time.monotonic()
     try:
         completed = subprocess.run(
-            argv, cwd=workspace, env=scrubbed_environment(), capture_output=True, text=True,
-            timeout=settings.command_timeout_seconds, stdin=subprocess.DEVNULL,
+            argv,
+            cwd=workspace,
+            env=scrubbed_environment(),
+            capture_output=True,
+            text=True,
+            timeout=settings.command_timeout_seconds,
+            stdin=subprocess.DEVNULL,
         )
         code, output = completed.returncode, (completed.stdout + completed.stderr)
     except subprocess.TimeoutExpired as timeout:
-        partial = (timeout.stdout or b"").decode(errors="replace") if isinstance(timeout.stdout, bytes) else (timeout.stdout or "")
+        partial = (
+            (timeout.stdout or b"").decode(errors="replace")
+            if isinstance(timeout.stdout, bytes)
+            else (timeout.stdout or "")
+        )
         code, output = 124, partial + f"\n{kind} timed out after {settings.command_timeout_seconds}s"
     except OSError as error:
         code, output = 127, f"{kind} could not start: {error.strerror}"

@@ -159,6 +159,7 @@ class Roster:
 
     def walk(self) -> Iterator[tuple[int, Role]]:
         """Depth-first from the root, with depth: chain-of-command order."""
+
         def visit(slug: str, depth: int) -> Iterator[tuple[int, Role]]:
             yield depth, self.roles[slug]
             for report in self.reports_of(slug):
@@ -305,7 +306,7 @@ def _cycles(roles: dict[str, Role]) -> list[list[str]]:
             path.append(current)
             current = roles[current].spec.reports_to
         if current is not None and current in path and current not in seen_in_cycle:
-            cycle = path[path.index(current):]
+            cycle = path[path.index(current) :]
             seen_in_cycle.update(cycle)
             found.append(cycle)
     return found

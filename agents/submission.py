@@ -20,6 +20,7 @@ directory, validating every path again as hostile and never following a link.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -76,46 +77,59 @@ class SubmissionError(Exception):
 
 # --- reading ---------------------------------------------------------------------------------------------------
 
+
 def latest_snapshot(session: Session, issue_id: int) -> Snapshot | None:
     """The files the newest recording run found in the issue's workspace, or None if none was recorded."""
     newest = session.execute(
         select(Artifact.run_id, Artifact.commit_sha)
         .where(Artifact.issue_id == issue_id, Artifact.run_id.is_not(None), Artifact.commit_sha.is_not(None))
-        .order_by(Artifact.created_at.desc(), Artifact.id.desc()).limit(1)).first()
+        .order_by(Artifact.created_at.desc(), Artifact.id.desc())
+        .limit(1)
+    ).first()
     if newest is None:
         return None
     run_id, commit_sha = newest
     rows = session.execute(
         select(Artifact.path, Artifact.sha256, Artifact.size_bytes, Artifact.content)
         .where(Artifact.issue_id == issue_id, Artifact.run_id == run_id, Artifact.commit_sha.is_not(None))
-        .order_by(Artifact.path, Artifact.id)).all()
+        .order_by(Artifact.path, Artifact.id)
+    ).all()
     return Snapshot(run_id, commit_sha, tuple(StoredFile(*row) for row in rows))
 
 
 def last_submission_run(session: Session, issue_id: int) -> uuid.UUID | None:
     """The run whose work the issue's newest move to `in_review` submitted (None: never submitted)."""
-    return session.scalar(select(IssueEvent.run_id)
-                          .where(IssueEvent.issue_id == issue_id, IssueEvent.to_status == "in_review")
-                          .order_by(IssueEvent.id.desc()).limit(1))
+    return session.scalar(
+        select(IssueEvent.run_id)
+        .where(IssueEvent.issue_id == issue_id, IssueEvent.to_status == "in_review")
+        .order_by(IssueEvent.id.desc())
+        .limit(1)
+    )
 
 
 def submitted_snapshot(session: Session, issue_id: int) -> Snapshot:
     """What the issue's last submission contained; SubmissionError when the database cannot say."""
     run_id = last_submission_run(session, issue_id)
     if run_id is None:
-        raise SubmissionError(f"issue #{issue_id} has no submission on record (no execute run moved it to "
-                              "in_review); nothing to publish")
+        raise SubmissionError(
+            f"issue #{issue_id} has no submission on record (no execute run moved it to in_review); nothing to publish"
+        )
     latest = latest_snapshot(session, issue_id)
     if latest is None:
-        raise SubmissionError(f"issue #{issue_id}: its last submission (run {run_id}) recorded no files in the "
-                              "database; nothing to publish")
+        raise SubmissionError(
+            f"issue #{issue_id}: its last submission (run {run_id}) recorded no files in the "
+            "database; nothing to publish"
+        )
     if latest.run_id != run_id:
-        raise SubmissionError(f"issue #{issue_id}: the files on record (run {latest.run_id}) are not those of its "
-                              f"last submission (run {run_id}); refusing to publish a set nobody reviewed")
+        raise SubmissionError(
+            f"issue #{issue_id}: the files on record (run {latest.run_id}) are not those of its "
+            f"last submission (run {run_id}); refusing to publish a set nobody reviewed"
+        )
     return latest
 
 
 # --- recording (execute) -------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class LocalFile:
@@ -144,8 +158,11 @@ def workspace_files(workspace: Workspace) -> list[LocalFile]:
                     continue
                 found.append(_read_local(path, relative))
             except (WorkspaceError, OSError) as error:
-                log.warning("submission.file_skipped", path=relative.encode("utf-8", "replace").decode(),
-                            error=getattr(error, "message", None) or str(error))
+                log.warning(
+                    "submission.file_skipped",
+                    path=relative.encode("utf-8", "replace").decode(),
+                    error=getattr(error, "message", None) or str(error),
+                )
     return found
 
 
@@ -205,8 +222,12 @@ def restore_workspace(session: Session, issue_id: int, workspace: Workspace) -> 
     restored = []
     for stored in latest.files:
         if stored.content is None or hashlib.sha256(stored.content.encode("utf-8")).hexdigest() != stored.sha256:
-            log.warning("submission.restore_skipped", issue_id=issue_id, path=stored.path,
-                        reason="no stored content" if stored.content is None else "checksum mismatch")
+            log.warning(
+                "submission.restore_skipped",
+                issue_id=issue_id,
+                path=stored.path,
+                reason="no stored content" if stored.content is None else "checksum mismatch",
+            )
             continue
         try:
             current = workspace.resolve(stored.path)
@@ -214,8 +235,12 @@ def restore_workspace(session: Session, issue_id: int, workspace: Workspace) -> 
                 continue
             workspace.write(stored.path, stored.content)
         except (WorkspaceError, OSError) as error:
-            log.warning("submission.restore_skipped", issue_id=issue_id, path=stored.path,
-                        reason=getattr(error, "message", None) or str(error))
+            log.warning(
+                "submission.restore_skipped",
+                issue_id=issue_id,
+                path=stored.path,
+                reason=getattr(error, "message", None) or str(error),
+            )
             continue
         restored.append(stored.path)
     return restored
@@ -230,8 +255,9 @@ def _sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def record_snapshot(session: Session, *, issue_id: int, run_id: uuid.UUID, agent_id: int,
-                    workspace: Workspace) -> list[LocalFile]:
+def record_snapshot(
+    session: Session, *, issue_id: int, run_id: uuid.UUID, agent_id: int, workspace: Workspace
+) -> list[LocalFile]:
     """Record the workspace as this run leaves it: one row per file.
 
     The run restored what another host did before it started (``restore_workspace``, in execute), so the
@@ -246,22 +272,40 @@ def record_snapshot(session: Session, *, issue_id: int, run_id: uuid.UUID, agent
         log.warning("submission.not_recorded", issue_id=issue_id, reason="the workspace has no commit")
         return []
     for unstorable in (f for f in files if f.problem):
-        log.warning("submission.content_not_stored", issue_id=issue_id, path=unstorable.path,
-                    reason=unstorable.problem)
-    rows = [{"issue_id": issue_id, "path": f.path, "sha256": f.sha256, "size_bytes": f.size_bytes,
-             "content": f.content, "agent_id": agent_id, "run_id": run_id, "commit_sha": commit_sha} for f in files]
+        log.warning("submission.content_not_stored", issue_id=issue_id, path=unstorable.path, reason=unstorable.problem)
+    rows = [
+        {
+            "issue_id": issue_id,
+            "path": f.path,
+            "sha256": f.sha256,
+            "size_bytes": f.size_bytes,
+            "content": f.content,
+            "agent_id": agent_id,
+            "run_id": run_id,
+            "commit_sha": commit_sha,
+        }
+        for f in files
+    ]
     statement = insert(Artifact)
-    session.execute(statement.on_conflict_do_update(
-        index_elements=[Artifact.issue_id, Artifact.path, Artifact.sha256],
-        set_={"run_id": statement.excluded.run_id, "agent_id": statement.excluded.agent_id,
-              "commit_sha": statement.excluded.commit_sha, "created_at": func.now(),
-              # Same sha256, same text: keep what is stored (no rewrite of a large value), fill in what is not.
-              "content": func.coalesce(Artifact.content, statement.excluded.content)},
-    ), rows)
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[Artifact.issue_id, Artifact.path, Artifact.sha256],
+            set_={
+                "run_id": statement.excluded.run_id,
+                "agent_id": statement.excluded.agent_id,
+                "commit_sha": statement.excluded.commit_sha,
+                "created_at": func.now(),
+                # Same sha256, same text: keep what is stored (no rewrite of a large value), fill in what is not.
+                "content": func.coalesce(Artifact.content, statement.excluded.content),
+            },
+        ),
+        rows,
+    )
     return files
 
 
 # --- staging (deploy) --------------------------------------------------------------------------------------------
+
 
 def stage(snapshot: Snapshot, target: Path, issue_id: int) -> int:
     """Write the snapshot's files under ``target`` (an empty directory); SubmissionError names every bad file.
@@ -280,8 +324,10 @@ def stage(snapshot: Snapshot, target: Path, issue_id: int) -> int:
             problems.append(f"{stored.path!r}: {error.message}")
             continue
         if stored.content is None:
-            problems.append(f"{stored.path}: the database holds no content for it ({stored.size_bytes} bytes); "
-                            "it must be submitted again")
+            problems.append(
+                f"{stored.path}: the database holds no content for it ({stored.size_bytes} bytes); "
+                "it must be submitted again"
+            )
             continue
         data = stored.content.encode("utf-8")
         if len(data) != stored.size_bytes or hashlib.sha256(data).hexdigest() != stored.sha256:
@@ -301,8 +347,10 @@ def stage(snapshot: Snapshot, target: Path, issue_id: int) -> int:
     if problems:
         shown = "\n".join(f"  - {p}" for p in problems[:MAX_PROBLEMS_SHOWN])
         more = f"\n  … and {len(problems) - MAX_PROBLEMS_SHOWN} more" if len(problems) > MAX_PROBLEMS_SHOWN else ""
-        raise SubmissionError(f"issue #{issue_id}: {len(problems)} of {len(snapshot.files)} submitted file(s) "
-                              f"cannot be published from the database:\n{shown}{more}")
+        raise SubmissionError(
+            f"issue #{issue_id}: {len(problems)} of {len(snapshot.files)} submitted file(s) "
+            f"cannot be published from the database:\n{shown}{more}"
+        )
     return len(planned)
 
 
@@ -310,10 +358,8 @@ def _write_below(top: int, parts: tuple[str, ...], data: bytes) -> None:
     directory = os.dup(top)
     try:
         for part in parts[:-1]:
-            try:
+            with contextlib.suppress(FileExistsError):  # made for an earlier file; opened below, no link followed
                 os.mkdir(part, 0o755, dir_fd=directory)
-            except FileExistsError:
-                pass  # made for an earlier file; opened below without following a link
             child = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=directory)
             os.close(directory)
             directory = child
@@ -329,8 +375,9 @@ def staging_parent(data_path: Path) -> Path:
 
 
 @contextmanager
-def staged_submission(engine: Engine, data_path: Path, issue_id: int, *,
-                      leftover_seconds: float = 3600) -> Iterator[Path]:
+def staged_submission(
+    engine: Engine, data_path: Path, issue_id: int, *, leftover_seconds: float = 3600
+) -> Iterator[Path]:
     """A fresh directory under the data dir holding the issue's last submission, removed afterwards.
 
     SubmissionError (before anything runs) when the database cannot supply every file of it. The rows are

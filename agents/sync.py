@@ -72,7 +72,9 @@ def sync_roster(session: Session, roster: Roster) -> SyncReport:
         manager = role.spec.reports_to
         reviewer = roster.reviewer_of(slug)
         session.execute(
-            update(Agent).where(Agent.slug == slug).values(
+            update(Agent)
+            .where(Agent.slug == slug)
+            .values(
                 manager_id=ids[manager] if manager else None,
                 reviewer_id=ids[reviewer] if reviewer else None,
             )

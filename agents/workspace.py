@@ -68,8 +68,10 @@ class Workspace:
         self._git("add", "-A", author=agent, email=email)
         if not self._git("status", "--porcelain", author=agent, email=email).strip():
             return None
-        message = (f"{workflow}: {agent} on issue #{issue_id}\n\n"
-                   f"Issue: {issue_id}\nAgent: {agent}\nWorkflow: {workflow}\nRun-Id: {run_id}\n")
+        message = (
+            f"{workflow}: {agent} on issue #{issue_id}\n\n"
+            f"Issue: {issue_id}\nAgent: {agent}\nWorkflow: {workflow}\nRun-Id: {run_id}\n"
+        )
         self._git("commit", "-q", "--no-gpg-sign", "-m", message, author=agent, email=email)
         return self._git("rev-parse", "HEAD").strip()
 
@@ -96,8 +98,10 @@ class Workspace:
         if relative.replace("\\", "/").rstrip().split("/")[-1] in ("", "."):
             raise WorkspaceError(f"{relative!r} names a directory; give a file path such as 'notes/plan.md'")
         if any(is_git_name(part) for part in pure.parts):
-            raise WorkspaceError(f"{relative!r} is refused: git's own files (.git, .gitmodules, .gitattributes, "
-                                 ".gitignore) are not part of the workspace")
+            raise WorkspaceError(
+                f"{relative!r} is refused: git's own files (.git, .gitmodules, .gitattributes, "
+                ".gitignore) are not part of the workspace"
+            )
         root = self.root.resolve()
         candidate = root.joinpath(*pure.parts)
         real = candidate.resolve()

@@ -22,8 +22,9 @@ def run(name: str) -> tuple[str, float]:
     print(f"== bench.{name}", flush=True)
     started = time.monotonic()
     with tempfile.TemporaryFile("w+") as logs:
-        process = subprocess.Popen([sys.executable, "-m", f"bench.{name}"], stdout=subprocess.PIPE, stderr=logs,
-                                   text=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", f"bench.{name}"], stdout=subprocess.PIPE, stderr=logs, text=True
+        )
         assert process.stdout is not None
         lines = []
         for line in process.stdout:

@@ -29,16 +29,25 @@ def seed(libpq: str, approvals: int) -> list[int]:
 
     with psycopg.connect(libpq, autocommit=True) as conn:
         conn.execute("INSERT INTO agents (slug, title, workflows) VALUES ('bench', 'Bench', '{execute}')")
-        conn.execute("INSERT INTO issues (title, status, created_by, assignee_id) "
-                      "SELECT 'Background issue ' || g, 'todo', 'bench', 1 FROM generate_series(1, 300) g")
-        ids = [row[0] for row in conn.execute(
+        conn.execute(
             "INSERT INTO issues (title, status, created_by, assignee_id) "
-            "SELECT 'Ship feature ' || g, 'todo', 'bench', 1 FROM generate_series(1, %s) g RETURNING id",
-            (approvals,))]
+            "SELECT 'Background issue ' || g, 'todo', 'bench', 1 FROM generate_series(1, 300) g"
+        )
+        ids = [
+            row[0]
+            for row in conn.execute(
+                "INSERT INTO issues (title, status, created_by, assignee_id) "
+                "SELECT 'Ship feature ' || g, 'todo', 'bench', 1 FROM generate_series(1, %s) g RETURNING id",
+                (approvals,),
+            )
+        ]
         for status in ("in_progress", "in_review", "pending_approval"):  # the legal path, through the state machine
             conn.execute("UPDATE issues SET status = %s WHERE id = ANY(%s)", (status, ids))
-        conn.execute("INSERT INTO approvals (issue_id, kind, requested_by, deadline) "
-                     "SELECT unnest(%s::bigint[]), 'work', 'agent:bench', now() + interval '1 day'", (ids,))
+        conn.execute(
+            "INSERT INTO approvals (issue_id, kind, requested_by, deadline) "
+            "SELECT unnest(%s::bigint[]), 'work', 'agent:bench', now() + interval '1 day'",
+            (ids,),
+        )
     return ids
 
 

@@ -18,9 +18,14 @@ from bench.common import fresh_database, median, quiet_logging, verdict
 
 MODEL = "openai/gpt-4.1-mini"
 KEY = "sk-bench-not-a-real-key-0000000000000000"
-MESSAGES = [{"role": "system", "content": "You are a careful engineer."},
-            {"role": "user", "content": "Summarise the change in one sentence: the claim query now uses a "
-                                        "materialized CTE with SKIP LOCKED."}]
+MESSAGES = [
+    {"role": "system", "content": "You are a careful engineer."},
+    {
+        "role": "user",
+        "content": "Summarise the change in one sentence: the claim query now uses a "
+        "materialized CTE with SKIP LOCKED.",
+    },
+]
 
 
 def main(calls: int = 300, rounds: int = 5) -> float:
@@ -38,18 +43,31 @@ def main(calls: int = 300, rounds: int = 5) -> float:
         settings = load_settings()
         engine = get_engine(settings)
         with engine.begin() as conn:
-            agent = conn.execute(text("INSERT INTO agents (slug, title, workflows) VALUES ('bench', 'Bench', "
-                                      "'{execute}') RETURNING id")).scalar()
-            issue = conn.execute(text("INSERT INTO issues (title, status, created_by, budget_usd) "
-                                      "VALUES ('bench', 'todo', 'bench', 100000) RETURNING id")).scalar()
+            agent = conn.execute(
+                text("INSERT INTO agents (slug, title, workflows) VALUES ('bench', 'Bench', '{execute}') RETURNING id")
+            ).scalar()
+            issue = conn.execute(
+                text(
+                    "INSERT INTO issues (title, status, created_by, budget_usd) "
+                    "VALUES ('bench', 'todo', 'bench', 100000) RETURNING id"
+                )
+            ).scalar()
         price = Decimal("0.000001")
-        deployments = {tier: [Deployment(f"{tier}-1", tier, 1, MODEL, KEY, None, price, price, "bench", "ok")]
-                       for tier in ("reasoning", "execution", "utility")}
+        deployments = {
+            tier: [Deployment(f"{tier}-1", tier, 1, MODEL, KEY, None, price, price, "bench", "ok")]
+            for tier in ("reasoning", "execution", "utility")
+        }
         router = ModelRouter(settings, ModelMap(deployments, RouterSpec(), {t: 256 for t in deployments}, None))
 
         def through_router(n: int) -> float:
-            context = CallContext(run_id=uuid.uuid4(), workflow="bench", agent_id=agent, agent_slug="bench",
-                                  agent_monthly_limit=Decimal(100000), issue_id=issue)
+            context = CallContext(
+                run_id=uuid.uuid4(),
+                workflow="bench",
+                agent_id=agent,
+                agent_slug="bench",
+                agent_monthly_limit=Decimal(100000),
+                issue_id=issue,
+            )
             started = time.perf_counter()
             for _ in range(n):
                 router.complete(context, "execution", MESSAGES, max_tokens=256)
@@ -69,8 +87,27 @@ def main(calls: int = 300, rounds: int = 5) -> float:
                 started = time.perf_counter()
                 reservation = reserve(engine, payer, Decimal("0.001"), run_id, 900)
                 middle = time.perf_counter()
-                record(engine, CallRow(run_id, seq, issue, agent, "bench", "execution", "openai", MODEL, "execution-1",
-                                       "ok", 40, 1, Decimal("0.00004"), Decimal("0.001"), 1), reservation)
+                record(
+                    engine,
+                    CallRow(
+                        run_id,
+                        seq,
+                        issue,
+                        agent,
+                        "bench",
+                        "execution",
+                        "openai",
+                        MODEL,
+                        "execution-1",
+                        "ok",
+                        40,
+                        1,
+                        Decimal("0.00004"),
+                        Decimal("0.001"),
+                        1,
+                    ),
+                    reservation,
+                )
                 reserving, settling = reserving + middle - started, settling + time.perf_counter() - middle
             return reserving / n, settling / n
 
@@ -88,8 +125,10 @@ def main(calls: int = 300, rounds: int = 5) -> float:
     reserving, settling = (median([p[i] for p in parts]) * 1000 for i in (0, 1))
     print(f"bare litellm.completion(mock_response): {b:.2f} ms/call")
     print(f"through the router (reserve, call, settle, cost row): {r:.2f} ms/call")
-    print(f"  the accounting alone, without LiteLLM running: reserve {reserving:.2f} ms (durable commit), "
-          f"settle + cost row + report summaries {settling:.2f} ms")
+    print(
+        f"  the accounting alone, without LiteLLM running: reserve {reserving:.2f} ms (durable commit), "
+        f"settle + cost row + report summaries {settling:.2f} ms"
+    )
     print(f"cost rows written: {rows[0]} (unique: {rows[1]}); issue spent {spent[0]}, still reserved {spent[1]}")
     ratio = r / b
     print(verdict("router overhead", ratio, "<= 1.5x", ratio <= 1.5))

@@ -36,16 +36,24 @@ def generate(conn, issues: int, agents: int) -> dict[str, float]:  # type: ignor
     conn.execute("SET session_replication_role = replica")
     conn.execute("SET synchronous_commit = off")
     conn.execute("SET maintenance_work_mem = '512MB'")
-    step("agents", """
+    step(
+        "agents",
+        """
         INSERT INTO agents (slug, title, manager_id, tier, heartbeat_seconds, workflows, toolsets, skills, checklist,
                             monthly_budget_usd)
         SELECT 'agent-' || g, 'Agent ' || g, NULL, (ARRAY['reasoning','execution','utility'])[1 + g %% 3], 900,
                CASE WHEN g %% 10 = 0 THEN '{assign,review_gate,escalate,execute}'::text[] ELSE '{execute}'::text[] END,
                '{issues,workspace}', '[]', '[]', 50
-          FROM generate_series(0, %(agents)s - 1) g""", agents=agents)
-    conn.execute("UPDATE agents SET manager_id = CASE WHEN id > 1 THEN 1 + (id - 2) / 10 END, "
-                 "reviewer_id = CASE WHEN id > 1 THEN 1 + (id - 2) / 10 END")
-    step("issues", """
+          FROM generate_series(0, %(agents)s - 1) g""",
+        agents=agents,
+    )
+    conn.execute(
+        "UPDATE agents SET manager_id = CASE WHEN id > 1 THEN 1 + (id - 2) / 10 END, "
+        "reviewer_id = CASE WHEN id > 1 THEN 1 + (id - 2) / 10 END"
+    )
+    step(
+        "issues",
+        """
         INSERT INTO issues (title, body, status, priority, assignee_id, reviewer_id, escalated_to_id, parent_id,
                             playbook, module_key, budget_usd, spent_usd, attempts, review_rounds, blocked_reason,
                             lease_owner, lease_until, created_by, created_at, status_changed_at, done_at, unmet_deps)
@@ -69,34 +77,55 @@ def generate(conn, issues: int, agents: int) -> dict[str, float]:  # type: ignor
               WHEN r < 0.78 THEN 'backlog' WHEN r < 0.86 THEN 'todo' WHEN r < 0.89 THEN 'in_progress'
               WHEN r < 0.92 THEN 'in_review' WHEN r < 0.94 THEN 'pending_approval' WHEN r < 0.96 THEN 'approved'
               WHEN r < 0.97 THEN 'deploying' ELSE 'blocked' END AS status
-              FROM (SELECT random() AS r OFFSET 0 * g) x) s""", agents=agents, issues=issues)
-    step("issue_events", """
+              FROM (SELECT random() AS r OFFSET 0 * g) x) s""",
+        agents=agents,
+        issues=issues,
+    )
+    step(
+        "issue_events",
+        """
         INSERT INTO issue_events (issue_id, from_status, to_status, actor, workflow, created_at)
         SELECT i.id, (ARRAY[NULL,'backlog','todo','in_progress','in_review'])[e],
                (ARRAY['backlog','todo','in_progress','in_review','approved'])[e],
                'agent:agent-' || (i.id %% %(agents)s), 'execute', i.created_at + e * interval '10 minutes'
-          FROM issues i CROSS JOIN generate_series(1, 5) e""", agents=agents)
-    step("llm_calls", """
+          FROM issues i CROSS JOIN generate_series(1, 5) e""",
+        agents=agents,
+    )
+    step(
+        "llm_calls",
+        """
         INSERT INTO llm_calls (run_id, call_seq, issue_id, agent_id, workflow, tier, provider, model, deployment,
                                input_tokens, output_tokens, cost_usd, reserved_usd, latency_ms, outcome, created_at)
         SELECT gen_random_uuid(), 1, 1 + (g * 7) %% %(issues)s, 1 + (g * 13) %% %(agents)s, 'execute',
                (ARRAY['reasoning','execution','utility'])[1 + g %% 3], 'anthropic',
-               (ARRAY['anthropic/claude-opus-4-7','anthropic/claude-sonnet-4-6','anthropic/claude-haiku-4-5'])[1 + g %% 3],
+               (ARRAY['anthropic/claude-opus-4-7', 'anthropic/claude-sonnet-4-6',
+                      'anthropic/claude-haiku-4-5'])[1 + g %% 3],
                'execution-1', 1000 + g %% 3000, 200 + g %% 800, round((random() * 0.05)::numeric, 8), 0.05,
                50 + (g * 37) %% 5000,
                CASE WHEN g %% 50 = 0 THEN 'error' WHEN g %% 40 = 0 THEN 'fallback' ELSE 'ok' END,
                now() - (random() * interval '90 days')
-          FROM generate_series(1::bigint, 2 * %(issues)s) g""", agents=agents, issues=issues)
-    step("heartbeat_runs", """
+          FROM generate_series(1::bigint, 2 * %(issues)s) g""",
+        agents=agents,
+        issues=issues,
+    )
+    step(
+        "heartbeat_runs",
+        """
         INSERT INTO heartbeat_runs (run_id, agent_id, worker, started_at, finished_at, outcome, claims, issues_touched)
         SELECT gen_random_uuid(), 1 + g %% %(agents)s, 'host:1', now() - (g * interval '1 second'),
                now() - (g * interval '1 second') + interval '2 seconds',
                CASE WHEN g %% 100 = 0 THEN 'error' WHEN g %% 3 = 0 THEN 'ok' ELSE 'idle' END, g %% 2, '{}'
-          FROM generate_series(1, %(beats)s) g""", agents=agents, beats=issues // 2)
-    step("approvals", """
+          FROM generate_series(1, %(beats)s) g""",
+        agents=agents,
+        beats=issues // 2,
+    )
+    step(
+        "approvals",
+        """
         INSERT INTO approvals (issue_id, kind, requested_by, reason, deadline, created_at)
         SELECT id, 'work', 'agent:x', 'review passed', created_at + interval '1 day', created_at
-          FROM issues WHERE status = 'pending_approval'""")
+          FROM issues WHERE status = 'pending_approval'""",
+    )
     conn.execute("SET session_replication_role = origin")
     started = time.perf_counter()
     if conn.execute("SELECT to_regprocedure('hq_rebuild_rollups()')").fetchone()[0]:
@@ -129,8 +158,15 @@ def check_claims(conn) -> list[tuple[str, str, float]]:  # type: ignore[no-untyp
 
     results = []
     run_id = uuid.uuid4()
-    params = {"agent_id": 11, "run_id": run_id, "run_text": str(run_id), "ttl": 60, "actor": "bench",
-              "workflow": "bench", "limit": 200}
+    params = {
+        "agent_id": 11,
+        "run_id": run_id,
+        "run_text": str(run_id),
+        "ttl": 60,
+        "actor": "bench",
+        "workflow": "bench",
+        "limit": 200,
+    }
     for name, sql in sorted(_named_queries("claims").items()):
         if not (name.startswith(("claim_", "reclaim_")) or name == "expired_work") or name == "claim_agent":
             continue
@@ -147,31 +183,42 @@ def check_claims(conn) -> list[tuple[str, str, float]]:  # type: ignore[no-untyp
 def main(issues: int = 1_000_000, agents: int = 10_000) -> float:
     import psycopg
 
-    with fresh_database("hq_bench_scale") as db:
-        with psycopg.connect(db.libpq, autocommit=True) as conn:
-            timings = generate(conn, issues, agents)
-            counts = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-                      for t in ("issues", "agents", "issue_events", "llm_calls")}
-            print("generated:", ", ".join(f"{t} {n:,}" for t, n in counts.items()))
-            print("generation seconds:", json.dumps({k: round(v, 1) for k, v in timings.items()}))
-            claims = check_claims(conn)
-            for name, index, ms in claims:
-                print(f"  claim {name:24s} {index:36s} {ms:7.2f} ms")
-            reference = server_ms(conn, "SELECT count(*) FROM issues")
-            print(f"reference: SELECT count(*) FROM issues = {reference:.1f} ms")
-            views = [r[0] for r in conn.execute(
-                "SELECT viewname FROM pg_views WHERE schemaname = 'public' AND viewname LIKE 'report\\_%' ORDER BY 1")]
-            worst = 0.0
-            print(f"  {'view':28s} {'first 1000':>10s} {'ratio':>6s} {'every row':>10s}")
-            for view in views:
-                page = server_ms(conn, f'SELECT * FROM "{view}" LIMIT 1000')
-                whole = server_ms(conn, f'SELECT * FROM "{view}"', runs=1)
-                worst = max(worst, page / reference)
-                print(f"  {view:28s} {page:7.1f} ms {page / reference:5.2f}x {whole:7.1f} ms")
+    with fresh_database("hq_bench_scale") as db, psycopg.connect(db.libpq, autocommit=True) as conn:
+        timings = generate(conn, issues, agents)
+        counts = {
+            t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+            for t in ("issues", "agents", "issue_events", "llm_calls")
+        }
+        print("generated:", ", ".join(f"{t} {n:,}" for t, n in counts.items()))
+        print("generation seconds:", json.dumps({k: round(v, 1) for k, v in timings.items()}))
+        claims = check_claims(conn)
+        for name, index, ms in claims:
+            print(f"  claim {name:24s} {index:36s} {ms:7.2f} ms")
+        reference = server_ms(conn, "SELECT count(*) FROM issues")
+        print(f"reference: SELECT count(*) FROM issues = {reference:.1f} ms")
+        views = [
+            r[0]
+            for r in conn.execute(
+                "SELECT viewname FROM pg_views WHERE schemaname = 'public' AND viewname LIKE 'report\\_%' ORDER BY 1"
+            )
+        ]
+        worst = 0.0
+        print(f"  {'view':28s} {'first 1000':>10s} {'ratio':>6s} {'every row':>10s}")
+        for view in views:
+            page = server_ms(conn, f'SELECT * FROM "{view}" LIMIT 1000')
+            whole = server_ms(conn, f'SELECT * FROM "{view}"', runs=1)
+            worst = max(worst, page / reference)
+            print(f"  {view:28s} {page:7.1f} ms {page / reference:5.2f}x {whole:7.1f} ms")
     seq_claims = [name for name, index, _ in claims if index in ("SEQ SCAN", "-")]
     print(f"claims without their index: {seq_claims or 'none'}")
-    print(verdict("slowest report view vs count(*) at scale", worst, "<= 2.0x, every claim indexed",
-                  worst <= 2.0 and not seq_claims))
+    print(
+        verdict(
+            "slowest report view vs count(*) at scale",
+            worst,
+            "<= 2.0x, every claim indexed",
+            worst <= 2.0 and not seq_claims,
+        )
+    )
     return worst
 
 

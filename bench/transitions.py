@@ -40,7 +40,8 @@ UPDATE issues i SET status = 'in_progress', lease_owner = gen_random_uuid(),
   FROM candidate, actor WHERE i.id = candidate.id
 RETURNING i.* \gset
 BEGIN;
-SELECT set_config('hq.actor', 'bench:pgbench', true), set_config('hq.workflow', 'execute', true), set_config('hq.run_id', '', true);
+SELECT set_config('hq.actor', 'bench:pgbench', true), set_config('hq.workflow', 'execute', true),
+       set_config('hq.run_id', '', true);
 UPDATE issues SET status = 'in_review', lease_owner = NULL, lease_until = NULL
  WHERE id = :id AND status = 'in_progress' AND lease_owner = CAST(':lease_owner' AS uuid)
 RETURNING *;
@@ -53,13 +54,21 @@ def _seed(url: str, prefix: str, agents: int, issues: int) -> list[int]:
 
     engine = create_engine(url)
     with engine.begin() as conn:
-        ids = [conn.execute(text("INSERT INTO agents (slug, title, workflows) VALUES (:s, :s, '{execute}') RETURNING id"),
-                            {"s": f"{prefix}-{n}"}).scalar() for n in range(agents)]
-        conn.execute(text("""
+        ids = [
+            conn.execute(
+                text("INSERT INTO agents (slug, title, workflows) VALUES (:s, :s, '{execute}') RETURNING id"),
+                {"s": f"{prefix}-{n}"},
+            ).scalar()
+            for n in range(agents)
+        ]
+        conn.execute(
+            text("""
             INSERT INTO issues (title, status, created_by, assignee_id, priority)
             SELECT 'bench issue ' || g, 'todo', 'bench', (:ids)[1 + g % :agents], g % 10
               FROM generate_series(0, :n - 1) g
-        """), {"ids": ids, "agents": agents, "n": issues})
+        """),
+            {"ids": ids, "agents": agents, "n": issues},
+        )
     engine.dispose()
     return ids
 
@@ -83,14 +92,23 @@ def _worker(url: str, agent_id: int, start: multiprocessing.synchronize.Event, d
     engine = get_engine(settings)
     beat = uuid.uuid4()
     with engine.begin() as conn:
-        conn.execute(text("UPDATE agents SET lease_owner = :run, lease_until = now() + interval '1 hour' "
-                          "WHERE id = :id"), {"run": beat, "id": agent_id})
+        conn.execute(
+            text("UPDATE agents SET lease_owner = :run, lease_until = now() + interval '1 hour' WHERE id = :id"),
+            {"run": beat, "id": agent_id},
+        )
     from sqlalchemy.orm import Session
 
     with Session(engine) as session:
         agent = AgentRow.of(session.get(Agent, agent_id))  # type: ignore[arg-type]
-    ctx = WorkflowContext(agent=agent, roster=Roster({}, Path(".")), settings=settings, engine=engine,
-                          beat_run_id=beat, deadline=time.monotonic() + 3600, workflow="execute")
+    ctx = WorkflowContext(
+        agent=agent,
+        roster=Roster({}, Path(".")),
+        settings=settings,
+        engine=engine,
+        beat_run_id=beat,
+        deadline=time.monotonic() + 3600,
+        workflow="execute",
+    )
     start.wait()
     count = 0
     while True:
@@ -125,9 +143,25 @@ def run_pgbench(libpq: str, agent_ids: list[int], per_agent: int) -> float:
     with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as script:
         script.write(PGBENCH_SCRIPT)
     result = subprocess.run(
-        [str(bin_path("pgbench")), "-n", "-c", str(len(agent_ids)), "-j", str(len(agent_ids)), "-t", str(per_agent),
-         "-D", f"agent_base={agent_ids[0]}", "-f", script.name, libpq],
-        capture_output=True, text=True, timeout=600)
+        [
+            str(bin_path("pgbench")),
+            "-n",
+            "-c",
+            str(len(agent_ids)),
+            "-j",
+            str(len(agent_ids)),
+            "-t",
+            str(per_agent),
+            "-D",
+            f"agent_base={agent_ids[0]}",
+            "-f",
+            script.name,
+            libpq,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if result.returncode != 0:
         raise RuntimeError(f"pgbench failed: {result.stderr.strip()[-2000:]}")
     Path(script.name).unlink()
@@ -154,8 +188,9 @@ def main(issues: int = 4000, workers: int = 4) -> float:
     pgbench_rate = 2 * pgbench_tps
     print(f"issues per side: {per_agent * workers}, concurrency: {workers} (2 transitions per issue)")
     print(f"pgbench, raw SQL claim + guarded finish: {pgbench_rate:,.0f} transitions/s")
-    print(f"hq, workflows/lib/claims.py claim + finish: {hq_rate:,.0f} transitions/s "
-          f"({claimed} issues in {elapsed:.2f}s)")
+    print(
+        f"hq, workflows/lib/claims.py claim + finish: {hq_rate:,.0f} transitions/s ({claimed} issues in {elapsed:.2f}s)"
+    )
     print(f"double claims in issue_events: {double}; issues not finished: {left}")
     ratio = hq_rate / pgbench_rate
     print(verdict("state machine throughput", ratio, ">= 0.5x pgbench", ratio >= 0.5 and double == 0 and left == 0))

@@ -45,14 +45,21 @@ def seed(libpq: str, data_dir: Path, count: int) -> list[int]:
 
     with psycopg.connect(libpq, autocommit=True) as conn:
         writer = conn.execute("SELECT id FROM agents WHERE slug = 'content-writer'").fetchone()[0]
-        ids = [row[0] for row in conn.execute(
-            "INSERT INTO issues (title, status, created_by, assignee_id, needs_approval) "
-            "SELECT 'Publish post ' || g, 'todo', 'bench', %s, true FROM generate_series(1, %s) g RETURNING id",
-            (writer, count))]
+        ids = [
+            row[0]
+            for row in conn.execute(
+                "INSERT INTO issues (title, status, created_by, assignee_id, needs_approval) "
+                "SELECT 'Publish post ' || g, 'todo', 'bench', %s, true FROM generate_series(1, %s) g RETURNING id",
+                (writer, count),
+            )
+        ]
         for status in ("in_progress", "in_review", "pending_approval"):
             conn.execute("UPDATE issues SET status = %s WHERE id = ANY(%s)", (status, ids))
-        conn.execute("INSERT INTO approvals (issue_id, kind, requested_by, deadline) "
-                     "SELECT unnest(%s::bigint[]), 'work', 'agent:editor', now() + interval '1 day'", (ids,))
+        conn.execute(
+            "INSERT INTO approvals (issue_id, kind, requested_by, deadline) "
+            "SELECT unnest(%s::bigint[]), 'work', 'agent:editor', now() + interval '1 day'",
+            (ids,),
+        )
     for issue in ids:
         workspace = data_dir / "workspaces" / f"issue-{issue}"
         workspace.mkdir(parents=True)
@@ -64,13 +71,16 @@ def latency_ms(conn, issue: int, timeout: float = 30.0) -> float | None:  # type
     """Approval event to deploy claim event, in ms; None if the claim never came."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        row = conn.execute("""
+        row = conn.execute(
+            """
             SELECT extract(epoch FROM claim.created_at - approval.created_at) * 1000,
                    (SELECT status FROM issues WHERE id = %(id)s)
               FROM issue_events approval
               JOIN issue_events claim ON claim.issue_id = approval.issue_id
                                      AND claim.from_status = 'approved' AND claim.to_status = 'deploying'
-             WHERE approval.issue_id = %(id)s AND approval.to_status = 'approved'""", {"id": issue}).fetchone()
+             WHERE approval.issue_id = %(id)s AND approval.to_status = 'approved'""",
+            {"id": issue},
+        ).fetchone()
         if row is not None and row[1] in ("done", "todo", "blocked"):  # claimed, and the deploy is over
             return float(row[0])
         time.sleep(0.02)
@@ -81,8 +91,7 @@ def main(approvals: int = 50) -> float:
     import psycopg
 
     with fresh_database("hq_bench_wake") as db:
-        env = {**os.environ, "HQ_LOG_LEVEL": "warning",
-               "HQ_ROLES_DIR": str(hour_long_roster(db.root / "roles"))}
+        env = {**os.environ, "HQ_LOG_LEVEL": "warning", "HQ_ROLES_DIR": str(hour_long_roster(db.root / "roles"))}
         subprocess.run([str(HQ), "agents", "sync"], env=env, check=True, capture_output=True)
         ids = seed(db.libpq, Path(env["HQ_DATA_DIR"]), approvals)
         worker = subprocess.Popen([str(HQ), "run"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -103,8 +112,10 @@ def main(approvals: int = 50) -> float:
             worker.wait(timeout=60)
     p50, p95 = percentile(latencies, 0.5), percentile(latencies, 0.95)
     print(f"approvals: {approvals}, claimed by the deployer: {len(latencies)}, missed (> 30 s): {missed}")
-    print(f"approve -> deploy claim: p50 {p50:.0f} ms, p95 {p95:.0f} ms, max {max(latencies):.0f} ms "
-          f"(heartbeats: 3,600,000 ms)")
+    print(
+        f"approve -> deploy claim: p50 {p50:.0f} ms, p95 {p95:.0f} ms, max {max(latencies):.0f} ms "
+        f"(heartbeats: 3,600,000 ms)"
+    )
     ratio = p95 / PROMISE_MS
     print(verdict("wake latency p95 vs the one-second promise", ratio, "<= 1.0", ratio <= 1.0 and not missed))
     return ratio

@@ -45,9 +45,19 @@ def tree(ctx: typer.Context, as_json: JsonOption = False) -> None:
     with read_only() as session:
         rows = {a.slug: a for a in session.scalars(select(Agent))}
     if as_json:
-        print_json([{"slug": role.slug, "title": role.spec.title, "reports_to": role.spec.reports_to,
-                     "heartbeat": str(role.spec.heartbeat), "status": rows[role.slug].status, "depth": depth}
-                    for depth, role in roster.walk()])
+        print_json(
+            [
+                {
+                    "slug": role.slug,
+                    "title": role.spec.title,
+                    "reports_to": role.spec.reports_to,
+                    "heartbeat": str(role.spec.heartbeat),
+                    "status": rows[role.slug].status,
+                    "depth": depth,
+                }
+                for depth, role in roster.walk()
+            ]
+        )
         return
     nodes: dict[str, Tree] = {}
     root: Tree | None = None
@@ -62,8 +72,9 @@ def tree(ctx: typer.Context, as_json: JsonOption = False) -> None:
     assert root is not None
     console.print(root)
     removed = sorted(slug for slug, a in rows.items() if a.paused_reason == "removed")
-    console.print(f"{len(roster.roles)} agents" + (f"; removed from the roster (paused): {', '.join(removed)}"
-                                                   if removed else ""))
+    console.print(
+        f"{len(roster.roles)} agents" + (f"; removed from the roster (paused): {', '.join(removed)}" if removed else "")
+    )
 
 
 @agents_app.command("check")
@@ -102,14 +113,26 @@ def show(slug: Annotated[str, typer.Argument(metavar="SLUG")], as_json: JsonOpti
         agent = session.scalar(select(Agent).where(Agent.slug == slug))
         assert agent is not None
         beats = [
-            {"started_at": b.started_at, "outcome": b.outcome, "worker": b.worker, "claims": b.claims,
-             "issues": list(b.issues_touched), "seconds": (b.finished_at - b.started_at).total_seconds()
-             if b.finished_at else None}
-            for b in session.scalars(select(HeartbeatRun).where(HeartbeatRun.agent_id == agent.id)
-                                     .order_by(desc(HeartbeatRun.started_at)).limit(10))
+            {
+                "started_at": b.started_at,
+                "outcome": b.outcome,
+                "worker": b.worker,
+                "claims": b.claims,
+                "issues": list(b.issues_touched),
+                "seconds": (b.finished_at - b.started_at).total_seconds() if b.finished_at else None,
+            }
+            for b in session.scalars(
+                select(HeartbeatRun)
+                .where(HeartbeatRun.agent_id == agent.id)
+                .order_by(desc(HeartbeatRun.started_at))
+                .limit(10)
+            )
         ]
-        open_issues = session.scalar(select(func.count()).select_from(Issue).where(
-            Issue.assignee_id == agent.id, Issue.status.not_in(TERMINAL_STATUSES)))
+        open_issues = session.scalar(
+            select(func.count())
+            .select_from(Issue)
+            .where(Issue.assignee_id == agent.id, Issue.status.not_in(TERMINAL_STATUSES))
+        )
         spent = month_spend(session, agent.id)
     data: dict[str, Any] = {
         "front_matter": role.spec.model_dump(mode="json"),
@@ -141,8 +164,10 @@ def _print_agent(slug: str, data: dict[str, Any]) -> None:
     console.print(f"  direct reports:   {', '.join(data['direct_reports']) or '-'}")
     console.print(f"  reviewer:         {data['reviewer'] or '-'}")
     console.print(f"  open issues:      {data['open_issues']}")
-    console.print(f"  spent this month: {money(data['spent_this_month_usd'])} of "
-                  f"{money(data['front_matter']['monthly_budget_usd'])}")
+    console.print(
+        f"  spent this month: {money(data['spent_this_month_usd'])} of "
+        f"{money(data['front_matter']['monthly_budget_usd'])}"
+    )
     console.print(f"  source:           {safe(data['source'])}\n")
     console.print(safe(yaml.safe_dump(data["front_matter"], sort_keys=False, allow_unicode=True)))
     console.print("[bold]recent heartbeats[/bold]")
@@ -150,8 +175,10 @@ def _print_agent(slug: str, data: dict[str, Any]) -> None:
         console.print("  (none yet)")
     for beat in data["recent_heartbeats"]:
         seconds = f"{beat['seconds']:.2f}s" if beat["seconds"] is not None else "running"
-        console.print(f"  {when(beat['started_at'])}  {beat['outcome'] or '-':<11} {seconds:>9}  "
-                      f"claims={beat['claims']} issues={beat['issues']} on {safe(beat['worker'])}")
+        console.print(
+            f"  {when(beat['started_at'])}  {beat['outcome'] or '-':<11} {seconds:>9}  "
+            f"claims={beat['claims']} issues={beat['issues']} on {safe(beat['worker'])}"
+        )
 
 
 def _set_status(slug: str, actor: str | None, *, pause: bool) -> None:
@@ -172,8 +199,9 @@ def _set_status(slug: str, actor: str | None, *, pause: bool) -> None:
         if agent.status == wanted:
             typer.echo(f"{slug} is already {wanted}")
             return
-        session.execute(update(Agent).where(Agent.id == agent.id).values(
-            status=wanted, paused_reason="human" if pause else None))
+        session.execute(
+            update(Agent).where(Agent.id == agent.id).values(status=wanted, paused_reason="human" if pause else None)
+        )
         if pause:
             from agents.sync import retarget_open_work
 

@@ -18,12 +18,27 @@ from config.errors import HQError, describe
 # The module that provides each top-level command. Only the one invoked is imported
 # and registered: building all of typer's commands costs more than most commands run.
 COMMANDS = {
-    "issue": "issues_cmd", "issues": "issues_cmd", "agents": "agents_cmd", "models": "models_cmd",
-    "goal": "goals_cmd", "goals": "goals_cmd", "run": "run_cmd", "report": "report_cmd",
-    "notifications": "notifications_cmd", "telegram": "notifications_cmd", "playbooks": "playbooks_cmd",
-    "approve": "decisions_cmd", "reject": "decisions_cmd", "revise": "decisions_cmd", "unblock": "decisions_cmd",
-    "cancel": "decisions_cmd", "budget": "decisions_cmd", "approvals": "decisions_cmd",
-    "db": "db_cmd", "config": "config_cmd", "demo": "demo_cmd",
+    "issue": "issues_cmd",
+    "issues": "issues_cmd",
+    "agents": "agents_cmd",
+    "models": "models_cmd",
+    "goal": "goals_cmd",
+    "goals": "goals_cmd",
+    "run": "run_cmd",
+    "report": "report_cmd",
+    "notifications": "notifications_cmd",
+    "telegram": "notifications_cmd",
+    "playbooks": "playbooks_cmd",
+    "approve": "decisions_cmd",
+    "reject": "decisions_cmd",
+    "revise": "decisions_cmd",
+    "unblock": "decisions_cmd",
+    "cancel": "decisions_cmd",
+    "budget": "decisions_cmd",
+    "approvals": "decisions_cmd",
+    "db": "db_cmd",
+    "config": "config_cmd",
+    "demo": "demo_cmd",
 }
 ROOT_OPTIONS_WITH_VALUES = ("--roles-dir",)
 
@@ -69,8 +84,9 @@ def invoked_command(args: list[str]) -> str | None:
 
 def build_app(command: str | None = None) -> typer.Typer:
     """The `hq` app with ``command``'s module registered, or every module when it is unknown (help)."""
-    app = typer.Typer(name="hq", no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
-                      rich_markup_mode=None)
+    app = typer.Typer(
+        name="hq", no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False, rich_markup_mode=None
+    )
     app.callback()(_root)
     modules = [COMMANDS[command]] if command in COMMANDS else sorted(set(COMMANDS.values()))
     for module in modules:
@@ -100,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         sys.stderr.write("hq: interrupted\n")
         sys.exit(130)
-    except Exception as error:  # noqa: BLE001 - the one place that turns errors into exit codes
+    except Exception as error:
         sys.exit(_report(error, debug))
     sys.exit(result if isinstance(result, int) else 0)
 
@@ -122,8 +138,11 @@ def _report(error: Exception, debug: bool) -> int:
 
             translated = translate_db_error(error)
         if translated is None:
-            fail(redact(f"internal error: {describe(error)}"
-                        + ("" if debug else " (run with --debug for the traceback)")))
+            fail(
+                redact(
+                    f"internal error: {describe(error)}" + ("" if debug else " (run with --debug for the traceback)")
+                )
+            )
             return 1
         error = translated
     fail(redact(error.message))

@@ -46,8 +46,10 @@ def parse_usd(text: str) -> Decimal:
             return _budget_adapter().validate_python(Decimal(text))
         except ValidationError:
             pass
-    raise ValueError(f"{text!r} is not an amount of USD (like 2.50: from {MIN_AMOUNT_USD} to {MAX_BUDGET_USD}, "
-                     "at most 4 decimal places)")
+    raise ValueError(
+        f"{text!r} is not an amount of USD (like 2.50: from {MIN_AMOUNT_USD} to {MAX_BUDGET_USD}, "
+        "at most 4 decimal places)"
+    )
 
 
 def id_list(values: list[str] | None, option: str, what: str = "an issue id") -> list[int]:
@@ -75,10 +77,14 @@ def _for_typer(parse: Callable[..., T], *args: str) -> Callable[[str], T]:
     return parser
 
 
-IssueId = Annotated[int, typer.Argument(metavar="ID", help="The issue's id.", parser=_for_typer(parse_id, "an issue id"))]
+IssueId = Annotated[
+    int, typer.Argument(metavar="ID", help="The issue's id.", parser=_for_typer(parse_id, "an issue id"))
+]
 GoalId = Annotated[int, typer.Argument(metavar="ID", help="The goal's id.", parser=_for_typer(parse_id, "a goal id"))]
-NotificationId = Annotated[int | None, typer.Argument(
-    metavar="ID", help="The notification's id.", parser=_for_typer(parse_id, "a notification id"))]
+NotificationId = Annotated[
+    int | None,
+    typer.Argument(metavar="ID", help="The notification's id.", parser=_for_typer(parse_id, "a notification id")),
+]
 
 
 def usd_option(name: str, help_text: str) -> Any:

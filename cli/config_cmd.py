@@ -49,9 +49,8 @@ def check() -> None:
     Connects (never migrates) and reports the server, schema, migration revision,
     hq_reporter and whether LISTEN works; exits 1 when a check fails.
     """
-    from cli.output import console, safe
-
     from agents.roster import load_roster
+    from cli.output import console, safe
     from config.settings import get_settings
 
     for name, value in effective_settings().items():
@@ -66,8 +65,10 @@ def check() -> None:
     playbooks = load_playbooks(get_settings().playbooks_path, set(roster.roles))
     console.print(f"playbooks: ok ({len(playbooks.playbooks)})")
     model_map = resolve_models(get_settings())
-    console.print(f"models: ok ({'offline model' if model_map.offline else 'online providers'}, "
-                  f"{sum(len(d) for d in model_map.tiers.values())} deployments)")
+    console.print(
+        f"models: ok ({'offline model' if model_map.offline else 'online providers'}, "
+        f"{sum(len(d) for d in model_map.tiers.values())} deployments)"
+    )
     with _connect_timeout():
         failures = check_database(get_settings())
     if failures:
@@ -129,8 +130,9 @@ def check_database(settings: Settings) -> list[str]:
     engine = get_engine(settings, migrate=False)
     try:
         with engine.connect() as connection:
-            version, schema, user, database = connection.execute(text(
-                "SELECT current_setting('server_version'), current_schema(), current_user, current_database()")).one()
+            version, schema, user, database = connection.execute(
+                text("SELECT current_setting('server_version'), current_schema(), current_user, current_database()")
+            ).one()
             revision = current_revision(connection)
             reporter = reporter_state(connection)
             connection.rollback()
@@ -185,17 +187,21 @@ def _check_listen(settings: Settings, engine: Engine) -> str | None:
     via = "HQ_LISTEN_DATABASE_URL" if settings.listen_database_url is not None else "DATABASE_URL"
     token = secrets.token_hex(8)
     try:
-        with psycopg.connect(listen_url(settings, engine), autocommit=True,
-                             application_name="hq-config-check") as listener:
+        with psycopg.connect(
+            listen_url(settings, engine), autocommit=True, application_name="hq-config-check"
+        ) as listener:
             listener.execute(f"LISTEN {LISTEN_CHANNEL}")
             started = time.monotonic()
             with engine.begin() as connection:
-                connection.execute(text("SELECT pg_notify(:channel, :payload)"),
-                                   {"channel": LISTEN_CHANNEL, "payload": token})
+                connection.execute(
+                    text("SELECT pg_notify(:channel, :payload)"), {"channel": LISTEN_CHANNEL, "payload": token}
+                )
             for notification in listener.notifies(timeout=LISTEN_WAIT_SECONDS):
                 if notification.channel == LISTEN_CHANNEL and notification.payload == token:
-                    _say(f"listen: ok (via {via}; the notification arrived in "
-                         f"{(time.monotonic() - started) * 1000:.0f} ms)")
+                    _say(
+                        f"listen: ok (via {via}; the notification arrived in "
+                        f"{(time.monotonic() - started) * 1000:.0f} ms)"
+                    )
                     return None
     except (psycopg.Error, SQLAlchemyError) as error:
         problem = f"LISTEN failed (via {via}): {_first_line(error)}"

@@ -9,8 +9,9 @@ from typing import Annotated
 
 import typer
 
-db_app = typer.Typer(help="The database: migrate it, connect to it, start or stop the embedded server.",
-                     no_args_is_help=True)
+db_app = typer.Typer(
+    help="The database: migrate it, connect to it, start or stop the embedded server.", no_args_is_help=True
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -40,8 +41,15 @@ def _without_secrets(url, *, username: str | None = None):  # type: ignore[no-un
     # For another role, the app's own credentials (its passfile, its client certificate) go too.
     dropped = _SECRET_PARAMETERS + (("user", "passfile", "sslkey", "sslcert") if username is not None else ())
     query = {key: value for key, value in url.query.items() if key not in dropped}
-    clean = URL.create(url.drivername, username=url.username if username is None else username, password=None,
-                       host=url.host, port=url.port, database=url.database, query=query)
+    clean = URL.create(
+        url.drivername,
+        username=url.username if username is None else username,
+        password=None,
+        host=url.host,
+        port=url.port,
+        database=url.database,
+        query=query,
+    )
     return clean, (None if password is None else str(password))
 
 
@@ -169,8 +177,12 @@ def stop() -> None:
 
 @db_app.command("reporter-url")
 def reporter_url(
-    set_password: Annotated[bool, typer.Option("--set-password", help="Give hq_reporter a new random password and "
-                                                                       "include it (older URLs stop working).")] = False,
+    set_password: Annotated[
+        bool,
+        typer.Option(
+            "--set-password", help="Give hq_reporter a new random password and include it (older URLs stop working)."
+        ),
+    ] = False,
 ) -> None:
     """Print a connection string for the read-only hq_reporter role (report views only).
 
@@ -189,8 +201,10 @@ def reporter_url(
     password = None
     with engine.begin() as connection:
         if connection.execute(text("SELECT 1 FROM pg_roles WHERE rolname = 'hq_reporter'")).first() is None:
-            raise StateError("the hq_reporter role does not exist (the migrating user could not create it): "
-                             "hq db grant-reporter prints the SQL an admin must run")
+            raise StateError(
+                "the hq_reporter role does not exist (the migrating user could not create it): "
+                "hq db grant-reporter prints the SQL an admin must run"
+            )
         if set_password:
             password = secrets.token_urlsafe(24)
             register_secrets(password)
@@ -203,8 +217,7 @@ def reporter_url(
 
 # Where hq's role may (a superuser, or SET granted on the parameter), keep the statement out of the server
 # log entirely. Either way the statement carries only a verifier (SCRAM by default), never the password.
-_QUIET_LOGGING = (("log_statement", "none"), ("log_min_duration_statement", "-1"),
-                  ("log_min_error_statement", "panic"))
+_QUIET_LOGGING = (("log_statement", "none"), ("log_min_duration_statement", "-1"), ("log_min_error_statement", "panic"))
 
 
 def _set_reporter_password(connection, password: str) -> None:  # type: ignore[no-untyped-def]

@@ -34,33 +34,43 @@ def _decide(action, issue_id: int, actor: str | None, **kwargs: object) -> None:
     typer.echo(f"issue {decision.issue_id}: {decision.from_status} -> {decision.to_status}{extra}")
 
 
-def approve(issue_id: IssueId, note: Annotated[str | None, typer.Option("--note")] = None,
-            actor: ActorOption = None) -> None:
+def approve(
+    issue_id: IssueId, note: Annotated[str | None, typer.Option("--note")] = None, actor: ActorOption = None
+) -> None:
     """Approve an issue waiting in pending_approval."""
     from db import approvals as ops
 
     _decide(ops.approve, issue_id, actor, note=note)
 
 
-def reject(issue_id: IssueId, reason: Annotated[str, typer.Option("--reason", help="Why (required).")],
-           actor: ActorOption = None) -> None:
+def reject(
+    issue_id: IssueId,
+    reason: Annotated[str, typer.Option("--reason", help="Why (required).")],
+    actor: ActorOption = None,
+) -> None:
     """Reject an issue waiting in pending_approval (terminal)."""
     from db import approvals as ops
 
     _decide(ops.reject, issue_id, actor, reason=reason)
 
 
-def revise(issue_id: IssueId, note: Annotated[str, typer.Option("--note", help="What to change (required).")],
-           actor: ActorOption = None) -> None:
+def revise(
+    issue_id: IssueId,
+    note: Annotated[str, typer.Option("--note", help="What to change (required).")],
+    actor: ActorOption = None,
+) -> None:
     """Send an issue waiting for approval back to todo with a note."""
     from db import approvals as ops
 
     _decide(ops.revise, issue_id, actor, note=note)
 
 
-def unblock(issue_id: IssueId, note: Annotated[str, typer.Option("--note", help="Guidance (required).")],
-            assign: Annotated[str | None, typer.Option("--assign", metavar="SLUG")] = None,
-            actor: ActorOption = None) -> None:
+def unblock(
+    issue_id: IssueId,
+    note: Annotated[str, typer.Option("--note", help="Guidance (required).")],
+    assign: Annotated[str | None, typer.Option("--assign", metavar="SLUG")] = None,
+    actor: ActorOption = None,
+) -> None:
     """Unblock an issue with guidance, optionally giving it to another agent."""
     from db import approvals as ops
 
@@ -78,16 +88,18 @@ def unblock(issue_id: IssueId, note: Annotated[str, typer.Option("--note", help=
     _decide(ops.unblock, issue_id, actor, note=note, assignee_id=assignee_id)
 
 
-def cancel(issue_id: IssueId, reason: Annotated[str | None, typer.Option("--reason")] = None,
-           actor: ActorOption = None) -> None:
+def cancel(
+    issue_id: IssueId, reason: Annotated[str | None, typer.Option("--reason")] = None, actor: ActorOption = None
+) -> None:
     """Cancel an issue that has not finished."""
     from db import approvals as ops
 
     _decide(ops.cancel, issue_id, actor, reason=reason)
 
 
-def budget(issue_id: IssueId, add: Annotated[Decimal, usd_option("--add", "Amount to add.")],
-           actor: ActorOption = None) -> None:
+def budget(
+    issue_id: IssueId, add: Annotated[Decimal, usd_option("--add", "Amount to add.")], actor: ActorOption = None
+) -> None:
     """Raise an issue's budget; resolves its open budget approval."""
     from db import approvals as ops
 
@@ -106,9 +118,20 @@ def approvals(
 
     with read_only() as session:
         statement = (
-            select(Approval.id, Approval.issue_id, Issue.title, Issue.status.label("issue_status"), Approval.kind,
-                   Approval.status, Approval.reason, Approval.requested_by, Approval.amount_usd,
-                   Approval.deadline, Approval.created_at, Approval.decided_by)
+            select(
+                Approval.id,
+                Approval.issue_id,
+                Issue.title,
+                Issue.status.label("issue_status"),
+                Approval.kind,
+                Approval.status,
+                Approval.reason,
+                Approval.requested_by,
+                Approval.amount_usd,
+                Approval.deadline,
+                Approval.created_at,
+                Approval.decided_by,
+            )
             .join(Issue, Issue.id == Approval.issue_id)
             .order_by(Approval.deadline, Approval.id)
         )
@@ -128,10 +151,20 @@ def approvals(
     for column in ("id", "issue", "kind", "status", "deadline", "requested by", "reason", "decide with"):
         table.add_column(column)
     for row in rows:
-        hint = {"work": f"hq approve {row['issue_id']}", "budget": f"hq budget {row['issue_id']} --add USD",
-                "escalation": f"hq unblock {row['issue_id']} --note ..."}[row["kind"]]
-        table.add_row(str(row["id"]), f"#{row['issue_id']} {safe(row['title'], limit=40)}", row["kind"],
-                      row["status"], when(row["deadline"]), safe(row["requested_by"]),
-                      safe(row["reason"], limit=50), hint if row["status"] == "pending" else "")
+        hint = {
+            "work": f"hq approve {row['issue_id']}",
+            "budget": f"hq budget {row['issue_id']} --add USD",
+            "escalation": f"hq unblock {row['issue_id']} --note ...",
+        }[row["kind"]]
+        table.add_row(
+            str(row["id"]),
+            f"#{row['issue_id']} {safe(row['title'], limit=40)}",
+            row["kind"],
+            row["status"],
+            when(row["deadline"]),
+            safe(row["requested_by"]),
+            safe(row["reason"], limit=50),
+            hint if row["status"] == "pending" else "",
+        )
     console.print(table)
     console.print(f"{len(rows)} approval(s)")

@@ -39,31 +39,64 @@ class Scenario:
 
 
 SCENARIOS = (
-    Scenario("Add a health endpoint to the API", "GET /healthz returns 200 with the build sha and checks the "
-             "database connection.", "straight to done", priority=2),
-    Scenario("Write the launch blog post for the scheduler [offline:fail-review]", "Explain heartbeats and leases "
-             "to a new user, with one example.", "review fails once, then rework passes"),
-    Scenario("Write the newsletter announcing version 1.0", "Three short sections: what's new, who it is for, "
-             "how to start.", "waits in pending_approval for a human", needs_approval=True),
-    Scenario("Renew the finance vendor invoice contract [offline:block] [offline:escalate]",
-             "The vendor wants a three-year term; we need a decision on the commitment.",
-             "blocked, escalated up the chain to a human"),
-    Scenario("Train the recommendation model for the onboarding page", "Offline evaluation first; report the "
-             "metric against the baseline.", "budget exhausted, then raised with hq budget", budget="0.01"),
-    Scenario("Write a blog post on how teams adopt agents [offline:research]", "Readers want evidence, not "
-             "opinions: cite what teams actually report.", "asks the researcher, resumes with the answer"),
-    Scenario("Write the 1.0 release notes [offline:fail-verify]", "Collect the changes since 0.9 for the "
-             "changelog.", "deploy verification fails once, then rework ships", priority=3),
-    Scenario("Fix the flaky login test", "The e2e login test fails one run in twenty on CI.",
-             "straight to done", priority=1),
-    Scenario("Design the settings page wireframe", "A wireframe and user flow for account settings.",
-             "straight to done"),
-    Scenario("Analyze the signup funnel", "Where do users drop between landing and first issue? Cohort by week.",
-             "straight to done"),
+    Scenario(
+        "Add a health endpoint to the API",
+        "GET /healthz returns 200 with the build sha and checks the database connection.",
+        "straight to done",
+        priority=2,
+    ),
+    Scenario(
+        "Write the launch blog post for the scheduler [offline:fail-review]",
+        "Explain heartbeats and leases to a new user, with one example.",
+        "review fails once, then rework passes",
+    ),
+    Scenario(
+        "Write the newsletter announcing version 1.0",
+        "Three short sections: what's new, who it is for, how to start.",
+        "waits in pending_approval for a human",
+        needs_approval=True,
+    ),
+    Scenario(
+        "Renew the finance vendor invoice contract [offline:block] [offline:escalate]",
+        "The vendor wants a three-year term; we need a decision on the commitment.",
+        "blocked, escalated up the chain to a human",
+    ),
+    Scenario(
+        "Train the recommendation model for the onboarding page",
+        "Offline evaluation first; report the metric against the baseline.",
+        "budget exhausted, then raised with hq budget",
+        budget="0.01",
+    ),
+    Scenario(
+        "Write a blog post on how teams adopt agents [offline:research]",
+        "Readers want evidence, not opinions: cite what teams actually report.",
+        "asks the researcher, resumes with the answer",
+    ),
+    Scenario(
+        "Write the 1.0 release notes [offline:fail-verify]",
+        "Collect the changes since 0.9 for the changelog.",
+        "deploy verification fails once, then rework ships",
+        priority=3,
+    ),
+    Scenario(
+        "Fix the flaky login test", "The e2e login test fails one run in twenty on CI.", "straight to done", priority=1
+    ),
+    Scenario(
+        "Design the settings page wireframe", "A wireframe and user flow for account settings.", "straight to done"
+    ),
+    Scenario(
+        "Analyze the signup funnel",
+        "Where do users drop between landing and first issue? Cohort by week.",
+        "straight to done",
+    ),
     Scenario("Set up the CI container cache", "Cache docker layers in CI to cut build time.", "straight to done"),
-    Scenario("Ship the onboarding checklist feature", "A new user sees a checklist of first steps in the app; "
-             "each step links to its page and ticks itself when done.",
-             "decomposed by a playbook; sub-issues run in dependency waves", labels=("decompose",)),
+    Scenario(
+        "Ship the onboarding checklist feature",
+        "A new user sees a checklist of first steps in the app; "
+        "each step links to its page and ticks itself when done.",
+        "decomposed by a playbook; sub-issues run in dependency waves",
+        labels=("decompose",),
+    ),
 )
 
 
@@ -85,8 +118,9 @@ def demo(
     # The board is the output: routine info logs would drown it, but warnings and errors are shown (a
     # database that refuses the LISTEN connection must be seen here too); HQ_LOG_LEVEL asks for more.
     log_level = base.log_level if "log_level" in base.model_fields_set else "warning"
-    settings = use_settings(base.model_copy(update={
-        "heartbeat_scale": DEMO_SCALE, "sweep_interval_seconds": 1.0, "log_level": log_level}))
+    settings = use_settings(
+        base.model_copy(update={"heartbeat_scale": DEMO_SCALE, "sweep_interval_seconds": 1.0, "log_level": log_level})
+    )
     # Logs go to whatever sys.stderr is when they are written: above the live board while it is shown.
     configure_logging(log_level, settings.log_format, stream=_CurrentStderr(), force=True)
     from cli.output import console
@@ -139,8 +173,12 @@ def display_url(raw: str) -> str:
     user = f"{url.username}@" if url.username else ""
     host = f"[{url.host}]" if url.host and ":" in url.host else (url.host or "")
     port = f":{url.port}" if url.port else ""
-    query = "&".join(f"{key}={value}" for key, values in url.query.items() if "password" not in key.lower()
-                     for value in (values if isinstance(values, tuple) else (values,)))
+    query = "&".join(
+        f"{key}={value}"
+        for key, values in url.query.items()
+        if "password" not in key.lower()
+        for value in (values if isinstance(values, tuple) else (values,))
+    )
     return f"postgresql://{user}{host}{port}/{url.database or ''}" + (f"?{query}" if query else "")
 
 
@@ -164,18 +202,32 @@ def _seed(settings: Any) -> tuple[int, dict[int, Scenario]]:
 
     actor = "human:demo"
     with transaction(actor, workflow="demo") as session:
-        goal = Goal(title="Launch Heartbeat HQ 1.0", description="Ship 1.0 with docs, a launch post and a "
-                    "working onboarding flow.", priority=1, created_by=actor)
+        goal = Goal(
+            title="Launch Heartbeat HQ 1.0",
+            description="Ship 1.0 with docs, a launch post and a working onboarding flow.",
+            priority=1,
+            created_by=actor,
+        )
         session.add(goal)
         session.flush()
         issues = {}
         for scenario in SCENARIOS:
-            draft = validate_draft(title=scenario.title, body=scenario.body, priority=scenario.priority,
-                                   budget_usd=scenario.budget, needs_approval=scenario.needs_approval,
-                                   labels=list(scenario.labels))
-            issue = create_issue(session, draft, actor=actor, goal_id=goal.id,
-                                 default_budget_usd=settings.default_issue_budget_usd,
-                                 max_attempts=settings.max_attempts)
+            draft = validate_draft(
+                title=scenario.title,
+                body=scenario.body,
+                priority=scenario.priority,
+                budget_usd=scenario.budget,
+                needs_approval=scenario.needs_approval,
+                labels=list(scenario.labels),
+            )
+            issue = create_issue(
+                session,
+                draft,
+                actor=actor,
+                goal_id=goal.id,
+                default_budget_usd=settings.default_issue_budget_usd,
+                max_attempts=settings.max_attempts,
+            )
             issues[issue.id] = scenario
         return goal.id, issues
 
@@ -201,11 +253,21 @@ def _rows(issue_ids: list[int]) -> list[dict[str, Any]]:
     from db.models import Agent, Issue
 
     with read_only() as session:
-        query = (select(Issue.id, Issue.title, Issue.status, Issue.blocked_reason, Issue.parent_id, Agent.slug,
-                        Issue.spent_usd, Issue.budget_usd)
-                 .outerjoin(Agent, Agent.id == Issue.assignee_id)
-                 .where((Issue.id.in_(issue_ids)) | (Issue.parent_id.in_(issue_ids)))
-                 .order_by(Issue.id))
+        query = (
+            select(
+                Issue.id,
+                Issue.title,
+                Issue.status,
+                Issue.blocked_reason,
+                Issue.parent_id,
+                Agent.slug,
+                Issue.spent_usd,
+                Issue.budget_usd,
+            )
+            .outerjoin(Agent, Agent.id == Issue.assignee_id)
+            .where((Issue.id.in_(issue_ids)) | (Issue.parent_id.in_(issue_ids)))
+            .order_by(Issue.id)
+        )
         return [dict(r._mapping) for r in session.execute(query)]
 
 
@@ -237,8 +299,14 @@ def _board(rows: list[dict[str, Any]], issues: dict[int, Scenario], title: str) 
         scenario = issues.get(row["id"])
         path = scenario.path if scenario else f"sub-issue of #{row['parent_id']}"
         status = row["status"] + (f" ({row['blocked_reason']})" if row["blocked_reason"] else "")
-        board.add_row(str(row["id"]), status, safe(row["slug"] or "-"), safe(row["title"], limit=48), safe(path),
-                      money(row["spent_usd"]))
+        board.add_row(
+            str(row["id"]),
+            status,
+            safe(row["slug"] or "-"),
+            safe(row["title"], limit=48),
+            safe(path),
+            money(row["spent_usd"]),
+        )
     return board
 
 
@@ -283,10 +351,18 @@ def _final_report(issues: dict[int, Scenario], elapsed: float) -> None:
     ids = [r["id"] for r in rows]
     with read_only() as session:
         by_agent = session.execute(
-            select(Agent.slug, LLMCall.tier, func.count(), func.sum(LLMCall.input_tokens + LLMCall.output_tokens),
-                   func.sum(LLMCall.cost_usd))
-            .join(Agent, Agent.id == LLMCall.agent_id).where(LLMCall.issue_id.in_(ids))
-            .group_by(Agent.slug, LLMCall.tier).order_by(func.sum(LLMCall.cost_usd).desc())).all()
+            select(
+                Agent.slug,
+                LLMCall.tier,
+                func.count(),
+                func.sum(LLMCall.input_tokens + LLMCall.output_tokens),
+                func.sum(LLMCall.cost_usd),
+            )
+            .join(Agent, Agent.id == LLMCall.agent_id)
+            .where(LLMCall.issue_id.in_(ids))
+            .group_by(Agent.slug, LLMCall.tier)
+            .order_by(func.sum(LLMCall.cost_usd).desc())
+        ).all()
     costs = Table(title="model cost by agent and tier", header_style="bold", title_justify="left")
     for column in ("agent", "tier", "calls", "tokens", "cost"):
         costs.add_column(column, justify="right" if column in ("calls", "tokens", "cost") else "left")

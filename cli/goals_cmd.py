@@ -44,9 +44,11 @@ def create(
 
 
 @goal_app.command("close")
-def close(goal_id: GoalId,
-          dropped: Annotated[bool, typer.Option("--dropped", help="Dropped rather than achieved.")] = False,
-          actor: ActorOption = None) -> None:
+def close(
+    goal_id: GoalId,
+    dropped: Annotated[bool, typer.Option("--dropped", help="Dropped rather than achieved.")] = False,
+    actor: ActorOption = None,
+) -> None:
     """Mark a goal achieved (or dropped)."""
     from sqlalchemy import update
 
@@ -55,8 +57,12 @@ def close(goal_id: GoalId,
     from db.models import Goal
 
     with transaction(human(actor)) as session:
-        row = session.execute(update(Goal).where(Goal.id == goal_id).values(
-            status="dropped" if dropped else "achieved").returning(Goal.id)).first()
+        row = session.execute(
+            update(Goal)
+            .where(Goal.id == goal_id)
+            .values(status="dropped" if dropped else "achieved")
+            .returning(Goal.id)
+        ).first()
         if row is None:
             raise NotFoundError(f"goal {goal_id} does not exist")
     typer.echo(f"goal {goal_id}: {'dropped' if dropped else 'achieved'}")
@@ -70,11 +76,22 @@ def list_goals(as_json: JsonOption = False) -> None:
     from db.models import TERMINAL_STATUSES, Goal, Issue
 
     with read_only() as session:
-        rows = [dict(r._mapping) for r in session.execute(
-            select(Goal.id, Goal.title, Goal.status, Goal.priority,
-                   func.count(Issue.id).filter(Issue.status.not_in(TERMINAL_STATUSES)).label("open_issues"),
-                   func.count(Issue.id).filter(Issue.status == "done").label("done_issues"))
-            .outerjoin(Issue, Issue.goal_id == Goal.id).group_by(Goal.id).order_by(Goal.id))]
+        rows = [
+            dict(r._mapping)
+            for r in session.execute(
+                select(
+                    Goal.id,
+                    Goal.title,
+                    Goal.status,
+                    Goal.priority,
+                    func.count(Issue.id).filter(Issue.status.not_in(TERMINAL_STATUSES)).label("open_issues"),
+                    func.count(Issue.id).filter(Issue.status == "done").label("done_issues"),
+                )
+                .outerjoin(Issue, Issue.goal_id == Goal.id)
+                .group_by(Goal.id)
+                .order_by(Goal.id)
+            )
+        ]
     if as_json:
         from cli.output import print_json
 
@@ -83,5 +100,7 @@ def list_goals(as_json: JsonOption = False) -> None:
     from cli.output import console, safe
 
     for row in rows:
-        console.print(f"#{row['id']} [{row['status']}] p{row['priority']} {safe(row['title'])} — "
-                      f"{row['open_issues']} open, {row['done_issues']} done")
+        console.print(
+            f"#{row['id']} [{row['status']}] p{row['priority']} {safe(row['title'])} — "
+            f"{row['open_issues']} open, {row['done_issues']} done"
+        )

@@ -40,7 +40,9 @@ def _read_body(body: str | None, body_file: Path | None) -> str:
 def create(
     title: Annotated[str, typer.Argument(help="One line saying what should be done.")],
     body: Annotated[str | None, typer.Option("--body", help="Details, acceptance criteria.")] = None,
-    body_file: Annotated[Path | None, typer.Option("--body-file", help="Read the body from a file ('-': stdin).")] = None,
+    body_file: Annotated[
+        Path | None, typer.Option("--body-file", help="Read the body from a file ('-': stdin).")
+    ] = None,
     priority: Annotated[int, typer.Option("--priority", help="0 (most urgent) to 9.")] = 5,
     assign: Annotated[str | None, typer.Option("--assign", metavar="SLUG", help="Agent to own it.")] = None,
     budget: Annotated[Decimal | None, usd_option("--budget", "Model spend allowed.")] = None,
@@ -54,14 +56,19 @@ def create(
     actor: ActorOption = None,
 ) -> None:
     """Create an issue and print its id."""
+    from config.settings import get_settings
     from db.engine import transaction
     from db.issues import agent_by_slug, create_issue, validate_draft
-    from config.settings import get_settings
 
     who = human(actor)
     draft = validate_draft(
-        title=title, body=_read_body(body, body_file), priority=priority, budget_usd=budget,
-        needs_approval=needs_approval, depends_on=id_list(depends_on, "--depends-on"), labels=label or [],
+        title=title,
+        body=_read_body(body, body_file),
+        priority=priority,
+        budget_usd=budget,
+        needs_approval=needs_approval,
+        depends_on=id_list(depends_on, "--depends-on"),
+        labels=label or [],
     )
     settings = get_settings()
     with transaction(who) as session:
@@ -70,9 +77,14 @@ def create(
 
             ensure_roster(session, settings.roles_path)
         assignee = agent_by_slug(session, assign) if assign else None
-        issue = create_issue(session, draft, actor=who, assignee=assignee,
-                             default_budget_usd=settings.default_issue_budget_usd,
-                             max_attempts=settings.max_attempts)
+        issue = create_issue(
+            session,
+            draft,
+            actor=who,
+            assignee=assignee,
+            default_budget_usd=settings.default_issue_budget_usd,
+            max_attempts=settings.max_attempts,
+        )
         issue_id = issue.id
     typer.echo(issue_id)
 
@@ -106,13 +118,23 @@ def _print_board(rows: list[dict[str, Any]], limit: int) -> None:
     from cli.output import console, money, safe
 
     table = Table(show_lines=False, header_style="bold")
-    for column, justify in (("id", "right"), ("status", "left"), ("p", "right"), ("title", "left"),
-                            ("assignee", "left"), ("spent / budget", "right")):
+    for column, justify in (
+        ("id", "right"),
+        ("status", "left"),
+        ("p", "right"),
+        ("title", "left"),
+        ("assignee", "left"),
+        ("spent / budget", "right"),
+    ):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for row in rows:
         table.add_row(
-            str(row["id"]), row["status"], str(row["priority"]), safe(row["title"], limit=60),
-            safe(row["assignee"] or "-"), f"{money(row['spent_usd'])} / {money(row['budget_usd'])}",
+            str(row["id"]),
+            row["status"],
+            str(row["priority"]),
+            safe(row["title"], limit=60),
+            safe(row["assignee"] or "-"),
+            f"{money(row['spent_usd'])} / {money(row['budget_usd'])}",
         )
     console.print(table)
     more = "; there may be more (--limit N)" if len(rows) == limit else ""
@@ -155,8 +177,11 @@ def _print_detail(detail: dict[str, Any]) -> None:
         ("reviewer", issue["reviewer"] or "-"),
         ("escalated to", issue["escalated_to"] or ("human" if issue["blocked_reason"] == "human" else "-")),
         ("needs approval", "yes" if issue["needs_approval"] else "no"),
-        ("budget", f"{money(issue['spent_usd'])} spent, {money(issue['reserved_usd'])} reserved, "
-                   f"of {money(issue['budget_usd'])}"),
+        (
+            "budget",
+            f"{money(issue['spent_usd'])} spent, {money(issue['reserved_usd'])} reserved, "
+            f"of {money(issue['budget_usd'])}",
+        ),
         ("cost so far", money(detail["cost_usd"])),
         ("attempts", f"{issue['attempts']} of {issue['max_attempts']}"),
         ("review rounds", issue["review_rounds"]),
@@ -177,12 +202,19 @@ def _print_detail(detail: dict[str, Any]) -> None:
     for column in ("when", "change", "actor", "workflow", "note"):
         timeline.add_column(column)
     for item in detail["timeline"]:
-        timeline.add_row(when(item["at"]), safe(item["change"]), safe(item["actor"]), safe(item["workflow"] or ""),
-                         safe(item["note"] or "", limit=100))
+        timeline.add_row(
+            when(item["at"]),
+            safe(item["change"]),
+            safe(item["actor"]),
+            safe(item["workflow"] or ""),
+            safe(item["note"] or "", limit=100),
+        )
     console.print(timeline)
     if detail.get("tree"):
         console.print("\n[bold]decomposition[/bold]")
         for node in detail["tree"]:
             indent = "  " * node["depth"]
-            console.print(f"  {indent}#{node['id']} {node['status']:<16} {money(node['cost_usd'])}  "
-                          f"{safe(node['title'], limit=60)}")
+            console.print(
+                f"  {indent}#{node['id']} {node['status']:<16} {money(node['cost_usd'])}  "
+                f"{safe(node['title'], limit=60)}"
+            )

@@ -42,9 +42,21 @@ def list_notifications(
         statement = select(Notification).order_by(Notification.id.desc()).limit(limit)
         if status:
             statement = statement.where(Notification.status == status)
-        rows = [{"id": n.id, "event": n.event, "issue_id": n.issue_id, "status": n.status, "channel": n.channel,
-                 "attempts": n.attempts, "created_at": n.created_at, "sent_at": n.sent_at,
-                 "last_error": n.last_error, "dedupe_key": n.dedupe_key} for n in session.scalars(statement)]
+        rows = [
+            {
+                "id": n.id,
+                "event": n.event,
+                "issue_id": n.issue_id,
+                "status": n.status,
+                "channel": n.channel,
+                "attempts": n.attempts,
+                "created_at": n.created_at,
+                "sent_at": n.sent_at,
+                "last_error": n.last_error,
+                "dedupe_key": n.dedupe_key,
+            }
+            for n in session.scalars(statement)
+        ]
     if as_json:
         from cli.output import print_json
 
@@ -58,8 +70,16 @@ def list_notifications(
     for column in ("id", "event", "issue", "status", "channel", "tries", "created", "last error"):
         table.add_column(column)
     for row in rows:
-        table.add_row(str(row["id"]), row["event"], str(row["issue_id"] or "-"), row["status"], row["channel"] or "-",
-                      str(row["attempts"]), when(row["created_at"]), safe(row["last_error"] or "", limit=50))
+        table.add_row(
+            str(row["id"]),
+            row["event"],
+            str(row["issue_id"] or "-"),
+            row["status"],
+            row["channel"] or "-",
+            str(row["attempts"]),
+            when(row["created_at"]),
+            safe(row["last_error"] or "", limit=50),
+        )
     console.print(table)
 
 
@@ -78,10 +98,16 @@ def retry(
         raise UsageError("give a notification ID or --dead (not both)")
     with transaction("system:cli", workflow="cli:notifications") as session:
         statement = update(Notification).where(Notification.status.in_(("dead", "pending", "sending")))
-        statement = statement.where(Notification.id == notification_id) if notification_id else \
-            statement.where(Notification.status == "dead")
-        changed = session.execute(statement.values(status="pending", attempts=0, next_attempt_at=func.now(),
-                                                   last_error=None).returning(Notification.id)).all()
+        statement = (
+            statement.where(Notification.id == notification_id)
+            if notification_id
+            else statement.where(Notification.status == "dead")
+        )
+        changed = session.execute(
+            statement.values(status="pending", attempts=0, next_attempt_at=func.now(), last_error=None).returning(
+                Notification.id
+            )
+        ).all()
     if notification_id is not None and not changed:
         raise NotFoundError(f"notification {notification_id} does not exist or was already sent")
     typer.echo(f"{len(changed)} notification(s) queued again")
@@ -111,8 +137,14 @@ def telegram_test(message: Annotated[str, typer.Option("--message")] = "Heartbea
     from workflows.notify import DeliveryFailed, send
 
     settings = get_settings()
-    missing = [name for name, value in (("TELEGRAM_BOT_TOKEN", settings.telegram_bot_token),
-                                        ("TELEGRAM_CHAT_ID", settings.telegram_chat_id)) if value is None]
+    missing = [
+        name
+        for name, value in (
+            ("TELEGRAM_BOT_TOKEN", settings.telegram_bot_token),
+            ("TELEGRAM_CHAT_ID", settings.telegram_chat_id),
+        )
+        if value is None
+    ]
     if missing:
         raise ConfigError(f"set {' and '.join(missing)} to use Telegram (notifications go to the console without it)")
 

@@ -108,8 +108,9 @@ def when(value: dt.datetime | None) -> str:
 
 def visible(text: str) -> str:
     """Control characters shown as escapes (no markup handling: for plain writes)."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) <= 0xFF else f"\\u{ord(m.group()):04x}",
-                        text)
+    return _CONTROL.sub(
+        lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) <= 0xFF else f"\\u{ord(m.group()):04x}", text
+    )
 
 
 def fail(message: str) -> None:

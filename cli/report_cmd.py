@@ -6,7 +6,7 @@ import csv
 import datetime as dt
 import sys
 from decimal import Decimal
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
@@ -14,7 +14,7 @@ import typer
 from config.errors import UsageError
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     table = "table"
     csv = "csv"
     json = "json"
@@ -47,10 +47,14 @@ def _since(value: str | None) -> str | None:
 
 
 def report(
-    name: Annotated[str | None, typer.Argument(help="A report view, e.g. report_cost_by_agent (or just cost_by_agent).")] = None,
+    name: Annotated[
+        str | None, typer.Argument(help="A report view, e.g. report_cost_by_agent (or just cost_by_agent).")
+    ] = None,
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
-    since: Annotated[str | None, typer.Option(
-        "--since", metavar="DATE", help="Only activity from this UTC day on (windowed reports).")] = None,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", metavar="DATE", help="Only activity from this UTC day on (windowed reports)."),
+    ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=1_000_000, help="At most this many rows.")] = 1000,
 ) -> None:
     """List the reports, or print one (rows in the report's own order: most urgent or costliest first)."""
@@ -86,7 +90,7 @@ def _print(view: str, columns: list[str], rows: list[list[Any]], fmt: Format) ->
     if fmt is Format.json:
         from cli.output import print_json
 
-        print_json([dict(zip(columns, row)) for row in rows])
+        print_json([dict(zip(columns, row, strict=False)) for row in rows])
     elif fmt is Format.csv:
         writer = csv.writer(sys.stdout)
         writer.writerow(columns)

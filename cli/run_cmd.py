@@ -14,17 +14,19 @@ def register(app: typer.Typer) -> None:
 
 
 def run(
-    once: Annotated[bool, typer.Option("--once", help="Every agent's beat once, in chain-of-command order, then exit.")] = False,
+    once: Annotated[
+        bool, typer.Option("--once", help="Every agent's beat once, in chain-of-command order, then exit.")
+    ] = False,
     threads: Annotated[int, typer.Option("--threads", min=1, max=64, help="Beats running at the same time.")] = 4,
     heartbeat_scale: Annotated[
-        float | None, typer.Option("--heartbeat-scale", min=0.00001, help="Multiply every heartbeat (HQ_HEARTBEAT_SCALE).")
+        float | None,
+        typer.Option("--heartbeat-scale", min=0.00001, help="Multiply every heartbeat (HQ_HEARTBEAT_SCALE)."),
     ] = None,
 ) -> None:
     """Run the agents on their heartbeats until SIGINT/SIGTERM."""
+    from config.log import configure_logging
     from config.settings import get_settings, use_settings
     from scheduler.company import Company
-
-    from config.log import configure_logging
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format, force=True)  # a daemon's logs are its output
@@ -34,8 +36,10 @@ def run(
     if once:
         results = company.run_once()
         worked = [r for r in results if r.outcome not in ("idle", "skipped")]
-        typer.echo(f"{len(results)} heartbeats, {len(worked)} did work, "
-                   f"{sum(1 for r in results if r.outcome == 'error')} failed")
+        typer.echo(
+            f"{len(results)} heartbeats, {len(worked)} did work, "
+            f"{sum(1 for r in results if r.outcome == 'error')} failed"
+        )
         return
     finished = threading.Event()
 

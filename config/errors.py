@@ -48,5 +48,7 @@ def describe(error: BaseException) -> str:
 
 def validation_problems(error: ValidationError, whole: str) -> list[str]:
     """``field.path: message`` for each pydantic error (``whole`` names an error about the entire input)."""
-    return [f"{'.'.join(str(p) for p in item['loc']) or whole}: {item['msg'].removeprefix('Value error, ')}"
-            for item in error.errors()]
+    return [
+        f"{'.'.join(str(p) for p in item['loc']) or whole}: {item['msg'].removeprefix('Value error, ')}"
+        for item in error.errors()
+    ]

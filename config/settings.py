@@ -14,8 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import (AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator,
-                      model_validator)
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from config.errors import ConfigError
@@ -76,23 +75,25 @@ class Settings(BaseSettings):
     listen_database_url: SecretStr | None = Field(
         default=None,
         description="A direct URL for LISTEN (wake-ups), where DATABASE_URL goes through a transaction pooler; "
-                    "default: DATABASE_URL.",
+        "default: DATABASE_URL.",
     )
     db_pooler: Literal["none", "session", "transaction"] = Field(
         default="none",
         description="What stands between hq and PostgreSQL: with `transaction` (PgBouncer's transaction mode) "
-                    "session settings are set per transaction and server-side prepared statements are off.",
+        "session settings are set per transaction and server-side prepared statements are off.",
     )
     db_schema: str = Field(
-        default="public", pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        default="public",
+        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
         description="The schema hq's tables, functions and views live in (it must exist, or hq must be allowed "
-                    "to create it); where PUBLIC may not create in `public`, give hq a schema of its own.",
+        "to create it); where PUBLIC may not create in `public`, give hq a schema of its own.",
     )
     data_dir: Path = Field(default=Path("var"), description="Embedded Postgres, workspaces, published artifacts.")
     statement_timeout_ms: int = Field(default=30_000, ge=0, le=MAX_PG_TIMEOUT_MS)
     idle_in_transaction_timeout_ms: int = Field(default=60_000, ge=0, le=MAX_PG_TIMEOUT_MS)
-    reporter_connection_limit: int = Field(default=10, ge=0, le=10_000,
-                                           description="Connections hq_reporter may hold at once (set by migrations).")
+    reporter_connection_limit: int = Field(
+        default=10, ge=0, le=10_000, description="Connections hq_reporter may hold at once (set by migrations)."
+    )
 
     # --- company ---------------------------------------------------------------
     roles_dir: Path | None = Field(default=None, description="Roster folder; default: the bundled 33 roles.")
@@ -106,13 +107,17 @@ class Settings(BaseSettings):
     agent_lease_ttl_seconds: int = Field(default=600, ge=5, le=MAX_DURATION_SECONDS)
     workflow_max_seconds: int = Field(default=240, ge=1, le=MAX_DURATION_SECONDS)
     reservation_ttl_seconds: int = Field(
-        default=900, ge=5, le=MAX_DURATION_SECONDS,
+        default=900,
+        ge=5,
+        le=MAX_DURATION_SECONDS,
         description="A model call's budget reservation is charged in full by the sweeper after this long unsettled "
-                    "(its process died); a late settlement still corrects it.")
+        "(its process died); a late settlement still corrects it.",
+    )
     circuit_breaker_touches: int = Field(default=6, ge=2)
     approval_deadline_hours: float = Field(default=24.0, gt=0, le=MAX_DURATION_SECONDS / 3600, allow_inf_nan=False)
-    heartbeat_scale: float = Field(default=1.0, gt=0, le=1000, allow_inf_nan=False,
-                                   description="Multiply every heartbeat; the demo uses ~0.001.")
+    heartbeat_scale: float = Field(
+        default=1.0, gt=0, le=1000, allow_inf_nan=False, description="Multiply every heartbeat; the demo uses ~0.001."
+    )
     sweep_interval_seconds: float = Field(default=15.0, gt=0, le=3600, allow_inf_nan=False)
 
     # --- the project the company ships -------------------------------------------
@@ -136,8 +141,13 @@ class Settings(BaseSettings):
     telegram_api_base: str | None = Field(default=None, validation_alias=_alias("TELEGRAM_API_BASE"))
     notify_max_attempts: int = Field(default=8, ge=1, le=100)
     notify_send_retries: int = Field(default=4, ge=1, le=20, description="Tries per run before a row waits.")
-    notify_inflight_seconds: float = Field(default=60.0, gt=0, le=MAX_DURATION_SECONDS, allow_inf_nan=False,
-                                           description="When a `sending` row counts as abandoned.")
+    notify_inflight_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=MAX_DURATION_SECONDS,
+        allow_inf_nan=False,
+        description="When a `sending` row counts as abandoned.",
+    )
 
     # --- logging ---------------------------------------------------------------
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -187,8 +197,9 @@ class Settings(BaseSettings):
             raise ValueError(f"must not be an empty list (omit HQ_{str(info.field_name).upper()} to use the default)")
         if not value[0].strip():
             raise ValueError("the program (the first element) must not be empty")
-        problems = [f"element {index}: {problem}" for index, part in enumerate(value, 1)
-                    if (problem := _template_problem(part))]
+        problems = [
+            f"element {index}: {problem}" for index, part in enumerate(value, 1) if (problem := _template_problem(part))
+        ]
         if problems:
             raise ValueError("; ".join(problems))
         return value
@@ -265,8 +276,11 @@ def _template_problem(part: str) -> str | None:
     if "\x00" in part:
         return "must not contain NUL bytes"
     try:
-        fields = [(name, spec, conversion) for _text, name, spec, conversion in string.Formatter().parse(part)
-                  if name is not None]
+        fields = [
+            (name, spec, conversion)
+            for _text, name, spec, conversion in string.Formatter().parse(part)
+            if name is not None
+        ]
     except ValueError as error:
         return f"is not a valid template ({error}); write {{{{ and }}}} for literal braces"
     for name, spec, conversion in fields:
@@ -274,8 +288,10 @@ def _template_problem(part: str) -> str | None:
             return f"positional placeholder {{{name}}}: name one of {known}"
         if name not in COMMAND_PLACEHOLDERS:
             # `${HOME}` lands here too: no shell runs the command, so it would be the placeholder {HOME}.
-            return (f"unknown placeholder {{{name}}} (known: {known}; commands run without a shell, "
-                    "so $VARIABLES are not expanded; write {{ and }} for literal braces)")
+            return (
+                f"unknown placeholder {{{name}}} (known: {known}; commands run without a shell, "
+                "so $VARIABLES are not expanded; write {{ and }} for literal braces)"
+            )
         if spec or conversion:
             return f"placeholder {{{name}}} takes no format spec or conversion"
     return None

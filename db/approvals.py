@@ -65,19 +65,38 @@ def _comment(db: Executor, issue_id: int, body: str, *, author: str, kind: str) 
     db.execute(query("decisions", "add_comment"), {"issue_id": issue_id, "author": author, "kind": kind, "body": body})
 
 
-def close_approvals(db: Executor, issue_id: int, *, kinds: tuple[str, ...], status: str,
-                    actor: str, note: str | None = None) -> int:
-    closed = db.execute(query("decisions", "close_approvals"), {
-        "issue_id": issue_id, "kinds": list(kinds), "status": status, "actor": actor, "note": note}).all()
+def close_approvals(
+    db: Executor, issue_id: int, *, kinds: tuple[str, ...], status: str, actor: str, note: str | None = None
+) -> int:
+    closed = db.execute(
+        query("decisions", "close_approvals"),
+        {"issue_id": issue_id, "kinds": list(kinds), "status": status, "actor": actor, "note": note},
+    ).all()
     return len(closed)
 
 
-def open_approval(db: Executor, issue_id: int, kind: str, *, requested_by: str, reason: str, deadline: dt.datetime,
-                  amount_usd: Decimal | None = None) -> Row[Any]:
+def open_approval(
+    db: Executor,
+    issue_id: int,
+    kind: str,
+    *,
+    requested_by: str,
+    reason: str,
+    deadline: dt.datetime,
+    amount_usd: Decimal | None = None,
+) -> Row[Any]:
     """Open a pending approval, or return the one already open (one per issue and kind)."""
-    row = db.execute(query("decisions", "open_approval"), {
-        "issue_id": issue_id, "kind": kind, "requested_by": requested_by, "reason": reason, "deadline": deadline,
-        "amount_usd": amount_usd}).first()
+    row = db.execute(
+        query("decisions", "open_approval"),
+        {
+            "issue_id": issue_id,
+            "kind": kind,
+            "requested_by": requested_by,
+            "reason": reason,
+            "deadline": deadline,
+            "amount_usd": amount_usd,
+        },
+    ).first()
     if row is None:
         row = db.execute(query("decisions", "pending_approval"), {"issue_id": issue_id, "kind": kind}).first()
     assert row is not None
@@ -144,13 +163,13 @@ def add_budget(db: Executor, issue_id: int, *, actor: str, amount_usd: Decimal) 
     if issue.status in TERMINAL_STATUSES:
         raise StateError(f"cannot change the budget of issue {issue_id}: it is {issue.status}")
     if issue.budget_usd + amount_usd > BUDGET_COLUMN_MAX:
-        raise UsageError(f"issue {issue_id} has a budget of {issue.budget_usd} USD; adding {amount_usd} would pass "
-                         f"the largest budget an issue can hold, {BUDGET_COLUMN_MAX} USD")
+        raise UsageError(
+            f"issue {issue_id} has a budget of {issue.budget_usd} USD; adding {amount_usd} would pass "
+            f"the largest budget an issue can hold, {BUDGET_COLUMN_MAX} USD"
+        )
     raised = db.execute(query("decisions", "raise_budget"), {"issue_id": issue_id, "amount": amount_usd}).one()
-    closed = close_approvals(db, issue_id, kinds=("budget",), status="approved", actor=actor,
-                             note=f"+{amount_usd} USD")
-    _comment(db, issue_id, f"Budget raised by {amount_usd} USD to {raised.budget_usd} USD.", author=actor,
-             kind="note")
+    closed = close_approvals(db, issue_id, kinds=("budget",), status="approved", actor=actor, note=f"+{amount_usd} USD")
+    _comment(db, issue_id, f"Budget raised by {amount_usd} USD to {raised.budget_usd} USD.", author=actor, kind="note")
     return Decision(issue_id, issue.status, raised.status, closed)
 
 

@@ -12,10 +12,10 @@ import fcntl
 import os
 import subprocess
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from config.errors import DatabaseUnavailable
 from config.log import get_logger

@@ -38,12 +38,13 @@ def _context_statement(schema: str, names: tuple[str, ...]) -> TextClause:
     return text(f'SELECT "{schema}".hq_act_as(:actor, :workflow, :run_id), {settings}')
 
 
-def _set_context(conn: Connection | Session, actor: str, workflow: str | None,
-                 run_id: uuid.UUID | str | None) -> None:
+def _set_context(conn: Connection | Session, actor: str, workflow: str | None, run_id: uuid.UUID | str | None) -> None:
     settings = get_settings()
     limits = session_settings(settings)
-    conn.execute(_context_statement(settings.db_schema, tuple(limits)), {
-        "actor": actor, "workflow": workflow or "", "run_id": str(run_id) if run_id else "", **limits})
+    conn.execute(
+        _context_statement(settings.db_schema, tuple(limits)),
+        {"actor": actor, "workflow": workflow or "", "run_id": str(run_id) if run_id else "", **limits},
+    )
 
 
 def database_url(settings: Settings) -> str:
@@ -64,8 +65,11 @@ def session_settings(settings: Settings) -> dict[str, str]:
     transaction pooler), never as startup ``options``: PgBouncer refuses that parameter,
     and a database-wide default would reach every other client of the database.
     """
-    return {"search_path": f'"{settings.db_schema}"', "statement_timeout": str(settings.statement_timeout_ms),
-            "idle_in_transaction_session_timeout": str(settings.idle_in_transaction_timeout_ms)}
+    return {
+        "search_path": f'"{settings.db_schema}"',
+        "statement_timeout": str(settings.statement_timeout_ms),
+        "idle_in_transaction_session_timeout": str(settings.idle_in_transaction_timeout_ms),
+    }
 
 
 def driver_options(settings: Settings) -> dict[str, object]:
@@ -83,8 +87,10 @@ def configure_session(dbapi_connection: Any, settings: Settings) -> None:
         return
     values = session_settings(settings)
     with dbapi_connection.cursor() as cursor:
-        cursor.execute("SELECT " + ", ".join(["set_config(%s, %s, false)"] * len(values)),
-                       [part for item in values.items() for part in item])
+        cursor.execute(
+            "SELECT " + ", ".join(["set_config(%s, %s, false)"] * len(values)),
+            [part for item in values.items() for part in item],
+        )
     if not dbapi_connection.autocommit:
         dbapi_connection.commit()
 
@@ -116,8 +122,9 @@ def get_engine(settings: Settings | None = None, *, migrate: bool = True) -> Eng
                 pool_timeout=30,
                 connect_args=driver_options(settings),
             )
-            event.listen(engine, "connect", lambda dbapi_connection, _record: configure_session(dbapi_connection,
-                                                                                                 settings))
+            event.listen(
+                engine, "connect", lambda dbapi_connection, _record: configure_session(dbapi_connection, settings)
+            )
             if migrate:
                 from db.migrate import ensure_schema
 

@@ -11,8 +11,15 @@ from config.errors import DatabaseUnavailable, HQError, StateError
 def translate_db_error(error: BaseException) -> HQError | None:
     """The user-facing form of a database error, or None if it is a bug, not a user's problem."""
     original = error.orig if isinstance(error, DBAPIError) else error
-    if isinstance(original, (psycopg.errors.CheckViolation, psycopg.errors.RaiseException,
-                             psycopg.errors.ForeignKeyViolation, psycopg.errors.InsufficientPrivilege)):
+    if isinstance(
+        original,
+        (
+            psycopg.errors.CheckViolation,
+            psycopg.errors.RaiseException,
+            psycopg.errors.ForeignKeyViolation,
+            psycopg.errors.InsufficientPrivilege,
+        ),
+    ):
         diag = original.diag
         message = diag.message_primary or str(original).splitlines()[0]
         if diag.message_hint:
@@ -34,4 +41,5 @@ def is_outage(error: BaseException) -> bool:
         return True
     original = error.orig if isinstance(error, DBAPIError) else error
     return isinstance(original, (psycopg.OperationalError, psycopg.InterfaceError)) and not isinstance(
-        original, (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled))
+        original, (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled)
+    )

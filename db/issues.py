@@ -40,8 +40,9 @@ class IssueDraft(BaseModel):
     budget_usd: Annotated[Decimal, Field(ge=0, le=MAX_BUDGET_USD, decimal_places=4)] | None = None
     needs_approval: bool = False
     depends_on: list[int] = Field(default_factory=list)
-    labels: Annotated[list[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9:_-]{0,39}$")]], Field(max_length=20)] = Field(
-        default_factory=list)
+    labels: Annotated[list[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9:_-]{0,39}$")]], Field(max_length=20)] = (
+        Field(default_factory=list)
+    )
 
     @field_validator("title")
     @classmethod
@@ -201,7 +202,11 @@ def add_comment(
 ) -> int | None:
     """Append a comment; with an idempotency key a replay writes nothing and returns None."""
     statement = insert(Comment).values(
-        issue_id=issue_id, body=_no_nul(body), author=author, kind=kind, run_id=run_id,
+        issue_id=issue_id,
+        body=_no_nul(body),
+        author=author,
+        kind=kind,
+        run_id=run_id,
         idempotency_key=idempotency_key,
     )
     if idempotency_key is not None:

@@ -46,8 +46,9 @@ def alembic_config(connection: Connection | None = None):  # type: ignore[no-unt
     return config
 
 
-def upgrade(engine: Engine, revision: str = "head",
-            on_notice: NoticeHandler | None = None) -> tuple[str | None, str | None]:
+def upgrade(
+    engine: Engine, revision: str = "head", on_notice: NoticeHandler | None = None
+) -> tuple[str | None, str | None]:
     """Upgrade under an advisory lock; returns (before, after) revisions.
 
     What the migrations' SQL says it could not do (``RAISE NOTICE``, warnings) goes to
@@ -74,25 +75,34 @@ def enter_schema(connection: Connection, schema: str) -> None:
     cannot carry a SET) finds hq's tables. A role that may not create there is
     told what an admin must run, instead of PostgreSQL's bare "permission denied".
     """
-    may_create = connection.execute(text(
-        "SELECT has_schema_privilege(CAST(:schema AS text), 'CREATE') FROM pg_namespace WHERE nspname = :schema"),
-        {"schema": schema}).scalar()
+    may_create = connection.execute(
+        text("SELECT has_schema_privilege(CAST(:schema AS text), 'CREATE') FROM pg_namespace WHERE nspname = :schema"),
+        {"schema": schema},
+    ).scalar()
     role = connection.execute(text("SELECT current_user")).scalar()
     if may_create is None:
         if not connection.execute(text("SELECT has_database_privilege(current_database(), 'CREATE')")).scalar():
-            raise ConfigError(f"schema {schema!r} does not exist and role {role!r} may not create it: an admin can "
-                              f"run CREATE SCHEMA {schema} AUTHORIZATION {role}, or set HQ_DB_SCHEMA to a schema "
-                              f"{role!r} owns")
+            raise ConfigError(
+                f"schema {schema!r} does not exist and role {role!r} may not create it: an admin can "
+                f"run CREATE SCHEMA {schema} AUTHORIZATION {role}, or set HQ_DB_SCHEMA to a schema "
+                f"{role!r} owns"
+            )
         connection.execute(text(f'CREATE SCHEMA "{schema}"'))  # the name is a checked identifier (settings)
     elif not may_create:
-        raise ConfigError(f"role {role!r} may not create objects in schema {schema!r} (PostgreSQL 15+ no longer "
-                          f"lets every role create in public): an admin can run CREATE SCHEMA hq AUTHORIZATION "
-                          f"{role} and you set HQ_DB_SCHEMA=hq, or run GRANT CREATE ON SCHEMA {schema} TO {role}")
+        raise ConfigError(
+            f"role {role!r} may not create objects in schema {schema!r} (PostgreSQL 15+ no longer "
+            f"lets every role create in public): an admin can run CREATE SCHEMA hq AUTHORIZATION "
+            f"{role} and you set HQ_DB_SCHEMA=hq, or run GRANT CREATE ON SCHEMA {schema} TO {role}"
+        )
     connection.execute(text("SELECT set_config('search_path', :path, true)"), {"path": f'"{schema}"'})
     if schema != "public":
-        statement = connection.execute(text(
-            "SELECT format('ALTER ROLE %I IN DATABASE %I SET search_path = %I', current_user, current_database(), "
-            "CAST(:schema AS text))"), {"schema": schema}).scalar()
+        statement = connection.execute(
+            text(
+                "SELECT format('ALTER ROLE %I IN DATABASE %I SET search_path = %I', current_user, current_database(), "
+                "CAST(:schema AS text))"
+            ),
+            {"schema": schema},
+        ).scalar()
         connection.exec_driver_sql(statement)
 
 

@@ -8,19 +8,19 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
     Date,
     ForeignKey,
-    UniqueConstraint,
     Identity,
     Integer,
     Numeric,
     SmallInteger,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -34,7 +34,7 @@ LEDGER = Numeric(14, 6)
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
         dt.datetime: TIMESTAMPTZ,
         str: Text(),
         uuid.UUID: UUID(as_uuid=True),
@@ -318,4 +318,3 @@ class Notification(Base):
     last_error: Mapped[str | None]
     created_at: Mapped[dt.datetime] = mapped_column(server_default="now()")
     sent_at: Mapped[dt.datetime | None]
-

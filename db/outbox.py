@@ -21,7 +21,9 @@ from db.models import Approval, Issue, IssueEvent, LLMCall, Notification
 from db.sqlfiles import query
 
 
-def enqueue(session: Session, event: str, dedupe_key: str, payload: dict[str, Any], issue_id: int | None = None) -> bool:
+def enqueue(
+    session: Session, event: str, dedupe_key: str, payload: dict[str, Any], issue_id: int | None = None
+) -> bool:
     """Add a pending notification; False if this exact event was already enqueued."""
     row = session.scalar(
         insert(Notification)
@@ -45,23 +47,43 @@ def cost_summary(session: Session, issue_id: int) -> dict[str, Any]:
     tree = select(Issue.id).where(Issue.id == issue_id).cte("tree", recursive=True)
     tree = tree.union_all(select(Issue.id).where(Issue.parent_id == tree.c.id))
     rows = session.execute(
-        select(LLMCall.tier, func.count(), func.coalesce(func.sum(LLMCall.cost_usd), 0),
-               func.coalesce(func.sum(LLMCall.input_tokens + LLMCall.output_tokens), 0))
+        select(
+            LLMCall.tier,
+            func.count(),
+            func.coalesce(func.sum(LLMCall.cost_usd), 0),
+            func.coalesce(func.sum(LLMCall.input_tokens + LLMCall.output_tokens), 0),
+        )
         .where(LLMCall.issue_id.in_(select(tree.c.id)))
-        .group_by(LLMCall.tier).order_by(LLMCall.tier)
+        .group_by(LLMCall.tier)
+        .order_by(LLMCall.tier)
     ).all()
     total = sum((Decimal(r[2]) for r in rows), Decimal(0))
-    return {"total_usd": str(total.quantize(Decimal("0.000001"))), "calls": sum(r[1] for r in rows),
-            "tokens": int(sum(r[3] for r in rows)),
-            "by_tier": {r[0]: str(Decimal(r[2]).quantize(Decimal("0.000001"))) for r in rows}}
+    return {
+        "total_usd": str(total.quantize(Decimal("0.000001"))),
+        "calls": sum(r[1] for r in rows),
+        "tokens": int(sum(r[3] for r in rows)),
+        "by_tier": {r[0]: str(Decimal(r[2]).quantize(Decimal("0.000001"))) for r in rows},
+    }
 
 
 def pending_approval(session: Session, issue: Issue, approval: Approval) -> None:
-    enqueue(session, "pending_approval", f"pending_approval:{issue.id}:{_last_event_id(session, issue.id)}",
-            {"issue": _issue(issue), "approval_id": approval.id, "quality_score": str(issue.quality_score or ""),
-             "deadline": approval.deadline.isoformat(),
-             "commands": [f"hq approve {issue.id}", f"hq reject {issue.id} --reason '...'",
-                          f"hq revise {issue.id} --note '...'"]}, issue.id)
+    enqueue(
+        session,
+        "pending_approval",
+        f"pending_approval:{issue.id}:{_last_event_id(session, issue.id)}",
+        {
+            "issue": _issue(issue),
+            "approval_id": approval.id,
+            "quality_score": str(issue.quality_score or ""),
+            "deadline": approval.deadline.isoformat(),
+            "commands": [
+                f"hq approve {issue.id}",
+                f"hq reject {issue.id} --reason '...'",
+                f"hq revise {issue.id} --note '...'",
+            ],
+        },
+        issue.id,
+    )
 
 
 def _climbed(session: Session, issue: Issue) -> list[str]:
@@ -74,37 +96,76 @@ def _climbed(session: Session, issue: Issue) -> list[str]:
 
 def escalated(session: Session, issue: Issue, *, reason: str, note: str) -> None:
     chain = _climbed(session, issue)
-    enqueue(session, "escalated", f"escalated:{issue.id}:{_last_event_id(session, issue.id)}:{len(chain)}",
-            {"issue": _issue(issue), "reason": reason, "note": note[:1000], "chain": chain}, issue.id)
+    enqueue(
+        session,
+        "escalated",
+        f"escalated:{issue.id}:{_last_event_id(session, issue.id)}:{len(chain)}",
+        {"issue": _issue(issue), "reason": reason, "note": note[:1000], "chain": chain},
+        issue.id,
+    )
 
 
 def needs_human(session: Session, issue: Issue, approval: Approval) -> None:
-    enqueue(session, "needs_human", f"needs_human:{approval.id}",
-            {"issue": _issue(issue), "reason": approval.reason[:1000], "chain": _climbed(session, issue),
-             "deadline": approval.deadline.isoformat(),
-             "commands": [f"hq unblock {issue.id} --note '...'", f"hq cancel {issue.id} --reason '...'"]}, issue.id)
+    enqueue(
+        session,
+        "needs_human",
+        f"needs_human:{approval.id}",
+        {
+            "issue": _issue(issue),
+            "reason": approval.reason[:1000],
+            "chain": _climbed(session, issue),
+            "deadline": approval.deadline.isoformat(),
+            "commands": [f"hq unblock {issue.id} --note '...'", f"hq cancel {issue.id} --reason '...'"],
+        },
+        issue.id,
+    )
 
 
 def budget_exhausted(session: Session, issue: Issue, approval: Approval) -> None:
-    enqueue(session, "budget_exhausted", f"budget:{approval.id}",
-            {"issue": _issue(issue), "budget_usd": str(issue.budget_usd), "spent_usd": str(issue.spent_usd),
-             "needed_usd": str(approval.amount_usd), "commands": [f"hq budget {issue.id} --add USD"]}, issue.id)
+    enqueue(
+        session,
+        "budget_exhausted",
+        f"budget:{approval.id}",
+        {
+            "issue": _issue(issue),
+            "budget_usd": str(issue.budget_usd),
+            "spent_usd": str(issue.spent_usd),
+            "needed_usd": str(approval.amount_usd),
+            "commands": [f"hq budget {issue.id} --add USD"],
+        },
+        issue.id,
+    )
 
 
 def approval_deadline(session: Session, approval: Approval, issue: Issue, stage: str) -> None:
-    enqueue(session, "approval_deadline", f"deadline:{approval.id}:{stage}:{approval.escalations}",
-            {"issue": _issue(issue), "approval_id": approval.id, "kind": approval.kind, "stage": stage,
-             "deadline": approval.deadline.isoformat()}, issue.id)
+    enqueue(
+        session,
+        "approval_deadline",
+        f"deadline:{approval.id}:{stage}:{approval.escalations}",
+        {
+            "issue": _issue(issue),
+            "approval_id": approval.id,
+            "kind": approval.kind,
+            "stage": stage,
+            "deadline": approval.deadline.isoformat(),
+        },
+        issue.id,
+    )
 
 
 def done(session: Session, issue: Issue) -> None:
-    enqueue(session, "done", f"done:{issue.id}", {"issue": _issue(issue), "cost": cost_summary(session, issue.id)},
-            issue.id)
+    enqueue(
+        session, "done", f"done:{issue.id}", {"issue": _issue(issue), "cost": cost_summary(session, issue.id)}, issue.id
+    )
 
 
 def heartbeat_failing(session: Session, agent_slug: str, failures: int, first_run_id: str, error: str) -> None:
-    enqueue(session, "heartbeat_failing", f"heartbeat:{agent_slug}:{first_run_id}",
-            {"agent": agent_slug, "failures": failures, "error": error[:500]})
+    enqueue(
+        session,
+        "heartbeat_failing",
+        f"heartbeat:{agent_slug}:{first_run_id}",
+        {"agent": agent_slug, "failures": failures, "error": error[:500]},
+    )
 
 
 def digest(session: Session, day: dt.date) -> bool:

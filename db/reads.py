@@ -6,17 +6,39 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from db.issues import cost_so_far, get_issue
 from db.models import Agent, Comment, Issue, IssueDependency, IssueEvent, LLMCall
 from db.sqlfiles import query
 
 ISSUE_FIELDS = (
-    "id", "title", "body", "status", "priority", "needs_approval", "budget_usd", "spent_usd", "reserved_usd",
-    "attempts", "max_attempts", "review_rounds", "quality_score", "blocked_reason", "escalation_chain",
-    "parent_id", "goal_id", "playbook", "module_key", "labels", "unmet_deps", "created_by", "created_at",
-    "updated_at", "status_changed_at", "done_at",
+    "id",
+    "title",
+    "body",
+    "status",
+    "priority",
+    "needs_approval",
+    "budget_usd",
+    "spent_usd",
+    "reserved_usd",
+    "attempts",
+    "max_attempts",
+    "review_rounds",
+    "quality_score",
+    "blocked_reason",
+    "escalation_chain",
+    "parent_id",
+    "goal_id",
+    "playbook",
+    "module_key",
+    "labels",
+    "unmet_deps",
+    "created_by",
+    "created_at",
+    "updated_at",
+    "status_changed_at",
+    "done_at",
 )
 
 
@@ -48,12 +70,24 @@ def issue_detail(session: Session, issue_id: int) -> dict[str, Any]:
     events = session.scalars(select(IssueEvent).where(IssueEvent.issue_id == issue_id).order_by(IssueEvent.id))
     comments = session.scalars(select(Comment).where(Comment.issue_id == issue_id).order_by(Comment.id))
     timeline = [
-        {"at": e.created_at, "kind": "status", "change": f"{e.from_status or '(new)'} -> {e.to_status}",
-         "actor": e.actor, "workflow": e.workflow, "note": e.reason}
+        {
+            "at": e.created_at,
+            "kind": "status",
+            "change": f"{e.from_status or '(new)'} -> {e.to_status}",
+            "actor": e.actor,
+            "workflow": e.workflow,
+            "note": e.reason,
+        }
         for e in events
     ] + [
-        {"at": c.created_at, "kind": "comment", "change": f"comment ({c.kind})", "actor": c.author,
-         "workflow": None, "note": c.body}
+        {
+            "at": c.created_at,
+            "kind": "comment",
+            "change": f"comment ({c.kind})",
+            "actor": c.author,
+            "workflow": None,
+            "note": c.body,
+        }
         for c in comments
     ]
     timeline.sort(key=lambda item: item["at"])

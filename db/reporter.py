@@ -30,8 +30,12 @@ ROLE = "hq_reporter"
 # The role defaults db/sql/reporter.sql and reporter_lockdown.sql (step 4) give it where they may.
 # (tests/test_grant_reporter.py checks that the admin SQL below leaves the role as a superuser's migration does.)
 READ_ONLY = ("default_transaction_read_only", "on")
-ROLE_DEFAULTS = (READ_ONLY, ("statement_timeout", "60s"), ("idle_in_transaction_session_timeout", "60s"),
-                 ("temp_file_limit", "1GB"))
+ROLE_DEFAULTS = (
+    READ_ONLY,
+    ("statement_timeout", "60s"),
+    ("idle_in_transaction_session_timeout", "60s"),
+    ("temp_file_limit", "1GB"),
+)
 SUPERUSER_ONLY = {"temp_file_limit"}
 
 _TRUE = {"on", "true", "yes", "1"}
@@ -122,8 +126,10 @@ class ReporterState:
         if not self.exists:
             return f"{ROLE}: not set up (the role does not exist)"
         limit = "no connection limit" if self.connection_limit < 0 else f"connection limit {self.connection_limit}"
-        facts = (f"login {'yes' if self.can_login else 'no'}, read-only {'yes' if self.read_only else 'no'}, "
-                 f"SELECT on {self.granted_views} of {self.views} report views, {limit}")
+        facts = (
+            f"login {'yes' if self.can_login else 'no'}, read-only {'yes' if self.read_only else 'no'}, "
+            f"SELECT on {self.granted_views} of {self.views} report views, {limit}"
+        )
         if self.problems:
             return f"{ROLE}: not ready: {'; '.join(self.problems)} ({facts})"
         if self.missing_bounds:
@@ -133,17 +139,30 @@ class ReporterState:
 
 def reporter_state(connection: Connection) -> ReporterState:
     app_role, database, superuser, may_create, views = connection.execute(_APP).one()
-    base = {"app_role": app_role, "database": database, "app_is_superuser": bool(superuser),
-            "app_may_create_roles": bool(may_create), "views": int(views)}
+    base = {
+        "app_role": app_role,
+        "database": database,
+        "app_is_superuser": bool(superuser),
+        "app_may_create_roles": bool(may_create),
+        "views": int(views),
+    }
     row = connection.execute(_STATE, {"role": ROLE}).first()
     if row is None:
         return ReporterState(**base)
     login, limit, config, privileged, may_connect, may_use_schema, granted, tables = row
     defaults = dict(item.split("=", 1) for item in config if "=" in item)
-    return ReporterState(**base, exists=True, can_login=bool(login), connection_limit=int(limit), defaults=defaults,
-                         privileged=bool(privileged), may_connect=bool(may_connect),
-                         may_use_schema=bool(may_use_schema), granted_views=int(granted),
-                         readable_tables=int(tables))
+    return ReporterState(
+        **base,
+        exists=True,
+        can_login=bool(login),
+        connection_limit=int(limit),
+        defaults=defaults,
+        privileged=bool(privileged),
+        may_connect=bool(may_connect),
+        may_use_schema=bool(may_use_schema),
+        granted_views=int(granted),
+        readable_tables=int(tables),
+    )
 
 
 def admin_sql(state: ReporterState, connection_limit: int) -> list[str]:
@@ -157,12 +176,16 @@ def admin_sql(state: ReporterState, connection_limit: int) -> list[str]:
     role = sql.Identifier(ROLE)
     statements: list[sql.Composable] = []
     if not state.exists:
-        statements.append(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT "
-                                  "CONNECTION LIMIT {}").format(role, sql.Literal(connection_limit)))
+        statements.append(
+            sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT CONNECTION LIMIT {}").format(
+                role, sql.Literal(connection_limit)
+            )
+        )
     else:
         if state.privileged:
-            statements.append(sql.SQL("ALTER ROLE {} NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION "
-                                      "NOBYPASSRLS").format(role))
+            statements.append(
+                sql.SQL("ALTER ROLE {} NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS").format(role)
+            )
         if not state.can_login:
             statements.append(sql.SQL("ALTER ROLE {} LOGIN").format(role))
         if state.connection_limit < 0:
@@ -175,8 +198,9 @@ def admin_sql(state: ReporterState, connection_limit: int) -> list[str]:
         line = sql.SQL("ALTER ROLE {} SET {} = {}").format(role, sql.SQL(name), sql.Literal(value)).as_string(None)
         lines.append(line + ";" + ("  -- a superuser only" if name in SUPERUSER_ONLY else ""))
     if state.exists and not state.may_connect:
-        lines.append(sql.SQL("GRANT CONNECT ON DATABASE {} TO {};").format(sql.Identifier(state.database),
-                                                                           role).as_string(None))
+        lines.append(
+            sql.SQL("GRANT CONNECT ON DATABASE {} TO {};").format(sql.Identifier(state.database), role).as_string(None)
+        )
     return lines
 
 
@@ -189,14 +213,16 @@ def next_steps(state: ReporterState, connection_limit: int) -> list[str]:
     statements = admin_sql(state, connection_limit)
     if state.app_is_superuser or not statements or (not state.exists and state.app_may_create_roles):
         return ["run: hq db grant-reporter"]
-    cannot = ("may not create roles (no CREATEROLE)" if not state.app_may_create_roles
-              else f"may not alter {ROLE} (that needs ADMIN on it)")
+    cannot = (
+        "may not create roles (no CREATEROLE)"
+        if not state.app_may_create_roles
+        else f"may not alter {ROLE} (that needs ADMIN on it)"
+    )
     lines = [f"role {state.app_role} {cannot}; an admin (a superuser, or a role with CREATEROLE) must run:"]
     lines += [f"    {statement}" for statement in statements]
     if not state.exists:
         lines.append(f"    -- for password logins, also give it a password, in psql: \\password {ROLE}")
-    if (not state.exists or not state.may_use_schema or state.granted_views < state.views
-            or state.readable_tables > 0):
+    if not state.exists or not state.may_use_schema or state.granted_views < state.views or state.readable_tables > 0:
         lines.append("then, as hq's role: hq db grant-reporter")
     return lines
 
@@ -238,11 +264,14 @@ def grant_reporter(engine: Engine, settings: Settings, on_notice: NoticeHandler 
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})  # not during an upgrade
         current, head = current_revision(connection), head_revision()
         if current != head:
-            raise StateError(f"the database is at revision {current or 'none (empty)'}, not {head}: "
-                             "run hq db upgrade first")
+            raise StateError(
+                f"the database is at revision {current or 'none (empty)'}, not {head}: run hq db upgrade first"
+            )
         before = reporter_state(connection)
-        connection.execute(text("SELECT set_config('hq.reporter_connection_limit', :limit, true)"),
-                           {"limit": str(settings.reporter_connection_limit)})
+        connection.execute(
+            text("SELECT set_config('hq.reporter_connection_limit', :limit, true)"),
+            {"limit": str(settings.reporter_connection_limit)},
+        )
         run_sql_file(connection, "reporter.sql")  # creates the role if the app role may; the grants
         refused = []
         now = reporter_state(connection)
@@ -253,8 +282,7 @@ def grant_reporter(engine: Engine, settings: Settings, on_notice: NoticeHandler 
             except DBAPIError as error:
                 if not isinstance(error.orig, InsufficientPrivilege):
                     raise
-                refused.append(f"cannot make {ROLE}'s sessions read-only by default (needs CREATEROLE and "
-                               f"ADMIN on it)")
+                refused.append(f"cannot make {ROLE}'s sessions read-only by default (needs CREATEROLE and ADMIN on it)")
         run_sql_file(connection, "reporter_lockdown.sql")  # TEMP revoked for the role, its bounds
         after = reporter_state(connection)
     return GrantResult(before, after, refused)

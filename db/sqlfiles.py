@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from sqlalchemy import Connection, TextClause, text
@@ -30,7 +30,7 @@ def run_sql_file(connection: Connection, name: str) -> None:
     run_sql(connection, read_sql(name))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _named_queries(file: str) -> dict[str, str]:
     source = read_sql(f"queries/{file}.sql")
     names = list(_NAME.finditer(source))
@@ -39,11 +39,11 @@ def _named_queries(file: str) -> dict[str, str]:
     queries = {}
     for index, match in enumerate(names):
         end = names[index + 1].start() if index + 1 < len(names) else len(source)
-        queries[match.group(1)] = source[match.end():end].strip().rstrip(";")
+        queries[match.group(1)] = source[match.end() : end].strip().rstrip(";")
     return queries
 
 
-@lru_cache(maxsize=None)
+@cache
 def query(file: str, name: str) -> TextClause:
     """A named statement from db/sql/queries/<file>.sql (blocks start with ``-- name: x``)."""
     try:

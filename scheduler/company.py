@@ -57,9 +57,14 @@ class Company:
         self.threads = threads
         self.roster = load_company(settings)
         self.engine = get_engine(settings)
-        self.runtime = Runtime(settings, self.engine, self.roster, f"{socket.gethostname()}:{os.getpid()}",
-                               router_factory=router_factory,
-                               playbooks=load_playbooks(settings.playbooks_path, set(self.roster.roles)))
+        self.runtime = Runtime(
+            settings,
+            self.engine,
+            self.roster,
+            f"{socket.gethostname()}:{os.getpid()}",
+            router_factory=router_factory,
+            playbooks=load_playbooks(settings.playbooks_path, set(self.roster.roles)),
+        )
         self.scheduler: Any = None
         self.listener: WakeListener | None = None
         self._lock = threading.Lock()
@@ -86,7 +91,7 @@ class Company:
             result = run_beat(slug, self.runtime)
             if result.outcome != "error":
                 self.runtime.outages.succeeded()
-        except Exception as error:  # noqa: BLE001 - e.g. the database is restarting: the next beat retries
+        except Exception as error:
             self._log_failure("heartbeat", error, agent=slug)
             result = BeatResult(slug, "error")
         finally:
@@ -106,7 +111,7 @@ class Company:
         try:
             sweep.run(self.settings, self.engine)
             self.runtime.outages.succeeded()
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             self._log_failure("sweep", error)
 
     def notify(self) -> None:
@@ -114,7 +119,7 @@ class Company:
 
         try:
             notify.run(self.settings, self.engine)
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             self._log_failure("notify", error)
 
     # --- one pass, for cron and tests ----------------------------------------------------
@@ -147,15 +152,23 @@ class Company:
         for agent in agents:
             seconds, jitter = self.interval(agent)  # type: ignore[arg-type]
             first = now + dt.timedelta(seconds=random.uniform(0, min(seconds, 2.0)))
-            self.scheduler.add_job(self.beat, IntervalTrigger(seconds=seconds, jitter=jitter or None), args=[agent.slug],
-                                   id=agent.slug, name=f"heartbeat {agent.slug}", next_run_time=first)
-        self.scheduler.add_job(self.sweep, IntervalTrigger(seconds=self.settings.sweep_interval_seconds), id="_sweep",
-                               next_run_time=now)
+            self.scheduler.add_job(
+                self.beat,
+                IntervalTrigger(seconds=seconds, jitter=jitter or None),
+                args=[agent.slug],
+                id=agent.slug,
+                name=f"heartbeat {agent.slug}",
+                next_run_time=first,
+            )
+        self.scheduler.add_job(
+            self.sweep, IntervalTrigger(seconds=self.settings.sweep_interval_seconds), id="_sweep", next_run_time=now
+        )
         self.scheduler.add_job(self.notify, IntervalTrigger(seconds=NOTIFY_SECONDS), id="_notify", next_run_time=now)
         if self.settings.database_url is None:  # hq owns the embedded server: it keeps it up
             guard = EmbeddedGuard(self.settings.data_path)
-            self.scheduler.add_job(guard.check, IntervalTrigger(seconds=GUARD_SECONDS), id="_embedded_guard",
-                                   next_run_time=now)
+            self.scheduler.add_job(
+                guard.check, IntervalTrigger(seconds=GUARD_SECONDS), id="_embedded_guard", next_run_time=now
+            )
         self.scheduler.start()
         self.listener = WakeListener(listen_url(self.settings, self.engine), self.wake, self.stop_event)
         self.listener.start()

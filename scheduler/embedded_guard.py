@@ -50,14 +50,15 @@ class EmbeddedGuard:
             return
         if self._down_since is None:
             self._down_since, self._next_try = now, now
-            log.warning("embedded_postgres.down", pgdata=str(pgdata_dir(self.data_dir)),
-                        action="restarting it, with backoff")
+            log.warning(
+                "embedded_postgres.down", pgdata=str(pgdata_dir(self.data_dir)), action="restarting it, with backoff"
+            )
         if now < self._next_try:
             return
         self._tries += 1
         try:
             ensure_server(self.data_dir)
-        except Exception as error:  # noqa: BLE001 - any failure is the same: wait longer, try again
+        except Exception as error:
             self._next_try = now + self._delay
             self._delay = min(self._delay * 2, MAX_RETRY_SECONDS)
             log.debug("embedded_postgres.restart_failed", error=redact(describe(error)), tries=self._tries)
@@ -66,6 +67,5 @@ class EmbeddedGuard:
 
     def _recovered(self, now: float) -> None:
         if self._down_since is not None:
-            log.warning("embedded_postgres.restarted", down_seconds=round(now - self._down_since, 1),
-                        tries=self._tries)
+            log.warning("embedded_postgres.restarted", down_seconds=round(now - self._down_since, 1), tries=self._tries)
         self._down_since, self._delay, self._tries = None, FIRST_RETRY_SECONDS, 0

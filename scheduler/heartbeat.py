@@ -40,8 +40,14 @@ log = get_logger(__name__)
 def _workflows() -> dict[str, Callable[[WorkflowContext], None]]:
     from workflows import assign, deploy_verify, escalate, execute, plan, review_gate
 
-    return {"plan": plan.run, "escalate": escalate.run, "assign": assign.run, "review_gate": review_gate.run,
-            "execute": execute.run, "deploy_verify": deploy_verify.run}
+    return {
+        "plan": plan.run,
+        "escalate": escalate.run,
+        "assign": assign.run,
+        "review_gate": review_gate.run,
+        "execute": execute.run,
+        "deploy_verify": deploy_verify.run,
+    }
 
 
 @dataclass
@@ -77,9 +83,17 @@ def run_beat(slug: str, runtime: Runtime) -> BeatResult:
         assert agent is not None
         session.add(HeartbeatRun(run_id=run_id, agent_id=agent.id, worker=runtime.worker))
         snapshot = AgentRow.of(agent)
-    ctx = WorkflowContext(agent=snapshot, roster=runtime.roster, settings=settings, engine=runtime.engine,
-                          beat_run_id=run_id, deadline=time.monotonic() + ttl,
-                          stop=runtime.stop, router_factory=runtime.router_factory, playbooks=runtime.playbooks)
+    ctx = WorkflowContext(
+        agent=snapshot,
+        roster=runtime.roster,
+        settings=settings,
+        engine=runtime.engine,
+        beat_run_id=run_id,
+        deadline=time.monotonic() + ttl,
+        stop=runtime.stop,
+        router_factory=runtime.router_factory,
+        playbooks=runtime.playbooks,
+    )
     outcome, error = "idle", None
     with bound_contextvars(agent=slug, run_id=str(run_id)):
         try:
@@ -90,9 +104,16 @@ def run_beat(slug: str, runtime: Runtime) -> BeatResult:
                 ctx.workflow = name
                 with bound_contextvars(workflow=name):
                     workflows[name](ctx)
-            outcome = ("interrupted" if runtime.stop.is_set() else "degraded" if ctx.degraded
-                       else "ok" if ctx.touched else "idle")
-        except Exception as failure:  # noqa: BLE001 - a beat must always record itself and free its lease
+            outcome = (
+                "interrupted"
+                if runtime.stop.is_set()
+                else "degraded"
+                if ctx.degraded
+                else "ok"
+                if ctx.touched
+                else "idle"
+            )
+        except Exception as failure:
             outcome, error = "error", redact(describe(failure))
             if is_outage(failure):  # the lease brings the work back once the database does
                 runtime.outages.failed("heartbeat", failure, workflow=ctx.workflow)
@@ -103,23 +124,37 @@ def run_beat(slug: str, runtime: Runtime) -> BeatResult:
     return BeatResult(slug, outcome, tuple(ctx.touched))
 
 
-def _finish(runtime: Runtime, run_id: uuid.UUID, agent_id: int, outcome: str, error: str | None,
-            ctx: WorkflowContext) -> None:
+def _finish(
+    runtime: Runtime, run_id: uuid.UUID, agent_id: int, outcome: str, error: str | None, ctx: WorkflowContext
+) -> None:
     """Record the beat and free the agent, through a short outage too; the sweeper closes what is left as lost."""
-    retrying = Retrying(retry=retry_if_exception(is_outage), reraise=True, sleep=runtime.stop.wait,
-                        stop=stop_after_delay(FINISH_RETRY_SECONDS) | stop_when_event_set(runtime.stop),
-                        wait=wait_exponential(multiplier=0.5, max=5))
+    retrying = Retrying(
+        retry=retry_if_exception(is_outage),
+        reraise=True,
+        sleep=runtime.stop.wait,
+        stop=stop_after_delay(FINISH_RETRY_SECONDS) | stop_when_event_set(runtime.stop),
+        wait=wait_exponential(multiplier=0.5, max=5),
+    )
     retrying(_record_end, runtime, run_id, agent_id, outcome, error, ctx)
 
 
-def _record_end(runtime: Runtime, run_id: uuid.UUID, agent_id: int, outcome: str, error: str | None,
-                ctx: WorkflowContext) -> None:
+def _record_end(
+    runtime: Runtime, run_id: uuid.UUID, agent_id: int, outcome: str, error: str | None, ctx: WorkflowContext
+) -> None:
     """A beat the sweeper already closed as ``lost`` stays closed: its lease had gone."""
     with transaction(ACTOR, workflow="heartbeat", run_id=run_id, engine=runtime.engine) as session:
-        session.execute(update(HeartbeatRun).where(HeartbeatRun.run_id == run_id,
-                                                   HeartbeatRun.finished_at.is_(None)).values(
-            finished_at=func.clock_timestamp(), outcome=outcome, error=error, claims=ctx.claims,
-            workflows=list(ctx.agent.workflows), issues_touched=ctx.touched))
+        session.execute(
+            update(HeartbeatRun)
+            .where(HeartbeatRun.run_id == run_id, HeartbeatRun.finished_at.is_(None))
+            .values(
+                finished_at=func.clock_timestamp(),
+                outcome=outcome,
+                error=error,
+                claims=ctx.claims,
+                workflows=list(ctx.agent.workflows),
+                issues_touched=ctx.touched,
+            )
+        )
         session.execute(query("claims", "release_agent"), {"agent_id": agent_id, "run_id": run_id})
     if outcome != "idle":
         log.info("heartbeat.done", outcome=outcome, claims=ctx.claims, issues=ctx.touched)

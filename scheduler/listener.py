@@ -72,8 +72,12 @@ class WakeListener(threading.Thread):
     def _report(self, problem: str, **fields: object) -> None:
         if problem not in self._reported:
             self._reported.add(problem)
-            log.warning("listener.bad_payload", problem=problem,
-                        note="ignored; later ones of this kind are not logged", **fields)
+            log.warning(
+                "listener.bad_payload",
+                problem=problem,
+                note="ignored; later ones of this kind are not logged",
+                **fields,
+            )
 
     def handle(self, payload: str) -> None:
         """Wake whatever a well-formed payload names; ignore anything else. Never raises."""
@@ -83,19 +87,24 @@ class WakeListener(threading.Thread):
         for slug in slugs:
             try:
                 self.on_wake(slug)
-            except Exception as error:  # noqa: BLE001 - a failed wake costs latency only; keep listening
+            except Exception as error:
                 self._report(f"wake_failed:{type(error).__name__}", agent=slug, error=str(error)[:200])
 
     def run(self) -> None:
-        retrying = Retrying(retry=retry_if_exception_type(psycopg.OperationalError),
-                            wait=wait_exponential(multiplier=0.5, max=15), sleep=self.stop.wait,
-                            stop=stop_when_event_set(self.stop), before_sleep=self._reconnecting, reraise=True)
+        retrying = Retrying(
+            retry=retry_if_exception_type(psycopg.OperationalError),
+            wait=wait_exponential(multiplier=0.5, max=15),
+            sleep=self.stop.wait,
+            stop=stop_when_event_set(self.stop),
+            before_sleep=self._reconnecting,
+            reraise=True,
+        )
         while not self.stop.is_set():
             try:
                 retrying(self._listen)
             except psycopg.OperationalError:
                 return  # asked to stop while the database was away
-            except Exception:  # noqa: BLE001 - the listener is an optimisation; never let it die
+            except Exception:
                 log.exception("listener.failed")
                 self.stop.wait(1.0)
 

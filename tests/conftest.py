@@ -28,8 +28,17 @@ TEMPLATE = "hq_template"
 _counter = itertools.count()
 
 # Nothing a test runs may reach a real provider, bot or the network.
-for _var in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY", "TELEGRAM_BOT_TOKEN", "TELEGRAM_CHAT_ID",
-             "DATABASE_URL", "HQ_DATA_DIR", "HQ_ROLES_DIR", "HQ_MODELS_FILE"):
+for _var in (
+    "ANTHROPIC_API_KEY",
+    "OPENAI_API_KEY",
+    "GEMINI_API_KEY",
+    "TELEGRAM_BOT_TOKEN",
+    "TELEGRAM_CHAT_ID",
+    "DATABASE_URL",
+    "HQ_DATA_DIR",
+    "HQ_ROLES_DIR",
+    "HQ_MODELS_FILE",
+):
     os.environ.pop(_var, None)
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 os.environ["HQ_LOG_FORMAT"] = "json"
@@ -108,8 +117,9 @@ def db_url(pg_server: PgServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
 
 
 @contextlib.contextmanager
-def own_database(pg: PgServer, monkeypatch: pytest.MonkeyPatch, name: str, *, owner: str | None = None,
-                 user: str = "postgres") -> Iterator[str]:
+def own_database(
+    pg: PgServer, monkeypatch: pytest.MonkeyPatch, name: str, *, owner: str | None = None, user: str = "postgres"
+) -> Iterator[str]:
     """A new, empty database for one test, with DATABASE_URL pointing at it (as ``user``); dropped afterwards."""
     from config.settings import reset_settings
     from db.engine import dispose_engines
@@ -165,11 +175,18 @@ def run_hq(*args: str, stdin: str | None = None) -> Result:
     return Result(code, out.getvalue(), err.getvalue())
 
 
-def run_hq_process(*args: str, env: dict[str, str] | None = None, timeout: float = 60,
-                   cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run_hq_process(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the installed `hq` in a real process (exit codes, imports, signals)."""
-    return subprocess.run([str(BIN / "hq"), *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})}, cwd=cwd)
+    return subprocess.run(
+        [str(BIN / "hq"), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+    )
 
 
 @pytest.fixture()

@@ -2,8 +2,9 @@
 
 Not the embedded server: TCP on 127.0.0.1, SCRAM passwords, a non-superuser app
 role that owns nothing but its database's objects, and PgBouncer in transaction
-mode in front, in a database the app role does not own, with a schema of its own. `.ci/run` installs the packages (`make test-deps`); where they are
-missing the tests that need them are skipped, saying which package to install.
+mode in front, in a database the app role does not own, with a schema of its own. `.ci/run` installs the
+packages (`make test-deps`); where they are missing the tests that need them are skipped, saying which
+package to install.
 """
 
 from __future__ import annotations
@@ -62,11 +63,25 @@ class External:
 def _start_postgres(root: Path, bin_dir: Path) -> int:
     port = _free_port()
     data = root / "data"
-    _as_postgres([str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth-local=trust",
-                  "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C"])
+    _as_postgres(
+        [
+            str(bin_dir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "postgres",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        ]
+    )
     with open(data / "postgresql.conf", "a") as conf:
-        conf.write(f"listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{root}'\n"
-                   "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 200\n")
+        conf.write(
+            f"listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{root}'\n"
+            "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 200\n"
+        )
     _as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(root / "server.log"), "-w", "start"])
     return port
 
@@ -89,8 +104,9 @@ def _create_roles(external: External) -> None:
 def _start_bouncer(external: External) -> None:
     port = _free_port()
     with external.admin() as admin:
-        secrets = admin.execute("SELECT rolname, rolpassword FROM pg_authid WHERE rolname IN (%s, 'hq_reporter')",
-                                (APP_ROLE,)).fetchall()
+        secrets = admin.execute(
+            "SELECT rolname, rolpassword FROM pg_authid WHERE rolname IN (%s, 'hq_reporter')", (APP_ROLE,)
+        ).fetchall()
     (external.root / "userlist.txt").write_text("".join(f'"{name}" "{secret}"\n' for name, secret in secrets))
     (external.root / "pgbouncer.ini").write_text(f"""[databases]
 {DATABASE} = host=127.0.0.1 port={external.port} dbname={DATABASE}
@@ -140,8 +156,22 @@ def external() -> Iterator[External]:
         pid = root / "pgbouncer.pid"
         if pid.exists():
             subprocess.run(["kill", pid.read_text().strip()], check=False)
-        subprocess.run(["runuser", "-u", RUN_AS, "--", str(bin_dir / "pg_ctl"), "-D", str(root / "data"), "-m",
-                        "immediate", "stop"] if os.geteuid() == 0 else
-                       [str(bin_dir / "pg_ctl"), "-D", str(root / "data"), "-m", "immediate", "stop"],
-                       capture_output=True, check=False)
+        subprocess.run(
+            [
+                "runuser",
+                "-u",
+                RUN_AS,
+                "--",
+                str(bin_dir / "pg_ctl"),
+                "-D",
+                str(root / "data"),
+                "-m",
+                "immediate",
+                "stop",
+            ]
+            if os.geteuid() == 0
+            else [str(bin_dir / "pg_ctl"), "-D", str(root / "data"), "-m", "immediate", "stop"],
+            capture_output=True,
+            check=False,
+        )
         shutil.rmtree(root, ignore_errors=True)

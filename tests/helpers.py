@@ -36,14 +36,20 @@ def new_issue(raw: psycopg.Connection, title: str = "Do the thing", status: str 
     names = ["title", "status", "created_by", *columns]
     values = [title, status, "test", *columns.values()]
     placeholders = ", ".join(["%s"] * len(names))
-    row = raw.execute(f"INSERT INTO issues ({', '.join(names)}) VALUES ({placeholders}) RETURNING id", values).fetchone()
+    row = raw.execute(
+        f"INSERT INTO issues ({', '.join(names)}) VALUES ({placeholders}) RETURNING id", values
+    ).fetchone()
     assert row is not None
     return int(row[0])
 
 
 def events(raw: psycopg.Connection, issue_id: int) -> list[tuple[str | None, str]]:
-    return [(r[0], r[1]) for r in raw.execute(
-        "SELECT from_status, to_status FROM issue_events WHERE issue_id = %s ORDER BY id", (issue_id,))]
+    return [
+        (r[0], r[1])
+        for r in raw.execute(
+            "SELECT from_status, to_status FROM issue_events WHERE issue_id = %s ORDER BY id", (issue_id,)
+        )
+    ]
 
 
 def status_of(raw: psycopg.Connection, issue_id: int) -> str:
@@ -67,8 +73,9 @@ def rollups(raw: psycopg.Connection) -> dict[str, list[tuple]]:
     return {name: raw.execute(sql).fetchall() for name, sql in ROLLUP_SNAPSHOT.items()}
 
 
-def execute_run(issue: int, agent_id: int, agent_slug: str, workspace: Workspace, writes: dict[str, str],
-                *, submit: bool = True) -> uuid.UUID:
+def execute_run(
+    issue: int, agent_id: int, agent_slug: str, workspace: Workspace, writes: dict[str, str], *, submit: bool = True
+) -> uuid.UUID:
     """One execute run as the workflow does it: restore what another host did, write files, commit,
     record the snapshot, move to in_review."""
     from agents.submission import record_snapshot, restore_workspace

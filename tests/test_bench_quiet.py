@@ -17,8 +17,14 @@ from tests.conftest import ROOT
 
 def test_transitions_benchmark_prints_measurements_only() -> None:
     env = {key: value for key, value in os.environ.items() if key not in ("HQ_LOG_LEVEL", "DATABASE_URL")}
-    result = subprocess.run([sys.executable, "-m", "bench.transitions", "--issues", "60", "--workers", "2"],
-                            capture_output=True, text=True, timeout=240, cwd=ROOT, env=env)
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.transitions", "--issues", "60", "--workers", "2"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=ROOT,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     output = result.stdout + result.stderr
     assert "claim.taken" not in output, output[-2000:]

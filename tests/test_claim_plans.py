@@ -58,8 +58,7 @@ def populated(db_url: str, raw: psycopg.Connection) -> psycopg.Connection:
 def test_claim_query_uses_its_partial_index(populated: psycopg.Connection, name: str) -> None:
     sql = _named_queries("claims")[name]
     run_id = uuid.uuid4()
-    params = {"agent_id": 5, "run_id": run_id, "run_text": str(run_id), "ttl": 60, "actor": "test",
-              "workflow": "plan"}
+    params = {"agent_id": 5, "run_id": run_id, "run_text": str(run_id), "ttl": 60, "actor": "test", "workflow": "plan"}
     statement = re.sub(r"(?<![:\w]):([a-z_]+)", r"%(\1)s", sql)  # :name -> psycopg's %(name)s
     plan = populated.execute("EXPLAIN (FORMAT JSON) " + statement, params).fetchone()[0][0]["Plan"]
     scans = [(n["Node Type"], n.get("Relation Name"), n.get("Index Name")) for n in nodes(plan)]

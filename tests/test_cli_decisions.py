@@ -20,8 +20,11 @@ def snapshot(raw: psycopg.Connection) -> list[tuple]:
 def pending_work(raw: psycopg.Connection) -> int:
     issue = new_issue(raw, "needs a human", status="todo")
     force_status(raw, issue, "pending_approval")
-    raw.execute("INSERT INTO approvals (issue_id, kind, requested_by, reason, deadline) "
-                "VALUES (%s, 'work', 'agent:boss', 'review passed', now() + interval '1 day')", (issue,))
+    raw.execute(
+        "INSERT INTO approvals (issue_id, kind, requested_by, reason, deadline) "
+        "VALUES (%s, 'work', 'agent:boss', 'review passed', now() + interval '1 day')",
+        (issue,),
+    )
     return issue
 
 
@@ -31,21 +34,30 @@ def test_approve_moves_to_approved_and_closes_the_approval(raw: psycopg.Connecti
     assert result.exit_code == 0, result.stderr
     assert "pending_approval -> approved" in result.stdout
     assert status_of(raw, issue) == "approved"
-    assert raw.execute("SELECT status, decided_by, decision_note FROM approvals WHERE issue_id = %s",
-                       (issue,)).fetchone() == ("approved", "human:carol", "ship it")
-    actor = raw.execute("SELECT actor, workflow FROM issue_events WHERE issue_id = %s ORDER BY id DESC LIMIT 1",
-                        (issue,)).fetchone()
+    assert raw.execute(
+        "SELECT status, decided_by, decision_note FROM approvals WHERE issue_id = %s", (issue,)
+    ).fetchone() == ("approved", "human:carol", "ship it")
+    actor = raw.execute(
+        "SELECT actor, workflow FROM issue_events WHERE issue_id = %s ORDER BY id DESC LIMIT 1", (issue,)
+    ).fetchone()
     assert actor == ("human:carol", "cli:approve")
 
 
 def test_approve_wrong_status_or_missing_issue_exits_2_and_changes_nothing(raw: psycopg.Connection) -> None:
     issue = new_issue(raw, status="todo")
     before = snapshot(raw)
-    for args in (("approve", str(issue)), ("approve", "999999"), ("reject", str(issue), "--reason", "no"),
-                 ("revise", str(issue), "--note", "again"), ("unblock", str(issue), "--note", "go"),
-                 ("budget", "999999", "--add", "1"), ("budget", str(issue), "--add", "-5"),
-                 ("budget", str(issue), "--add", "NaN"), ("reject", str(issue), "--reason", "  "),
-                 ("approve", "abc")):
+    for args in (
+        ("approve", str(issue)),
+        ("approve", "999999"),
+        ("reject", str(issue), "--reason", "no"),
+        ("revise", str(issue), "--note", "again"),
+        ("unblock", str(issue), "--note", "go"),
+        ("budget", "999999", "--add", "1"),
+        ("budget", str(issue), "--add", "-5"),
+        ("budget", str(issue), "--add", "NaN"),
+        ("reject", str(issue), "--reason", "  "),
+        ("approve", "abc"),
+    ):
         result = run_hq(*args)
         assert result.exit_code == 2, (args, result)
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
@@ -64,7 +76,9 @@ def test_reject_and_revise(raw: psycopg.Connection) -> None:
     assert run_hq("revise", str(revised), "--note", "add a summary").exit_code == 0
     assert status_of(raw, revised) == "todo"
     assert raw.execute("SELECT kind, body FROM comments WHERE issue_id = %s", (revised,)).fetchone() == (
-        "revision", "add a summary")
+        "revision",
+        "add a summary",
+    )
     assert raw.execute("SELECT status FROM approvals WHERE issue_id = %s", (revised,)).fetchone() == ("revised",)
 
 
@@ -72,12 +86,15 @@ def test_unblock_with_reassignment_resets_counters(raw: psycopg.Connection) -> N
     agents = seed_agents(raw)
     issue = new_issue(raw, status="todo", attempts=3, assignee_id=agents["boss"])
     raw.execute("UPDATE issues SET status = 'blocked', blocked_reason = 'human' WHERE id = %s", (issue,))
-    raw.execute("INSERT INTO approvals (issue_id, kind, requested_by, deadline) "
-                "VALUES (%s, 'escalation', 'agent:boss', now())", (issue,))
+    raw.execute(
+        "INSERT INTO approvals (issue_id, kind, requested_by, deadline) VALUES (%s, 'escalation', 'agent:boss', now())",
+        (issue,),
+    )
     result = run_hq("unblock", str(issue), "--note", "use the v2 API", "--assign", "dev")
     assert result.exit_code == 0, result.stderr
-    row = raw.execute("SELECT status, attempts, assignee_id, blocked_reason FROM issues WHERE id = %s",
-                      (issue,)).fetchone()
+    row = raw.execute(
+        "SELECT status, attempts, assignee_id, blocked_reason FROM issues WHERE id = %s", (issue,)
+    ).fetchone()
     assert row == ("todo", 0, agents["dev"], None)
     assert raw.execute("SELECT status FROM approvals WHERE issue_id = %s", (issue,)).fetchone() == ("resolved",)
 
@@ -99,14 +116,19 @@ def test_cancel_refuses_terminal_and_deploying(raw: psycopg.Connection) -> None:
 def test_budget_raises_and_unblocks_a_budget_blocked_issue(raw: psycopg.Connection) -> None:
     issue = new_issue(raw, status="todo", budget_usd=1)
     raw.execute("UPDATE issues SET status = 'blocked', blocked_reason = 'budget' WHERE id = %s", (issue,))
-    raw.execute("INSERT INTO approvals (issue_id, kind, requested_by, deadline, amount_usd) "
-                "VALUES (%s, 'budget', 'agent:dev', now() + interval '1 hour', 1)", (issue,))
+    raw.execute(
+        "INSERT INTO approvals (issue_id, kind, requested_by, deadline, amount_usd) "
+        "VALUES (%s, 'budget', 'agent:dev', now() + interval '1 hour', 1)",
+        (issue,),
+    )
     listed = json.loads(run_hq("approvals", "--json").stdout)
     assert [(a["issue_id"], a["kind"]) for a in listed] == [(issue, "budget")]
     result = run_hq("budget", str(issue), "--add", "2.50")
     assert result.exit_code == 0, result.stderr
     assert raw.execute("SELECT status, budget_usd::text FROM issues WHERE id = %s", (issue,)).fetchone() == (
-        "todo", "3.5000")
+        "todo",
+        "3.5000",
+    )
     assert raw.execute("SELECT status FROM approvals WHERE issue_id = %s", (issue,)).fetchone() == ("approved",)
     assert events(raw, issue)[-1] == ("blocked", "todo")
     assert json.loads(run_hq("approvals", "--json").stdout) == []

@@ -24,8 +24,9 @@ sys.__stdout__.write('\\n' + json.dumps({'code': code, 'heavy': heavy}) + '\\n')
 
 
 def probe(*args: str) -> dict:
-    result = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=60,
-                            env=os.environ.copy())
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=60, env=os.environ.copy()
+    )
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 

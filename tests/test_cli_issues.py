@@ -18,12 +18,26 @@ def count(raw: psycopg.Connection, table: str) -> int:
 
 
 def test_create_prints_the_new_id_and_records_the_human(raw: psycopg.Connection) -> None:
-    result = run_hq("issue", "create", "Ship the thing", "--body", "details", "--priority", "2",
-                    "--budget", "3.5", "--needs-approval", "--as", "alice")
+    result = run_hq(
+        "issue",
+        "create",
+        "Ship the thing",
+        "--body",
+        "details",
+        "--priority",
+        "2",
+        "--budget",
+        "3.5",
+        "--needs-approval",
+        "--as",
+        "alice",
+    )
     assert result.exit_code == 0, result.stderr
     issue_id = int(result.stdout.strip())
-    row = raw.execute("SELECT title, body, priority, budget_usd, needs_approval, status, created_by "
-                      "FROM issues WHERE id = %s", (issue_id,)).fetchone()
+    row = raw.execute(
+        "SELECT title, body, priority, budget_usd, needs_approval, status, created_by FROM issues WHERE id = %s",
+        (issue_id,),
+    ).fetchone()
     assert row is not None
     assert row[:5] == ("Ship the thing", "details", 2, __import__("decimal").Decimal("3.5000"), True)
     assert row[5] == "backlog"
@@ -36,8 +50,9 @@ def test_create_assigned_to_an_executor_is_todo_with_dependencies(raw: psycopg.C
     seed_agents(raw)
     first = int(run_hq("issue", "create", "first").stdout)
     second = int(run_hq("issue", "create", "second").stdout)
-    result = run_hq("issue", "create", "third", "--assign", "dev", "--depends-on", str(first),
-                    "--depends-on", f"{second}")
+    result = run_hq(
+        "issue", "create", "third", "--assign", "dev", "--depends-on", str(first), "--depends-on", f"{second}"
+    )
     assert result.exit_code == 0, result.stderr
     third = int(result.stdout)
     assert raw.execute("SELECT status, unmet_deps FROM issues WHERE id = %s", (third,)).fetchone() == ("todo", 2)
@@ -49,7 +64,9 @@ def test_body_file_and_stdin(raw: psycopg.Connection, tmp_path: Path) -> None:
     body = tmp_path / "body.md"
     body.write_text("# Acceptance\n- it works\n", encoding="utf-8")
     issue_id = int(run_hq("issue", "create", "from file", "--body-file", str(body)).stdout)
-    assert raw.execute("SELECT body FROM issues WHERE id = %s", (issue_id,)).fetchone() == ("# Acceptance\n- it works\n",)
+    assert raw.execute("SELECT body FROM issues WHERE id = %s", (issue_id,)).fetchone() == (
+        "# Acceptance\n- it works\n",
+    )
     issue_id = int(run_hq("issue", "create", "from stdin", "--body-file", "-", stdin="piped body").stdout)
     assert raw.execute("SELECT body FROM issues WHERE id = %s", (issue_id,)).fetchone() == ("piped body",)
 
@@ -109,9 +126,11 @@ def test_issue_show_has_fields_dependencies_timeline_comments_and_cost(raw: psyc
     dep = int(run_hq("issue", "create", "dependency").stdout)
     issue_id = int(run_hq("issue", "create", "main", "--assign", "dev", "--depends-on", str(dep)).stdout)
     raw.execute("INSERT INTO comments (issue_id, author, body) VALUES (%s, 'agent:dev', 'halfway there')", (issue_id,))
-    raw.execute("INSERT INTO llm_calls (run_id, call_seq, issue_id, tier, outcome, cost_usd) VALUES "
-                "(gen_random_uuid(), 1, %s, 'execution', 'ok', 0.25), (gen_random_uuid(), 1, %s, 'utility', 'ok', 0.5)",
-                (issue_id, issue_id))
+    raw.execute(
+        "INSERT INTO llm_calls (run_id, call_seq, issue_id, tier, outcome, cost_usd) VALUES "
+        "(gen_random_uuid(), 1, %s, 'execution', 'ok', 0.25), (gen_random_uuid(), 1, %s, 'utility', 'ok', 0.5)",
+        (issue_id, issue_id),
+    )
     detail = json.loads(run_hq("issue", "show", str(issue_id), "--json").stdout)
     assert detail["issue"]["title"] == "main"
     assert detail["issue"]["assignee"] == "dev"

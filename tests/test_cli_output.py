@@ -16,10 +16,16 @@ import psycopg
 
 from tests.conftest import run_hq, run_hq_process
 
-KEYS = {"ANTHROPIC_API_KEY": "sk-ant-test-000000000000000000000000", "OPENAI_API_KEY": "sk-test-0000000000000000000000",
-        "GEMINI_API_KEY": "AIzaTest00000000000000000000000000000", "COLUMNS": "80"}
-LONG_TITLE = ("Migrate the billing service from the legacy invoice scheduler to the new event pipeline, "
-              "keeping every customer's invoice dates and the audit trail intact, with a rollback plan marker-7731")
+KEYS = {
+    "ANTHROPIC_API_KEY": "sk-ant-test-000000000000000000000000",
+    "OPENAI_API_KEY": "sk-test-0000000000000000000000",
+    "GEMINI_API_KEY": "AIzaTest00000000000000000000000000000",
+    "COLUMNS": "80",
+}
+LONG_TITLE = (
+    "Migrate the billing service from the legacy invoice scheduler to the new event pipeline, "
+    "keeping every customer's invoice dates and the audit trail intact, with a rollback plan marker-7731"
+)
 
 
 def rows_containing(output: str, needle: str) -> list[str]:
@@ -29,8 +35,13 @@ def rows_containing(output: str, needle: str) -> list[str]:
 def test_models_through_a_pipe_shows_whole_model_names(db_url: str) -> None:
     result = run_hq_process("models", env=KEYS)  # stdout is a pipe, as in `hq models | grep claude`
     assert result.returncode == 0, result.stderr
-    for model in ("anthropic/claude-opus-4-7", "anthropic/claude-sonnet-4-6", "anthropic/claude-haiku-4-5",
-                  "openai/gpt-4.1-mini", "gemini/gemini-2.5-flash-lite"):
+    for model in (
+        "anthropic/claude-opus-4-7",
+        "anthropic/claude-sonnet-4-6",
+        "anthropic/claude-haiku-4-5",
+        "openai/gpt-4.1-mini",
+        "gemini/gemini-2.5-flash-lite",
+    ):
         lines = rows_containing(result.stdout, model)
         assert len(lines) == 1, (model, result.stdout)
         tier = "utility" if model.endswith(("haiku-4-5", "mini", "lite")) else None

@@ -10,11 +10,17 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from config.errors import ConfigError
 from config.log import configure_logging, get_logger
 from config.secrets import MASK, Redactor, register_secrets
-from config.settings import (COMMAND_PLACEHOLDERS, MAX_BUDGET_USD, MAX_ID, MAX_PG_TIMEOUT_MS, MIN_AMOUNT_USD,
-                             load_settings)
-from config.errors import ConfigError
+from config.settings import (
+    COMMAND_PLACEHOLDERS,
+    MAX_BUDGET_USD,
+    MAX_ID,
+    MAX_PG_TIMEOUT_MS,
+    MIN_AMOUNT_USD,
+    load_settings,
+)
 from tests.conftest import run_hq, run_hq_process
 
 ANTHROPIC_CANARY = "sk-ant-api03-CANARYcanaryCANARYcanary0123456789"
@@ -53,10 +59,16 @@ def test_database_url_password_is_never_echoed(monkeypatch: pytest.MonkeyPatch) 
 
 def test_config_check_masks_every_secret(db_url: str) -> None:
     password_url = db_url.replace("postgres@", "postgres:Sup3rSecretPw@")
-    result = run_hq_process("config", "check", env={
-        "ANTHROPIC_API_KEY": ANTHROPIC_CANARY, "TELEGRAM_BOT_TOKEN": TELEGRAM_CANARY,
-        "DATABASE_URL": password_url, "TELEGRAM_CHAT_ID": "-100123",
-    })
+    result = run_hq_process(
+        "config",
+        "check",
+        env={
+            "ANTHROPIC_API_KEY": ANTHROPIC_CANARY,
+            "TELEGRAM_BOT_TOKEN": TELEGRAM_CANARY,
+            "DATABASE_URL": password_url,
+            "TELEGRAM_CHAT_ID": "-100123",
+        },
+    )
     assert result.returncode == 0, result.stderr
     everything = result.stdout + result.stderr
     for secret in (ANTHROPIC_CANARY, TELEGRAM_CANARY, "Sup3rSecretPw", "CANARYcanary"):
@@ -67,8 +79,10 @@ def test_config_check_masks_every_secret(db_url: str) -> None:
 def test_redactor_masks_registered_values_and_key_shapes() -> None:
     redactor = Redactor()
     redactor.register("my-own-secret-value", None, "short")
-    text = (f"value my-own-secret-value, key {ANTHROPIC_CANARY}, bot {TELEGRAM_CANARY}, "
-            "openai sk-proj-abcdefghijklmnopqrstuvwxyz012345, url postgresql://u:pw123456@h/db, short")
+    text = (
+        f"value my-own-secret-value, key {ANTHROPIC_CANARY}, bot {TELEGRAM_CANARY}, "
+        "openai sk-proj-abcdefghijklmnopqrstuvwxyz012345, url postgresql://u:pw123456@h/db, short"
+    )
     redacted = redactor.redact(text)
     for leaked in ("my-own-secret-value", ANTHROPIC_CANARY, TELEGRAM_CANARY, "sk-proj-abcdef", "pw123456"):
         assert leaked not in redacted
@@ -96,6 +110,7 @@ def test_config_check_in_process_lists_effective_settings(db_url: str) -> None:
 
 
 # --- values that used to validate and then fail later (issue 11, item 14) -------------------------
+
 
 def test_every_late_failure_is_caught_at_start_and_listed_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     bad = {
@@ -144,7 +159,9 @@ def test_the_bounds_are_exactly_what_postgres_accepts(raw: psycopg.Connection) -
     top = Decimal("99999999.9999")
     assert load_settings(company_monthly_budget_usd=str(top)).company_monthly_budget_usd == top
     assert raw.execute("SELECT %s::numeric(12, 4), %s::numeric(12, 4)", (top, MAX_BUDGET_USD)).fetchone() == (
-        top, MAX_BUDGET_USD)
+        top,
+        MAX_BUDGET_USD,
+    )
     with pytest.raises(ConfigError, match="HQ_COMPANY_MONTHLY_BUDGET_USD"):
         load_settings(company_monthly_budget_usd=str(top + Decimal("0.0001")))
 
@@ -156,39 +173,51 @@ def test_largest_timeouts_still_connect(db_url: str, monkeypatch: pytest.MonkeyP
     assert result.exit_code == 0, result.stderr
 
 
-@pytest.mark.parametrize("template", [
-    ["deploy.sh", "{issue_id}", "--to={published}", "{{literal braces}}", "$HOME/site"],
-    ["rsync", "-a", "{workspace}/", "{published}"],
-])
+@pytest.mark.parametrize(
+    "template",
+    [
+        ["deploy.sh", "{issue_id}", "--to={published}", "{{literal braces}}", "$HOME/site"],
+        ["rsync", "-a", "{workspace}/", "{published}"],
+    ],
+)
 def test_valid_command_templates_are_accepted_and_format(template: list[str]) -> None:
     settings = load_settings(deploy_command=template, verify_command=template)
     values = dict.fromkeys(COMMAND_PLACEHOLDERS, "x")
     assert [part.format(**values) for part in settings.deploy_command or []]  # exactly what deploy will do
 
 
-@pytest.mark.parametrize(("template", "fragment"), [
-    ([], "omit HQ_DEPLOY_COMMAND"),
-    (["", "{issue_id}"], "program"),
-    (["echo", "${HOME}"], "unknown placeholder {HOME}"),
-    (["echo", "{0}"], "positional"),
-    (["echo", "{}"], "positional"),
-    (["echo", "{issue_id"], "not a valid template"),
-    (["echo", "issue_id}"], "not a valid template"),
-    (["echo", "{workspace[0]}"], "unknown placeholder"),
-    (["echo", "{issue_id!r}"], "no format spec"),
-    (["echo", "{issue_id:{HOME}}"], "no format spec"),
-    (["echo", "a\x00b"], "NUL"),
-])
+@pytest.mark.parametrize(
+    ("template", "fragment"),
+    [
+        ([], "omit HQ_DEPLOY_COMMAND"),
+        (["", "{issue_id}"], "program"),
+        (["echo", "${HOME}"], "unknown placeholder {HOME}"),
+        (["echo", "{0}"], "positional"),
+        (["echo", "{}"], "positional"),
+        (["echo", "{issue_id"], "not a valid template"),
+        (["echo", "issue_id}"], "not a valid template"),
+        (["echo", "{workspace[0]}"], "unknown placeholder"),
+        (["echo", "{issue_id!r}"], "no format spec"),
+        (["echo", "{issue_id:{HOME}}"], "no format spec"),
+        (["echo", "a\x00b"], "NUL"),
+    ],
+)
 def test_command_templates_that_would_fail_at_deploy_are_refused(template: list[str], fragment: str) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(deploy_command=template)
     assert "HQ_DEPLOY_COMMAND" in caught.value.message and fragment in caught.value.message, caught.value.message
 
 
-@pytest.mark.parametrize("url", [
-    "postgresql://hq:pw@localhost:notaport/hq", "postgresql://hq@localhost:0/hq", "postgresql://hq@host:65536/hq",
-    "postgresql://hq@host:5432/hq?port=x", "postgresql://hq@h1:5432,h2:5433/hq",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://hq:pw@localhost:notaport/hq",
+        "postgresql://hq@localhost:0/hq",
+        "postgresql://hq@host:65536/hq",
+        "postgresql://hq@host:5432/hq?port=x",
+        "postgresql://hq@h1:5432,h2:5433/hq",
+    ],
+)
 def test_database_url_with_a_bad_port_is_a_usage_error(url: str) -> None:
     result = run_hq_process("config", "check", env={"DATABASE_URL": url})
     assert result.returncode == 2, result.stderr
@@ -198,8 +227,12 @@ def test_database_url_with_a_bad_port_is_a_usage_error(url: str) -> None:
 
 
 def test_good_database_urls_still_pass() -> None:
-    for url in ("postgresql://hq:p%40ss@db.example:5432/hq", "postgres://hq@[::1]:5433/hq",
-                "postgresql+psycopg://postgres@/hq?host=/tmp/sock&port=5432", "postgresql://hq@/hq?port=5432,5433"):
+    for url in (
+        "postgresql://hq:p%40ss@db.example:5432/hq",
+        "postgres://hq@[::1]:5433/hq",
+        "postgresql+psycopg://postgres@/hq?host=/tmp/sock&port=5432",
+        "postgresql://hq@/hq?port=5432,5433",
+    ):
         assert load_settings(database_url=url).database_url is not None
 
 
@@ -217,4 +250,5 @@ def test_data_dir_problem_is_rc_2_in_a_real_process() -> None:
     result = run_hq_process("issues", env={"HQ_DATA_DIR": "/proc/nope"})
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "hq: error: invalid settings: HQ_DATA_DIR: cannot create /proc/nope: No such file or directory"]
+        "hq: error: invalid settings: HQ_DATA_DIR: cannot create /proc/nope: No such file or directory"
+    ]

@@ -40,10 +40,13 @@ def test_config_check_connects_and_reports_the_database(db_url: str) -> None:
 
 
 def test_config_check_stays_fast_no_model_router(db_url: str) -> None:
-    script = ("import sys\nfrom cli.app import main\ntry:\n    main(['config', 'check'])\nexcept SystemExit as e:\n"
-              "    code = e.code\nprint('litellm loaded' if 'litellm' in sys.modules else 'litellm not loaded', code)")
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=60,
-                            env={**os.environ})
+    script = (
+        "import sys\nfrom cli.app import main\ntry:\n    main(['config', 'check'])\nexcept SystemExit as e:\n"
+        "    code = e.code\nprint('litellm loaded' if 'litellm' in sys.modules else 'litellm not loaded', code)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=60, env={**os.environ}
+    )
     assert result.stdout.strip().endswith("litellm not loaded 0"), (result.stdout, result.stderr)
 
 

@@ -31,9 +31,12 @@ def test_orm_models_match_the_migrated_schema(db_url: str) -> None:
     engine = create_engine(db_url)
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
-        diffs = [d for d in compare_metadata(context, Base.metadata)
-                 if not (isinstance(d, tuple) and d[0] in ("add_index", "remove_index"))
-                 and not (isinstance(d, tuple) and d[0] == "remove_table" and d[1].name in SQL_ONLY_TABLES)]
+        diffs = [
+            d
+            for d in compare_metadata(context, Base.metadata)
+            if not (isinstance(d, tuple) and d[0] in ("add_index", "remove_index"))
+            and not (isinstance(d, tuple) and d[0] == "remove_table" and d[1].name in SQL_ONLY_TABLES)
+        ]
     engine.dispose()
     assert diffs == []
 
@@ -90,10 +93,14 @@ def test_migrations_go_down_to_the_initial_schema_and_up_again(pg_server: PgServ
 
     def objects() -> tuple[list[str], ...]:
         with engine.connect() as connection:
-            return tuple(connection.exec_driver_sql(sql).scalars().all() for sql in (
-                "SELECT proname FROM pg_proc WHERE pronamespace = 'public'::regnamespace ORDER BY 1",
-                "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace ORDER BY 1",
-                "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal ORDER BY 1"))
+            return tuple(
+                connection.exec_driver_sql(sql).scalars().all()
+                for sql in (
+                    "SELECT proname FROM pg_proc WHERE pronamespace = 'public'::regnamespace ORDER BY 1",
+                    "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace ORDER BY 1",
+                    "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal ORDER BY 1",
+                )
+            )
 
     try:
         upgrade(engine, "0001")

@@ -22,23 +22,27 @@ def empty_db(pg_server: PgServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[s
         yield name
 
 
-def test_no_database_wide_setting_and_hq_sessions_set_their_own(empty_db: str, pg_server: PgServer,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_database_wide_setting_and_hq_sessions_set_their_own(
+    empty_db: str, pg_server: PgServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HQ_IDLE_IN_TRANSACTION_TIMEOUT_MS", "45000")
     monkeypatch.setenv("HQ_STATEMENT_TIMEOUT_MS", "25000")
     assert run_hq("db", "upgrade").exit_code == 0
     with pg_server.admin() as admin:
         database_wide = admin.execute(
             "SELECT setconfig FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase "
-            "WHERE d.datname = %s AND s.setrole = 0", (empty_db,)).fetchall()
+            "WHERE d.datname = %s AND s.setrole = 0",
+            (empty_db,),
+        ).fetchall()
     assert database_wide == []  # every other client of the database keeps its own defaults
     from config.settings import reset_settings
     from db.engine import get_engine, reading, transaction
 
     reset_settings()
     with reading(get_engine()) as conn:  # a pooled session, outside any hq transaction
-        shown = conn.exec_driver_sql("SELECT current_setting('idle_in_transaction_session_timeout'), "
-                                     "current_setting('statement_timeout')").one()
+        shown = conn.exec_driver_sql(
+            "SELECT current_setting('idle_in_transaction_session_timeout'), current_setting('statement_timeout')"
+        ).one()
     assert tuple(shown) == ("45s", "25s")
     with transaction("human:test") as session:
         assert session.execute(text("SHOW statement_timeout")).scalar() == "25s"
@@ -56,11 +60,16 @@ def test_hq_in_a_schema_of_its_own(empty_db: str, pg_server: PgServer, monkeypat
     report = run_hq("report", "issue_board", "--format", "csv")
     assert report.exit_code == 0 and "todo" in report.stdout, report.stderr
     with psycopg.connect(pg_server.libpq(empty_db), autocommit=True) as admin:
-        tables = dict(admin.execute("SELECT schemaname, count(*) FROM pg_tables "
-                                    "WHERE schemaname IN ('public', 'hq_own') GROUP BY 1").fetchall())
+        tables = dict(
+            admin.execute(
+                "SELECT schemaname, count(*) FROM pg_tables WHERE schemaname IN ('public', 'hq_own') GROUP BY 1"
+            ).fetchall()
+        )
         assert "public" not in tables and tables["hq_own"] > 10
         assert admin.execute("SELECT count(*) FROM hq_own.issues").fetchone() == (1,)
         assert admin.execute("SELECT version_num FROM hq_own.alembic_version").fetchone() is not None
-        views = admin.execute("SELECT count(*) FROM information_schema.role_table_grants WHERE grantee = "
-                              "'hq_reporter' AND table_schema = 'hq_own' AND table_name LIKE 'report%%'").fetchone()
+        views = admin.execute(
+            "SELECT count(*) FROM information_schema.role_table_grants WHERE grantee = "
+            "'hq_reporter' AND table_schema = 'hq_own' AND table_name LIKE 'report%%'"
+        ).fetchone()
         assert views == (10,)  # the reporter's grants follow the schema

@@ -20,8 +20,7 @@ import pytest
 
 from agents.default_project import MANIFEST
 from agents.project import deploy_submission
-from agents.submission import (Snapshot, StoredFile, SubmissionError, latest_snapshot, stage,
-                               submitted_snapshot)
+from agents.submission import Snapshot, StoredFile, SubmissionError, latest_snapshot, stage, submitted_snapshot
 from agents.workspace import MAX_FILE_BYTES, Workspace
 from config.settings import get_settings, load_settings, reset_settings
 from db.engine import get_engine, read_only, transaction
@@ -37,8 +36,9 @@ def agent(db_url: str, raw: psycopg.Connection) -> SimpleNamespace:
     return SimpleNamespace(id=row[0], slug=row[1])
 
 
-def run_execute(issue: int, agent: SimpleNamespace, workspace: Workspace, writes: dict[str, str],
-                *, submit: bool = True) -> uuid.UUID:
+def run_execute(
+    issue: int, agent: SimpleNamespace, workspace: Workspace, writes: dict[str, str], *, submit: bool = True
+) -> uuid.UUID:
     return execute_run(issue, agent.id, agent.slug, workspace, writes, submit=submit)
 
 
@@ -68,8 +68,10 @@ def published_files(settings, issue: int) -> dict[str, str]:  # type: ignore[no-
 
 # --- the headline: a host that never saw the workspace deploys it ---------------------------------------------
 
-def test_a_host_without_the_workspace_deploys_the_issue(db_url: str, raw: psycopg.Connection, tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+
+def test_a_host_without_the_workspace_deploys_the_issue(
+    db_url: str, raw: psycopg.Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Executed and reviewed on host A; approved, deployed and verified on host B, whose disk never saw it."""
     monkeypatch.setenv("HQ_DATA_DIR", str(tmp_path / "host-a"))
     reset_settings()
@@ -96,8 +98,11 @@ def test_a_host_without_the_workspace_deploys_the_issue(db_url: str, raw: psycop
     assert failures == [] and status_of(raw, issue) == "done"
     b = tmp_path / "host-b"
     assert not (b / "workspaces" / f"issue-{issue}").exists()  # host B never had, nor made, a workspace for it
-    stored = dict(raw.execute("SELECT path, content FROM artifacts WHERE issue_id = %s AND commit_sha IS NOT NULL",
-                              (issue,)).fetchall())
+    stored = dict(
+        raw.execute(
+            "SELECT path, content FROM artifacts WHERE issue_id = %s AND commit_sha IS NOT NULL", (issue,)
+        ).fetchall()
+    )
     shipped = published_files(second.settings, issue)
     manifest = json.loads(shipped.pop(MANIFEST))
     assert shipped == stored and stored
@@ -105,8 +110,9 @@ def test_a_host_without_the_workspace_deploys_the_issue(db_url: str, raw: psycop
     assert list((b / "staging").iterdir()) == []  # the staging copy is gone
 
 
-def test_deploy_submission_never_reads_the_local_workspace(agent: SimpleNamespace, raw: psycopg.Connection,
-                                                           tmp_path: Path) -> None:
+def test_deploy_submission_never_reads_the_local_workspace(
+    agent: SimpleNamespace, raw: psycopg.Connection, tmp_path: Path
+) -> None:
     a, b = host(tmp_path, "a"), host(tmp_path, "b")
     issue = in_progress_issue(raw, agent)
     run_execute(issue, agent, workspace_on(a, issue), {"guide.md": "# Guide\n", "docs/setup.md": "Install it.\n"})
@@ -124,8 +130,10 @@ def test_deploy_submission_never_reads_the_local_workspace(agent: SimpleNamespac
 
 # --- what "the last submission" is --------------------------------------------------------------------------
 
-def test_a_rework_back_to_an_earlier_version_ships_that_version(agent: SimpleNamespace, raw: psycopg.Connection,
-                                                                 tmp_path: Path) -> None:
+
+def test_a_rework_back_to_an_earlier_version_ships_that_version(
+    agent: SimpleNamespace, raw: psycopg.Connection, tmp_path: Path
+) -> None:
     """Content is keyed by (issue, path, sha256): going back to v1 reuses v1's row, and v1 is what ships."""
     workspace = workspace_on(host(tmp_path, "a"), issue := in_progress_issue(raw, agent))
     run_execute(issue, agent, workspace, {"notes.md": "v1\n"})
@@ -136,13 +144,15 @@ def test_a_rework_back_to_an_earlier_version_ships_that_version(agent: SimpleNam
     assert submitted(issue) == {"notes.md": "v1\n"}
     rows = raw.execute("SELECT content, run_id FROM artifacts WHERE issue_id = %s ORDER BY id", (issue,)).fetchall()
     assert rows == [("v1\n", last), ("v2\n", rows[1][1])]  # two rows; v1's now says the last run recorded it
-    newest_row = raw.execute("SELECT content FROM artifacts WHERE issue_id = %s ORDER BY id DESC LIMIT 1",
-                             (issue,)).fetchone()
+    newest_row = raw.execute(
+        "SELECT content FROM artifacts WHERE issue_id = %s ORDER BY id DESC LIMIT 1", (issue,)
+    ).fetchone()
     assert newest_row == ("v2\n",)  # why "the newest row per path" would have shipped the wrong version
 
 
-def test_a_file_deleted_before_the_last_submission_does_not_ship(agent: SimpleNamespace, raw: psycopg.Connection,
-                                                                 tmp_path: Path) -> None:
+def test_a_file_deleted_before_the_last_submission_does_not_ship(
+    agent: SimpleNamespace, raw: psycopg.Connection, tmp_path: Path
+) -> None:
     a = host(tmp_path, "a")
     workspace = workspace_on(a, issue := in_progress_issue(raw, agent))
     run_execute(issue, agent, workspace, {"guide.md": "# Guide\n", "draft-notes.md": "todo\n"})
@@ -154,8 +164,9 @@ def test_a_file_deleted_before_the_last_submission_does_not_ship(agent: SimpleNa
     assert deployed.ok and "published 1 file(s)" in deployed.output
 
 
-def test_a_rework_on_another_host_carries_the_other_files_over(agent: SimpleNamespace, raw: psycopg.Connection,
-                                                               tmp_path: Path) -> None:
+def test_a_rework_on_another_host_carries_the_other_files_over(
+    agent: SimpleNamespace, raw: psycopg.Connection, tmp_path: Path
+) -> None:
     """Host B never saw A's workspace, and A's copy goes stale: each run starts from what the database holds."""
     a, b = host(tmp_path, "a"), host(tmp_path, "b")
     issue = in_progress_issue(raw, agent)
@@ -170,8 +181,9 @@ def test_a_rework_on_another_host_carries_the_other_files_over(agent: SimpleName
     assert workspace_on(a, issue).read("faq.md") == "Q1\nQ2\n"
 
 
-def test_files_recorded_after_the_last_submission_are_refused(agent: SimpleNamespace, raw: psycopg.Connection,
-                                                              tmp_path: Path) -> None:
+def test_files_recorded_after_the_last_submission_are_refused(
+    agent: SimpleNamespace, raw: psycopg.Connection, tmp_path: Path
+) -> None:
     workspace = workspace_on(host(tmp_path, "a"), issue := in_progress_issue(raw, agent))
     run_execute(issue, agent, workspace, {"guide.md": "# Guide\n"})
     force_status(raw, issue, "in_progress")
@@ -190,8 +202,10 @@ def test_never_submitted_is_a_clear_failure(agent: SimpleNamespace, raw: psycopg
 
 # --- content the database must hold ------------------------------------------------------------------------------
 
-def test_every_file_the_workspace_allows_is_stored_whole(agent: SimpleNamespace, raw: psycopg.Connection,
-                                                         tmp_path: Path) -> None:
+
+def test_every_file_the_workspace_allows_is_stored_whole(
+    agent: SimpleNamespace, raw: psycopg.Connection, tmp_path: Path
+) -> None:
     from workflows.execute import MAX_ARTIFACT_BYTES
 
     assert MAX_ARTIFACT_BYTES == MAX_FILE_BYTES
@@ -203,8 +217,9 @@ def test_every_file_the_workspace_allows_is_stored_whole(agent: SimpleNamespace,
     assert deployed.ok and verified is not None and verified.ok
 
 
-def test_a_file_the_database_cannot_hold_fails_the_deploy_by_name(agent: SimpleNamespace, raw: psycopg.Connection,
-                                                                  tmp_path: Path) -> None:
+def test_a_file_the_database_cannot_hold_fails_the_deploy_by_name(
+    agent: SimpleNamespace, raw: psycopg.Connection, tmp_path: Path
+) -> None:
     """Not UTF-8, a NUL, over the limit: no tool writes such files, but one that appears is never shipped short."""
     workspace = workspace_on(host(tmp_path, "a"), issue := in_progress_issue(raw, agent))
     workspace.write("guide.md", "# Guide\n")
@@ -222,8 +237,9 @@ def test_a_file_the_database_cannot_hold_fails_the_deploy_by_name(agent: SimpleN
     assert not (host(tmp_path, "b").data_path / "published" / f"issue-{issue}").exists()
 
 
-def test_a_run_that_lost_its_lease_records_nothing(agent: SimpleNamespace, raw: psycopg.Connection,
-                                                   tmp_path: Path) -> None:
+def test_a_run_that_lost_its_lease_records_nothing(
+    agent: SimpleNamespace, raw: psycopg.Connection, tmp_path: Path
+) -> None:
     from workflows.execute import _record_artifacts
 
     workspace = workspace_on(host(tmp_path, "a"), issue := in_progress_issue(raw, agent))
@@ -243,13 +259,26 @@ def test_a_run_that_lost_its_lease_records_nothing(agent: SimpleNamespace, raw: 
 
 # --- staging treats every row as hostile ---------------------------------------------------------------------
 
+
 def stored(path: str, content: str | None = "x\n") -> StoredFile:
     data = (content or "").encode()
     return StoredFile(path, hashlib.sha256(data).hexdigest(), len(data), content)
 
 
-@pytest.mark.parametrize("path", ["../escape.md", "/tmp/escape.md", "docs/../../escape.md", ".git/config",
-                                  "docs/.GIT/hooks/pre-commit", ".gitattributes", "docs/", "a\x00b", ""])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "../escape.md",
+        "/tmp/escape.md",
+        "docs/../../escape.md",
+        ".git/config",
+        "docs/.GIT/hooks/pre-commit",
+        ".gitattributes",
+        "docs/",
+        "a\x00b",
+        "",
+    ],
+)
 def test_staging_refuses_hostile_paths(tmp_path: Path, path: str) -> None:
     target = tmp_path / "stage"
     target.mkdir()
@@ -265,7 +294,7 @@ def test_staging_never_follows_a_link(tmp_path: Path) -> None:
     target = tmp_path / "stage"
     target.mkdir()
     (target / "docs").symlink_to(outside)  # as if something raced a link in
-    with pytest.raises(SubmissionError, match="docs/guide.md"):
+    with pytest.raises(SubmissionError, match=r"docs/guide\.md"):
         stage(Snapshot(uuid.uuid4(), "0" * 40, (stored("docs/guide.md"),)), target, 7)
     assert list(outside.iterdir()) == []
 
@@ -274,20 +303,24 @@ def test_staging_refuses_content_that_does_not_match_its_checksum(tmp_path: Path
     target = tmp_path / "stage"
     target.mkdir()
     tampered = StoredFile("guide.md", hashlib.sha256(b"original").hexdigest(), 8, "tampered")
-    with pytest.raises(SubmissionError, match="guide.md: the stored content does not match"):
+    with pytest.raises(SubmissionError, match=r"guide\.md: the stored content does not match"):
         stage(Snapshot(uuid.uuid4(), "0" * 40, (tampered,)), target, 7)
 
 
-def test_a_custom_deploy_command_gets_the_staging_copy_as_its_workspace(agent: SimpleNamespace,
-                                                                        raw: psycopg.Connection,
-                                                                        tmp_path: Path) -> None:
+def test_a_custom_deploy_command_gets_the_staging_copy_as_its_workspace(
+    agent: SimpleNamespace, raw: psycopg.Connection, tmp_path: Path
+) -> None:
     issue = in_progress_issue(raw, agent)
     run_execute(issue, agent, workspace_on(host(tmp_path, "a"), issue), {"site/index.md": "# Home\n"})
-    show = ("import os, sys; w = sys.argv[1]; print(sorted(os.listdir(os.path.join(w, 'site'))), "
-            "os.getcwd() == w, open(os.path.join(w, 'site', 'index.md')).read().strip())")
-    b = load_settings(data_dir=tmp_path / "host-b", deploy_command=[sys.executable, "-c", show, "{workspace}"],
-                      verify_command=[sys.executable, "-c", "import os, sys; print(os.path.isdir(sys.argv[1]))",
-                                      "{workspace}"])
+    show = (
+        "import os, sys; w = sys.argv[1]; print(sorted(os.listdir(os.path.join(w, 'site'))), "
+        "os.getcwd() == w, open(os.path.join(w, 'site', 'index.md')).read().strip())"
+    )
+    b = load_settings(
+        data_dir=tmp_path / "host-b",
+        deploy_command=[sys.executable, "-c", show, "{workspace}"],
+        verify_command=[sys.executable, "-c", "import os, sys; print(os.path.isdir(sys.argv[1]))", "{workspace}"],
+    )
     deployed, verified = deploy_submission(get_engine(), b, issue)
     assert deployed.ok and verified is not None and verified.ok, deployed.output
     assert deployed.output.strip() == "['index.md'] True # Home"

@@ -12,14 +12,26 @@ import psycopg
 import pytest
 
 from tests.conftest import run_hq_process
-from tests.external_pg import (APP_PASSWORD, APP_ROLE, REPORTER_PASSWORD, SCHEMA, External,  # noqa: F401
-                               external)
+from tests.external_pg import (
+    APP_PASSWORD,
+    APP_ROLE,
+    REPORTER_PASSWORD,
+    SCHEMA,
+    External,
+)
 from tests.fault.support import FAST, start, stop, wait_until
 
+
 def _env(external: External, tmp_path: Path, **extra: str) -> dict[str, str]:
-    return {"DATABASE_URL": external.url(via_bouncer=True), "HQ_DB_POOLER": "transaction",
-            "HQ_LISTEN_DATABASE_URL": external.url(via_bouncer=False), "HQ_DATA_DIR": str(tmp_path / "var"),
-            "HQ_DB_SCHEMA": SCHEMA, "HQ_LOG_FORMAT": "json", **extra}
+    return {
+        "DATABASE_URL": external.url(via_bouncer=True),
+        "HQ_DB_POOLER": "transaction",
+        "HQ_LISTEN_DATABASE_URL": external.url(via_bouncer=False),
+        "HQ_DATA_DIR": str(tmp_path / "var"),
+        "HQ_DB_SCHEMA": SCHEMA,
+        "HQ_LOG_FORMAT": "json",
+        **extra,
+    }
 
 
 def _hq(env: dict[str, str], *args: str) -> str:
@@ -36,10 +48,13 @@ def _status(external: External, issue: int) -> str:
 
 def _first_beats_done(external: External, since: object) -> bool:
     with external.admin() as admin:
-        return bool(admin.execute(
-            f"SELECT count(DISTINCT h.agent_id) = (SELECT count(*) FROM {SCHEMA}.agents WHERE status = 'active')"
-            f"  FROM {SCHEMA}.heartbeat_runs h WHERE h.started_at >= %s AND h.finished_at IS NOT NULL",
-            (since,)).fetchone()[0])
+        return bool(
+            admin.execute(
+                f"SELECT count(DISTINCT h.agent_id) = (SELECT count(*) FROM {SCHEMA}.agents WHERE status = 'active')"
+                f"  FROM {SCHEMA}.heartbeat_runs h WHERE h.started_at >= %s AND h.finished_at IS NOT NULL",
+                (since,),
+            ).fetchone()[0]
+        )
 
 
 def _events(log: Path) -> list[dict[str, object]]:
@@ -51,13 +66,16 @@ def test_the_company_works_through_pgbouncer_in_transaction_mode(external: Exter
     _hq(env, "db", "upgrade")
     _hq(env, "agents", "sync")
     plain = int(_hq(env, "issue", "create", "Write the onboarding guide", "--assign", "technical-writer"))
-    gated = int(_hq(env, "issue", "create", "Write the release notes", "--assign", "technical-writer",
-                    "--needs-approval"))
+    gated = int(
+        _hq(env, "issue", "create", "Write the release notes", "--assign", "technical-writer", "--needs-approval")
+    )
     worker = start(tmp_path, "fast", **{**env, **FAST})
     try:
-        assert wait_until(lambda: _status(external, plain) == "done" and _status(external, gated) ==
-                          "pending_approval", timeout=180, step=0.5), (_status(external, plain),
-                                                                       _status(external, gated))
+        assert wait_until(
+            lambda: _status(external, plain) == "done" and _status(external, gated) == "pending_approval",
+            timeout=180,
+            step=0.5,
+        ), (_status(external, plain), _status(external, gated))
     finally:
         stop(worker)
     # Real heartbeats (minutes apart): only a wake-up can bring the deployer within seconds.
@@ -65,8 +83,9 @@ def test_the_company_works_through_pgbouncer_in_transaction_mode(external: Exter
         since = admin.execute("SELECT now()").fetchone()[0]
     worker = start(tmp_path, "slow", **{**env, "HQ_LOG_LEVEL": "info"})
     try:
-        assert wait_until(lambda: any(e.get("event") == "listener.connected" for e in _events(tmp_path / "slow.log")),
-                          timeout=60), "the LISTEN connection never came up"
+        assert wait_until(
+            lambda: any(e.get("event") == "listener.connected" for e in _events(tmp_path / "slow.log")), timeout=60
+        ), "the LISTEN connection never came up"
         # Every agent's first beat of this process is over: the next ones are minutes away.
         assert wait_until(lambda: _first_beats_done(external, since), timeout=120), "the first beats never ended"
         _hq(env, "approve", str(gated), "--note", "ship it")
@@ -78,7 +97,8 @@ def test_the_company_works_through_pgbouncer_in_transaction_mode(external: Exter
             "SELECT min(created_at) FILTER (WHERE to_status = 'approved'),"
             f"       min(created_at) FILTER (WHERE to_status = 'deploying') FROM {SCHEMA}.issue_events"
             " WHERE issue_id = %s",
-            (gated,)).fetchone()
+            (gated,),
+        ).fetchone()
     assert (deploying - approved).total_seconds() < 10  # woken (polling would take minutes)
     events = _events(tmp_path / "slow.log") + _events(tmp_path / "fast.log")
     assert not [e for e in events if e.get("event") in ("listener.reconnecting", "listener.failed")]
@@ -87,30 +107,36 @@ def test_the_company_works_through_pgbouncer_in_transaction_mode(external: Exter
     reporter = f"postgresql://hq_reporter:{REPORTER_PASSWORD}@127.0.0.1:{external.port}/hq"
     with psycopg.connect(reporter, autocommit=True) as conn:
         # The app role may not set another role's search_path: the reporter names the schema.
-        board = dict(conn.execute(f"SELECT status, sum(issues) FROM {SCHEMA}.report_issue_board GROUP BY 1"
-                                  ).fetchall())
+        board = dict(conn.execute(f"SELECT status, sum(issues) FROM {SCHEMA}.report_issue_board GROUP BY 1").fetchall())
         assert board.get("done") == 2
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute(f"SELECT title FROM {SCHEMA}.issues")
 
 
-def test_a_listener_that_cannot_log_in_says_why_once_and_stops_promptly(external: External,
-                                                                       tmp_path: Path) -> None:
-    env = _env(external, tmp_path, HQ_LISTEN_DATABASE_URL=external.url(via_bouncer=False, password="wrong-Pw"),
-               HQ_LOG_LEVEL="info")
+def test_a_listener_that_cannot_log_in_says_why_once_and_stops_promptly(external: External, tmp_path: Path) -> None:
+    env = _env(
+        external,
+        tmp_path,
+        HQ_LISTEN_DATABASE_URL=external.url(via_bouncer=False, password="wrong-Pw"),
+        HQ_LOG_LEVEL="info",
+    )
     _hq(env, "db", "upgrade")
     _hq(env, "agents", "sync")
     worker = start(tmp_path, "run", **env)
     try:
-        assert wait_until(lambda: any(e.get("event") == "listener.reconnecting"
-                                      for e in _events(tmp_path / "run.log")), timeout=60)
+        assert wait_until(
+            lambda: any(e.get("event") == "listener.reconnecting" for e in _events(tmp_path / "run.log")), timeout=60
+        )
         time.sleep(2)
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=30)
     finally:
         stop(worker)
-    warnings = [e for e in _events(tmp_path / "run.log") if e.get("event") == "listener.reconnecting"
-                and e.get("level") == "warning"]
+    warnings = [
+        e
+        for e in _events(tmp_path / "run.log")
+        if e.get("event") == "listener.reconnecting" and e.get("level") == "warning"
+    ]
     assert len(warnings) == 1, warnings
     assert "password authentication failed" in str(warnings[0].get("error"))
     assert "wrong-Pw" not in (tmp_path / "run.log").read_text()

@@ -34,8 +34,12 @@ def company(db_url: str, raw: psycopg.Connection) -> dict[str, int]:
 
 
 def _nested_repo(prefix: str, config: str) -> list[tuple[str, str]]:
-    return [(f"{prefix}/HEAD", "ref: refs/heads/main\n"), (f"{prefix}/config", config),
-            (f"{prefix}/objects/x", ""), (f"{prefix}/refs/x", "")]
+    return [
+        (f"{prefix}/HEAD", "ref: refs/heads/main\n"),
+        (f"{prefix}/config", config),
+        (f"{prefix}/objects/x", ""),
+        (f"{prefix}/refs/x", ""),
+    ]
 
 
 def attacks(proof: Path) -> dict[str, list[tuple[str, str]]]:
@@ -43,16 +47,21 @@ def attacks(proof: Path) -> dict[str, list[tuple[str, str]]]:
     run = f"touch {proof}; echo"
     return {
         "nested fsmonitor": _nested_repo("notes/.git", f'[core]\n\tfsmonitor = "{run}"\n'),
-        "nested hooks": [*_nested_repo("notes/.git", "[core]\n\thooksPath = hooks\n"),
-                         ("notes/.git/hooks/pre-commit", f"#!/bin/sh\n{run}\n"),
-                         ("notes/.git/hooks/post-commit", f"#!/bin/sh\n{run}\n")],
-        "nested sshCommand": _nested_repo("notes/.git", f'[core]\n\tsshCommand = "{run}"\n'
-                                                        '[remote "origin"]\n\turl = ssh://x/y\n'),
+        "nested hooks": [
+            *_nested_repo("notes/.git", "[core]\n\thooksPath = hooks\n"),
+            ("notes/.git/hooks/pre-commit", f"#!/bin/sh\n{run}\n"),
+            ("notes/.git/hooks/post-commit", f"#!/bin/sh\n{run}\n"),
+        ],
+        "nested sshCommand": _nested_repo(
+            "notes/.git", f'[core]\n\tsshCommand = "{run}"\n[remote "origin"]\n\turl = ssh://x/y\n'
+        ),
         "nested pager": _nested_repo("notes/.git", f'[core]\n\tpager = "{run}"\n'),
         "upper-case .GIT": [(".GIT/config", f'[core]\n\tfsmonitor = "{run}"\n'), (".GIT/HEAD", "ref: x\n")],
         "mixed-case nested .Git": _nested_repo("deep/er/.Git", f'[core]\n\tfsmonitor = "{run}"\n'),
-        "nested alternates": [*_nested_repo("notes/.git", f'[core]\n\tfsmonitor = "{run}"\n'),
-                              ("notes/.git/objects/info/alternates", "../../../.git/objects\n")],
+        "nested alternates": [
+            *_nested_repo("notes/.git", f'[core]\n\tfsmonitor = "{run}"\n'),
+            ("notes/.git/objects/info/alternates", "../../../.git/objects\n"),
+        ],
         "own .git hooks": [(".git/hooks/pre-commit", f"#!/bin/sh\n{run}\n")],
         "attributes filter": [(".gitattributes", "* filter=evil\n"), ("x/.gitattributes", "*.md diff=evil\n")],
         "submodules": [(".gitmodules", '[submodule "x"]\n\tpath = x\n\turl = ../../\n')],
@@ -61,8 +70,9 @@ def attacks(proof: Path) -> dict[str, list[tuple[str, str]]]:
 
 
 @pytest.mark.parametrize("attack", sorted(attacks(Path("/proof"))))
-def test_planted_git_files_are_refused_and_nothing_runs(attack: str, company: dict[str, int],
-                                                        raw: psycopg.Connection, tmp_path: Path) -> None:
+def test_planted_git_files_are_refused_and_nothing_runs(
+    attack: str, company: dict[str, int], raw: psycopg.Connection, tmp_path: Path
+) -> None:
     proof = tmp_path / "proof"
     issue = new_issue(raw, status="todo", assignee_id=company["backend-engineer"])
     ctx = context(raw, "backend-engineer", issue)
@@ -77,7 +87,8 @@ def test_planted_git_files_are_refused_and_nothing_runs(attack: str, company: di
     assert workspace.log()[0].startswith(sha)
     # Every call, refused or not, has its audit row.
     assert raw.execute("SELECT count(*) FROM tool_calls WHERE issue_id = %s", (issue,)).fetchone() == (
-        len(planted) + 1,)
+        len(planted) + 1,
+    )
 
 
 @pytest.mark.parametrize("spelling", [".git", ".GIT", ".Git", ".git.", ".git ", ".g\u200bit", "GIT~1"])
@@ -89,12 +100,17 @@ def test_git_is_refused_as_any_path_component(spelling: str, company: dict[str, 
 
 
 def _git(root: Path, *args: str) -> None:
-    subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True,
-                   env={"PATH": "/usr/bin:/bin", "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(root.parent)})
+    subprocess.run(
+        ["git", "-C", str(root), *args],
+        check=True,
+        capture_output=True,
+        env={"PATH": "/usr/bin:/bin", "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(root.parent)},
+    )
 
 
-def test_git_runs_hardened_whatever_the_repository_or_home_says(company: dict[str, int], raw: psycopg.Connection,
-                                                                tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_git_runs_hardened_whatever_the_repository_or_home_says(
+    company: dict[str, int], raw: psycopg.Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Config, hooks and a global config planted by other means than the tools still run nothing."""
     proof = tmp_path / "proof"
     run = f"touch {proof}; echo"
@@ -120,8 +136,9 @@ def test_git_runs_hardened_whatever_the_repository_or_home_says(company: dict[st
     assert workspace.log() and not proof.exists()
 
 
-def test_a_nested_repository_on_disk_is_refused_not_opened(company: dict[str, int], raw: psycopg.Connection,
-                                                           tmp_path: Path) -> None:
+def test_a_nested_repository_on_disk_is_refused_not_opened(
+    company: dict[str, int], raw: psycopg.Connection, tmp_path: Path
+) -> None:
     """However a nested repository got there, git is not run over it (it would read that repository's config)."""
     proof = tmp_path / "proof"
     issue = new_issue(raw, status="todo", assignee_id=company["backend-engineer"])
@@ -136,7 +153,9 @@ def test_a_nested_repository_on_disk_is_refused_not_opened(company: dict[str, in
     assert not proof.exists()
 
 
-def test_directory_targets_are_refused_and_no_temp_file_is_left(company: dict[str, int], raw: psycopg.Connection) -> None:
+def test_directory_targets_are_refused_and_no_temp_file_is_left(
+    company: dict[str, int], raw: psycopg.Connection
+) -> None:
     issue = new_issue(raw, status="todo", assignee_id=company["backend-engineer"])
     ctx = context(raw, "backend-engineer", issue)
     assert dispatch(ctx, "write_file", {"path": "notes/a.md", "content": "a"}, step=1).ok
@@ -149,20 +168,24 @@ def test_directory_targets_are_refused_and_no_temp_file_is_left(company: dict[st
     assert leftovers == [] and (ctx.workspace_root() / "notes" / "a.md").read_text() == "a"
 
 
-def test_nul_in_tool_arguments_is_refused_before_any_side_effect(company: dict[str, int],
-                                                                 raw: psycopg.Connection) -> None:
+def test_nul_in_tool_arguments_is_refused_before_any_side_effect(
+    company: dict[str, int], raw: psycopg.Connection
+) -> None:
     issue = new_issue(raw, status="todo", assignee_id=company["backend-engineer"])
     ctx = context(raw, "backend-engineer", issue)
-    cases = [("write_file", {"path": "a.md", "content": "before\x00after"}),
-             ("write_file", {"path": "b\x00.md", "content": "x"}),
-             ("comment", {"body": "nul\x00here"}),
-             ("write_file", json.dumps({"path": "c.md", "content": "x", "extra\x00key": 1}))]
+    cases = [
+        ("write_file", {"path": "a.md", "content": "before\x00after"}),
+        ("write_file", {"path": "b\x00.md", "content": "x"}),
+        ("comment", {"body": "nul\x00here"}),
+        ("write_file", json.dumps({"path": "c.md", "content": "x", "extra\x00key": 1})),
+    ]
     for step, (tool, arguments) in enumerate(cases, start=1):
         result = dispatch(ctx, tool, arguments, step=step)
         assert result.outcome == "invalid" and "NUL" in (result.error or ""), result
     assert not (ctx.workspace_root() / "a.md").exists() and not (ctx.workspace_root() / "c.md").exists()
-    rows = raw.execute("SELECT step, outcome, arguments::text FROM tool_calls WHERE issue_id = %s ORDER BY step",
-                       (issue,)).fetchall()
+    rows = raw.execute(
+        "SELECT step, outcome, arguments::text FROM tool_calls WHERE issue_id = %s ORDER BY step", (issue,)
+    ).fetchall()
     assert [(r[0], r[1]) for r in rows] == [(1, "invalid"), (2, "invalid"), (3, "invalid"), (4, "invalid")]
     assert "before\\\\u0000after" in rows[0][2]  # what was refused is on record, NUL shown escaped
     assert raw.execute("SELECT count(*) FROM comments WHERE issue_id = %s", (issue,)).fetchone() == (0,)
@@ -180,21 +203,29 @@ def test_a_file_holding_nul_read_back_is_audited(company: dict[str, int], raw: p
     assert stored == ("left\\u0000right",)
 
 
-def test_a_commit_failure_is_an_issue_failure_not_a_crashed_beat(company: dict[str, int], raw: psycopg.Connection,
-                                                                 tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_commit_failure_is_an_issue_failure_not_a_crashed_beat(
+    company: dict[str, int], raw: psycopg.Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The real execute workflow: a scripted model plants every attack, then a broken repository fails the commit."""
     proof = tmp_path / "proof"
     planted = [call for files in attacks(proof).values() for call in files]
     fake = FakeAnthropic().start()
     try:
         calls = [{"name": "write_file", "input": {"path": path, "content": content}} for path, content in planted]
-        fake.script("claude-sonnet-4-5", Reply(text="Planting.", tool_calls=calls),
-                    Reply(text="", tool_calls=[{"name": "write_file",
-                                                "input": {"path": "deliverable.md", "content": "# Done\n"}}]),
-                    Reply(text="DONE: delivered"))
+        fake.script(
+            "claude-sonnet-4-5",
+            Reply(text="Planting.", tool_calls=calls),
+            Reply(
+                text="", tool_calls=[{"name": "write_file", "input": {"path": "deliverable.md", "content": "# Done\n"}}]
+            ),
+            Reply(text="DONE: delivered"),
+        )
         fake.default("claude-sonnet-4-5", Reply(text="DONE: delivered"))
-        models = write_models(tmp_path / "m.yaml", fake, {t: ["anthropic/claude-sonnet-4-5"] for t in
-                                                          ("reasoning", "execution", "utility")})
+        models = write_models(
+            tmp_path / "m.yaml",
+            fake,
+            {t: ["anthropic/claude-sonnet-4-5"] for t in ("reasoning", "execution", "utility")},
+        )
         monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
         monkeypatch.setenv("HQ_MODELS_FILE", str(models))
         settings = load_settings()
@@ -205,18 +236,23 @@ def test_a_commit_failure_is_an_issue_failure_not_a_crashed_beat(company: dict[s
         beat = run_beat("backend-engineer", runtime)
         assert beat.outcome == "ok" and not proof.exists()
         assert status_of(raw, issue) == "todo"
-        attempts, = raw.execute("SELECT attempts FROM issues WHERE id = %s", (issue,)).fetchone()
+        (attempts,) = raw.execute("SELECT attempts FROM issues WHERE id = %s", (issue,)).fetchone()
         assert attempts == 1
         why = raw.execute("SELECT body FROM comments WHERE issue_id = %s AND kind = 'failure'", (issue,)).fetchone()
         assert why is not None and "Could not commit the workspace" in why[0] and "index.lock" in why[0]
-        refused = raw.execute("SELECT count(*) FROM tool_calls WHERE issue_id = %s AND outcome = 'error'",
-                              (issue,)).fetchone()
+        refused = raw.execute(
+            "SELECT count(*) FROM tool_calls WHERE issue_id = %s AND outcome = 'error'", (issue,)
+        ).fetchone()
         assert refused == (len(planted),)
         # Once the repository is healthy again, the same issue commits and goes to review.
         (workspace.root / ".git" / "index.lock").unlink()
-        fake.script("claude-sonnet-4-5", Reply(text="", tool_calls=[
-            {"name": "write_file", "input": {"path": "deliverable.md", "content": "# Done\n"}}]),
-            Reply(text="DONE: delivered"))
+        fake.script(
+            "claude-sonnet-4-5",
+            Reply(
+                text="", tool_calls=[{"name": "write_file", "input": {"path": "deliverable.md", "content": "# Done\n"}}]
+            ),
+            Reply(text="DONE: delivered"),
+        )
         assert run_beat("backend-engineer", runtime).outcome == "ok"
         assert status_of(raw, issue) == "in_review" and workspace.log() and not proof.exists()
     finally:
@@ -232,7 +268,10 @@ def test_a_symlink_into_git_is_no_way_in(company: dict[str, int], raw: psycopg.C
     ctx = context(raw, "backend-engineer", issue)
     assert dispatch(ctx, "write_file", {"path": "a.md", "content": "a\n"}, step=1).ok
     os.symlink(".git", ctx.workspace_root() / "docs")
-    writes = [("docs/config", f'[filter "evil"]\n\tclean = touch {proof}\n'), ("docs/info/attributes", "* filter=evil\n")]
+    writes = [
+        ("docs/config", f'[filter "evil"]\n\tclean = touch {proof}\n'),
+        ("docs/info/attributes", "* filter=evil\n"),
+    ]
     for step, (path, content) in enumerate(writes, start=2):
         result = dispatch(ctx, "write_file", {"path": path, "content": content}, step=step)
         assert result.outcome == "error" and "git's own files" in (result.error or ""), result
@@ -242,13 +281,19 @@ def test_a_symlink_into_git_is_no_way_in(company: dict[str, int], raw: psycopg.C
     assert not proof.exists()
 
 
-@pytest.mark.parametrize("arguments", [
-    '{"path": "nan.md", "content": "hi", "x": NaN}', '{"path": "inf.md", "content": "hi", "x": Infinity}',
-    '{"path": "lo\\udcff.md", "content": "hi"}', '{"path": "s.md", "content": "hi", "x": "\\ud800"}',
-    '{"path": "deep.md", "content": "hi", "x": ' + "[" * 3000 + "]" * 3000 + "}",
-])
-def test_arguments_the_audit_row_cannot_hold_are_refused_first(arguments: str, company: dict[str, int],
-                                                               raw: psycopg.Connection) -> None:
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        '{"path": "nan.md", "content": "hi", "x": NaN}',
+        '{"path": "inf.md", "content": "hi", "x": Infinity}',
+        '{"path": "lo\\udcff.md", "content": "hi"}',
+        '{"path": "s.md", "content": "hi", "x": "\\ud800"}',
+        '{"path": "deep.md", "content": "hi", "x": ' + "[" * 3000 + "]" * 3000 + "}",
+    ],
+)
+def test_arguments_the_audit_row_cannot_hold_are_refused_first(
+    arguments: str, company: dict[str, int], raw: psycopg.Connection
+) -> None:
     issue = new_issue(raw, status="todo", assignee_id=company["backend-engineer"])
     ctx = context(raw, "backend-engineer", issue)
     result = dispatch(ctx, "write_file", arguments, step=1)

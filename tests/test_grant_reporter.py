@@ -62,7 +62,8 @@ def _admin_sql(stdout: str) -> list[str]:
 
 
 def test_without_createrole_the_admin_is_told_what_to_run_and_grant_reporter_finishes(
-        bare_cluster: PgServer, app_database: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    bare_cluster: PgServer, app_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from config.settings import reset_settings
     from db.engine import dispose_engines
 
@@ -71,8 +72,9 @@ def test_without_createrole_the_admin_is_told_what_to_run_and_grant_reporter_fin
     assert upgraded.exit_code == 0, upgraded.stderr
     assert upgraded.stdout.strip() == f"database at revision {head_revision()} (was empty)"
     notices = [line for line in upgraded.stderr.splitlines() if line.startswith("hq: notice: ")]
-    assert notices.count("hq: notice: cannot create role hq_reporter (no CREATEROLE); reporting access is not set up"
-                         ) == 1, upgraded.stderr
+    assert (
+        notices.count("hq: notice: cannot create role hq_reporter (no CREATEROLE); reporting access is not set up") == 1
+    ), upgraded.stderr
     assert not [line for line in upgraded.stderr.splitlines() if "skipping" in line]  # PostgreSQL's chatter is not
     assert f"role {APP_ROLE} may not create roles (no CREATEROLE)" in upgraded.stderr
     assert 'CREATE ROLE "hq_reporter" LOGIN' in upgraded.stderr and "hq db grant-reporter" in upgraded.stderr
@@ -87,11 +89,13 @@ def test_without_createrole_the_admin_is_told_what_to_run_and_grant_reporter_fin
     refused = run_hq("db", "grant-reporter")
     assert refused.exit_code == 1, refused.stdout
     assert "hq: notice: cannot create role hq_reporter (no CREATEROLE)" in refused.stderr
-    assert refused.stderr.strip().splitlines()[-1] == ("hq: error: hq_reporter is not ready: "
-                                                       "role hq_reporter does not exist")
+    assert refused.stderr.strip().splitlines()[-1] == (
+        "hq: error: hq_reporter is not ready: role hq_reporter does not exist"
+    )
     statements = _admin_sql(refused.stdout)
-    assert statements[0] == ('CREATE ROLE "hq_reporter" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT '
-                             'CONNECTION LIMIT 10;')
+    assert statements[0] == (
+        'CREATE ROLE "hq_reporter" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT CONNECTION LIMIT 10;'
+    )
     assert "ALTER ROLE \"hq_reporter\" SET default_transaction_read_only = 'on';" in statements
     assert not [statement for statement in statements if "PASSWORD '" in statement.upper()]  # never one in output
 
@@ -102,10 +106,13 @@ def test_without_createrole_the_admin_is_told_what_to_run_and_grant_reporter_fin
     granted = run_hq("db", "grant-reporter")
     assert granted.exit_code == 0, granted.stderr
     assert "granted SELECT on 10 report views to hq_reporter" in granted.stdout
-    assert ("hq_reporter: ready (login yes, read-only yes, SELECT on 10 of 10 report views, connection limit 10)"
-            in granted.stdout)
-    with psycopg.connect(bare_cluster.libpq(app_database).replace("postgres@", "hq_reporter@", 1),
-                         autocommit=True) as reporter:
+    assert (
+        "hq_reporter: ready (login yes, read-only yes, SELECT on 10 of 10 report views, connection limit 10)"
+        in granted.stdout
+    )
+    with psycopg.connect(
+        bare_cluster.libpq(app_database).replace("postgres@", "hq_reporter@", 1), autocommit=True
+    ) as reporter:
         assert reporter.execute("SELECT count(*) FROM report_issue_board").fetchone() is not None
         assert reporter.execute("SHOW default_transaction_read_only").fetchone() == ("on",)
         with pytest.raises(DENIED):
@@ -145,13 +152,16 @@ def test_grant_reporter_refuses_a_database_that_is_not_migrated(app_database: st
     result = run_hq("db", "grant-reporter")
     assert result.exit_code == 2, result.stdout
     assert result.stderr.strip().splitlines() == [
-        f"hq: error: the database is at revision none (empty), not {head_revision()}: run hq db upgrade first"]
+        f"hq: error: the database is at revision none (empty), not {head_revision()}: run hq db upgrade first"
+    ]
 
 
 # --- the shared cluster: hq_reporter exists -------------------------------------------------------------
 
-def test_upgrade_points_at_grant_reporter_which_restores_the_views(db_url: str, raw: psycopg.Connection,
-                                                                   pg_server: PgServer) -> None:
+
+def test_upgrade_points_at_grant_reporter_which_restores_the_views(
+    db_url: str, raw: psycopg.Connection, pg_server: PgServer
+) -> None:
     """The database was migrated before an admin created hq_reporter: here it has no grants, and
     `hq db upgrade` (nothing to migrate) used to say nothing about it."""
     raw.execute("REVOKE SELECT ON ALL TABLES IN SCHEMA public FROM hq_reporter")  # this database only

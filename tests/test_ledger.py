@@ -23,8 +23,15 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import (Bundle, RuleBasedStateMachine, consumes, invariant, multiple, rule,
-                                 run_state_machine_as_test)
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    consumes,
+    invariant,
+    multiple,
+    rule,
+    run_state_machine_as_test,
+)
 from sqlalchemy import create_engine
 
 from agents.llm.budget import BudgetExceeded, CallRow, Payer, Reservation, record, reserve
@@ -47,7 +54,8 @@ def assert_exact(raw: psycopg.Connection) -> None:
             "SELECT i.id, i.spent_usd, i.reserved_usd,"
             "       (SELECT coalesce(sum(cost_usd), 0) FROM llm_calls c WHERE c.issue_id = i.id),"
             "       (SELECT coalesce(sum(amount_usd), 0) FROM budget_reservations r WHERE r.issue_id = i.id)"
-            "  FROM issues i").fetchall()
+            "  FROM issues i"
+        ).fetchall()
         for issue_id, spent, reserved, rows, open_ in issues:
             assert (spent, reserved) == (rows, open_), f"issue {issue_id}: {(spent, reserved)} != {(rows, open_)}"
         accounts = raw.execute(
@@ -56,7 +64,8 @@ def assert_exact(raw: psycopg.Connection) -> None:
             "         WHERE c.budget_month = a.period AND (a.scope = 'company' OR a.scope = 'agent:' || g.slug)),"
             "       (SELECT coalesce(sum(r.amount_usd), 0) FROM budget_reservations r"
             "         WHERE r.period = a.period AND (a.scope = 'company' OR a.scope = r.agent_scope))"
-            "  FROM budget_accounts a").fetchall()
+            "  FROM budget_accounts a"
+        ).fetchall()
         for scope, period, spent, reserved, rows, open_ in accounts:
             assert (spent, reserved) == (rows, open_), f"{scope} {period}: {(spent, reserved)} != {(rows, open_)}"
 
@@ -67,9 +76,9 @@ class Ledger(RuleBasedStateMachine):
     url: str = ""
     raw: psycopg.Connection
 
-    reserved = Bundle("reserved")    # reservations whose call has not settled
-    expired = Bundle("expired")      # ... and that the sweeper may now charge in full
-    settled = Bundle("settled")      # (reservation, row) of calls that settled
+    reserved = Bundle("reserved")  # reservations whose call has not settled
+    expired = Bundle("expired")  # ... and that the sweeper may now charge in full
+    settled = Bundle("settled")  # (reservation, row) of calls that settled
 
     def __init__(self) -> None:
         super().__init__()
@@ -78,21 +87,34 @@ class Ledger(RuleBasedStateMachine):
         self.seq = 0
         self.agents = [self._agent() for _ in range(2)]
         self.issues = [new_issue(self.raw, budget_usd=budget) for budget in (1, 3, 50)]
-        self.costs: dict[int, Decimal] = {}      # issue -> what the provider's usage says it was charged
+        self.costs: dict[int, Decimal] = {}  # issue -> what the provider's usage says it was charged
         self.reservations: dict[uuid.UUID, tuple[int, Decimal]] = {}  # open or expired: (issue, amount)
         self.abandoned: dict[uuid.UUID, Decimal] = {}  # charged in full by the sweeper: the amount
 
     def _agent(self) -> tuple[int, str]:
         slug = f"agent-{uuid.uuid4().hex[:8]}"
-        row = self.raw.execute("INSERT INTO agents (slug, title, monthly_budget_usd) VALUES (%s, 'A', 40) RETURNING id",
-                               (slug,)).fetchone()
+        row = self.raw.execute(
+            "INSERT INTO agents (slug, title, monthly_budget_usd) VALUES (%s, 'A', 40) RETURNING id", (slug,)
+        ).fetchone()
         return int(row[0]), slug
 
     def _row(self, agent_id: int, issue_id: int, cost: Decimal, outcome: str = "ok") -> CallRow:
         self.seq += 1
-        return CallRow(run_id=self.run_id, seq=self.seq, issue_id=issue_id, agent_id=agent_id, workflow="execute",
-                       tier="execution", provider="offline", model="m", deployment="d", outcome=outcome,
-                       input_tokens=10, output_tokens=5, cost=cost)
+        return CallRow(
+            run_id=self.run_id,
+            seq=self.seq,
+            issue_id=issue_id,
+            agent_id=agent_id,
+            workflow="execute",
+            tier="execution",
+            provider="offline",
+            model="m",
+            deployment="d",
+            outcome=outcome,
+            input_tokens=10,
+            output_tokens=5,
+            cost=cost,
+        )
 
     def teardown(self) -> None:
         self.engine.dispose()
@@ -138,14 +160,16 @@ class Ledger(RuleBasedStateMachine):
 
     @rule(target=expired, held=consumes(reserved))
     def expire(self, held: tuple[Reservation, int]) -> tuple[Reservation, int]:
-        self.raw.execute("UPDATE budget_reservations SET expires_at = now() - interval '1 second' WHERE id = %s",
-                         (held[0].id,))
+        self.raw.execute(
+            "UPDATE budget_reservations SET expires_at = now() - interval '1 second' WHERE id = %s", (held[0].id,)
+        )
         return held
 
     @rule()
     def sweep(self) -> None:
-        swept = self.raw.execute("SELECT id, issue_id, amount_usd FROM budget_reservations WHERE expires_at < now()"
-                                 ).fetchall()
+        swept = self.raw.execute(
+            "SELECT id, issue_id, amount_usd FROM budget_reservations WHERE expires_at < now()"
+        ).fetchall()
         assert self.raw.execute("SELECT hq_abandon_reservations()").fetchone() == (len(swept),)
         for reservation_id, issue_id, amount in swept:
             self.abandoned[reservation_id] = amount
@@ -173,8 +197,12 @@ class Ledger(RuleBasedStateMachine):
 
 def test_any_interleaving_keeps_the_ledger_exact(db_url: str, raw: psycopg.Connection) -> None:
     Ledger.url, Ledger.raw = db_url, raw
-    run_state_machine_as_test(Ledger, settings=settings(max_examples=40, stateful_step_count=30, deadline=None,
-                                                        suppress_health_check=[HealthCheck.too_slow]))
+    run_state_machine_as_test(
+        Ledger,
+        settings=settings(
+            max_examples=40, stateful_step_count=30, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+        ),
+    )
     # The runs reached every kind of row, late settlements of swept reservations included.
     kinds = dict(raw.execute("SELECT outcome, count(*) FROM llm_calls GROUP BY 1").fetchall())
     assert {"ok", "error", "abandoned", "correction"} <= set(kinds), kinds
@@ -195,13 +223,25 @@ def test_concurrent_settlements_and_sweeps_keep_the_ledger_exact(db_url: str, ra
                 taken = reserve(engine, payer, Decimal("0.01"), run_id, ttl_seconds=3600)
                 if seq % 3 == 0:  # this one will be late: let a sweeper race its settlement
                     with engine.begin() as conn:
-                        conn.exec_driver_sql("UPDATE budget_reservations SET expires_at = now() - interval '1 second'"
-                                             f" WHERE id = '{taken.id}'")
-                row = CallRow(run_id=run_id, seq=index * 1000 + seq, issue_id=issue, agent_id=None, workflow="w",
-                              tier="execution", provider=None, model=None, deployment=None, outcome="ok",
-                              cost=Decimal("0.00412345"))
+                        conn.exec_driver_sql(
+                            "UPDATE budget_reservations SET expires_at = now() - interval '1 second'"
+                            f" WHERE id = '{taken.id}'"
+                        )
+                row = CallRow(
+                    run_id=run_id,
+                    seq=index * 1000 + seq,
+                    issue_id=issue,
+                    agent_id=None,
+                    workflow="w",
+                    tier="execution",
+                    provider=None,
+                    model=None,
+                    deployment=None,
+                    outcome="ok",
+                    cost=Decimal("0.00412345"),
+                )
                 assert record(engine, row, taken)
-        except BaseException as error:  # noqa: BLE001 - reported by the test thread
+        except BaseException as error:
             failures.append(error)
 
     def sweeper() -> None:
@@ -229,13 +269,34 @@ def test_cost_rows_and_events_are_append_only(db_url: str, raw: psycopg.Connecti
     issue = new_issue(raw)
     engine = create_engine(db_url)
     taken = reserve(engine, Payer(issue, None, None, COMPANY_LIMIT), Decimal("0.1"), uuid.uuid4(), 60)
-    record(engine, CallRow(run_id=uuid.uuid4(), seq=1, issue_id=issue, agent_id=None, workflow="w", tier="execution",
-                           provider=None, model=None, deployment=None, outcome="ok", cost=Decimal("0.05")), taken)
+    record(
+        engine,
+        CallRow(
+            run_id=uuid.uuid4(),
+            seq=1,
+            issue_id=issue,
+            agent_id=None,
+            workflow="w",
+            tier="execution",
+            provider=None,
+            model=None,
+            deployment=None,
+            outcome="ok",
+            cost=Decimal("0.05"),
+        ),
+        taken,
+    )
     engine.dispose()
     raw.execute("UPDATE issues SET status = 'todo' WHERE id = %s", (issue,))
-    for statement in ("UPDATE llm_calls SET cost_usd = 1000", "DELETE FROM llm_calls", "TRUNCATE llm_calls",
-                      "TRUNCATE llm_calls CASCADE", "UPDATE issue_events SET actor = 'x'", "DELETE FROM issue_events",
-                      "TRUNCATE issue_events"):
+    for statement in (
+        "UPDATE llm_calls SET cost_usd = 1000",
+        "DELETE FROM llm_calls",
+        "TRUNCATE llm_calls",
+        "TRUNCATE llm_calls CASCADE",
+        "UPDATE issue_events SET actor = 'x'",
+        "DELETE FROM issue_events",
+        "TRUNCATE issue_events",
+    ):
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
             raw.execute(statement)
     assert _sum(raw, "SELECT sum(cost_usd) FROM llm_calls") == Decimal("0.05")
@@ -257,15 +318,22 @@ def test_a_sweep_takes_locks_in_the_reservations_order(db_url: str, raw: psycopg
     with psycopg.connect(raw.info.dsn) as holder, psycopg.connect(raw.info.dsn, autocommit=True) as sweeper:
         holder.execute("SET deadlock_timeout = '50ms'")
         holder.execute("UPDATE issues SET reserved_usd = reserved_usd WHERE id = %s", (issue_b,))  # as hq_reserve does
-        thread = threading.Thread(target=lambda: swept.append(
-            sweeper.execute("SELECT hq_abandon_reservations()").fetchone()))
+        thread = threading.Thread(
+            target=lambda: swept.append(sweeper.execute("SELECT hq_abandon_reservations()").fetchone())
+        )
         thread.start()
         # Wait until the sweep is blocked on issue B, then take the accounts as hq_reserve would next.
-        while thread.is_alive() and not raw.execute(
+        while (
+            thread.is_alive()
+            and not raw.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND "
-                "query LIKE '%hq_abandon_reservations%'").fetchone()[0]:
+                "query LIKE '%hq_abandon_reservations%'"
+            ).fetchone()[0]
+        ):
             time.sleep(0.01)
-        holder.execute("UPDATE budget_accounts SET reserved_usd = reserved_usd WHERE scope IN ('agent:lock-x', 'company')")
+        holder.execute(
+            "UPDATE budget_accounts SET reserved_usd = reserved_usd WHERE scope IN ('agent:lock-x', 'company')"
+        )
         holder.commit()
         thread.join()
     assert swept == [(2,)]

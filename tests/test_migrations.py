@@ -49,6 +49,7 @@ REVISIONS = sorted(p.name.split("_", 1)[0] for p in (MIGRATIONS_DIR / "versions"
 
 # --- databases and their schema -------------------------------------------------------------------
 
+
 @pytest.fixture()
 def new_database(pg_server: PgServer) -> Iterator[Callable[[str], str]]:
     """Creates empty databases (dropped afterwards); returns each one's SQLAlchemy URL."""
@@ -91,16 +92,26 @@ def schema(pg_server: PgServer, url: str) -> list[str]:
     from db.embedded import bin_path
 
     database = url.split("@/", 1)[1].split("?", 1)[0]
-    dump = subprocess.run([str(bin_path("pg_dump")), "--schema-only", "--dbname", pg_server.libpq(database)],
-                          capture_output=True, text=True, check=True, timeout=60).stdout
+    dump = subprocess.run(
+        [str(bin_path("pg_dump")), "--schema-only", "--dbname", pg_server.libpq(database)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
     entries, current = [], []
     for line in dump.splitlines():
         if line.startswith("-- Name: ") or line.startswith("-- Data for Name: "):
             entries.append("\n".join(current))
             current = []
-        if (line.startswith("--") or not line.strip() or line.startswith("SET ")
-                or line.startswith("SELECT pg_catalog.set_config(")
-                or line.startswith("\\restrict") or line.startswith("\\unrestrict")):
+        if (
+            line.startswith("--")
+            or not line.strip()
+            or line.startswith("SET ")
+            or line.startswith("SELECT pg_catalog.set_config(")
+            or line.startswith("\\restrict")
+            or line.startswith("\\unrestrict")
+        ):
             continue
         current.append(line.rstrip())
     entries.append("\n".join(current))
@@ -109,8 +120,16 @@ def schema(pg_server: PgServer, url: str) -> list[str]:
 
 def assert_same_schema(actual: list[str], expected: list[str]) -> None:
     if actual != expected:
-        diff = "\n".join(difflib.unified_diff("\n\n".join(expected).splitlines(), "\n\n".join(actual).splitlines(),
-                                              "fresh install", "upgraded", lineterm="", n=2))
+        diff = "\n".join(
+            difflib.unified_diff(
+                "\n\n".join(expected).splitlines(),
+                "\n\n".join(actual).splitlines(),
+                "fresh install",
+                "upgraded",
+                lineterm="",
+                n=2,
+            )
+        )
         pytest.fail(f"upgraded schema differs from a fresh install:\n{diff[:6000]}")
 
 
@@ -130,7 +149,8 @@ def fresh_schema(pg_server: PgServer) -> list[str]:
 
 @pytest.mark.parametrize("revision", REVISIONS[:-1])
 def test_upgrade_from_every_revision_gives_the_fresh_schema(
-        revision: str, pg_server: PgServer, new_database: Callable[[str], str], fresh_schema: list[str]) -> None:
+    revision: str, pg_server: PgServer, new_database: Callable[[str], str], fresh_schema: list[str]
+) -> None:
     url = new_database(f"from_{revision}")
     migrate(url, revision)
     migrate(url)
@@ -183,10 +203,13 @@ def test_frozen_sql_is_what_was_released() -> None:
         text = path.read_text(encoding="utf-8")
         header = re.match(r"(--[^\n]*\n)+\n", text)
         assert header is not None and "Frozen" in header.group(0), f"{path.name} needs a '-- Frozen: ...' header"
-        assert text[header.end():] == released.stdout.decode(), f"{path.name} differs from {commit}:db/sql/{source}.sql"
+        assert text[header.end() :] == released.stdout.decode(), (
+            f"{path.name} differs from {commit}:db/sql/{source}.sql"
+        )
 
 
 # --- databases built by earlier commits -------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def old_tree(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
@@ -211,13 +234,18 @@ def old_tree(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
 
 def run_old(tree: Path, code: str, url: str, data_dir: Path) -> str:
     """Python code run by an earlier commit's modules (asserted), with this venv's interpreter."""
-    prelude = (f"import db, sys\n"
-               f"assert db.__file__.startswith({str(tree)!r}), db.__file__\n")
+    prelude = f"import db, sys\nassert db.__file__.startswith({str(tree)!r}), db.__file__\n"
     env = {key: value for key, value in os.environ.items() if not key.startswith(("HQ_", "DATABASE_URL"))}
-    env.update(PYTHONPATH=str(tree), DATABASE_URL=url, HQ_DATA_DIR=str(data_dir), PYTHONDONTWRITEBYTECODE="1",
-               HQ_LOG_FORMAT="json")
-    done = subprocess.run([sys.executable, "-c", prelude + code], cwd=tree, env=env, capture_output=True, text=True,
-                          timeout=120)
+    env.update(
+        PYTHONPATH=str(tree),
+        DATABASE_URL=url,
+        HQ_DATA_DIR=str(data_dir),
+        PYTHONDONTWRITEBYTECODE="1",
+        HQ_LOG_FORMAT="json",
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", prelude + code], cwd=tree, env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, f"old code failed:\n{done.stdout}\n{done.stderr}"
     return done.stdout
 
@@ -234,8 +262,13 @@ engine.dispose()
 
 @pytest.mark.parametrize("commit", list(OLD_COMMITS))
 def test_database_from_an_earlier_commit_upgrades_to_the_fresh_schema(
-        commit: str, pg_server: PgServer, new_database: Callable[[str], str], fresh_schema: list[str],
-        old_tree: Callable[[str], Path], tmp_path: Path) -> None:
+    commit: str,
+    pg_server: PgServer,
+    new_database: Callable[[str], str],
+    fresh_schema: list[str],
+    old_tree: Callable[[str], Path],
+    tmp_path: Path,
+) -> None:
     tree = old_tree(commit)
     url = new_database(f"at_{commit}")
     assert run_old(tree, _OLD_UPGRADE, url, tmp_path).splitlines()[-1] == OLD_COMMITS[commit]
@@ -244,8 +277,12 @@ def test_database_from_an_earlier_commit_upgrades_to_the_fresh_schema(
 
 
 def test_the_company_works_on_a_database_built_at_eb52f80(
-        pg_server: PgServer, new_database: Callable[[str], str], old_tree: Callable[[str], Path],
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pg_server: PgServer,
+    new_database: Callable[[str], str],
+    old_tree: Callable[[str], Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """eb52f80's 0004 had no hq_act_as(); that database said 0004 and every write at head failed."""
     from config.settings import get_settings, reset_settings
     from db.engine import dispose_engines
@@ -254,14 +291,20 @@ def test_the_company_works_on_a_database_built_at_eb52f80(
     tree = old_tree("eb52f80")
     url = new_database("company_at_eb52f80")
     old_data = tmp_path / "old"
-    run_old(tree, _OLD_UPGRADE + """
+    run_old(
+        tree,
+        _OLD_UPGRADE
+        + """
 from cli.app import main
 for argv in (["agents", "sync"], ["issue", "create", "Add a health endpoint to the API", "--body", "GET /healthz"]):
     try:
         main(argv)
     except SystemExit as exit_:
         assert not exit_.code, (argv, exit_.code)
-""", url, old_data)
+""",
+        url,
+        old_data,
+    )
     with psycopg.connect(pg_server.libpq(url.split("@/", 1)[1].split("?", 1)[0]), autocommit=True) as raw:
         assert raw.execute("SELECT version_num FROM alembic_version").fetchone() == ("0004",)
         (old_issue,) = raw.execute("SELECT id FROM issues").fetchone()
@@ -281,8 +324,9 @@ for argv in (["agents", "sync"], ["issue", "create", "Add a health endpoint to t
             company = Company(get_settings(), threads=1)
             for _ in range(3):
                 company.run_once()
-            moved = dict(raw.execute(
-                "SELECT issue_id, count(*) FROM issue_events WHERE actor LIKE 'agent:%%' GROUP BY issue_id"))
+            moved = dict(
+                raw.execute("SELECT issue_id, count(*) FROM issue_events WHERE actor LIKE 'agent:%%' GROUP BY issue_id")
+            )
             assert moved.get(old_issue, 0) >= 2 and moved.get(new_issue, 0) >= 2, moved
             statuses = dict(raw.execute("SELECT id, status FROM issues WHERE id IN (%s, %s)", (old_issue, new_issue)))
             assert statuses[old_issue] not in ("backlog", "todo") and statuses[new_issue] not in ("backlog", "todo")

@@ -12,8 +12,8 @@ import psycopg
 import pytest
 
 from config.settings import get_settings, load_settings
-from db.engine import get_engine, transaction
 from db import outbox
+from db.engine import get_engine, transaction
 from tests.conftest import BIN, run_hq
 from tests.fakes.telegram_server import Failure, FakeTelegram
 from workflows import notify
@@ -54,11 +54,26 @@ def statuses(raw: psycopg.Connection) -> dict[str, int]:
 
 def test_normal_delivery_in_order_html_escaped(telegram: FakeTelegram, raw: psycopg.Connection) -> None:
     with transaction("test", engine=get_engine()) as session:
-        outbox.enqueue(session, "pending_approval", "k1", {"issue": {"id": 7, "title": "Ship <b>it</b> & more"},
-                                                          "quality_score": "0.9", "deadline": "tomorrow",
-                                                          "commands": ["hq approve 7", "hq reject 7 --reason '...'"]})
-        outbox.enqueue(session, "done", "k2", {"issue": {"id": 8, "title": "second"},
-                                              "cost": {"total_usd": "0.12", "calls": 3, "by_tier": {"execution": "0.12"}}})
+        outbox.enqueue(
+            session,
+            "pending_approval",
+            "k1",
+            {
+                "issue": {"id": 7, "title": "Ship <b>it</b> & more"},
+                "quality_score": "0.9",
+                "deadline": "tomorrow",
+                "commands": ["hq approve 7", "hq reject 7 --reason '...'"],
+            },
+        )
+        outbox.enqueue(
+            session,
+            "done",
+            "k2",
+            {
+                "issue": {"id": 8, "title": "second"},
+                "cost": {"total_usd": "0.12", "calls": 3, "by_tier": {"execution": "0.12"}},
+            },
+        )
     report = deliver()
     assert len(report.sent) == 2
     first, second = telegram.messages
@@ -80,8 +95,7 @@ def test_rate_limit_retry_after_is_waited_out(telegram: FakeTelegram, raw: psyco
     assert len(telegram.messages) == 1
 
 
-def test_burst_of_5xx_then_recovery_delivers_each_message_once(telegram: FakeTelegram,
-                                                               raw: psycopg.Connection) -> None:
+def test_burst_of_5xx_then_recovery_delivers_each_message_once(telegram: FakeTelegram, raw: psycopg.Connection) -> None:
     enqueue(5)
     telegram.fail(*[Failure(502, "Bad Gateway")] * 3)
     first = deliver()
@@ -89,8 +103,9 @@ def test_burst_of_5xx_then_recovery_delivers_each_message_once(telegram: FakeTel
     raw.execute("UPDATE notifications SET next_attempt_at = now()")
     second = deliver()
     assert len(second.sent) == 5
-    assert Counter(telegram.texts()) == Counter({f"<b>Done</b> #{i} issue {i}\nCost $0 over 0 model calls.": 1
-                                                 for i in range(5)})
+    assert Counter(telegram.texts()) == Counter(
+        {f"<b>Done</b> #{i} issue {i}\nCost $0 over 0 model calls.": 1 for i in range(5)}
+    )
     assert [m["text"].split()[1] for m in telegram.messages] == ["#0", "#1", "#2", "#3", "#4"]
 
 
@@ -106,8 +121,9 @@ def test_blocked_bot_dead_letters_with_a_clear_reason(telegram: FakeTelegram, ra
     assert len(deliver().sent) == 2
 
 
-def test_dead_letter_after_max_attempts(telegram: FakeTelegram, raw: psycopg.Connection,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dead_letter_after_max_attempts(
+    telegram: FakeTelegram, raw: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HQ_NOTIFY_MAX_ATTEMPTS", "2")
     enqueue(1)
     telegram.outage(3600)
@@ -125,8 +141,9 @@ def test_dead_letter_after_max_attempts(telegram: FakeTelegram, raw: psycopg.Con
     assert statuses(raw) == {"dead": 1}
 
 
-def test_rejected_token_keeps_everything_pending(telegram: FakeTelegram, raw: psycopg.Connection,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rejected_token_keeps_everything_pending(
+    telegram: FakeTelegram, raw: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123456789:AAwrongwrongwrongwrongwrongwrongwro")
     enqueue(3)
     report = deliver()
@@ -143,8 +160,7 @@ def test_console_channel_without_a_token(db_url: str, raw: psycopg.Connection) -
 
 
 def test_long_messages_are_split_at_line_ends() -> None:
-    text = render("escalated", {"issue": {"id": 1, "title": "t"}, "reason": "agent", "chain": ["a", "b"],
-                                "note": "x"})
+    text = render("escalated", {"issue": {"id": 1, "title": "t"}, "reason": "agent", "chain": ["a", "b"], "note": "x"})
     assert split(text) == [text]
     long = "\n".join(f"line {i} " + "y" * 100 for i in range(200))
     parts = split(long)
@@ -156,12 +172,14 @@ def test_long_messages_are_split_at_line_ends() -> None:
 
 
 def test_crash_between_send_and_mark_duplicates_only_the_message_in_flight(
-        telegram: FakeTelegram, raw: psycopg.Connection) -> None:
+    telegram: FakeTelegram, raw: psycopg.Connection
+) -> None:
     enqueue(4)
     telegram.hang_on_text = "#2 issue 2"
     env = {**os.environ, "HQ_NOTIFY_INFLIGHT_SECONDS": "1", "HQ_LOG_FORMAT": "json"}
-    sender = subprocess.Popen([str(BIN / "hq"), "notifications", "send"], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    sender = subprocess.Popen(
+        [str(BIN / "hq"), "notifications", "send"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         assert telegram.hung.wait(30)
         sender.kill()  # Telegram has message #2; the sender never records that it was sent
@@ -172,10 +190,15 @@ def test_crash_between_send_and_mark_duplicates_only_the_message_in_flight(
     telegram.hang_on_text = None
     telegram.release.set()
     assert dict(raw.execute("SELECT payload->'issue'->>'id', status FROM notifications").fetchall()) == {
-        "0": "sent", "1": "sent", "2": "sending", "3": "sending"}
+        "0": "sent",
+        "1": "sent",
+        "2": "sending",
+        "3": "sending",
+    }
     time.sleep(1.2)  # the in-flight window passes
-    result = subprocess.run([str(BIN / "hq"), "notifications", "send"], env=env, capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run(
+        [str(BIN / "hq"), "notifications", "send"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     counts = Counter(m["text"].split()[1] for m in telegram.messages)
     assert counts == {"#0": 1, "#1": 1, "#2": 2, "#3": 1}
@@ -203,10 +226,13 @@ def test_events_from_real_flows_reach_the_outbox_once(db_url: str, raw: psycopg.
 
     run_hq("agents", "sync")
     writer = raw.execute("SELECT id FROM agents WHERE slug = 'content-writer'").fetchone()[0]
-    issue = raw.execute("INSERT INTO issues (title, status, created_by, assignee_id) VALUES ('x', 'todo', 't', %s) "
-                        "RETURNING id", (writer,)).fetchone()[0]
-    raw.execute("INSERT INTO approvals (issue_id, kind, requested_by, deadline) VALUES (%s, 'budget', 'a', now())",
-                (issue,))
+    issue = raw.execute(
+        "INSERT INTO issues (title, status, created_by, assignee_id) VALUES ('x', 'todo', 't', %s) RETURNING id",
+        (writer,),
+    ).fetchone()[0]
+    raw.execute(
+        "INSERT INTO approvals (issue_id, kind, requested_by, deadline) VALUES (%s, 'budget', 'a', now())", (issue,)
+    )
     for _ in range(3):
         sweep.run(get_settings(), get_engine())
     assert raw.execute("SELECT event, count(*) FROM notifications GROUP BY 1").fetchall() == [("approval_deadline", 1)]

@@ -18,8 +18,13 @@ from tests.helpers import events, status_of
 
 TERMINAL = {"done", "rejected", "cancelled"}
 ROUTED = [(None, "backlog"), ("backlog", "todo")]
-REVIEWED_AND_SHIPPED = [("todo", "in_progress"), ("in_progress", "in_review"), ("in_review", "approved"),
-                        ("approved", "deploying"), ("deploying", "done")]
+REVIEWED_AND_SHIPPED = [
+    ("todo", "in_progress"),
+    ("in_progress", "in_review"),
+    ("in_review", "approved"),
+    ("approved", "deploying"),
+    ("deploying", "done"),
+]
 
 
 @pytest.fixture()
@@ -33,8 +38,14 @@ def create(*args: str) -> int:
     return int(result.stdout)
 
 
-def drive(company: Company, raw: psycopg.Connection, issue_id: int, *, human: Callable[[str], None] | None = None,
-          passes: int = 15) -> str:
+def drive(
+    company: Company,
+    raw: psycopg.Connection,
+    issue_id: int,
+    *,
+    human: Callable[[str], None] | None = None,
+    passes: int = 15,
+) -> str:
     """Run passes until the issue settles; ``human`` sees its status after each pass."""
     for _ in range(passes):
         company.run_once()
@@ -50,34 +61,60 @@ def test_straight_to_done(company: Company, raw: psycopg.Connection) -> None:
     issue = create("Add a health endpoint to the API", "--body", "GET /healthz returns 200.")
     assert drive(company, raw, issue) == "done"
     assert events(raw, issue) == ROUTED + REVIEWED_AND_SHIPPED
-    actors = raw.execute("SELECT actor, workflow FROM issue_events WHERE issue_id = %s ORDER BY id", (issue,)).fetchall()
+    actors = raw.execute(
+        "SELECT actor, workflow FROM issue_events WHERE issue_id = %s ORDER BY id", (issue,)
+    ).fetchall()
     assert actors[0][0].startswith("human:")
-    assert actors[1:] == [("agent:eng-lead-platform", "assign"), ("agent:backend-engineer", "execute"),
-                          ("agent:backend-engineer", "execute"), ("agent:eng-lead-platform", "review_gate"),
-                          ("agent:devops-engineer", "deploy_verify"), ("agent:devops-engineer", "deploy_verify")]
+    assert actors[1:] == [
+        ("agent:eng-lead-platform", "assign"),
+        ("agent:backend-engineer", "execute"),
+        ("agent:backend-engineer", "execute"),
+        ("agent:eng-lead-platform", "review_gate"),
+        ("agent:devops-engineer", "deploy_verify"),
+        ("agent:devops-engineer", "deploy_verify"),
+    ]
     assert raw.execute("SELECT count(*) FROM artifacts WHERE issue_id = %s", (issue,)).fetchone()[0] >= 1
-    cost = raw.execute("SELECT spent_usd, reserved_usd, (SELECT sum(cost_usd) FROM llm_calls WHERE issue_id = %s) "
-                       "FROM issues WHERE id = %s", (issue, issue)).fetchone()
+    cost = raw.execute(
+        "SELECT spent_usd, reserved_usd, (SELECT sum(cost_usd) FROM llm_calls WHERE issue_id = %s) "
+        "FROM issues WHERE id = %s",
+        (issue, issue),
+    ).fetchone()
     assert cost[0] > 0 and cost[1] == 0 and cost[0] == cost[2]
-    routing = [r[0] for r in raw.execute("SELECT body FROM comments WHERE issue_id = %s AND body LIKE 'Routed%%' "
-                                         "ORDER BY id", (issue,))]
+    routing = [
+        r[0]
+        for r in raw.execute(
+            "SELECT body FROM comments WHERE issue_id = %s AND body LIKE 'Routed%%' ORDER BY id", (issue,)
+        )
+    ]
     assert [line.split(" by ")[0] for line in routing] == [
-        "Routed to vp-engineering", "Routed to eng-lead-platform", "Routed to backend-engineer"]
-    assert raw.execute("SELECT count(*) FROM llm_calls WHERE issue_id = %s AND workflow = 'assign'",
-                       (issue,)).fetchone() == (0,)  # keywords decided every hop: no model call
+        "Routed to vp-engineering",
+        "Routed to eng-lead-platform",
+        "Routed to backend-engineer",
+    ]
+    assert raw.execute(
+        "SELECT count(*) FROM llm_calls WHERE issue_id = %s AND workflow = 'assign'", (issue,)
+    ).fetchone() == (0,)  # keywords decided every hop: no model call
 
 
 def test_review_failure_and_rework(company: Company, raw: psycopg.Connection) -> None:
     issue = create("Write the launch blog post [offline:fail-review]")
     assert drive(company, raw, issue) == "done"
-    assert events(raw, issue) == ROUTED + [("todo", "in_progress"), ("in_progress", "in_review"),
-                                           ("in_review", "todo")] + REVIEWED_AND_SHIPPED
-    reviews = raw.execute("SELECT author, body FROM comments WHERE issue_id = %s AND kind = 'review' ORDER BY id",
-                          (issue,)).fetchall()
+    assert events(raw, issue) == [
+        *ROUTED,
+        ("todo", "in_progress"),
+        ("in_progress", "in_review"),
+        ("in_review", "todo"),
+        *REVIEWED_AND_SHIPPED,
+    ]
+    reviews = raw.execute(
+        "SELECT author, body FROM comments WHERE issue_id = %s AND kind = 'review' ORDER BY id", (issue,)
+    ).fetchall()
     assert [r[0] for r in reviews] == ["agent:editor", "agent:editor"]
     assert "round 1 failed" in reviews[0][1] and "round 2 passed" in reviews[1][1]
     assert raw.execute("SELECT review_rounds, quality_score > 0.7 FROM issues WHERE id = %s", (issue,)).fetchone() == (
-        2, True)
+        2,
+        True,
+    )
 
 
 def test_pending_approval_waits_for_a_human(company: Company, raw: psycopg.Connection) -> None:
@@ -90,13 +127,21 @@ def test_pending_approval_waits_for_a_human(company: Company, raw: psycopg.Conne
             assert run_hq("approve", str(issue), "--as", "carol").exit_code == 0
 
     assert drive(company, raw, issue, human=human) == "done"
-    assert events(raw, issue) == ROUTED + [("todo", "in_progress"), ("in_progress", "in_review"),
-                                           ("in_review", "pending_approval"), ("pending_approval", "approved"),
-                                           ("approved", "deploying"), ("deploying", "done")]
+    assert events(raw, issue) == [
+        *ROUTED,
+        ("todo", "in_progress"),
+        ("in_progress", "in_review"),
+        ("in_review", "pending_approval"),
+        ("pending_approval", "approved"),
+        ("approved", "deploying"),
+        ("deploying", "done"),
+    ]
     assert raw.execute("SELECT kind, status, decided_by FROM approvals WHERE issue_id = %s", (issue,)).fetchall() == [
-        ("work", "approved", "human:carol")]
-    assert raw.execute("SELECT count(*) FROM notifications WHERE issue_id = %s AND event = 'pending_approval'",
-                       (issue,)).fetchone() == (1,)
+        ("work", "approved", "human:carol")
+    ]
+    assert raw.execute(
+        "SELECT count(*) FROM notifications WHERE issue_id = %s AND event = 'pending_approval'", (issue,)
+    ).fetchone() == (1,)
 
 
 def test_blocked_climbs_the_chain_to_a_human(company: Company, raw: psycopg.Connection) -> None:
@@ -110,16 +155,29 @@ def test_blocked_climbs_the_chain_to_a_human(company: Company, raw: psycopg.Conn
             assert run_hq("unblock", str(issue), "--note", "Take the one-year term.", "--as", "dana").exit_code == 0
 
     assert drive(company, raw, issue, human=human) == "done"
-    assert events(raw, issue) == ROUTED + [("todo", "in_progress"), ("in_progress", "blocked"),
-                                           ("blocked", "todo")] + REVIEWED_AND_SHIPPED
+    assert events(raw, issue) == [
+        *ROUTED,
+        ("todo", "in_progress"),
+        ("in_progress", "blocked"),
+        ("blocked", "todo"),
+        *REVIEWED_AND_SHIPPED,
+    ]
     assert ["vp-operations", "ceo", "human"] in chains
     assert raw.execute("SELECT kind, status FROM approvals WHERE issue_id = %s", (issue,)).fetchall() == [
-        ("escalation", "resolved")]
-    climbed = [r[0] for r in raw.execute("SELECT body FROM comments WHERE issue_id = %s AND body LIKE 'Escalated%%' "
-                                         "ORDER BY id", (issue,))]
+        ("escalation", "resolved")
+    ]
+    climbed = [
+        r[0]
+        for r in raw.execute(
+            "SELECT body FROM comments WHERE issue_id = %s AND body LIKE 'Escalated%%' ORDER BY id", (issue,)
+        )
+    ]
     assert [c.split(":")[0] for c in climbed] == ["Escalated by vp-operations to ceo", "Escalated by ceo to a human"]
     assert {r[0] for r in raw.execute("SELECT event FROM notifications WHERE issue_id = %s", (issue,))} >= {
-        "escalated", "needs_human", "done"}
+        "escalated",
+        "needs_human",
+        "done",
+    }
 
 
 def test_budget_exhausted_then_raised(company: Company, raw: psycopg.Connection) -> None:
@@ -131,12 +189,19 @@ def test_budget_exhausted_then_raised(company: Company, raw: psycopg.Connection)
             assert run_hq("budget", str(issue), "--add", "2").exit_code == 0
 
     assert drive(company, raw, issue, human=human) == "done"
-    assert events(raw, issue) == ROUTED + [("todo", "in_progress"), ("in_progress", "blocked"),
-                                           ("blocked", "todo")] + REVIEWED_AND_SHIPPED
-    assert raw.execute("SELECT reason FROM issue_events WHERE issue_id = %s AND to_status = 'blocked'",
-                       (issue,)).fetchone() == ("budget",)
-    assert raw.execute("SELECT count(*) FROM llm_calls WHERE issue_id = %s AND outcome = 'budget_refused'",
-                       (issue,)).fetchone() == (1,)
+    assert events(raw, issue) == [
+        *ROUTED,
+        ("todo", "in_progress"),
+        ("in_progress", "blocked"),
+        ("blocked", "todo"),
+        *REVIEWED_AND_SHIPPED,
+    ]
+    assert raw.execute(
+        "SELECT reason FROM issue_events WHERE issue_id = %s AND to_status = 'blocked'", (issue,)
+    ).fetchone() == ("budget",)
+    assert raw.execute(
+        "SELECT count(*) FROM llm_calls WHERE issue_id = %s AND outcome = 'budget_refused'", (issue,)
+    ).fetchone() == (1,)
     spent, budget = raw.execute("SELECT spent_usd, budget_usd FROM issues WHERE id = %s", (issue,)).fetchone()
     assert spent <= budget
 
@@ -144,28 +209,40 @@ def test_budget_exhausted_then_raised(company: Company, raw: psycopg.Connection)
 def test_research_sub_issue_then_resume(company: Company, raw: psycopg.Connection) -> None:
     issue = create("Write a blog post on how teams adopt agents [offline:research]")
     assert drive(company, raw, issue) == "done"
-    assert events(raw, issue) == ROUTED + [("todo", "in_progress"), ("in_progress", "todo")] + REVIEWED_AND_SHIPPED
-    research = raw.execute("SELECT i.id, a.slug FROM issues i JOIN agents a ON a.id = i.assignee_id "
-                           "WHERE parent_id = %s AND 'research' = ANY (labels)", (issue,)).fetchall()
+    assert events(raw, issue) == [*ROUTED, ("todo", "in_progress"), ("in_progress", "todo"), *REVIEWED_AND_SHIPPED]
+    research = raw.execute(
+        "SELECT i.id, a.slug FROM issues i JOIN agents a ON a.id = i.assignee_id "
+        "WHERE parent_id = %s AND 'research' = ANY (labels)",
+        (issue,),
+    ).fetchall()
     assert len(research) == 1 and research[0][1] == "researcher"
-    assert events(raw, research[0][0]) == [(None, "todo")] + REVIEWED_AND_SHIPPED
+    assert events(raw, research[0][0]) == [(None, "todo"), *REVIEWED_AND_SHIPPED]
     # The resumed run saw the answer: its deliverable cites the research.
-    final = raw.execute("SELECT content FROM artifacts WHERE issue_id = %s ORDER BY id DESC LIMIT 1", (issue,)).fetchone()
+    final = raw.execute(
+        "SELECT content FROM artifacts WHERE issue_id = %s ORDER BY id DESC LIMIT 1", (issue,)
+    ).fetchone()
     assert "Research used" in final[0]
     # The asking issue's run never started before the research was done.
     order = raw.execute(
         "SELECT (SELECT max(created_at) FROM issue_events WHERE issue_id = %s AND to_status = 'done') < "
         "(SELECT max(created_at) FROM issue_events WHERE issue_id = %s AND to_status = 'in_progress')",
-        (research[0][0], issue)).fetchone()
+        (research[0][0], issue),
+    ).fetchone()
     assert order == (True,)
 
 
 def test_deploy_verification_failure_and_rework(company: Company, raw: psycopg.Connection) -> None:
     issue = create("Write the 1.0 release notes [offline:fail-verify]")
     assert drive(company, raw, issue) == "done"
-    assert events(raw, issue) == ROUTED + [("todo", "in_progress"), ("in_progress", "in_review"),
-                                           ("in_review", "approved"), ("approved", "deploying"),
-                                           ("deploying", "todo")] + REVIEWED_AND_SHIPPED
+    assert events(raw, issue) == [
+        *ROUTED,
+        ("todo", "in_progress"),
+        ("in_progress", "in_review"),
+        ("in_review", "approved"),
+        ("approved", "deploying"),
+        ("deploying", "todo"),
+        *REVIEWED_AND_SHIPPED,
+    ]
     failure = raw.execute("SELECT body FROM comments WHERE issue_id = %s AND kind = 'failure'", (issue,)).fetchone()
     assert "unfilled placeholder {{release_date}}" in failure[0]
 
@@ -174,16 +251,22 @@ def test_too_many_failed_reviews_block_and_the_manager_reassigns(company: Compan
     issue = create("Fix the flaky login test [offline:fail-review-always]")
     for _ in range(12):
         company.run_once()
-        if raw.execute("SELECT count(*) FROM comments WHERE issue_id = %s AND body LIKE 'Reassigned%%'",
-                       (issue,)).fetchone()[0]:
+        if raw.execute(
+            "SELECT count(*) FROM comments WHERE issue_id = %s AND body LIKE 'Reassigned%%'", (issue,)
+        ).fetchone()[0]:
             break
     sequence = events(raw, issue)
     rework = [("todo", "in_progress"), ("in_progress", "in_review"), ("in_review", "todo")]
-    assert sequence[:11] == ROUTED + rework * 2 + [("todo", "in_progress"), ("in_progress", "in_review"),
-                                                    ("in_review", "blocked")]
+    assert sequence[:11] == ROUTED + rework * 2 + [
+        ("todo", "in_progress"),
+        ("in_progress", "in_review"),
+        ("in_review", "blocked"),
+    ]
     assert sequence[11] == ("blocked", "todo")
-    assert raw.execute("SELECT reason FROM issue_events WHERE issue_id = %s AND to_status = 'blocked'",
-                       (issue,)).fetchone() == ("review_rounds",)
-    owner = raw.execute("SELECT a.slug FROM issues i JOIN agents a ON a.id = i.assignee_id WHERE i.id = %s",
-                        (issue,)).fetchone()[0]
+    assert raw.execute(
+        "SELECT reason FROM issue_events WHERE issue_id = %s AND to_status = 'blocked'", (issue,)
+    ).fetchone() == ("review_rounds",)
+    owner = raw.execute(
+        "SELECT a.slug FROM issues i JOIN agents a ON a.id = i.assignee_id WHERE i.id = %s", (issue,)
+    ).fetchone()[0]
     assert owner != "test-automation-engineer"  # the QA lead gave it to someone else

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -31,15 +30,26 @@ def test_shipped_playbooks_are_valid() -> None:
     assert result.exit_code == 0 and "feature-delivery" in result.stdout
 
 
-@pytest.mark.parametrize(("edit", "expected"), [
-    ((r"depends_on: \[spec\]\n(\s+output: Wireframes)", r"depends_on: [ui]\n\1"),
-     "feature-delivery.yaml: module design: dependency cycle design -> ui -> design"),
-    ((r"role: ux-designer", "role: astrologer"), "feature-delivery.yaml: module design: role 'astrologer' is not in the roster"),
-    ((r"depends_on: \[spec\]\n(\s+output: Wireframes)", r"depends_on: [spek]\n\1"),
-     "feature-delivery.yaml: module design: depends_on names unknown module 'spek'"),
-])
-def test_bad_playbooks_fail_check_naming_file_and_module(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch,
-                                                         edit: tuple[str, str], expected: str) -> None:
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (
+            (r"depends_on: \[spec\]\n(\s+output: Wireframes)", r"depends_on: [ui]\n\1"),
+            "feature-delivery.yaml: module design: dependency cycle design -> ui -> design",
+        ),
+        (
+            (r"role: ux-designer", "role: astrologer"),
+            "feature-delivery.yaml: module design: role 'astrologer' is not in the roster",
+        ),
+        (
+            (r"depends_on: \[spec\]\n(\s+output: Wireframes)", r"depends_on: [spek]\n\1"),
+            "feature-delivery.yaml: module design: depends_on names unknown module 'spek'",
+        ),
+    ],
+)
+def test_bad_playbooks_fail_check_naming_file_and_module(
+    tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch, edit: tuple[str, str], expected: str
+) -> None:
     folder = tmp_path / "playbooks"
     shutil.copytree(PLAYBOOKS, folder)
     path = folder / "feature-delivery.yaml"
@@ -58,29 +68,49 @@ def test_bad_playbooks_fail_check_naming_file_and_module(tmp_path: Path, db_url:
 
 
 def children(raw: psycopg.Connection, parent: int) -> dict[str, int]:
-    return dict(raw.execute("SELECT module_key, id FROM issues WHERE parent_id = %s AND module_key IS NOT NULL",
-                            (parent,)).fetchall())
+    return dict(
+        raw.execute(
+            "SELECT module_key, id FROM issues WHERE parent_id = %s AND module_key IS NOT NULL", (parent,)
+        ).fetchall()
+    )
 
 
 def parent_calls(raw: psycopg.Connection, parent: int, tier: str) -> int:
-    return raw.execute("SELECT count(*) FROM llm_calls WHERE issue_id = %s AND workflow = 'assign' AND tier = %s",
-                       (parent, tier)).fetchone()[0]
+    return raw.execute(
+        "SELECT count(*) FROM llm_calls WHERE issue_id = %s AND workflow = 'assign' AND tier = %s", (parent, tier)
+    ).fetchone()[0]
 
 
 def test_keyword_match_decomposes_without_a_classification_call(db_url: str, raw: psycopg.Connection) -> None:
     company = Company(get_settings(), threads=1)
-    parent = int(run_hq("issue", "create", "Ship the onboarding checklist feature", "--label", "decompose",
-                        "--assign", "vp-product", "--budget", "5").stdout)
+    parent = int(
+        run_hq(
+            "issue",
+            "create",
+            "Ship the onboarding checklist feature",
+            "--label",
+            "decompose",
+            "--assign",
+            "vp-product",
+            "--budget",
+            "5",
+        ).stdout
+    )
     company.run_once()
     parts = children(raw, parent)
     assert set(parts) == {"spec", "design", "api", "ui", "tests", "docs"}
     assert parent_calls(raw, parent, "utility") == 0  # keywords chose the playbook
     assert parent_calls(raw, parent, "reasoning") == 1  # the adaptation
-    row = raw.execute("SELECT status, blocked_reason, playbook, unmet_deps FROM issues WHERE id = %s",
-                      (parent,)).fetchone()
+    row = raw.execute(
+        "SELECT status, blocked_reason, playbook, unmet_deps FROM issues WHERE id = %s", (parent,)
+    ).fetchone()
     assert row == ("blocked", "waiting", "feature-delivery", 6)
-    owners = dict(raw.execute("SELECT i.module_key, a.slug FROM issues i JOIN agents a ON a.id = i.assignee_id "
-                              "WHERE parent_id = %s", (parent,)).fetchall())
+    owners = dict(
+        raw.execute(
+            "SELECT i.module_key, a.slug FROM issues i JOIN agents a ON a.id = i.assignee_id WHERE parent_id = %s",
+            (parent,),
+        ).fetchall()
+    )
     assert owners["api"] == "backend-engineer" and owners["design"] == "ux-designer"
     budgets = {r[0] for r in raw.execute("SELECT budget_usd FROM issues WHERE parent_id = %s", (parent,))}
     spent = raw.execute("SELECT spent_usd FROM issues WHERE id = %s", (parent,)).fetchone()[0]
@@ -92,8 +122,11 @@ def test_keyword_match_decomposes_without_a_classification_call(db_url: str, raw
 
 def test_ambiguous_request_uses_exactly_one_utility_call(db_url: str, raw: psycopg.Connection) -> None:
     company = Company(get_settings(), threads=1)
-    parent = int(run_hq("issue", "create", "Prepare the quarterly initiative", "--label", "decompose",
-                        "--assign", "vp-product").stdout)
+    parent = int(
+        run_hq(
+            "issue", "create", "Prepare the quarterly initiative", "--label", "decompose", "--assign", "vp-product"
+        ).stdout
+    )
     company.run_once()
     assert parent_calls(raw, parent, "utility") == 1
     assert children(raw, parent)  # the model picked a playbook
@@ -101,12 +134,25 @@ def test_ambiguous_request_uses_exactly_one_utility_call(db_url: str, raw: psyco
 
 def test_decomposed_feature_runs_in_waves_to_done(db_url: str, raw: psycopg.Connection, tmp_path: Path) -> None:
     assert run_hq("agents", "sync").exit_code == 0
-    parent = int(run_hq("issue", "create", "Ship the onboarding checklist feature [offline:slow]", "--label",
-                        "decompose", "--assign", "vp-product", "--budget", "5").stdout)
+    parent = int(
+        run_hq(
+            "issue",
+            "create",
+            "Ship the onboarding checklist feature [offline:slow]",
+            "--label",
+            "decompose",
+            "--assign",
+            "vp-product",
+            "--budget",
+            "5",
+        ).stdout
+    )
     workers = [start(tmp_path, "a"), start(tmp_path, "b")]
     try:
-        settled = wait_until(lambda: raw.execute("SELECT status FROM issues WHERE id = %s", (parent,)).fetchone()[0]
-                             == "done", timeout=150)
+        settled = wait_until(
+            lambda: raw.execute("SELECT status FROM issues WHERE id = %s", (parent,)).fetchone()[0] == "done",
+            timeout=150,
+        )
     finally:
         for worker in workers:
             stop(worker)
@@ -114,12 +160,14 @@ def test_decomposed_feature_runs_in_waves_to_done(db_url: str, raw: psycopg.Conn
     parts = children(raw, parent)
 
     def first(issue: int, status: str):  # type: ignore[no-untyped-def]
-        return raw.execute("SELECT min(created_at) FROM issue_events WHERE issue_id = %s AND to_status = %s",
-                           (issue, status)).fetchone()[0]
+        return raw.execute(
+            "SELECT min(created_at) FROM issue_events WHERE issue_id = %s AND to_status = %s", (issue, status)
+        ).fetchone()[0]
 
     def last(issue: int, status: str):  # type: ignore[no-untyped-def]
-        return raw.execute("SELECT max(created_at) FROM issue_events WHERE issue_id = %s AND to_status = %s",
-                           (issue, status)).fetchone()[0]
+        return raw.execute(
+            "SELECT max(created_at) FROM issue_events WHERE issue_id = %s AND to_status = %s", (issue, status)
+        ).fetchone()[0]
 
     playbook = load_playbooks(PLAYBOOKS, ROLES).get("feature-delivery")
     for module in playbook.modules:
@@ -133,14 +181,19 @@ def test_decomposed_feature_runs_in_waves_to_done(db_url: str, raw: psycopg.Conn
     assert first(parent, "in_progress") >= max(last(c, "done") for c in parts.values())
     path = [r[0] for r in raw.execute("SELECT to_status FROM issue_events WHERE issue_id = %s ORDER BY id", (parent,))]
     assert path == ["backlog", "todo", "blocked", "todo", "in_progress", "in_review", "approved", "deploying", "done"]
-    final = raw.execute("SELECT content FROM artifacts WHERE issue_id = %s ORDER BY id DESC LIMIT 1", (parent,)).fetchone()
+    final = raw.execute(
+        "SELECT content FROM artifacts WHERE issue_id = %s ORDER BY id DESC LIMIT 1", (parent,)
+    ).fetchone()
     assert "Assembled result" in final[0]
     # Its cost row is its own calls plus every part's.
-    row = raw.execute("SELECT own_cost_usd, sub_issue_cost_usd, total_cost_usd FROM report_cost_by_issue "
-                      "WHERE issue_id = %s", (parent,)).fetchone()
+    row = raw.execute(
+        "SELECT own_cost_usd, sub_issue_cost_usd, total_cost_usd FROM report_cost_by_issue WHERE issue_id = %s",
+        (parent,),
+    ).fetchone()
     own = raw.execute("SELECT coalesce(sum(cost_usd), 0) FROM llm_calls WHERE issue_id = %s", (parent,)).fetchone()[0]
-    parts_cost = raw.execute("SELECT coalesce(sum(cost_usd), 0) FROM llm_calls WHERE issue_id = ANY(%s)",
-                             (list(parts.values()),)).fetchone()[0]
+    parts_cost = raw.execute(
+        "SELECT coalesce(sum(cost_usd), 0) FROM llm_calls WHERE issue_id = ANY(%s)", (list(parts.values()),)
+    ).fetchone()[0]
     assert row == (own, parts_cost, own + parts_cost) and parts_cost > 0
     tree = run_hq("issue", "show", str(parent), "--tree")
     assert tree.exit_code == 0 and "decomposition" in tree.stdout and tree.stdout.count("done") >= 7

@@ -33,8 +33,9 @@ def steady(clock: FakeClock, every: float, until: int) -> Callable[[], int]:
 def test_slow_but_steady_progress_waits_far_beyond_the_stall_window() -> None:
     clock = FakeClock()
     # One issue settles every 20 s; 50 of them take 1000 s, far beyond the old 120 s total.
-    result = wait_for_progress(steady(clock, 20, 50), lambda done: done == 50, stall_seconds=60, step=1,
-                               clock=clock, sleep=clock.sleep)
+    result = wait_for_progress(
+        steady(clock, 20, 50), lambda done: done == 50, stall_seconds=60, step=1, clock=clock, sleep=clock.sleep
+    )
     assert result and result.done
     assert result.value == 50 and result.changes == 50
     assert result.elapsed >= 1000
@@ -43,8 +44,9 @@ def test_slow_but_steady_progress_waits_far_beyond_the_stall_window() -> None:
 def test_a_stall_fails_after_the_stall_window_and_says_where_it_stopped() -> None:
     clock = FakeClock()
     # Ten settle quickly, then nothing moves: it fails 60 s after the last change, not at some total.
-    result = wait_for_progress(steady(clock, 2, 10), lambda done: done == 50, stall_seconds=60, step=1,
-                               clock=clock, sleep=clock.sleep)
+    result = wait_for_progress(
+        steady(clock, 2, 10), lambda done: done == 50, stall_seconds=60, step=1, clock=clock, sleep=clock.sleep
+    )
     assert not result and not result.done
     assert result.value == 10
     assert 60 <= result.stalled_for < 62
@@ -54,8 +56,9 @@ def test_a_stall_fails_after_the_stall_window_and_says_where_it_stopped() -> Non
 
 def test_a_value_that_never_moves_fails_after_the_stall_window() -> None:
     clock = FakeClock()
-    result = wait_for_progress(lambda: (3, 17), lambda value: value[0] == 0, stall_seconds=30, step=0.5,
-                               clock=clock, sleep=clock.sleep)
+    result = wait_for_progress(
+        lambda: (3, 17), lambda value: value[0] == 0, stall_seconds=30, step=0.5, clock=clock, sleep=clock.sleep
+    )
     assert not result
     assert result.changes == 0 and result.value == (3, 17)
     assert 30 <= result.elapsed < 31
@@ -65,8 +68,9 @@ def test_any_change_counts_as_progress_not_only_towards_done() -> None:
     clock = FakeClock()
     # The unsettled count stays put while events keep coming (an issue walks review, deploy...).
     events = lambda: (5 if clock.now < 300 else 0, int(clock.now // 10))  # noqa: E731
-    result = wait_for_progress(events, lambda value: value[0] == 0, stall_seconds=60, step=1, clock=clock,
-                               sleep=clock.sleep)
+    result = wait_for_progress(
+        events, lambda value: value[0] == 0, stall_seconds=60, step=1, clock=clock, sleep=clock.sleep
+    )
     assert result and result.elapsed >= 300
 
 

@@ -81,16 +81,24 @@ $$"""
 def _seed(db: Fresh) -> None:
     with db.connect() as app:
         app.execute("INSERT INTO issues (title, status, created_by) VALUES ('hidden todo title', 'todo', 'test')")
-        blocked = app.execute("INSERT INTO issues (title, status, created_by) VALUES ('visible blocked title', "
-                              "'todo', 'test') RETURNING id").fetchone()[0]
+        blocked = app.execute(
+            "INSERT INTO issues (title, status, created_by) VALUES ('visible blocked title', "
+            "'todo', 'test') RETURNING id"
+        ).fetchone()[0]
         with app.transaction():
             app.execute("SET LOCAL session_replication_role = replica")
             app.execute("UPDATE issues SET status = 'blocked', blocked_reason = 'human' WHERE id = %s", (blocked,))
-        app.execute("INSERT INTO approvals (issue_id, kind, requested_by, deadline, reason) VALUES "
-                    "(%s, 'work', 'agent:editor', now() + interval '1 day', 'visible pending reason')", (blocked,))
-        app.execute("INSERT INTO approvals (issue_id, kind, status, requested_by, deadline, reason, decided_by, "
-                    "decided_at) VALUES (%s, 'budget', 'approved', 'agent:editor', now(), 'hidden decided reason', "
-                    "'human:boss', now())", (blocked,))
+        app.execute(
+            "INSERT INTO approvals (issue_id, kind, requested_by, deadline, reason) VALUES "
+            "(%s, 'work', 'agent:editor', now() + interval '1 day', 'visible pending reason')",
+            (blocked,),
+        )
+        app.execute(
+            "INSERT INTO approvals (issue_id, kind, status, requested_by, deadline, reason, decided_by, "
+            "decided_at) VALUES (%s, 'budget', 'approved', 'agent:editor', now(), 'hidden decided reason', "
+            "'human:boss', now())",
+            (blocked,),
+        )
         app.execute("SELECT hq_rebuild_rollups()")
 
 
@@ -114,8 +122,10 @@ def test_views_are_security_barriers_a_leaky_function_sees_only_visible_rows(fre
     """Even a leaky function the reporter may call (granted here by a superuser) sees only rows the view shows."""
     _seed(fresh)
     with fresh.connect() as app:
-        views = app.execute("SELECT c.relname, coalesce(c.reloptions, '{}') FROM pg_class c WHERE c.relkind = 'v' "
-                            "AND c.relnamespace = 'public'::regnamespace AND c.relname LIKE 'report\\_%'").fetchall()
+        views = app.execute(
+            "SELECT c.relname, coalesce(c.reloptions, '{}') FROM pg_class c WHERE c.relkind = 'v' "
+            "AND c.relnamespace = 'public'::regnamespace AND c.relname LIKE 'report\\_%'"
+        ).fetchall()
         assert len(views) == 10 and all("security_barrier=true" in options for _name, options in views), views
         app.execute("CREATE SCHEMA leaky")
         app.execute(LEAK.format(schema="leaky"))
@@ -141,16 +151,21 @@ def test_reporter_session_defaults_and_pinned_temp_file_limit(fresh: Fresh) -> N
         assert reporter.execute("SHOW default_transaction_read_only").fetchone() == ("on",)
         assert reporter.execute("SHOW temp_file_limit").fetchone() == ("1GB",)
         reporter.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE")  # as an attacker would
-        for statement in ("SET temp_file_limit = -1", "SET SESSION temp_file_limit = '100GB'",
-                          "ALTER ROLE hq_reporter SET temp_file_limit = -1",
-                          "ALTER ROLE hq_reporter RESET temp_file_limit",
-                          "ALTER ROLE hq_reporter CONNECTION LIMIT -1", "ALTER ROLE hq_reporter SUPERUSER"):
+        for statement in (
+            "SET temp_file_limit = -1",
+            "SET SESSION temp_file_limit = '100GB'",
+            "ALTER ROLE hq_reporter SET temp_file_limit = -1",
+            "ALTER ROLE hq_reporter RESET temp_file_limit",
+            "ALTER ROLE hq_reporter CONNECTION LIMIT -1",
+            "ALTER ROLE hq_reporter SUPERUSER",
+        ):
             with pytest.raises(DENIED):
                 reporter.execute(statement)
         with reporter.transaction(force_rollback=True):  # the role is cluster-wide: look, then undo
             reporter.execute("ALTER ROLE hq_reporter RESET ALL")  # drops only what it may: its USERSET defaults
             assert reporter.execute("SELECT rolconfig FROM pg_roles WHERE rolname = current_user").fetchone() == (
-                ["temp_file_limit=1GB"],)
+                ["temp_file_limit=1GB"],
+            )
         assert reporter.execute("SHOW temp_file_limit").fetchone() == ("1GB",)
         # statement_timeout and idle_in_transaction_session_timeout are defaults, not pins: PostgreSQL lets any
         # role change them for its session, even its own role defaults (ALTER ROLE hq_reporter RESET ...).
@@ -169,8 +184,9 @@ def test_reporter_connection_limit(fresh: Fresh) -> None:
             conn.close()
 
 
-def test_reporter_connection_limit_comes_from_the_setting(pg_server: PgServer, monkeypatch: pytest.MonkeyPatch,
-                                                           fresh: Fresh) -> None:
+def test_reporter_connection_limit_comes_from_the_setting(
+    pg_server: PgServer, monkeypatch: pytest.MonkeyPatch, fresh: Fresh
+) -> None:
     from config.settings import reset_settings
 
     name = f"{fresh.name}_limit"
@@ -192,9 +208,14 @@ def test_reporter_connection_limit_comes_from_the_setting(pg_server: PgServer, m
 
 def test_reporter_cannot_take_advisory_locks(fresh: Fresh) -> None:
     with fresh.reporter() as reporter:
-        for statement in (f"SELECT pg_advisory_lock({_LOCK_KEY})", f"SELECT pg_try_advisory_lock({_LOCK_KEY})",
-                          f"SELECT pg_advisory_xact_lock({_LOCK_KEY})", "SELECT pg_advisory_lock_shared(1, 2)",
-                          "SELECT pg_try_advisory_xact_lock_shared(1)", "SELECT pg_advisory_unlock_all()"):
+        for statement in (
+            f"SELECT pg_advisory_lock({_LOCK_KEY})",
+            f"SELECT pg_try_advisory_lock({_LOCK_KEY})",
+            f"SELECT pg_advisory_xact_lock({_LOCK_KEY})",
+            "SELECT pg_advisory_lock_shared(1, 2)",
+            "SELECT pg_try_advisory_xact_lock_shared(1)",
+            "SELECT pg_advisory_unlock_all()",
+        ):
             with pytest.raises(DENIED):
                 reporter.execute(statement)
     _migrate(fresh.pg, fresh.name)  # the app role still takes the migration lock
@@ -226,8 +247,9 @@ def test_a_database_from_an_older_postgres_loses_public_create(pg_server: PgServ
             assert reporter.execute("SELECT has_schema_privilege('public', 'CREATE')").fetchone() == (False,)
             reporter.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE")
             with pytest.raises(DENIED):
-                reporter.execute("CREATE FUNCTION public.hq_bucket(integer, numeric[]) RETURNS integer "
-                                 "LANGUAGE sql AS 'SELECT 1'")
+                reporter.execute(
+                    "CREATE FUNCTION public.hq_bucket(integer, numeric[]) RETURNS integer LANGUAGE sql AS 'SELECT 1'"
+                )
         with db.connect() as app:
             app.execute("CREATE TABLE still_mine (x int)")  # the app role keeps CREATE
     finally:
@@ -245,13 +267,17 @@ def test_a_non_superuser_migration_locks_down_what_it_may(pg_server: PgServer) -
     db = Fresh(pg_server, name)
     try:
         with pg_server.admin() as conn:
-            before = conn.execute("SELECT rolconnlimit, rolconfig FROM pg_roles WHERE rolname = 'hq_reporter'").fetchone()
+            before = conn.execute(
+                "SELECT rolconnlimit, rolconfig FROM pg_roles WHERE rolname = 'hq_reporter'"
+            ).fetchone()
         _migrate(pg_server, name, user=app_role)
         with db.connect(app_role) as app:
             app.execute("CREATE TEMP TABLE mine (x int)")  # the app keeps TEMP
             assert app.execute("SELECT pg_try_advisory_lock(1)").fetchone() == (True,)
-            views = app.execute("SELECT count(*) FROM pg_class WHERE relname LIKE 'report\\_%' AND relkind = 'v' "
-                                "AND 'security_barrier=true' = ANY (reloptions)").fetchone()
+            views = app.execute(
+                "SELECT count(*) FROM pg_class WHERE relname LIKE 'report\\_%' AND relkind = 'v' "
+                "AND 'security_barrier=true' = ANY (reloptions)"
+            ).fetchone()
             assert views == (10,)
         with db.reporter() as reporter:
             reporter.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE")
@@ -260,8 +286,10 @@ def test_a_non_superuser_migration_locks_down_what_it_may(pg_server: PgServer) -
             # pg_advisory_lock belongs to the bootstrap superuser: only a superuser migration can revoke it.
             assert reporter.execute("SELECT pg_try_advisory_lock(1)").fetchone() == (True,)
         with pg_server.admin() as conn:  # the cluster-wide role was not touched (nor could be)
-            assert conn.execute("SELECT rolconnlimit, rolconfig FROM pg_roles "
-                                "WHERE rolname = 'hq_reporter'").fetchone() == before
+            assert (
+                conn.execute("SELECT rolconnlimit, rolconfig FROM pg_roles WHERE rolname = 'hq_reporter'").fetchone()
+                == before
+            )
     finally:
         with pg_server.admin() as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -324,13 +352,14 @@ def test_reporter_url_never_prints_the_app_password(db_url: str, monkeypatch: py
         assert reporter.execute("SELECT current_user").fetchone() == ("hq_reporter",)
 
 
-def test_reporter_url_set_password_prints_only_the_new_one(secret_url: str, pg_server: PgServer,
-                                                            raw: psycopg.Connection) -> None:
+def test_reporter_url_set_password_prints_only_the_new_one(
+    secret_url: str, pg_server: PgServer, raw: psycopg.Connection
+) -> None:
     from sqlalchemy.engine import make_url
 
     database = make_url(secret_url).database
     with pg_server.admin() as conn:  # log every statement in this database (not the others)
-        conn.execute(f'ALTER DATABASE "{database}" SET log_statement = \'all\'')
+        conn.execute(f"ALTER DATABASE \"{database}\" SET log_statement = 'all'")
     log = pg_server.root / "pgdata" / "log"
     start = log.stat().st_size if log.exists() else 0
     result = run_hq("db", "reporter-url", "--set-password")
@@ -356,12 +385,16 @@ def _read_from(path: Path, offset: int) -> str:
 
 
 @pytest.mark.parametrize("where", ["userinfo", "query"])
-def test_psql_gets_the_password_from_the_environment_not_argv(db_url: str, monkeypatch: pytest.MonkeyPatch,
-                                                              where: str) -> None:
+def test_psql_gets_the_password_from_the_environment_not_argv(
+    db_url: str, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
     from config.settings import reset_settings
 
-    url = (db_url.replace("postgres@", f"postgres:{APP_SECRET}@", 1) if where == "userinfo"
-           else f"{db_url}&password={APP_SECRET}")
+    url = (
+        db_url.replace("postgres@", f"postgres:{APP_SECRET}@", 1)
+        if where == "userinfo"
+        else f"{db_url}&password={APP_SECRET}"
+    )
     monkeypatch.setenv("DATABASE_URL", url)
     monkeypatch.delenv("PGPASSWORD", raising=False)
     reset_settings()

@@ -37,7 +37,7 @@ def test_default_roster_is_33_agents_in_one_tree() -> None:
     roster = load_roster(ROLES)
     assert len(roster.roles) == 33
     assert roster.ceo.slug == "ceo"
-    assert [role.slug for _depth, role in roster.walk()][0] == "ceo"
+    assert next(role.slug for _depth, role in roster.walk()) == "ceo"
     assert len(list(roster.walk())) == 33  # everyone is reachable from the root
     assert sorted(roster.reports_of("ceo")) == ["vp-content", "vp-engineering", "vp-operations", "vp-product"]
     assert roster.chain_of_command("backend-engineer") == ["eng-lead-platform", "vp-engineering", "ceo"]
@@ -83,10 +83,10 @@ def test_agents_check_and_tree(db_url: str) -> None:
 
 def test_broken_roster_lists_every_problem_with_file_and_field(tmp_path: Path) -> None:
     roles = copy_roster(tmp_path)
-    edit(roles, "vp-product", r"^reports_to: ceo$", "reports_to: researcher")      # cycle
+    edit(roles, "vp-product", r"^reports_to: ceo$", "reports_to: researcher")  # cycle
     edit(roles, "qa-lead", r"^reports_to: vp-engineering$", "reports_to: vp-nowhere")  # missing parent
-    edit(roles, "editor", r"^toolsets: \[", "toolsets: [teleport, ")                 # unknown toolset
-    edit(roles, "support-agent", r"^heartbeat: .*$", "heartbeat: often")             # bad heartbeat
+    edit(roles, "editor", r"^toolsets: \[", "toolsets: [teleport, ")  # unknown toolset
+    edit(roles, "support-agent", r"^heartbeat: .*$", "heartbeat: often")  # bad heartbeat
     result = run_hq("--roles-dir", str(roles), "agents", "check")
     assert result.exit_code == 2
     message = result.stderr.strip()
@@ -100,7 +100,12 @@ def test_broken_roster_lists_every_problem_with_file_and_field(tmp_path: Path) -
 @pytest.mark.parametrize(
     ("slug", "pattern", "replacement", "expected"),
     [
-        ("ceo", r"^tier: reasoning$", "tier: reasoning\nreports_to: vp-product", "exactly one role must have no manager"),
+        (
+            "ceo",
+            r"^tier: reasoning$",
+            "tier: reasoning\nreports_to: vp-product",
+            "exactly one role must have no manager",
+        ),
         ("backend-engineer", r"^slug: backend-engineer$", "slug: frontend-engineer", "must match its folder name"),
         ("frontend-engineer", r"^workflows: \[execute\]$", "workflows: [execute, dance]", "workflows.1"),
         ("content-writer", r"^reviewer: editor$", "reviewer: seo-specialist", "does not run the review_gate"),
@@ -130,16 +135,23 @@ def test_sync_pauses_removed_roles_and_restores_them(tmp_path: Path, raw: psycop
     roles = copy_roster(tmp_path)
     assert run_hq("--roles-dir", str(roles), "agents", "sync").exit_code == 0
     assert raw.execute("SELECT count(*) FROM agents WHERE status = 'active'").fetchone() == (33,)
-    issue = new_issue(raw, "writing", status="todo", assignee_id=raw.execute(
-        "SELECT id FROM agents WHERE slug = 'social-media-manager'").fetchone()[0])
+    issue = new_issue(
+        raw,
+        "writing",
+        status="todo",
+        assignee_id=raw.execute("SELECT id FROM agents WHERE slug = 'social-media-manager'").fetchone()[0],
+    )
     shutil.rmtree(roles / "social-media-manager")
     result = run_hq("--roles-dir", str(roles), "agents", "sync")
     assert result.exit_code == 0, result.stderr
-    assert raw.execute("SELECT status, paused_reason FROM agents WHERE slug = 'social-media-manager'"
-                       ).fetchone() == ("paused", "removed")
+    assert raw.execute("SELECT status, paused_reason FROM agents WHERE slug = 'social-media-manager'").fetchone() == (
+        "paused",
+        "removed",
+    )
     # Its unstarted work goes up to its manager to be routed again.
-    assert raw.execute("SELECT a.slug, i.status FROM issues i JOIN agents a ON a.id = i.assignee_id WHERE i.id = %s",
-                       (issue,)).fetchone() == ("vp-content", "todo")
+    assert raw.execute(
+        "SELECT a.slug, i.status FROM issues i JOIN agents a ON a.id = i.assignee_id WHERE i.id = %s", (issue,)
+    ).fetchone() == ("vp-content", "todo")
     assert run_hq("--roles-dir", str(roles), "agents", "resume", "social-media-manager").exit_code == 2
     shutil.copytree(ROLES / "social-media-manager", roles / "social-media-manager")
     run_hq("--roles-dir", str(roles), "agents", "sync")
@@ -151,25 +163,33 @@ def test_reorganisation_retargets_escalations_and_reviews(tmp_path: Path, raw: p
     run_hq("--roles-dir", str(roles), "agents", "sync")
     ids = dict(raw.execute("SELECT slug, id FROM agents").fetchall())
     blocked = new_issue(raw, "stuck", status="todo", assignee_id=ids["backend-engineer"])
-    raw.execute("UPDATE issues SET status = 'blocked', escalated_to_id = %s, escalation_chain = '{eng-lead-platform}'"
-                " WHERE id = %s", (ids["eng-lead-platform"], blocked))
-    reviewing = new_issue(raw, "in review", status="todo", assignee_id=ids["backend-engineer"],
-                          reviewer_id=ids["eng-lead-platform"])
+    raw.execute(
+        "UPDATE issues SET status = 'blocked', escalated_to_id = %s, escalation_chain = '{eng-lead-platform}'"
+        " WHERE id = %s",
+        (ids["eng-lead-platform"], blocked),
+    )
+    reviewing = new_issue(
+        raw, "in review", status="todo", assignee_id=ids["backend-engineer"], reviewer_id=ids["eng-lead-platform"]
+    )
     # Reorganise: backend engineers now report to (and are reviewed by) the web lead.
     edit(roles, "backend-engineer", r"^reports_to: eng-lead-platform$", "reports_to: eng-lead-web")
     result = run_hq("--roles-dir", str(roles), "agents", "sync")
     assert result.exit_code == 0, result.stderr
     assert "re-targeted" in result.stdout
     assert raw.execute("SELECT escalated_to_id FROM issues WHERE id = %s", (blocked,)).fetchone() == (
-        ids["eng-lead-web"],)
+        ids["eng-lead-web"],
+    )
     assert raw.execute("SELECT reviewer_id FROM issues WHERE id = %s", (reviewing,)).fetchone() == (
-        ids["eng-lead-web"],)
+        ids["eng-lead-web"],
+    )
 
 
 def test_pause_and_resume_and_show(db_url: str, raw: psycopg.Connection) -> None:
     assert run_hq("agents", "pause", "qa-lead", "--as", "dana").exit_code == 0
     assert raw.execute("SELECT status, paused_reason FROM agents WHERE slug = 'qa-lead'").fetchone() == (
-        "paused", "human")
+        "paused",
+        "human",
+    )
     shown = json.loads(run_hq("agents", "show", "qa-engineer", "--json").stdout)
     assert shown["chain_of_command"] == ["qa-lead", "vp-engineering", "ceo"]
     assert shown["front_matter"]["heartbeat"] == "15m"

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from agents.llm.budget import BudgetExceeded
-from agents.llm.router import CallContext, ModelRouter, ModelUnavailable
+from agents.llm.router import CallContext, ModelRequestError, ModelRouter, ModelUnavailable
 from config.errors import ConfigError
 from config.settings import load_settings
 from tests.conftest import run_hq
@@ -34,8 +34,16 @@ def fake() -> Iterator[FakeAnthropic]:
     server.stop()
 
 
-def write_models(path: Path, fake: FakeAnthropic, tiers: dict[str, list[str]], *, max_tokens: int = 200,
-                 price: tuple[float, float] | None = None, cooldown: int = 60, retries: int = 2) -> Path:
+def write_models(
+    path: Path,
+    fake: FakeAnthropic,
+    tiers: dict[str, list[str]],
+    *,
+    max_tokens: int = 200,
+    price: tuple[float, float] | None = None,
+    cooldown: int = 60,
+    retries: int = 2,
+) -> Path:
     def deployment(model: str) -> dict[str, object]:
         entry: dict[str, object] = {"model": model, "api_key_env": "ANTHROPIC_API_KEY", "api_base": fake.url}
         if price is not None:
@@ -43,11 +51,18 @@ def write_models(path: Path, fake: FakeAnthropic, tiers: dict[str, list[str]], *
         return entry
 
     document = {
-        "router": {"num_retries": retries, "allowed_fails": 1, "cooldown_seconds": cooldown, "timeout_seconds": 10,
-                   "tier_fallbacks": {"reasoning": ["execution"]}},
+        "router": {
+            "num_retries": retries,
+            "allowed_fails": 1,
+            "cooldown_seconds": cooldown,
+            "timeout_seconds": 10,
+            "tier_fallbacks": {"reasoning": ["execution"]},
+        },
         "max_output_tokens": {"reasoning": max_tokens, "execution": max_tokens, "utility": max_tokens},
         "tiers": {tier: [deployment(m) for m in models] for tier, models in tiers.items()},
-        "offline": {t: {"input_usd_per_mtok": 1, "output_usd_per_mtok": 1} for t in ("reasoning", "execution", "utility")},
+        "offline": {
+            t: {"input_usd_per_mtok": 1, "output_usd_per_mtok": 1} for t in ("reasoning", "execution", "utility")
+        },
     }
     path.write_text(json.dumps(document))  # JSON is YAML
     return path
@@ -62,8 +77,9 @@ def router_for(models_file: Path, monkeypatch: pytest.MonkeyPatch) -> ModelRoute
 def call_context(raw: psycopg.Connection, issue_id: int | None, slug: str = "boss") -> CallContext:
     agent = raw.execute("SELECT id, slug FROM agents WHERE slug = %s", (slug,)).fetchone()
     assert agent is not None
-    return CallContext(run_id=uuid.uuid4(), workflow="execute", agent_id=agent[0], agent_slug=agent[1],
-                       issue_id=issue_id)
+    return CallContext(
+        run_id=uuid.uuid4(), workflow="execute", agent_id=agent[0], agent_slug=agent[1], issue_id=issue_id
+    )
 
 
 @pytest.fixture()
@@ -73,35 +89,50 @@ def boss(raw: psycopg.Connection) -> int:
 
 
 def rows(raw: psycopg.Connection) -> list[tuple]:
-    return raw.execute("SELECT deployment, model, outcome, input_tokens, output_tokens, cost_usd, error "
-                       "FROM llm_calls ORDER BY call_seq").fetchall()
+    return raw.execute(
+        "SELECT deployment, model, outcome, input_tokens, output_tokens, cost_usd, error "
+        "FROM llm_calls ORDER BY call_seq"
+    ).fetchall()
 
 
 MESSAGES = [{"role": "user", "content": "Summarise the release."}]
 
 
-def test_cost_row_for_a_priced_call(tmp_path: Path, fake: FakeAnthropic, monkeypatch: pytest.MonkeyPatch,
-                                    raw: psycopg.Connection, boss: int) -> None:
+def test_cost_row_for_a_priced_call(
+    tmp_path: Path, fake: FakeAnthropic, monkeypatch: pytest.MonkeyPatch, raw: psycopg.Connection, boss: int
+) -> None:
     fake.default("claude-sonnet-4-5", Reply(text="summary", input_tokens=1000, output_tokens=500))
-    router = router_for(write_models(tmp_path / "m.yaml", fake, {t: ["anthropic/claude-sonnet-4-5"] for t in
-                                                                  ("reasoning", "execution", "utility")}), monkeypatch)
+    router = router_for(
+        write_models(
+            tmp_path / "m.yaml",
+            fake,
+            {t: ["anthropic/claude-sonnet-4-5"] for t in ("reasoning", "execution", "utility")},
+        ),
+        monkeypatch,
+    )
     issue = new_issue(raw, status="todo", budget_usd=1)
     completion = router.complete(call_context(raw, issue), "execution", MESSAGES)
     assert completion.text == "summary"
     assert rows(raw) == [("execution-1", "anthropic/claude-sonnet-4-5", "ok", 1000, 500, Decimal("0.01050000"), None)]
     assert raw.execute("SELECT spent_usd, reserved_usd FROM issues WHERE id = %s", (issue,)).fetchone() == (
-        Decimal("0.010500"), Decimal("0"))
+        Decimal("0.010500"),
+        Decimal("0"),
+    )
     assert raw.execute("SELECT count(*) FROM budget_reservations").fetchone() == (0,)
     sent = fake.requests[-1]
     assert sent["headers"].get("x-api-key") == KEY and sent["body"]["max_tokens"] == 200
 
 
 def test_failing_primary_cools_down_and_the_next_deployment_serves(
-        tmp_path: Path, fake: FakeAnthropic, monkeypatch: pytest.MonkeyPatch, raw: psycopg.Connection, boss: int) -> None:
+    tmp_path: Path, fake: FakeAnthropic, monkeypatch: pytest.MonkeyPatch, raw: psycopg.Connection, boss: int
+) -> None:
     fake.default("claude-sonnet-4-5", error(500, "overloaded"))
     fake.default("claude-haiku-4-5", Reply(text="from the backup"))
-    models = {"execution": ["anthropic/claude-sonnet-4-5", "anthropic/claude-haiku-4-5"],
-              "reasoning": ["anthropic/claude-haiku-4-5"], "utility": ["anthropic/claude-haiku-4-5"]}
+    models = {
+        "execution": ["anthropic/claude-sonnet-4-5", "anthropic/claude-haiku-4-5"],
+        "reasoning": ["anthropic/claude-haiku-4-5"],
+        "utility": ["anthropic/claude-haiku-4-5"],
+    }
     router = router_for(write_models(tmp_path / "m.yaml", fake, models), monkeypatch)
     context = call_context(raw, None)
     assert router.complete(context, "execution", MESSAGES).text == "from the backup"
@@ -118,12 +149,19 @@ def test_failing_primary_cools_down_and_the_next_deployment_serves(
     assert all("500" in (r[6] or "") for r in rows(raw) if r[2] == "error")
 
 
-def test_rate_limit_retry_after_is_honoured(tmp_path: Path, fake: FakeAnthropic, monkeypatch: pytest.MonkeyPatch,
-                                            raw: psycopg.Connection, boss: int) -> None:
+def test_rate_limit_retry_after_is_honoured(
+    tmp_path: Path, fake: FakeAnthropic, monkeypatch: pytest.MonkeyPatch, raw: psycopg.Connection, boss: int
+) -> None:
     fake.script("claude-haiku-4-5", error(429, "slow down", **{"retry-after": "2"}))
     fake.default("claude-haiku-4-5", Reply(text="after the wait"))
-    router = router_for(write_models(tmp_path / "m.yaml", fake, {t: ["anthropic/claude-haiku-4-5"] for t in
-                                                                  ("reasoning", "execution", "utility")}), monkeypatch)
+    router = router_for(
+        write_models(
+            tmp_path / "m.yaml",
+            fake,
+            {t: ["anthropic/claude-haiku-4-5"] for t in ("reasoning", "execution", "utility")},
+        ),
+        monkeypatch,
+    )
     started = time.monotonic()
     completion = router.complete(call_context(raw, None), "utility", MESSAGES)
     assert completion.text == "after the wait"
@@ -133,11 +171,18 @@ def test_rate_limit_retry_after_is_honoured(tmp_path: Path, fake: FakeAnthropic,
 
 
 def test_all_deployments_down_is_transient_and_releases_the_reservation(
-        tmp_path: Path, fake: FakeAnthropic, monkeypatch: pytest.MonkeyPatch, raw: psycopg.Connection, boss: int) -> None:
+    tmp_path: Path, fake: FakeAnthropic, monkeypatch: pytest.MonkeyPatch, raw: psycopg.Connection, boss: int
+) -> None:
     fake.default("claude-haiku-4-5", error(503, "maintenance"))
-    router = router_for(write_models(tmp_path / "m.yaml", fake, {t: ["anthropic/claude-haiku-4-5"] for t in
-                                                                  ("reasoning", "execution", "utility")}, retries=1),
-                        monkeypatch)
+    router = router_for(
+        write_models(
+            tmp_path / "m.yaml",
+            fake,
+            {t: ["anthropic/claude-haiku-4-5"] for t in ("reasoning", "execution", "utility")},
+            retries=1,
+        ),
+        monkeypatch,
+    )
     issue = new_issue(raw, status="todo", budget_usd=1)
     with pytest.raises(ModelUnavailable):
         router.complete(call_context(raw, issue), "utility", MESSAGES)
@@ -146,14 +191,21 @@ def test_all_deployments_down_is_transient_and_releases_the_reservation(
     assert raw.execute("SELECT status FROM issues WHERE id = %s", (issue,)).fetchone() == ("todo",)
 
 
-def test_eight_threads_race_on_a_budget_for_five_calls(tmp_path: Path, fake: FakeAnthropic,
-                                                       monkeypatch: pytest.MonkeyPatch, raw: psycopg.Connection,
-                                                       boss: int) -> None:
+def test_eight_threads_race_on_a_budget_for_five_calls(
+    tmp_path: Path, fake: FakeAnthropic, monkeypatch: pytest.MonkeyPatch, raw: psycopg.Connection, boss: int
+) -> None:
     # Input is free and every reply uses all 100 output tokens: each call costs exactly 0.1 USD.
     fake.default("claude-sonnet-4-5", Reply(text="done", input_tokens=50, output_tokens=100))
-    router = router_for(write_models(tmp_path / "m.yaml", fake, {t: ["anthropic/claude-sonnet-4-5"] for t in
-                                                                  ("reasoning", "execution", "utility")},
-                                     max_tokens=100, price=(0, 1000)), monkeypatch)
+    router = router_for(
+        write_models(
+            tmp_path / "m.yaml",
+            fake,
+            {t: ["anthropic/claude-sonnet-4-5"] for t in ("reasoning", "execution", "utility")},
+            max_tokens=100,
+            price=(0, 1000),
+        ),
+        monkeypatch,
+    )
     issue = new_issue(raw, status="todo", budget_usd=Decimal("0.55"))
     force_status(raw, issue, "in_progress")
     outcomes: list[str] = []
@@ -175,24 +227,36 @@ def test_eight_threads_race_on_a_budget_for_five_calls(tmp_path: Path, fake: Fak
     assert sorted(outcomes) == ["ok"] * 5 + ["refused"] * 3
     assert len(fake.requests) == 5
     assert raw.execute("SELECT outcome, count(*) FROM llm_calls GROUP BY 1 ORDER BY 1").fetchall() == [
-        ("budget_refused", 3), ("ok", 5)]
+        ("budget_refused", 3),
+        ("ok", 5),
+    ]
     spent, reserved, status, reason = raw.execute(
-        "SELECT spent_usd, reserved_usd, status, blocked_reason FROM issues WHERE id = %s", (issue,)).fetchone()
+        "SELECT spent_usd, reserved_usd, status, blocked_reason FROM issues WHERE id = %s", (issue,)
+    ).fetchone()
     assert spent == Decimal("0.5") and reserved == 0 and spent <= Decimal("0.55")
     assert (status, reason) == ("blocked", "budget")
     assert raw.execute("SELECT kind, status FROM approvals WHERE issue_id = %s", (issue,)).fetchall() == [
-        ("budget", "pending")]
+        ("budget", "pending")
+    ]
     # `hq budget ID --add` resolves it: the issue goes back to work and the approval closes.
     assert run_hq("budget", str(issue), "--add", "1").exit_code == 0
     assert raw.execute("SELECT status FROM issues WHERE id = %s", (issue,)).fetchone() == ("todo",)
 
 
 def test_agent_monthly_budget_is_enforced_without_blocking_the_issue(
-        tmp_path: Path, fake: FakeAnthropic, monkeypatch: pytest.MonkeyPatch, raw: psycopg.Connection, boss: int) -> None:
+    tmp_path: Path, fake: FakeAnthropic, monkeypatch: pytest.MonkeyPatch, raw: psycopg.Connection, boss: int
+) -> None:
     fake.default("claude-sonnet-4-5", Reply(text="done", input_tokens=50, output_tokens=100))
-    router = router_for(write_models(tmp_path / "m.yaml", fake, {t: ["anthropic/claude-sonnet-4-5"] for t in
-                                                                  ("reasoning", "execution", "utility")},
-                                     max_tokens=100, price=(0, 1000)), monkeypatch)
+    router = router_for(
+        write_models(
+            tmp_path / "m.yaml",
+            fake,
+            {t: ["anthropic/claude-sonnet-4-5"] for t in ("reasoning", "execution", "utility")},
+            max_tokens=100,
+            price=(0, 1000),
+        ),
+        monkeypatch,
+    )
     issue = new_issue(raw, status="todo", budget_usd=10)
     context = call_context(raw, issue)
     context.agent_monthly_limit = Decimal("0.15")
@@ -202,32 +266,47 @@ def test_agent_monthly_budget_is_enforced_without_blocking_the_issue(
     assert refused.value.scope == "agent"
     assert raw.execute("SELECT status FROM issues WHERE id = %s", (issue,)).fetchone() == ("todo",)
     assert raw.execute("SELECT spent_usd, reserved_usd FROM budget_accounts WHERE scope = 'agent:boss'").fetchone() == (
-        Decimal("0.1"), 0)
+        Decimal("0.1"),
+        0,
+    )
 
 
-def test_secrets_never_reach_the_provider_or_the_rows(tmp_path: Path, fake: FakeAnthropic,
-                                                      monkeypatch: pytest.MonkeyPatch, raw: psycopg.Connection,
-                                                      boss: int) -> None:
+def test_secrets_never_reach_the_provider_or_the_rows(
+    tmp_path: Path, fake: FakeAnthropic, monkeypatch: pytest.MonkeyPatch, raw: psycopg.Connection, boss: int
+) -> None:
     canary = "987654321:AAcanaryCANARYcanaryCANARYcanary12345"
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", canary)
     fake.default("claude-haiku-4-5", error(400, f"echo: {canary}"))
-    router = router_for(write_models(tmp_path / "m.yaml", fake, {t: ["anthropic/claude-haiku-4-5"] for t in
-                                                                  ("reasoning", "execution", "utility")}), monkeypatch)
+    router = router_for(
+        write_models(
+            tmp_path / "m.yaml",
+            fake,
+            {t: ["anthropic/claude-haiku-4-5"] for t in ("reasoning", "execution", "utility")},
+        ),
+        monkeypatch,
+    )
     from config.secrets import register_secrets
 
     register_secrets(*router.settings.secret_values())
-    with pytest.raises(Exception):
-        router.complete(call_context(raw, None), "utility",
-                        [{"role": "user", "content": f"the bot token is {canary} and key {KEY}"}])
+    with pytest.raises(ModelRequestError):
+        router.complete(
+            call_context(raw, None),
+            "utility",
+            [{"role": "user", "content": f"the bot token is {canary} and key {KEY}"}],
+        )
     sent = json.dumps(fake.requests)
     assert canary not in sent.replace(f'"{KEY}"', "")
     assert "canaryCANARY" not in json.dumps([str(r) for r in rows(raw)])
 
 
-def test_unknown_price_and_bad_models_file_stop_at_start(tmp_path: Path, fake: FakeAnthropic,
-                                                         monkeypatch: pytest.MonkeyPatch, db_url: str) -> None:
-    unpriced = write_models(tmp_path / "m.yaml", fake, {t: ["anthropic/claude-from-the-future"] for t in
-                                                         ("reasoning", "execution", "utility")})
+def test_unknown_price_and_bad_models_file_stop_at_start(
+    tmp_path: Path, fake: FakeAnthropic, monkeypatch: pytest.MonkeyPatch, db_url: str
+) -> None:
+    unpriced = write_models(
+        tmp_path / "m.yaml",
+        fake,
+        {t: ["anthropic/claude-from-the-future"] for t in ("reasoning", "execution", "utility")},
+    )
     monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
     monkeypatch.setenv("HQ_MODELS_FILE", str(unpriced))
     with pytest.raises(ConfigError, match="no price known for anthropic/claude-from-the-future"):
@@ -240,12 +319,18 @@ def test_unknown_price_and_bad_models_file_stop_at_start(tmp_path: Path, fake: F
     assert "tiers.execution.0.model" in result.stderr and "offline" in result.stderr
 
 
-def test_models_command_masks_keys_and_shows_health(tmp_path: Path, fake: FakeAnthropic,
-                                                    monkeypatch: pytest.MonkeyPatch, raw: psycopg.Connection,
-                                                    boss: int) -> None:
+def test_models_command_masks_keys_and_shows_health(
+    tmp_path: Path, fake: FakeAnthropic, monkeypatch: pytest.MonkeyPatch, raw: psycopg.Connection, boss: int
+) -> None:
     fake.default("claude-haiku-4-5", Reply(text="hi"))
-    router = router_for(write_models(tmp_path / "m.yaml", fake, {t: ["anthropic/claude-haiku-4-5"] for t in
-                                                                  ("reasoning", "execution", "utility")}), monkeypatch)
+    router = router_for(
+        write_models(
+            tmp_path / "m.yaml",
+            fake,
+            {t: ["anthropic/claude-haiku-4-5"] for t in ("reasoning", "execution", "utility")},
+        ),
+        monkeypatch,
+    )
     router.complete(call_context(raw, None), "utility", MESSAGES)
     result = run_hq("models", "--json")
     assert result.exit_code == 0, result.stderr
@@ -275,8 +360,9 @@ def test_offline_model_answers_every_tier_with_no_keys_and_no_network(db_url: st
     dead = "http://127.0.0.1:9"  # nothing listens there: any network attempt fails
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
     env.update(HTTP_PROXY=dead, HTTPS_PROXY=dead, http_proxy=dead, https_proxy=dead, NO_PROXY="", no_proxy="")
-    result = subprocess.run([sys.executable, "-c", OFFLINE_PROBE], capture_output=True, text=True, env=env,
-                            timeout=120)
+    result = subprocess.run([sys.executable, "-c", OFFLINE_PROBE], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     answers = json.loads(result.stdout.strip().splitlines()[-1])
-    assert answers == {tier: [f"hq-offline/{tier}", True, True, False] for tier in ("reasoning", "execution", "utility")}
+    assert answers == {
+        tier: [f"hq-offline/{tier}", True, True, False] for tier in ("reasoning", "execution", "utility")
+    }

@@ -21,16 +21,26 @@ LEGAL = {
     "approved": {"deploying", "cancelled"},
     "deploying": {"done", "todo", "blocked"},
     "blocked": {"todo", "backlog", "cancelled"},
-    "done": set(), "rejected": set(), "cancelled": set(),
+    "done": set(),
+    "rejected": set(),
+    "cancelled": set(),
 }
 
 
 def test_raw_psql_illegal_update_names_both_statuses(db_url: str, raw: psycopg.Connection) -> None:
     issue = new_issue(raw)
     result = subprocess.run(
-        [str(bin_path("psql")), libpq_url(db_url), "-v", "ON_ERROR_STOP=1", "-c",
-         "UPDATE issues SET status='done' WHERE status='backlog'"],
-        capture_output=True, text=True, timeout=30,
+        [
+            str(bin_path("psql")),
+            libpq_url(db_url),
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            "UPDATE issues SET status='done' WHERE status='backlog'",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert result.returncode != 0
     assert "backlog -> done" in result.stderr
@@ -42,7 +52,8 @@ def test_legal_raw_update_adds_one_event_with_sql_actor(raw: psycopg.Connection)
     issue = new_issue(raw)
     raw.execute("UPDATE issues SET status = 'todo' WHERE id = %s", (issue,))
     rows = raw.execute(
-        "SELECT from_status, to_status, actor, workflow FROM issue_events WHERE issue_id = %s AND from_status IS NOT NULL",
+        "SELECT from_status, to_status, actor, workflow FROM issue_events"
+        " WHERE issue_id = %s AND from_status IS NOT NULL",
         (issue,),
     ).fetchall()
     assert len(rows) == 1
@@ -82,12 +93,15 @@ def test_app_actor_and_workflow_are_recorded(raw: psycopg.Connection) -> None:
         raw.execute("SET LOCAL hq.actor = 'agent:qa-lead'")
         raw.execute("SET LOCAL hq.workflow = 'assign'")
         raw.execute("UPDATE issues SET status = 'todo' WHERE id = %s", (issue,))
-    row = raw.execute("SELECT actor, workflow FROM issue_events WHERE issue_id = %s ORDER BY id DESC LIMIT 1",
-                      (issue,)).fetchone()
+    row = raw.execute(
+        "SELECT actor, workflow FROM issue_events WHERE issue_id = %s ORDER BY id DESC LIMIT 1", (issue,)
+    ).fetchone()
     assert row == ("agent:qa-lead", "assign")
     # SET LOCAL ends with the transaction: the next raw statement is attributed to SQL again.
     raw.execute("UPDATE issues SET status = 'in_progress' WHERE id = %s", (issue,))
-    row = raw.execute("SELECT actor FROM issue_events WHERE issue_id = %s ORDER BY id DESC LIMIT 1", (issue,)).fetchone()
+    row = raw.execute(
+        "SELECT actor FROM issue_events WHERE issue_id = %s ORDER BY id DESC LIMIT 1", (issue,)
+    ).fetchone()
     assert row is not None and row[0].startswith("sql:")
 
 
@@ -108,19 +122,24 @@ def test_event_log_is_append_only(raw: psycopg.Connection) -> None:
 def test_leaving_blocked_clears_reason_and_escalation(raw: psycopg.Connection) -> None:
     issue = new_issue(raw, status="todo")
     raw.execute("UPDATE issues SET status = 'blocked', blocked_reason = 'budget' WHERE id = %s", (issue,))
-    assert raw.execute("SELECT reason FROM issue_events WHERE issue_id = %s ORDER BY id DESC LIMIT 1",
-                       (issue,)).fetchone() == ("budget",)
+    assert raw.execute(
+        "SELECT reason FROM issue_events WHERE issue_id = %s ORDER BY id DESC LIMIT 1", (issue,)
+    ).fetchone() == ("budget",)
     raw.execute("UPDATE issues SET status = 'todo' WHERE id = %s", (issue,))
-    assert raw.execute("SELECT blocked_reason, escalated_to_id FROM issues WHERE id = %s",
-                       (issue,)).fetchone() == (None, None)
+    assert raw.execute("SELECT blocked_reason, escalated_to_id FROM issues WHERE id = %s", (issue,)).fetchone() == (
+        None,
+        None,
+    )
 
 
 def test_done_sets_done_at_and_releases_dependents(raw: psycopg.Connection) -> None:
     first = new_issue(raw, "first", status="todo")
     second = new_issue(raw, "second", status="todo")
     third = new_issue(raw, "third", status="todo")
-    raw.execute("INSERT INTO issue_dependencies (issue_id, depends_on_id) VALUES (%s, %s), (%s, %s)",
-                (third, first, third, second))
+    raw.execute(
+        "INSERT INTO issue_dependencies (issue_id, depends_on_id) VALUES (%s, %s), (%s, %s)",
+        (third, first, third, second),
+    )
     assert raw.execute("SELECT unmet_deps FROM issues WHERE id = %s", (third,)).fetchone() == (2,)
     force_status(raw, first, "deploying")
     raw.execute("UPDATE issues SET status = 'done' WHERE id = %s", (first,))
@@ -150,8 +169,7 @@ def test_status_change_notifies_once_with_small_payload(db_url: str, raw: psycop
     issue = new_issue(raw)
     with psycopg.connect(libpq_url(db_url), autocommit=True) as listener:
         listener.execute("LISTEN hq_wake")
-        raw.execute("UPDATE issues SET status = 'todo', assignee_id = (SELECT id FROM agents) WHERE id = %s",
-                    (issue,))
+        raw.execute("UPDATE issues SET status = 'todo', assignee_id = (SELECT id FROM agents) WHERE id = %s", (issue,))
         raw.execute("UPDATE issues SET title = 'renamed' WHERE id = %s", (issue,))
         received = [json.loads(n.payload) for n in listener.notifies(timeout=1.0)]
     assert len(received) == 1

@@ -34,12 +34,16 @@ def test_expired_lease_returns_work_and_exhausted_work_escalates(ids: dict[str, 
     report = run_sweep()
     assert report.leases_expired == [alive] and report.exhausted == [dead]
     assert raw.execute("SELECT status, lease_owner FROM issues WHERE id = %s", (alive,)).fetchone() == ("todo", None)
-    row = raw.execute("SELECT i.status, blocked_reason, a.slug, escalation_chain FROM issues i "
-                      "JOIN agents a ON a.id = i.escalated_to_id WHERE i.id = %s", (dead,)).fetchone()
+    row = raw.execute(
+        "SELECT i.status, blocked_reason, a.slug, escalation_chain FROM issues i "
+        "JOIN agents a ON a.id = i.escalated_to_id WHERE i.id = %s",
+        (dead,),
+    ).fetchone()
     assert row == ("blocked", "max_attempts", "eng-lead-platform", ["eng-lead-platform"])
     assert events(raw, dead)[-1] == ("in_progress", "blocked")
-    assert raw.execute("SELECT actor FROM issue_events WHERE issue_id = %s ORDER BY id DESC LIMIT 1",
-                       (dead,)).fetchone() == ("system:sweeper",)
+    assert raw.execute(
+        "SELECT actor FROM issue_events WHERE issue_id = %s ORDER BY id DESC LIMIT 1", (dead,)
+    ).fetchone() == ("system:sweeper",)
 
 
 def test_escalation_skips_a_paused_manager(ids: dict[str, int], raw: psycopg.Connection) -> None:
@@ -49,41 +53,59 @@ def test_escalation_skips_a_paused_manager(ids: dict[str, int], raw: psycopg.Con
     raw.execute("UPDATE issues SET lease_until = now() - interval '1 minute' WHERE id = %s", (issue,))
     run_sweep()
     assert raw.execute("SELECT escalated_to_id FROM issues WHERE id = %s", (issue,)).fetchone() == (
-        ids["vp-engineering"],)
+        ids["vp-engineering"],
+    )
 
 
 def test_unsettled_reservations_are_charged_in_full(ids: dict[str, int], raw: psycopg.Connection) -> None:
     """A call whose process died may have happened: its worst case is charged, never forgotten."""
     issue = new_issue(raw, status="todo", budget_usd=1)
     raw.execute("UPDATE issues SET reserved_usd = 0.4 WHERE id = %s", (issue,))
-    raw.execute("INSERT INTO budget_accounts (scope, period, limit_usd, reserved_usd) "
-                "VALUES ('company', date_trunc('month', now())::date, 100, 0.4)")
-    raw.execute("INSERT INTO budget_reservations (id, run_id, issue_id, period, amount_usd, expires_at) VALUES "
-                "(gen_random_uuid(), gen_random_uuid(), %s, date_trunc('month', now())::date, 0.4, now())", (issue,))
+    raw.execute(
+        "INSERT INTO budget_accounts (scope, period, limit_usd, reserved_usd) "
+        "VALUES ('company', date_trunc('month', now())::date, 100, 0.4)"
+    )
+    raw.execute(
+        "INSERT INTO budget_reservations (id, run_id, issue_id, period, amount_usd, expires_at) VALUES "
+        "(gen_random_uuid(), gen_random_uuid(), %s, date_trunc('month', now())::date, 0.4, now())",
+        (issue,),
+    )
     assert run_sweep().reservations_abandoned == 1
-    assert raw.execute("SELECT reserved_usd, spent_usd FROM issues WHERE id = %s", (issue,)).fetchone() == (0, Decimal("0.4"))
+    assert raw.execute("SELECT reserved_usd, spent_usd FROM issues WHERE id = %s", (issue,)).fetchone() == (
+        0,
+        Decimal("0.4"),
+    )
     assert raw.execute("SELECT reserved_usd, spent_usd FROM budget_accounts").fetchone() == (0, Decimal("0.4"))
     assert raw.execute("SELECT outcome, cost_usd FROM llm_calls WHERE issue_id = %s", (issue,)).fetchone() == (
-        "abandoned", Decimal("0.4"))
+        "abandoned",
+        Decimal("0.4"),
+    )
     assert run_sweep().reservations_abandoned == 0
 
 
 @pytest.mark.parametrize(("kind", "second"), [("work", "passed"), ("budget", "expire"), ("escalation", "escalate")])
 def test_approval_deadline_policy(ids: dict[str, int], raw: psycopg.Connection, kind: str, second: str) -> None:
     issue = new_issue(raw, status="todo")
-    approval = raw.execute("INSERT INTO approvals (issue_id, kind, requested_by, deadline) "
-                           "VALUES (%s, %s, 'agent:x', now() - interval '1 minute') RETURNING id",
-                           (issue, kind)).fetchone()[0]
+    approval = raw.execute(
+        "INSERT INTO approvals (issue_id, kind, requested_by, deadline) "
+        "VALUES (%s, %s, 'agent:x', now() - interval '1 minute') RETURNING id",
+        (issue, kind),
+    ).fetchone()[0]
     run_sweep()
-    reminded = raw.execute("SELECT status, reminded_at IS NOT NULL, deadline > now() FROM approvals WHERE id = %s",
-                           (approval,)).fetchone()
+    reminded = raw.execute(
+        "SELECT status, reminded_at IS NOT NULL, deadline > now() FROM approvals WHERE id = %s", (approval,)
+    ).fetchone()
     assert reminded == ("pending", True, True)
     raw.execute("UPDATE approvals SET deadline = now() - interval '1 minute' WHERE id = %s", (approval,))
     run_sweep()
     status = raw.execute("SELECT status FROM approvals WHERE id = %s", (approval,)).fetchone()[0]
     assert status == ("expired" if second == "expire" else "pending")
-    stages = [r[0] for r in raw.execute("SELECT payload->>'stage' FROM notifications WHERE event = 'approval_deadline' "
-                                        "ORDER BY id")]
+    stages = [
+        r[0]
+        for r in raw.execute(
+            "SELECT payload->>'stage' FROM notifications WHERE event = 'approval_deadline' ORDER BY id"
+        )
+    ]
     assert stages == ["passed", second]
     run_sweep()  # nothing new is due: nothing is enqueued twice
     assert raw.execute("SELECT count(*) FROM notifications WHERE event = 'approval_deadline'").fetchone() == (2,)
@@ -107,9 +129,11 @@ def test_circuit_breaker_stops_an_agent_looping_on_one_issue(ids: dict[str, int]
     issue = new_issue(raw, "going nowhere", status="todo", assignee_id=ids["backend-engineer"])
     force_status(raw, issue, "in_review", reviewer_id=ids["eng-lead-platform"])
     for _ in range(get_settings().circuit_breaker_touches):
-        raw.execute("INSERT INTO heartbeat_runs (run_id, agent_id, worker, started_at, finished_at, outcome, "
-                    "issues_touched) VALUES (gen_random_uuid(), %s, 'test', now(), now(), 'ok', ARRAY[%s]::bigint[])",
-                    (ids["eng-lead-platform"], issue))
+        raw.execute(
+            "INSERT INTO heartbeat_runs (run_id, agent_id, worker, started_at, finished_at, outcome, "
+            "issues_touched) VALUES (gen_random_uuid(), %s, 'test', now(), now(), 'ok', ARRAY[%s]::bigint[])",
+            (ids["eng-lead-platform"], issue),
+        )
     roster = load_company(get_settings())
     run_beat("eng-lead-platform", Runtime(get_settings(), get_engine(), roster, "test"))
     row = raw.execute("SELECT status, blocked_reason, escalated_to_id FROM issues WHERE id = %s", (issue,)).fetchone()

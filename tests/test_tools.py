@@ -26,11 +26,19 @@ def company(db_url: str, raw: psycopg.Connection) -> dict[str, int]:
 
 
 def context(raw: psycopg.Connection, slug: str, issue_id: int | None, run_id: uuid.UUID | None = None) -> ToolContext:
-    row = raw.execute("SELECT id, slug, toolsets, workflows, manager_id FROM agents WHERE slug = %s", (slug,)).fetchone()
+    row = raw.execute(
+        "SELECT id, slug, toolsets, workflows, manager_id FROM agents WHERE slug = %s", (slug,)
+    ).fetchone()
     assert row is not None
     agent = AgentRef(row[0], row[1], tuple(row[2]), tuple(row[3]), row[4])
-    return ToolContext(agent=agent, issue_id=issue_id, run_id=run_id or uuid.uuid4(), workflow="execute",
-                       settings=get_settings(), engine=get_engine())
+    return ToolContext(
+        agent=agent,
+        issue_id=issue_id,
+        run_id=run_id or uuid.uuid4(),
+        workflow="execute",
+        settings=get_settings(),
+        engine=get_engine(),
+    )
 
 
 def tool_rows(raw: psycopg.Connection) -> list[tuple]:
@@ -39,8 +47,20 @@ def tool_rows(raw: psycopg.Connection) -> list[tuple]:
 
 def test_schemas_are_function_definitions() -> None:
     names = {t.name for t in tools_for(["issues", "workspace", "delegate", "dashboards", "release", "publish"])}
-    assert names == {"comment", "mark_blocked", "ask_research", "read_file", "write_file", "list_files",
-                     "create_subissue", "assign", "run_report", "deploy", "verify", "publish"}
+    assert names == {
+        "comment",
+        "mark_blocked",
+        "ask_research",
+        "read_file",
+        "write_file",
+        "list_files",
+        "create_subissue",
+        "assign",
+        "run_report",
+        "deploy",
+        "verify",
+        "publish",
+    }
     schema = next(t for t in tools_for(["workspace"]) if t.name == "write_file").schema()
     assert schema["type"] == "function"
     assert schema["function"]["parameters"]["required"] == ["path", "content"]
@@ -53,8 +73,9 @@ def test_workspace_refuses_escapes(company: dict[str, int], raw: psycopg.Connect
     outside = tmp_path / "outside"
     outside.mkdir()
     os.symlink(outside, ctx.workspace_root() / "escape")
-    for step, path in enumerate(["../../etc/passwd", "/etc/passwd", "escape/owned.txt", ".git/config",
-                                 "notes/../../x", ""], start=2):
+    for step, path in enumerate(
+        ["../../etc/passwd", "/etc/passwd", "escape/owned.txt", ".git/config", "notes/../../x", ""], start=2
+    ):
         result = dispatch(ctx, "write_file", {"path": path, "content": "owned"}, step=step)
         assert result.outcome == "error", path
     assert not (outside / "owned.txt").exists()
@@ -82,8 +103,7 @@ def test_tool_outside_toolset_is_refused_and_logged(company: dict[str, int], raw
 
 
 def test_same_idempotency_key_creates_one_row(company: dict[str, int], raw: psycopg.Connection) -> None:
-    parent = new_issue(raw, "Build the feature", status="todo", assignee_id=company["eng-lead-platform"],
-                       budget_usd=4)
+    parent = new_issue(raw, "Build the feature", status="todo", assignee_id=company["eng-lead-platform"], budget_usd=4)
     run_id = uuid.uuid4()
     args = {"title": "Write the API", "assignee": "backend-engineer"}
     first = dispatch(context(raw, "eng-lead-platform", parent, run_id), "create_subissue", args, step=3)
@@ -116,8 +136,11 @@ def test_ask_research_opens_a_sub_issue_and_a_dependency(company: dict[str, int]
     assert result.ok, result.error
     research = result.result["research_issue_id"]  # type: ignore[index]
     assert ctx.outcome.research_issue_ids == [research]
-    row = raw.execute("SELECT a.slug, i.status, i.parent_id, i.labels FROM issues i JOIN agents a ON a.id = i.assignee_id"
-                      " WHERE i.id = %s", (research,)).fetchone()
+    row = raw.execute(
+        "SELECT a.slug, i.status, i.parent_id, i.labels FROM issues i JOIN agents a ON a.id = i.assignee_id"
+        " WHERE i.id = %s",
+        (research,),
+    ).fetchone()
     assert row == ("researcher", "todo", issue, ["research"])
     assert raw.execute("SELECT unmet_deps FROM issues WHERE id = %s", (issue,)).fetchone() == (1,)
 
@@ -157,7 +180,9 @@ def test_publish_and_reports(company: dict[str, int], raw: psycopg.Connection) -
     result = dispatch(ctx, "publish", {"path": "post.md"}, step=2)
     assert result.ok and result.result["published"] == f"published/issue-{issue}/post.md"  # type: ignore[index]
     assert raw.execute("SELECT path, content FROM artifacts WHERE issue_id = %s", (issue,)).fetchone() == (
-        "published/post.md", "# Launch\n")
+        "published/post.md",
+        "# Launch\n",
+    )
     analyst = context(raw, "data-analyst", issue)
     unknown = dispatch(analyst, "run_report", {"name": "report_nope"}, step=1)
     assert unknown.outcome == "error" and "unknown report" in (unknown.error or "")
@@ -175,7 +200,8 @@ def test_workspace_commits_record_agent_run_and_issue(company: dict[str, int], r
     sha = workspace.commit(agent="technical-writer", run_id=ctx.run_id, issue_id=issue, workflow="execute")
     assert sha is not None
     assert workspace.commit(agent="technical-writer", run_id=ctx.run_id, issue_id=issue, workflow="execute") is None
-    message = subprocess.run(["git", "-C", str(workspace.root), "log", "-1", "--format=%an%n%B"],
-                             capture_output=True, text=True, check=True).stdout
+    message = subprocess.run(
+        ["git", "-C", str(workspace.root), "log", "-1", "--format=%an%n%B"], capture_output=True, text=True, check=True
+    ).stdout
     assert message.startswith("technical-writer\nexecute: technical-writer on issue #")
     assert f"Run-Id: {ctx.run_id}" in message and f"Issue: {issue}" in message

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import psycopg
@@ -31,8 +32,13 @@ def test_approve_reaches_done_within_seconds_with_hour_long_heartbeats(db_url: s
         writer = raw.execute("SELECT id FROM agents WHERE slug = 'content-writer'").fetchone()[0]
         issue = new_issue(raw, "Ship the newsletter", status="todo", assignee_id=writer, needs_approval=True)
         force_status(raw, issue, "in_progress")
-        execute_run(issue, writer, "content-writer", Workspace(workspace_path(get_settings(), issue)),
-                    {"newsletter.md": "# Newsletter\n"})  # a real submission: deploy ships what it recorded
+        execute_run(
+            issue,
+            writer,
+            "content-writer",
+            Workspace(workspace_path(get_settings(), issue)),
+            {"newsletter.md": "# Newsletter\n"},
+        )  # a real submission: deploy ships what it recorded
         force_status(raw, issue, "pending_approval")
         started = time.monotonic()
         assert run_hq("approve", str(issue)).exit_code == 0
@@ -47,10 +53,25 @@ def test_approve_reaches_done_within_seconds_with_hour_long_heartbeats(db_url: s
 
 # --- hostile payloads: any role may NOTIFY hq_wake (PostgreSQL has no privilege for it) -------------------
 
-MALFORMED = ['[1,2]', '{"wake":5}', '{"wake":"abc"}', '{"wake":[1]}', '{"wake":["UPPER"]}', '{"wake":[null]}',
-             '{"wake":["a b"]}', '{"wake":["' + "a" * 100 + '"]}', '{"wake":{"ceo":1}}', '{"wake":["ceo"],"actor":5}',
-             '{"wake":["ceo"],"actor":["agent:ceo"]}', 'null', '"ceo"', '', 'NaN', '[' * 3900 + ']' * 3900,
-             '{"wake":["_notify"]}']
+MALFORMED = [
+    "[1,2]",
+    '{"wake":5}',
+    '{"wake":"abc"}',
+    '{"wake":[1]}',
+    '{"wake":["UPPER"]}',
+    '{"wake":[null]}',
+    '{"wake":["a b"]}',
+    '{"wake":["' + "a" * 100 + '"]}',
+    '{"wake":{"ceo":1}}',
+    '{"wake":["ceo"],"actor":5}',
+    '{"wake":["ceo"],"actor":["agent:ceo"]}',
+    "null",
+    '"ceo"',
+    "",
+    "NaN",
+    "[" * 3900 + "]" * 3900,
+    '{"wake":["_notify"]}',
+]
 
 
 def test_malformed_payloads_wake_nobody_and_never_raise() -> None:
@@ -59,7 +80,7 @@ def test_malformed_payloads_wake_nobody_and_never_raise() -> None:
     assert targets('{"wake": null, "actor": "human:a"}') == []
     assert targets('{"wake": ["_sweep"]}') == ["_sweep"]  # the parent-waits-on-sub-issues job
     assert targets('{"wake": ["ceo", "ceo", "qa-lead"], "actor": null}') == ["ceo", "qa-lead"]
-    assert targets('{"wake": ["ceo"' + ', "ceo"' * 1300 + ']}') == ["ceo"]  # one wake each, however often named
+    assert targets('{"wake": ["ceo"' + ', "ceo"' * 1300 + "]}") == ["ceo"]  # one wake each, however often named
 
 
 class _Recorder:
@@ -97,8 +118,10 @@ def test_the_reporter_cannot_crash_the_listener(db_url: str, raw: psycopg.Connec
         assert listener.connected.wait(10)
 
         def backend() -> tuple:
-            return raw.execute("SELECT pid, backend_start FROM pg_stat_activity WHERE application_name = "
-                               "'hq-listener' AND datname = current_database()").fetchall()
+            return raw.execute(
+                "SELECT pid, backend_start FROM pg_stat_activity WHERE application_name = "
+                "'hq-listener' AND datname = current_database()"
+            ).fetchall()
 
         before = backend()
         assert len(before) == 1
@@ -107,7 +130,7 @@ def test_the_reporter_cannot_crash_the_listener(db_url: str, raw: psycopg.Connec
             for _ in range(3):
                 for payload in MALFORMED:
                     reporter.execute("SELECT pg_notify('hq_wake', %s)", (payload,))
-            reporter.execute("NOTIFY hq_wake, '{\"issue\": 1, \"actor\": \"sql:hq_reporter\", \"wake\": [\"qa-lead\"]}'")
+            reporter.execute('NOTIFY hq_wake, \'{"issue": 1, "actor": "sql:hq_reporter", "wake": ["qa-lead"]}\'')
         deadline = time.monotonic() + 10
         while not woken and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -132,34 +155,51 @@ def test_a_forged_wake_is_only_a_hint(db_url: str, raw: psycopg.Connection) -> N
     force_status(raw, stuck, "blocked", blocked_reason="human")
 
     def state() -> tuple:
-        return (raw.execute("SELECT id, status, assignee_id, attempts, lease_until FROM issues ORDER BY id").fetchall(),
-                raw.execute("SELECT count(*) FROM issue_events").fetchone(),
-                raw.execute("SELECT count(*) FROM llm_calls").fetchone(),
-                raw.execute("SELECT count(*) FROM comments").fetchone(),
-                raw.execute("SELECT count(*) FROM approvals").fetchone())
+        return (
+            raw.execute("SELECT id, status, assignee_id, attempts, lease_until FROM issues ORDER BY id").fetchall(),
+            raw.execute("SELECT count(*) FROM issue_events").fetchone(),
+            raw.execute("SELECT count(*) FROM llm_calls").fetchone(),
+            raw.execute("SELECT count(*) FROM comments").fetchone(),
+            raw.execute("SELECT count(*) FROM approvals").fetchone(),
+        )
 
     def beats(slug: str) -> int:
-        return raw.execute("SELECT count(*) FROM heartbeat_runs WHERE agent_id = %s AND finished_at IS NOT NULL",
-                           (agent[slug],)).fetchone()[0]
+        return raw.execute(
+            "SELECT count(*) FROM heartbeat_runs WHERE agent_id = %s AND finished_at IS NOT NULL", (agent[slug],)
+        ).fetchone()[0]
 
     company.start()
     try:
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and (beats("backend-engineer") < 1 or beats("qa-lead") < 1 or raw.execute(
-                "SELECT count(*) FROM heartbeat_runs WHERE finished_at IS NULL").fetchone()[0]):
+        while time.monotonic() < deadline and (
+            beats("backend-engineer") < 1
+            or beats("qa-lead") < 1
+            or raw.execute("SELECT count(*) FROM heartbeat_runs WHERE finished_at IS NULL").fetchone()[0]
+        ):
             time.sleep(0.1)
         assert company.listener is not None and company.listener.connected.wait(5)
         before, beaten = state(), (beats("backend-engineer"), beats("qa-lead"))
-        forged = ('{"issue": %d, "status": "todo", "event": "status", "actor": "human:boss", '
-                  '"wake": ["backend-engineer", "qa-lead"]}' % waiting)
+        forged = json.dumps(
+            {
+                "issue": waiting,
+                "status": "todo",
+                "event": "status",
+                "actor": "human:boss",
+                "wake": ["backend-engineer", "qa-lead"],
+            }
+        )
         with _reporter(db_url) as reporter:
             reporter.execute("SELECT pg_notify('hq_wake', %s)", (forged,))
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not (beats("backend-engineer") > beaten[0] and beats("qa-lead") > beaten[1]):
+        while time.monotonic() < deadline and not (
+            beats("backend-engineer") > beaten[0] and beats("qa-lead") > beaten[1]
+        ):
             time.sleep(0.05)
         assert beats("backend-engineer") > beaten[0] and beats("qa-lead") > beaten[1]  # the hint was taken
-        outcomes = raw.execute("SELECT DISTINCT outcome FROM heartbeat_runs WHERE agent_id IN (%s, %s)",
-                               (agent["backend-engineer"], agent["qa-lead"])).fetchall()
+        outcomes = raw.execute(
+            "SELECT DISTINCT outcome FROM heartbeat_runs WHERE agent_id IN (%s, %s)",
+            (agent["backend-engineer"], agent["qa-lead"]),
+        ).fetchall()
         assert outcomes == [("idle",)]
         assert state() == before  # and found nothing to do: the rows decide
     finally:

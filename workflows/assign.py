@@ -101,19 +101,39 @@ def _route(ctx: WorkflowContext, held: Claim) -> None:
         _hand_over(session, ctx, held, target, how, scores)
 
 
-def _ask_model(ctx: WorkflowContext, held: Claim, issue: Issue, candidates: list[Agent], agents: dict[int, Agent],
-               scores: dict[str, int], system: str) -> str | None:
+def _ask_model(
+    ctx: WorkflowContext,
+    held: Claim,
+    issue: Issue,
+    candidates: list[Agent],
+    agents: dict[int, Agent],
+    scores: dict[str, int],
+    system: str,
+) -> str | None:
     context = {
         "manager": ctx.agent.slug,
         "issue": prompts.issue_brief(issue),
-        "candidates": [{"slug": c.slug, "title": c.title, "skills": [s.get("name") for s in c.skills],
-                        "keywords": sorted(subtree_keywords(agents, c)), "keyword_score": scores[c.slug]}
-                       for c in candidates],
+        "candidates": [
+            {
+                "slug": c.slug,
+                "title": c.title,
+                "skills": [s.get("name") for s in c.skills],
+                "keywords": sorted(subtree_keywords(agents, c)),
+                "keyword_score": scores[c.slug],
+            }
+            for c in candidates
+        ],
     }
     try:
-        answer = complete_json(ctx.router(), ctx.call(held.id, held.run_id), "utility", system=system,
-                               user=user_message("assign", INSTRUCTIONS, context, Assignment), schema=Assignment,
-                               max_tokens=256)
+        answer = complete_json(
+            ctx.router(),
+            ctx.call(held.id, held.run_id),
+            "utility",
+            system=system,
+            user=user_message("assign", INSTRUCTIONS, context, Assignment),
+            schema=Assignment,
+            max_tokens=256,
+        )
     except BudgetExceeded:
         answer = None  # routing must not stall on money: fall back to the deterministic choice below
     except (ModelUnavailable, ModelRequestError):
@@ -126,20 +146,46 @@ def _ask_model(ctx: WorkflowContext, held: Claim, issue: Issue, candidates: list
     return max(sorted(valid), key=lambda slug: scores.get(slug, 0))
 
 
-def _hand_over(session: Session, ctx: WorkflowContext, held: Claim, target: Agent, how: str,
-               scores: dict[str, int]) -> None:
+def _hand_over(
+    session: Session, ctx: WorkflowContext, held: Claim, target: Agent, how: str, scores: dict[str, int]
+) -> None:
     from db.issues import initial_status, transition
 
     issue = get_issue(session, held.id)
     wanted = "todo" if initial_status(target) == "todo" else issue.status
     if wanted != issue.status:
-        moved = transition(session, held.id, issue.status, wanted, expect_lease=held.run_id, assignee_id=target.id,
-                           lease_owner=None, lease_until=None) is not None
+        moved = (
+            transition(
+                session,
+                held.id,
+                issue.status,
+                wanted,
+                expect_lease=held.run_id,
+                assignee_id=target.id,
+                lease_owner=None,
+                lease_until=None,
+            )
+            is not None
+        )
     else:
         moved = update_held(session, held, assignee_id=target.id)
     if moved:
         best = ", ".join(f"{slug} {score}" for slug, score in sorted(scores.items(), key=lambda kv: -kv[1])[:3])
-        add_comment(session, held.id, f"Routed to {target.slug} by {ctx.agent.slug} ({how}; keyword scores: {best}).",
-                    author=ctx.actor, kind="system", run_id=held.run_id)
-    log.info("assign.routed", issue_id=held.id, to=target.slug, how=how, moved=moved, agent=ctx.agent.slug,
-             run_id=str(held.run_id), workflow=NAME)
+        add_comment(
+            session,
+            held.id,
+            f"Routed to {target.slug} by {ctx.agent.slug} ({how}; keyword scores: {best}).",
+            author=ctx.actor,
+            kind="system",
+            run_id=held.run_id,
+        )
+    log.info(
+        "assign.routed",
+        issue_id=held.id,
+        to=target.slug,
+        how=how,
+        moved=moved,
+        agent=ctx.agent.slug,
+        run_id=str(held.run_id),
+        workflow=NAME,
+    )

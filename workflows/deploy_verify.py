@@ -40,17 +40,35 @@ def _deploy(ctx: WorkflowContext, held: Claim) -> None:
             if moved is not None:
                 summary = outbox.cost_summary(session, held.id)
                 tiers = ", ".join(f"{tier} ${cost}" for tier, cost in summary["by_tier"].items()) or "no model calls"
-                add_comment(session, held.id,
-                            f"Deployed and verified. Cost: ${summary['total_usd']} over {summary['calls']} model "
-                            f"calls ({tiers}).\n\n{deployed.output.strip()}\n{verified.output.strip()}",
-                            author=ctx.actor, kind="system", run_id=held.run_id)
+                add_comment(
+                    session,
+                    held.id,
+                    f"Deployed and verified. Cost: ${summary['total_usd']} over {summary['calls']} model "
+                    f"calls ({tiers}).\n\n{deployed.output.strip()}\n{verified.output.strip()}",
+                    author=ctx.actor,
+                    kind="system",
+                    run_id=held.run_id,
+                )
                 outbox.done(session, moved)
         else:
             failed = verified or deployed
             moved = finish(session, held, "todo")
             if moved is not None:
-                add_comment(session, held.id, f"{failed.kind} failed (exit {failed.returncode}); rework needed:\n"
-                            f"{failed.output.strip()}", author=ctx.actor, kind="failure", run_id=held.run_id)
-    log.info("deploy.done", issue_id=held.id, deployed=deployed.ok, verified=bool(verified and verified.ok),
-             status=moved.status if moved else "lease-lost", agent=ctx.agent.slug, run_id=str(held.run_id),
-             workflow=NAME)
+                add_comment(
+                    session,
+                    held.id,
+                    f"{failed.kind} failed (exit {failed.returncode}); rework needed:\n{failed.output.strip()}",
+                    author=ctx.actor,
+                    kind="failure",
+                    run_id=held.run_id,
+                )
+    log.info(
+        "deploy.done",
+        issue_id=held.id,
+        deployed=deployed.ok,
+        verified=bool(verified and verified.ok),
+        status=moved.status if moved else "lease-lost",
+        agent=ctx.agent.slug,
+        run_id=str(held.run_id),
+        workflow=NAME,
+    )

@@ -53,8 +53,14 @@ def _handle(ctx: WorkflowContext, held: Claim) -> None:
         issue = get_issue(session, held.id)
         reports = reports_of(session, ctx.agent.id)
         assignee = session.get(Agent, issue.assignee_id) if issue.assignee_id else None
-        prior_unblocks = session.scalar(select(func.count()).select_from(Comment).where(
-            Comment.issue_id == issue.id, Comment.kind == "guidance", Comment.author.like("agent:%"))) or 0
+        prior_unblocks = (
+            session.scalar(
+                select(func.count())
+                .select_from(Comment)
+                .where(Comment.issue_id == issue.id, Comment.kind == "guidance", Comment.author.like("agent:%"))
+            )
+            or 0
+        )
         context = {
             "manager": ctx.agent.slug,
             "issue": prompts.issue_brief(issue),
@@ -67,9 +73,14 @@ def _handle(ctx: WorkflowContext, held: Claim) -> None:
         }
         system = prompts.system_prompt(ctx, session)
     try:
-        decision = complete_json(ctx.router(), ctx.call(held.id, held.run_id), "reasoning", system=system,
-                                 user=user_message("escalate", INSTRUCTIONS, context, EscalationDecision),
-                                 schema=EscalationDecision)
+        decision = complete_json(
+            ctx.router(),
+            ctx.call(held.id, held.run_id),
+            "reasoning",
+            system=system,
+            user=user_message("escalate", INSTRUCTIONS, context, EscalationDecision),
+            schema=EscalationDecision,
+        )
     except BudgetExceeded as refused:
         if refused.scope == "issue":  # no money left to think about it: let the humans decide
             decision = EscalationDecision(action="escalate", reason=f"no budget to decide: {refused.message}")
@@ -82,25 +93,49 @@ def _handle(ctx: WorkflowContext, held: Claim) -> None:
     report_slugs = {r.slug for r in reports}
     if decision.action == "reassign" and decision.assignee not in report_slugs:
         decision = EscalationDecision(action="escalate", reason=f"{decision.assignee!r} is not one of my reports")
-    if decision.action == "split" and (not decision.subissues
-                                       or any(s.assignee not in report_slugs for s in decision.subissues)):
+    if decision.action == "split" and (
+        not decision.subissues or any(s.assignee not in report_slugs for s in decision.subissues)
+    ):
         decision = EscalationDecision(action="escalate", reason="the proposed split went outside my reports")
     with ctx.tx(held.run_id) as session:
         issue = get_issue(session, held.id)
         manager = session.get(Agent, ctx.agent.id)
         assert manager is not None
         moved = _apply(ctx, session, held, issue, manager, decision, {r.slug: r for r in reports})
-    log.info("escalate.decided", issue_id=held.id, action=decision.action, moved=moved, agent=ctx.agent.slug,
-             run_id=str(held.run_id), workflow=NAME)
+    log.info(
+        "escalate.decided",
+        issue_id=held.id,
+        action=decision.action,
+        moved=moved,
+        agent=ctx.agent.slug,
+        run_id=str(held.run_id),
+        workflow=NAME,
+    )
 
 
-def _apply(ctx: WorkflowContext, session: Session, held: Claim, issue: Issue, manager: Agent,
-           decision: EscalationDecision, reports: dict[str, Agent]) -> bool:
+def _apply(
+    ctx: WorkflowContext,
+    session: Session,
+    held: Claim,
+    issue: Issue,
+    manager: Agent,
+    decision: EscalationDecision,
+    reports: dict[str, Agent],
+) -> bool:
     reset = {"attempts": 0, "review_rounds": 0}
     if decision.action == "escalate":
-        return escalate_further(session, issue, manager, actor=ctx.actor, reason=decision.reason or "needs a decision",
-                                lease_owner=held.run_id,
-                                deadline_hours=ctx.settings.approval_deadline_hours) is not None
+        return (
+            escalate_further(
+                session,
+                issue,
+                manager,
+                actor=ctx.actor,
+                reason=decision.reason or "needs a decision",
+                lease_owner=held.run_id,
+                deadline_hours=ctx.settings.approval_deadline_hours,
+            )
+            is not None
+        )
     if decision.action == "split":
         return _split(ctx, session, held, issue, manager, decision, reports)
     if decision.action == "reassign":
@@ -115,24 +150,56 @@ def _apply(ctx: WorkflowContext, session: Session, held: Claim, issue: Issue, ma
     return moved is not None
 
 
-def _split(ctx: WorkflowContext, session: Session, held: Claim, issue: Issue, manager: Agent,
-           decision: EscalationDecision, reports: dict[str, Agent]) -> bool:
+def _split(
+    ctx: WorkflowContext,
+    session: Session,
+    held: Claim,
+    issue: Issue,
+    manager: Agent,
+    decision: EscalationDecision,
+    reports: dict[str, Agent],
+) -> bool:
     """Sub-issues for the manager's reports; the parent keeps waiting on them, then comes back to be assembled."""
     share = max(issue.budget_usd - issue.spent_usd - issue.reserved_usd, Decimal(0)) / len(decision.subissues)
     children = []
     for spec in decision.subissues:
         target = reports[spec.assignee]
         digest = hashlib.sha256(spec.title.lower().encode()).hexdigest()[:16]
-        child = create_issue(session, IssueDraft(title=spec.title, body=spec.body, priority=issue.priority,
-                                                 budget_usd=share.quantize(Decimal("0.0001"))),
-                             actor=ctx.actor, assignee=target, parent_id=issue.id, goal_id=issue.goal_id,
-                             max_attempts=issue.max_attempts, idempotency_key=f"split:{issue.id}:{digest}")
+        child = create_issue(
+            session,
+            IssueDraft(
+                title=spec.title, body=spec.body, priority=issue.priority, budget_usd=share.quantize(Decimal("0.0001"))
+            ),
+            actor=ctx.actor,
+            assignee=target,
+            parent_id=issue.id,
+            goal_id=issue.goal_id,
+            max_attempts=issue.max_attempts,
+            idempotency_key=f"split:{issue.id}:{digest}",
+        )
         children.append(child.id)
     add_dependencies(session, issue.id, children)
-    row = session.execute(update(Issue).where(Issue.id == held.id, Issue.lease_owner == held.run_id).values(
-        blocked_reason="waiting", escalated_to_id=None, assignee_id=manager.id, playbook="split", attempts=0,
-        review_rounds=0, lease_owner=None, lease_until=None).returning(Issue.id)).first()
+    row = session.execute(
+        update(Issue)
+        .where(Issue.id == held.id, Issue.lease_owner == held.run_id)
+        .values(
+            blocked_reason="waiting",
+            escalated_to_id=None,
+            assignee_id=manager.id,
+            playbook="split",
+            attempts=0,
+            review_rounds=0,
+            lease_owner=None,
+            lease_until=None,
+        )
+        .returning(Issue.id)
+    ).first()
     if row is not None:
-        add_comment(session, issue.id, f"Split by {manager.slug} into {', '.join(f'#{c}' for c in children)}: "
-                    f"{decision.reason}", author=ctx.actor, kind="guidance")
+        add_comment(
+            session,
+            issue.id,
+            f"Split by {manager.slug} into {', '.join(f'#{c}' for c in children)}: {decision.reason}",
+            author=ctx.actor,
+            kind="guidance",
+        )
     return row is not None

@@ -83,8 +83,15 @@ def _work(ctx: WorkflowContext, held: Claim, tools: ToolContext, *, stitch: bool
         if restore_workspace(session, held.id, workspace):
             workspace.commit(agent=ctx.agent.slug, run_id=held.run_id, issue_id=held.id, workflow=NAME)
     tier = "reasoning" if stitch else module_tier(held.issue) or ctx.agent.tier
-    return run_tool_loop(ctx.router(), ctx.call(held.id, held.run_id), tools, tier=tier, system=system, user=user,
-                         deadline=ctx.item_deadline())
+    return run_tool_loop(
+        ctx.router(),
+        ctx.call(held.id, held.run_id),
+        tools,
+        tier=tier,
+        system=system,
+        user=user,
+        deadline=ctx.item_deadline(),
+    )
 
 
 def module_tier(issue: Issue) -> str | None:
@@ -94,28 +101,51 @@ def module_tier(issue: Issue) -> str | None:
 
 def _conclude(ctx: WorkflowContext, held: Claim, result: LoopResult, tools: ToolContext, *, stitch: bool) -> None:
     blocked_reason = tools.outcome.blocked_reason or (
-        result.text.removeprefix("BLOCKED:").strip() if result.text.startswith("BLOCKED:") else None)
+        result.text.removeprefix("BLOCKED:").strip() if result.text.startswith("BLOCKED:") else None
+    )
     workspace = Workspace(tools.workspace_root())
     try:
         workspace.commit(agent=ctx.agent.slug, run_id=held.run_id, issue_id=held.id, workflow=NAME)
     except WorkspaceError as error:  # the work cannot be kept: this attempt failed, and says why
-        log.warning("execute.commit_failed", issue_id=held.id, error=error.message, agent=ctx.agent.slug,
-                    run_id=str(held.run_id), workflow=NAME)
+        log.warning(
+            "execute.commit_failed",
+            issue_id=held.id,
+            error=error.message,
+            agent=ctx.agent.slug,
+            run_id=str(held.run_id),
+            workflow=NAME,
+        )
         _fail(ctx, held, f"Could not commit the workspace: {error.message}")
         return
-    written = sorted({r.result["path"] for r in result.tool_results
-                      if r.name == "write_file" and r.ok and r.result and "path" in r.result})
+    written = sorted(
+        {
+            r.result["path"]
+            for r in result.tool_results
+            if r.name == "write_file" and r.ok and r.result and "path" in r.result
+        }
+    )
     with ctx.tx(held.run_id) as session:
         _record_artifacts(ctx, session, held, workspace)
         if blocked_reason:
-            moved = block_and_escalate(session, held.issue, reason="agent", actor=ctx.actor, note=blocked_reason,
-                                       lease_owner=held.run_id, deadline_hours=ctx.settings.approval_deadline_hours)
+            moved = block_and_escalate(
+                session,
+                held.issue,
+                reason="agent",
+                actor=ctx.actor,
+                note=blocked_reason,
+                lease_owner=held.run_id,
+                deadline_hours=ctx.settings.approval_deadline_hours,
+            )
         elif tools.outcome.research_issue_ids:
             moved = finish(session, held, "todo")
             if moved is not None:
-                add_comment(session, held.id, f"Waiting on research: issue(s) "
-                            f"{', '.join(f'#{i}' for i in tools.outcome.research_issue_ids)}.",
-                            author=ctx.actor, kind="system")
+                add_comment(
+                    session,
+                    held.id,
+                    f"Waiting on research: issue(s) {', '.join(f'#{i}' for i in tools.outcome.research_issue_ids)}.",
+                    author=ctx.actor,
+                    kind="system",
+                )
         elif result.exhausted or not written:
             why = "ran out of steps" if result.exhausted else "produced no deliverable"
             moved = give_back(ctx, session, held, f"The work {why}. {result.text[:500]}".strip())
@@ -124,10 +154,25 @@ def _conclude(ctx: WorkflowContext, held: Claim, result: LoopResult, tools: Tool
             moved = finish(session, held, "in_review", reviewer_id=_reviewer(session, ctx), attempts=0)
             if moved is not None:
                 summary = result.text.removeprefix("DONE:").strip() or f"Submitted {', '.join(written)}."
-                add_comment(session, held.id, summary, author=ctx.actor, kind="note", run_id=held.run_id,
-                            idempotency_key=f"submitted:{held.run_id}")
-    log.info("execute.concluded", issue_id=held.id, status=moved.status if moved else "lease-lost",
-             tools=len(result.tool_results), stitch=stitch, agent=ctx.agent.slug, run_id=str(held.run_id), workflow=NAME)
+                add_comment(
+                    session,
+                    held.id,
+                    summary,
+                    author=ctx.actor,
+                    kind="note",
+                    run_id=held.run_id,
+                    idempotency_key=f"submitted:{held.run_id}",
+                )
+    log.info(
+        "execute.concluded",
+        issue_id=held.id,
+        status=moved.status if moved else "lease-lost",
+        tools=len(result.tool_results),
+        stitch=stitch,
+        agent=ctx.agent.slug,
+        run_id=str(held.run_id),
+        workflow=NAME,
+    )
 
 
 def _reviewer(session: Session, ctx: WorkflowContext) -> int | None:
@@ -149,11 +194,18 @@ def _record_artifacts(ctx: WorkflowContext, session: Session, held: Claim, works
     The rows carry the workspace's HEAD as it is then: bringing back files from another host's run may
     add a commit of its own.
     """
-    owner = session.execute(select(Issue.lease_owner).where(Issue.id == held.id)
-                            .with_for_update(key_share=True)).scalar_one_or_none()
+    owner = session.execute(
+        select(Issue.lease_owner).where(Issue.id == held.id).with_for_update(key_share=True)
+    ).scalar_one_or_none()
     if owner != held.run_id:
-        log.warning("execute.artifacts_not_recorded", issue_id=held.id, reason="lease lost", agent=ctx.agent.slug,
-                    run_id=str(held.run_id), workflow=NAME)
+        log.warning(
+            "execute.artifacts_not_recorded",
+            issue_id=held.id,
+            reason="lease lost",
+            agent=ctx.agent.slug,
+            run_id=str(held.run_id),
+            workflow=NAME,
+        )
         return
     record_snapshot(session, issue_id=held.id, run_id=held.run_id, agent_id=ctx.agent.id, workspace=workspace)
 

@@ -61,9 +61,12 @@ def _claim(engine: Engine, settings: Settings, limit: int) -> list[tuple[int, st
     now = dt.datetime.now(dt.UTC)
     with transaction(ACTOR, workflow=NAME, engine=engine) as session:
         rows = session.scalars(
-            select(Notification).where(Notification.status.in_(("pending", "sending")),
-                                       Notification.next_attempt_at <= now)
-            .order_by(Notification.id).limit(limit).with_for_update(skip_locked=True)).all()
+            select(Notification)
+            .where(Notification.status.in_(("pending", "sending")), Notification.next_attempt_at <= now)
+            .order_by(Notification.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).all()
         for row in rows:
             row.status = "sending"
             row.attempts += 1
@@ -93,13 +96,20 @@ def run(settings: Settings, engine: Engine, *, limit: int = BATCH) -> NotifyRepo
         return report
     asyncio.run(_deliver_telegram(settings, engine, claimed, report))
     if report.sent or report.dead or report.error:
-        log.info("notify.done", sent=len(report.sent), dead=len(report.dead), deferred=len(report.deferred),
-                 error=report.error, workflow=NAME)
+        log.info(
+            "notify.done",
+            sent=len(report.sent),
+            dead=len(report.dead),
+            deferred=len(report.deferred),
+            error=report.error,
+            workflow=NAME,
+        )
     return report
 
 
-async def _deliver_telegram(settings: Settings, engine: Engine, claimed: list[tuple[int, str, dict[str, Any], int]],
-                            report: NotifyReport) -> None:
+async def _deliver_telegram(
+    settings: Settings, engine: Engine, claimed: list[tuple[int, str, dict[str, Any], int]], report: NotifyReport
+) -> None:
     from telegram import Bot
     from telegram.error import InvalidToken, TelegramError
 
@@ -120,13 +130,19 @@ async def _deliver_telegram(settings: Settings, engine: Engine, claimed: list[tu
                         log.warning("notification.dead", row=row_id, reason=failure.reason, workflow=NAME)
                         pending.pop(0)
                         continue
-                    _mark(engine, row_id, status="pending", last_error=failure.reason,
-                          next_attempt_at=dt.datetime.now(dt.UTC) + _backoff(attempts))
+                    _mark(
+                        engine,
+                        row_id,
+                        status="pending",
+                        last_error=failure.reason,
+                        next_attempt_at=dt.datetime.now(dt.UTC) + _backoff(attempts),
+                    )
                     report.deferred.append(row_id)
                     pending.pop(0)
                     break  # keep the order: nothing overtakes the row that could not go out
-                _mark(engine, row_id, status="sent", channel="telegram", sent_at=dt.datetime.now(dt.UTC),
-                      last_error=None)
+                _mark(
+                    engine, row_id, status="sent", channel="telegram", sent_at=dt.datetime.now(dt.UTC), last_error=None
+                )
                 report.sent.append(row_id)
                 pending.pop(0)
     except InvalidToken as error:
@@ -136,8 +152,14 @@ async def _deliver_telegram(settings: Settings, engine: Engine, claimed: list[tu
     finally:
         # Rows not attempted go back as they were: their attempt does not count.
         for row_id, _event, _payload, attempts in pending:
-            _mark(engine, row_id, status="pending", attempts=attempts - 1, next_attempt_at=dt.datetime.now(dt.UTC),
-                  **({"last_error": report.error} if report.error else {}))
+            _mark(
+                engine,
+                row_id,
+                status="pending",
+                attempts=attempts - 1,
+                next_attempt_at=dt.datetime.now(dt.UTC),
+                **({"last_error": report.error} if report.error else {}),
+            )
             report.deferred.append(row_id)
     if report.error:
         log.error("notify.failed", error=report.error, workflow=NAME)
@@ -146,8 +168,9 @@ async def _deliver_telegram(settings: Settings, engine: Engine, claimed: list[tu
 def _is_transient(error: BaseException) -> bool:
     from telegram.error import BadRequest, NetworkError, RetryAfter, TimedOut
 
-    return isinstance(error, (RetryAfter, TimedOut)) or (isinstance(error, NetworkError)
-                                                         and not isinstance(error, BadRequest))
+    return isinstance(error, (RetryAfter, TimedOut)) or (
+        isinstance(error, NetworkError) and not isinstance(error, BadRequest)
+    )
 
 
 def _wait(state: RetryCallState) -> float:
@@ -167,18 +190,21 @@ async def send(bot: Any, chat_id: str, text: str, retries: int) -> None:
     from telegram.error import BadRequest, ChatMigrated, Forbidden, InvalidToken, TelegramError
 
     try:
-        async for attempt in AsyncRetrying(stop=stop_after_attempt(retries), wait=_wait,
-                                           retry=retry_if_exception(_is_transient), reraise=True):
+        async for attempt in AsyncRetrying(
+            stop=stop_after_attempt(retries), wait=_wait, retry=retry_if_exception(_is_transient), reraise=True
+        ):
             with attempt:
-                await bot.send_message(chat_id=chat_id, text=text, parse_mode=ParseMode.HTML,
-                                       disable_web_page_preview=True)
+                await bot.send_message(
+                    chat_id=chat_id, text=text, parse_mode=ParseMode.HTML, disable_web_page_preview=True
+                )
     except Forbidden as error:
         raise DeliveryFailed(f"the bot may not post to chat {chat_id}: {error}", permanent=True) from error
     except InvalidToken:
         raise
     except ChatMigrated as error:
-        raise DeliveryFailed(f"chat {chat_id} moved to {error.new_chat_id}; update TELEGRAM_CHAT_ID",
-                             permanent=True) from error
+        raise DeliveryFailed(
+            f"chat {chat_id} moved to {error.new_chat_id}; update TELEGRAM_CHAT_ID", permanent=True
+        ) from error
     except BadRequest as error:
         raise DeliveryFailed(f"Telegram refused the message for chat {chat_id}: {error}", permanent=True) from error
     except TelegramError as error:

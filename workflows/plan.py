@@ -39,16 +39,37 @@ def run(ctx: WorkflowContext) -> None:
         goals = session.scalars(select(Goal).where(Goal.status == "active").order_by(Goal.priority, Goal.id)).all()
         if not goals:
             return
-        open_by_goal = dict(session.execute(
-            select(Issue.goal_id, func.count()).where(Issue.goal_id.in_([g.id for g in goals]),
-                                                      Issue.status.not_in(TERMINAL_STATUSES))
-            .group_by(Issue.goal_id)).tuples().all())
-        context = {"goals": [{"id": g.id, "title": g.title, "description": g.description[:2000],
-                              "priority": g.priority, "open_issues": open_by_goal.get(g.id, 0)} for g in goals]}
+        open_by_goal = dict(
+            session.execute(
+                select(Issue.goal_id, func.count())
+                .where(Issue.goal_id.in_([g.id for g in goals]), Issue.status.not_in(TERMINAL_STATUSES))
+                .group_by(Issue.goal_id)
+            )
+            .tuples()
+            .all()
+        )
+        context = {
+            "goals": [
+                {
+                    "id": g.id,
+                    "title": g.title,
+                    "description": g.description[:2000],
+                    "priority": g.priority,
+                    "open_issues": open_by_goal.get(g.id, 0),
+                }
+                for g in goals
+            ]
+        }
         system = prompts.system_prompt(ctx, session)
     try:
-        plan = complete_json(ctx.router(), ctx.call(None, run_id), "reasoning", system=system,
-                             user=user_message("plan", INSTRUCTIONS, context, Plan), schema=Plan)
+        plan = complete_json(
+            ctx.router(),
+            ctx.call(None, run_id),
+            "reasoning",
+            system=system,
+            user=user_message("plan", INSTRUCTIONS, context, Plan),
+            schema=Plan,
+        )
     except (BudgetExceeded, ModelUnavailable, ModelRequestError) as error:
         log.warning("plan.skipped", reason=str(error), agent=ctx.agent.slug, workflow=NAME)
         return
@@ -61,16 +82,28 @@ def run(ctx: WorkflowContext) -> None:
             key = f"plan:{planned.goal_id}:{hashlib.sha256(planned.title.lower().encode()).hexdigest()[:16]}"
             existing = session.scalar(select(Issue.id).where(Issue.idempotency_key == key))
             if existing is None:
-                issue = create_issue(session, IssueDraft(title=planned.title, body=planned.body,
-                                                         priority=planned.priority), actor=ctx.actor,
-                                     goal_id=planned.goal_id, idempotency_key=key,
-                                     default_budget_usd=ctx.settings.default_issue_budget_usd,
-                                     max_attempts=ctx.settings.max_attempts)
+                issue = create_issue(
+                    session,
+                    IssueDraft(title=planned.title, body=planned.body, priority=planned.priority),
+                    actor=ctx.actor,
+                    goal_id=planned.goal_id,
+                    idempotency_key=key,
+                    default_budget_usd=ctx.settings.default_issue_budget_usd,
+                    max_attempts=ctx.settings.max_attempts,
+                )
                 ctx.touch(issue.id)
                 created += 1
         for change in plan.reprioritise:
-            session.execute(update(Issue).where(Issue.id == change.issue_id, Issue.goal_id.in_(goal_ids),
-                                                Issue.status.not_in(TERMINAL_STATUSES))
-                            .values(priority=change.priority))
-    log.info("plan.done", goals=len(goals), created=created, reprioritised=len(plan.reprioritise),
-             agent=ctx.agent.slug, workflow=NAME)
+            session.execute(
+                update(Issue)
+                .where(Issue.id == change.issue_id, Issue.goal_id.in_(goal_ids), Issue.status.not_in(TERMINAL_STATUSES))
+                .values(priority=change.priority)
+            )
+    log.info(
+        "plan.done",
+        goals=len(goals),
+        created=created,
+        reprioritised=len(plan.reprioritise),
+        agent=ctx.agent.slug,
+        workflow=NAME,
+    )

@@ -67,9 +67,14 @@ def _review(ctx: WorkflowContext, held: Claim) -> None:
         }
         system = prompts.system_prompt(ctx, session)
     try:
-        verdict = complete_json(ctx.router(), ctx.call(held.id, held.run_id), "reasoning", system=system,
-                                user=user_message("review", INSTRUCTIONS, context, ReviewVerdict),
-                                schema=ReviewVerdict)
+        verdict = complete_json(
+            ctx.router(),
+            ctx.call(held.id, held.run_id),
+            "reasoning",
+            system=system,
+            user=user_message("review", INSTRUCTIONS, context, ReviewVerdict),
+            schema=ReviewVerdict,
+        )
     except BudgetExceeded as refused:
         if refused.scope != "issue":
             release(ctx, held, refund=True)
@@ -86,24 +91,50 @@ def _review(ctx: WorkflowContext, held: Claim) -> None:
             moved = finish(session, held, "pending_approval", quality_score=score, review_rounds=rounds)
             if moved is not None:
                 approval = open_approval(
-                    session, held.id, "work", requested_by=ctx.actor, reason=f"review passed with {score}",
-                    deadline=dt.datetime.now(dt.UTC) + dt.timedelta(hours=ctx.settings.approval_deadline_hours))
+                    session,
+                    held.id,
+                    "work",
+                    requested_by=ctx.actor,
+                    reason=f"review passed with {score}",
+                    deadline=dt.datetime.now(dt.UTC) + dt.timedelta(hours=ctx.settings.approval_deadline_hours),
+                )
                 outbox.pending_approval(session, moved, approval)
         elif passed:
             moved = finish(session, held, "approved", quality_score=score, review_rounds=rounds)
         elif rounds >= ctx.settings.max_review_rounds:
             issue = get_issue(session, held.id)
-            moved = block_and_escalate(session, issue, reason="review_rounds", actor=ctx.actor,
-                                       note=f"failed review {rounds} times; last notes:\n{notes}",
-                                       lease_owner=held.run_id, deadline_hours=ctx.settings.approval_deadline_hours,
-                                       quality_score=score, review_rounds=rounds)
+            moved = block_and_escalate(
+                session,
+                issue,
+                reason="review_rounds",
+                actor=ctx.actor,
+                note=f"failed review {rounds} times; last notes:\n{notes}",
+                lease_owner=held.run_id,
+                deadline_hours=ctx.settings.approval_deadline_hours,
+                quality_score=score,
+                review_rounds=rounds,
+            )
         else:
             moved = finish(session, held, "todo", quality_score=score, review_rounds=rounds)
         if moved is not None:
             verdict_line = "passed" if passed else "failed"
-            add_comment(session, held.id, f"Review round {rounds} {verdict_line} (score {score}):\n{notes}",
-                        author=ctx.actor, kind="review", run_id=held.run_id,
-                        idempotency_key=f"review:{held.run_id}")
-    log.info("review.done", issue_id=held.id, passed=passed, score=float(score), round=rounds,
-             status=moved.status if moved else "lease-lost", agent=ctx.agent.slug, run_id=str(held.run_id),
-             workflow=NAME)
+            add_comment(
+                session,
+                held.id,
+                f"Review round {rounds} {verdict_line} (score {score}):\n{notes}",
+                author=ctx.actor,
+                kind="review",
+                run_id=held.run_id,
+                idempotency_key=f"review:{held.run_id}",
+            )
+    log.info(
+        "review.done",
+        issue_id=held.id,
+        passed=passed,
+        score=float(score),
+        round=rounds,
+        status=moved.status if moved else "lease-lost",
+        agent=ctx.agent.slug,
+        run_id=str(held.run_id),
+        workflow=NAME,
+    )

@@ -62,8 +62,11 @@ def run(settings: Settings, engine: Engine) -> SweepReport:
     _waiting_parents(engine, run_id, report)
     _failing_agents(engine, run_id, report)
     with transaction(ACTOR, workflow=NAME, run_id=run_id, engine=engine) as session:
-        report.beats_lost = len(session.execute(query("claims", "close_lost_beats"), {
-            "limit": BATCH, "grace": settings.agent_lease_ttl_seconds}).all())
+        report.beats_lost = len(
+            session.execute(
+                query("claims", "close_lost_beats"), {"limit": BATCH, "grace": settings.agent_lease_ttl_seconds}
+            ).all()
+        )
     _daily_digest(engine, run_id, report)
     if any(vars(report).values()):
         log.info("sweep.done", workflow=NAME, **{k: v for k, v in vars(report).items() if v})
@@ -75,9 +78,14 @@ def _expired_work(settings: Settings, engine: Engine, run_id: uuid.UUID, report:
         for (issue_id,) in session.execute(query("claims", "expired_work"), {"limit": BATCH}).all():
             issue = get_issue(session, issue_id)
             if issue.attempts >= issue.max_attempts:
-                block_and_escalate(session, issue, reason="max_attempts", actor=ACTOR,
-                                   note=f"the worker stopped {issue.attempts} times; giving up",
-                                   deadline_hours=settings.approval_deadline_hours)
+                block_and_escalate(
+                    session,
+                    issue,
+                    reason="max_attempts",
+                    actor=ACTOR,
+                    note=f"the worker stopped {issue.attempts} times; giving up",
+                    deadline_hours=settings.approval_deadline_hours,
+                )
                 report.exhausted.append(issue_id)
             else:
                 transition(session, issue_id, "in_progress", "todo", lease_owner=None, lease_until=None)
@@ -88,8 +96,14 @@ def _deadlines(settings: Settings, engine: Engine, run_id: uuid.UUID, report: Sw
     period = dt.timedelta(hours=settings.approval_deadline_hours)
     now = dt.datetime.now(dt.UTC)
     with transaction(ACTOR, workflow=NAME, run_id=run_id, engine=engine) as session:
-        due = session.execute(query("claims", "due_approvals"),
-                              {"limit": BATCH, "near_seconds": period.total_seconds() * NEAR_FRACTION}).scalars().all()
+        due = (
+            session.execute(
+                query("claims", "due_approvals"),
+                {"limit": BATCH, "near_seconds": period.total_seconds() * NEAR_FRACTION},
+            )
+            .scalars()
+            .all()
+        )
         for approval in session.scalars(select(Approval).where(Approval.id.in_(due))):
             issue = get_issue(session, approval.issue_id)
             if approval.deadline > now:
@@ -100,8 +114,9 @@ def _deadlines(settings: Settings, engine: Engine, run_id: uuid.UUID, report: Sw
             if action == "expire":
                 approval.status, approval.decided_by, approval.decided_at = "expired", ACTOR, now
                 approval.decision_note = "deadline passed twice"
-                add_comment(session, issue.id, f"The {approval.kind} approval expired unanswered.", author=ACTOR,
-                            kind="system")
+                add_comment(
+                    session, issue.id, f"The {approval.kind} approval expired unanswered.", author=ACTOR, kind="system"
+                )
             else:
                 approval.escalations += 1
                 approval.reminded_at = now
@@ -115,8 +130,13 @@ def _waiting_parents(engine: Engine, run_id: uuid.UUID, report: SweepReport) -> 
     with transaction(ACTOR, workflow=NAME, run_id=run_id, engine=engine) as session:
         for (issue_id,) in session.execute(query("claims", "waiting_parents_ready"), {"limit": BATCH}).all():
             if transition(session, issue_id, "blocked", "todo", attempts=0) is not None:
-                add_comment(session, issue_id, "Every sub-issue has finished: back to its owner to assemble.",
-                            author=ACTOR, kind="system")
+                add_comment(
+                    session,
+                    issue_id,
+                    "Every sub-issue has finished: back to its owner to assemble.",
+                    author=ACTOR,
+                    kind="system",
+                )
                 report.parents_ready.append(issue_id)
 
 

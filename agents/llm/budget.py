@@ -31,7 +31,9 @@ class BudgetExceeded(HQError):
     """No reservation, no call. ``scope`` says whose budget ran out: issue, agent or company."""
 
     def __init__(self, scope: str, needed: Decimal, available: Decimal | None, issue_id: int | None) -> None:
-        where = {"issue": f"issue {issue_id}", "agent": "the agent's monthly", "company": "the company's monthly"}[scope]
+        where = {"issue": f"issue {issue_id}", "agent": "the agent's monthly", "company": "the company's monthly"}[
+            scope
+        ]
         left = f"{available:.6f}" if available is not None else "unknown"
         super().__init__(f"budget exhausted: {where} budget cannot cover {needed:.6f} USD (left: {left} USD)")
         self.scope = scope
@@ -72,8 +74,9 @@ def _connection(engine: Engine) -> psycopg.Connection[Any]:
     conn = connections.get(key)
     if conn is None or conn.closed:
         settings = get_settings()
-        conn = psycopg.connect(libpq_url(key), autocommit=True,
-                               **{**driver_options(settings), "application_name": "hq-budget"})  # type: ignore[arg-type]
+        conn = psycopg.connect(
+            libpq_url(key), autocommit=True, **{**driver_options(settings), "application_name": "hq-budget"}
+        )  # type: ignore[arg-type]
         configure_session(conn, settings.model_copy(update={"statement_timeout_ms": BUDGET_STATEMENT_TIMEOUT_MS}))
         connections[key] = conn
     return conn
@@ -96,15 +99,28 @@ def _one(engine: Engine, sql: str, params: tuple[Any, ...]) -> Any:
 def reserve(engine: Engine, payer: Payer, amount: Decimal, run_id: uuid.UUID, ttl_seconds: int) -> Reservation:
     """Reserve ``amount`` against every scope at once, or raise BudgetExceeded having reserved nothing."""
     reservation = Reservation(uuid.uuid4(), payer.issue_id, payer.agent_scope, amount)
-    refused = _one(engine, _RESERVE, (reservation.id, run_id, payer.issue_id, payer.agent_scope,
-                                      payer.agent_monthly_limit, payer.company_monthly_limit, amount, ttl_seconds))
+    refused = _one(
+        engine,
+        _RESERVE,
+        (
+            reservation.id,
+            run_id,
+            payer.issue_id,
+            payer.agent_scope,
+            payer.agent_monthly_limit,
+            payer.company_monthly_limit,
+            amount,
+            ttl_seconds,
+        ),
+    )
     if refused is None:
         return reservation
     available = None
     if refused == "issue":
         with engine.connect() as conn:
-            available = conn.execute(text("SELECT budget_usd - spent_usd - reserved_usd FROM issues WHERE id = :id"),
-                                     {"id": payer.issue_id}).scalar()
+            available = conn.execute(
+                text("SELECT budget_usd - spent_usd - reserved_usd FROM issues WHERE id = :id"), {"id": payer.issue_id}
+            ).scalar()
     raise BudgetExceeded(refused, amount, available, payer.issue_id)
 
 
@@ -132,9 +148,29 @@ class CallRow:
 
 def record(engine: Engine, row: CallRow, reservation: Reservation | None = None) -> bool:
     """Write one cost row; with ``reservation`` also settle it to ``row.cost``. False if it was already written."""
-    return bool(_one(engine, _RECORD, (
-        row.run_id, row.seq, row.issue_id, row.agent_id, row.workflow, row.tier, row.provider, row.model,
-        row.deployment, row.input_tokens, row.output_tokens, row.cost, row.reserved, row.latency_ms, row.outcome,
-        row.error, reservation.id if reservation else None, reservation.agent_scope if reservation else None,
-    )))
-
+    return bool(
+        _one(
+            engine,
+            _RECORD,
+            (
+                row.run_id,
+                row.seq,
+                row.issue_id,
+                row.agent_id,
+                row.workflow,
+                row.tier,
+                row.provider,
+                row.model,
+                row.deployment,
+                row.input_tokens,
+                row.output_tokens,
+                row.cost,
+                row.reserved,
+                row.latency_ms,
+                row.outcome,
+                row.error,
+                reservation.id if reservation else None,
+                reservation.agent_scope if reservation else None,
+            ),
+        )
+    )

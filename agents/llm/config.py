@@ -70,7 +70,8 @@ class ModelsFile(BaseModel):
 
     router: RouterSpec = Field(default_factory=RouterSpec)
     max_output_tokens: dict[Tier, Annotated[int, Field(ge=16, le=200_000)]] = Field(
-        default_factory=lambda: {"reasoning": 4096, "execution": 4096, "utility": 1024})
+        default_factory=lambda: {"reasoning": 4096, "execution": 4096, "utility": 1024}
+    )
     tiers: dict[Tier, list[DeploymentSpec]]
     offline: dict[Tier, Price]
 
@@ -152,7 +153,7 @@ def litellm_price_table() -> dict[str, dict[str, object]]:
     spec = importlib.util.find_spec("litellm")
     if spec is None or not spec.submodule_search_locations:
         return {}
-    path = Path(list(spec.submodule_search_locations)[0]) / "model_prices_and_context_window_backup.json"
+    path = Path(next(iter(spec.submodule_search_locations))) / "model_prices_and_context_window_backup.json"
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
@@ -185,8 +186,11 @@ def load_models_file(path: Path) -> ModelsFile:
 
 def _secret_for(name: str, settings: Settings) -> str | None:
     """A key by its env var name: known provider keys come from settings (.env included)."""
-    field = {"ANTHROPIC_API_KEY": settings.anthropic_api_key, "OPENAI_API_KEY": settings.openai_api_key,
-             "GEMINI_API_KEY": settings.gemini_api_key}.get(name)
+    field = {
+        "ANTHROPIC_API_KEY": settings.anthropic_api_key,
+        "OPENAI_API_KEY": settings.openai_api_key,
+        "GEMINI_API_KEY": settings.gemini_api_key,
+    }.get(name)
     if field is not None:
         return field.get_secret_value() or None
     return os.environ.get(name) or None
@@ -205,30 +209,63 @@ def resolve_models(settings: Settings) -> ModelMap:
                 continue  # that provider is not configured on this machine
             base = deployment.api_base
             if deployment.api_base_env:
-                base = (settings.anthropic_api_base if deployment.api_base_env == "ANTHROPIC_API_BASE"
-                        else os.environ.get(deployment.api_base_env)) or base
+                base = (
+                    settings.anthropic_api_base
+                    if deployment.api_base_env == "ANTHROPIC_API_BASE"
+                    else os.environ.get(deployment.api_base_env)
+                ) or base
             if deployment.input_usd_per_mtok is not None and deployment.output_usd_per_mtok is not None:
-                prices, source = (_per_token(deployment.input_usd_per_mtok),
-                                  _per_token(deployment.output_usd_per_mtok)), "models file"
+                prices, source = (
+                    (_per_token(deployment.input_usd_per_mtok), _per_token(deployment.output_usd_per_mtok)),
+                    "models file",
+                )
             else:
                 prices, source = table_price(deployment.model), "litellm price table"  # type: ignore[assignment]
             if prices is None:
-                problems.append(f"tiers.{tier}.{index}: no price known for {deployment.model}; "
-                                "set input_usd_per_mtok and output_usd_per_mtok")
+                problems.append(
+                    f"tiers.{tier}.{index}: no price known for {deployment.model}; "
+                    "set input_usd_per_mtok and output_usd_per_mtok"
+                )
                 continue
-            resolved.append(Deployment(f"{tier}-{len(resolved) + 1}", tier, len(resolved) + 1, deployment.model,
-                                       key, base, prices[0], prices[1], source, deployment.mock_response))
+            resolved.append(
+                Deployment(
+                    f"{tier}-{len(resolved) + 1}",
+                    tier,
+                    len(resolved) + 1,
+                    deployment.model,
+                    key,
+                    base,
+                    prices[0],
+                    prices[1],
+                    source,
+                    deployment.mock_response,
+                )
+            )
         tiers[tier] = resolved
     if problems:
         raise ConfigError(f"models file {settings.models_path}: " + "; ".join(problems))
     if not any(tiers.values()):
-        tiers = {tier: [Deployment(f"{tier}-offline", tier, 1, f"{OFFLINE_PROVIDER}/{tier}", None, None,
-                                   _per_token(spec.offline[tier].input_usd_per_mtok),
-                                   _per_token(spec.offline[tier].output_usd_per_mtok), "simulated")]
-                 for tier in TIERS}
+        tiers = {
+            tier: [
+                Deployment(
+                    f"{tier}-offline",
+                    tier,
+                    1,
+                    f"{OFFLINE_PROVIDER}/{tier}",
+                    None,
+                    None,
+                    _per_token(spec.offline[tier].input_usd_per_mtok),
+                    _per_token(spec.offline[tier].output_usd_per_mtok),
+                    "simulated",
+                )
+            ]
+            for tier in TIERS
+        }
     else:
         for tier in TIERS:
             if not tiers[tier]:
-                raise ConfigError(f"models file {settings.models_path}: tier {tier} has no deployment with a key "
-                                  "set; add one or remove the keys to run offline")
+                raise ConfigError(
+                    f"models file {settings.models_path}: tier {tier} has no deployment with a key "
+                    "set; add one or remove the keys to run offline"
+                )
     return ModelMap(tiers, spec.router, dict(spec.max_output_tokens), settings.models_path)

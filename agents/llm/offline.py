@@ -28,8 +28,11 @@ class OfflineModel(CustomLLM):  # type: ignore[misc]
         names = [t.get("function", {}).get("name", "") for t in tools if isinstance(t, dict)]
         reply = respond(messages, names)
         calls = [
-            {"id": f"call_{uuid.uuid4().hex[:16]}", "type": "function",
-             "function": {"name": name, "arguments": json.dumps(arguments, ensure_ascii=False)}}
+            {
+                "id": f"call_{uuid.uuid4().hex[:16]}",
+                "type": "function",
+                "function": {"name": name, "arguments": json.dumps(arguments, ensure_ascii=False)},
+            }
             for name, arguments in reply.tool_calls
         ]
         prompt_tokens = litellm.token_counter(messages=messages)
@@ -46,17 +49,43 @@ class OfflineModel(CustomLLM):  # type: ignore[misc]
         return ModelResponse(
             model=f"hq-offline/{model}",
             choices=[{"index": 0, "message": message, "finish_reason": "tool_calls" if calls else "stop"}],
-            usage={"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                   "total_tokens": prompt_tokens + completion_tokens},
+            usage={
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
         )
 
-    def completion(self, model: str, messages: list[dict[str, Any]], api_base: str, custom_prompt_dict: dict[str, Any],
-                   model_response: ModelResponse, print_verbose: Any, encoding: Any, api_key: Any, logging_obj: Any,
-                   optional_params: dict[str, Any], *args: Any, **kwargs: Any) -> ModelResponse:
+    def completion(
+        self,
+        model: str,
+        messages: list[dict[str, Any]],
+        api_base: str,
+        custom_prompt_dict: dict[str, Any],
+        model_response: ModelResponse,
+        print_verbose: Any,
+        encoding: Any,
+        api_key: Any,
+        logging_obj: Any,
+        optional_params: dict[str, Any],
+        *args: Any,
+        **kwargs: Any,
+    ) -> ModelResponse:
         return self._answer(model, messages, optional_params)
 
-    async def acompletion(self, model: str, messages: list[dict[str, Any]], api_base: str,
-                          custom_prompt_dict: dict[str, Any], model_response: ModelResponse, print_verbose: Any,
-                          encoding: Any, api_key: Any, logging_obj: Any, optional_params: dict[str, Any],
-                          *args: Any, **kwargs: Any) -> ModelResponse:
+    async def acompletion(
+        self,
+        model: str,
+        messages: list[dict[str, Any]],
+        api_base: str,
+        custom_prompt_dict: dict[str, Any],
+        model_response: ModelResponse,
+        print_verbose: Any,
+        encoding: Any,
+        api_key: Any,
+        logging_obj: Any,
+        optional_params: dict[str, Any],
+        *args: Any,
+        **kwargs: Any,
+    ) -> ModelResponse:
         return self._answer(model, messages, optional_params)

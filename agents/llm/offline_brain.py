@@ -47,8 +47,10 @@ def directives(context: dict[str, Any]) -> set[str]:
     """The issue's directives, minus those a human has already answered with guidance."""
     issue = context.get("issue") or {}
     found = set(DIRECTIVE.findall(f"{issue.get('title', '')}\n{issue.get('body', '')}"))
-    if any(c.get("kind") == "guidance" and str(c.get("author", "")).startswith("human:")
-           for c in context.get("comments") or []):
+    if any(
+        c.get("kind") == "guidance" and str(c.get("author", "")).startswith("human:")
+        for c in context.get("comments") or []
+    ):
         found -= {"block", "escalate"}
     if "research" in (issue.get("labels") or []):
         found.discard("research")  # a research issue answers questions; it does not ask them
@@ -72,8 +74,14 @@ def respond(messages: list[dict[str, Any]], tool_names: list[str]) -> Reply:
     first_user = next((m for m in messages if m.get("role") == "user"), None)
     task, context = parse_user_message(str(first_user.get("content", "")) if first_user else "")
     handler = {
-        "execute": _work, "stitch": _work, "review": _review, "assign": _assign, "plan": _plan,
-        "escalate": _escalate, "classify": _classify, "adapt": _adapt,
+        "execute": _work,
+        "stitch": _work,
+        "review": _review,
+        "assign": _assign,
+        "plan": _plan,
+        "escalate": _escalate,
+        "classify": _classify,
+        "adapt": _adapt,
     }.get(task or "")
     if handler is None:
         return Reply(text="I am the offline model. I answer Heartbeat HQ workflow prompts (TASK: ...).")
@@ -92,6 +100,7 @@ def delay_seconds(messages: list[dict[str, Any]]) -> float:
 
 
 # --- work: execute and stitch -------------------------------------------------------------
+
 
 def _calls_so_far(messages: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     """Tool name → results returned so far in this conversation."""
@@ -132,14 +141,18 @@ def _work(context: dict[str, Any], messages: list[dict[str, Any]], tools: list[s
         return Reply(tool_calls=[("write_file", {"path": path, "content": deliverable(context)})])
     if "publish" in tools and "publish" not in done and any(r in agent.get("slug", "") for r in CONTENT_ROLES):
         return Reply(tool_calls=[("publish", {"path": path})])
-    summary = (f"{agent.get('title', agent.get('slug', 'agent'))} delivered {path} for "
-               f"'{issue.get('title', '')}', covering {len(agent.get('checklist') or [])} checklist items.")
+    summary = (
+        f"{agent.get('title', agent.get('slug', 'agent'))} delivered {path} for "
+        f"'{issue.get('title', '')}', covering {len(agent.get('checklist') or [])} checklist items."
+    )
     return Reply(text=f"DONE: {summary}")
 
 
 def _block_reason(issue: dict[str, Any]) -> str:
-    return (f"Cannot finish '{issue.get('title', 'this issue')}': the access and decision it needs are outside "
-            "my role; a manager must provide them.")
+    return (
+        f"Cannot finish '{issue.get('title', 'this issue')}': the access and decision it needs are outside "
+        "my role; a manager must provide them."
+    )
 
 
 def deliverable(context: dict[str, Any]) -> str:
@@ -150,7 +163,12 @@ def deliverable(context: dict[str, Any]) -> str:
     title = issue.get("title", "Untitled")
     body = (issue.get("body") or "").strip()
     seed = _digest(slug, title)
-    lines = [f"# {title}", "", f"_Prepared by {agent.get('title', slug)} ({slug}) for issue #{issue.get('id', '?')}._", ""]
+    lines = [
+        f"# {title}",
+        "",
+        f"_Prepared by {agent.get('title', slug)} ({slug}) for issue #{issue.get('id', '?')}._",
+        "",
+    ]
     if context.get("children"):
         lines += ["## Assembled result", ""]
         for child in context["children"]:
@@ -160,26 +178,45 @@ def deliverable(context: dict[str, Any]) -> str:
                 lines.append(f"- `{artifact.get('path')}`: {excerpt}")
             lines.append("")
     if any(r in slug for r in CONTENT_ROLES):
-        sections = [("Draft", f"{title} explained for our readers in plain language, with one concrete example "
-                              f"and a clear next step (variant {seed % 7 + 1}).")]
+        sections = [
+            (
+                "Draft",
+                f"{title} explained for our readers in plain language, with one concrete example "
+                f"and a clear next step (variant {seed % 7 + 1}).",
+            )
+        ]
     elif any(r in slug for r in ANALYSIS_ROLES):
-        sections = [("Findings", f"Three findings about '{title}', each with its evidence and confidence."),
-                    ("Recommendation", "The smallest change that tests the strongest finding.")]
+        sections = [
+            ("Findings", f"Three findings about '{title}', each with its evidence and confidence."),
+            ("Recommendation", "The smallest change that tests the strongest finding."),
+        ]
     else:
-        sections = [("Approach", f"The change for '{title}' in small, reviewable steps."),
-                    ("Implementation notes", "Interfaces touched, failure modes handled, migration plan."),
-                    ("Tests", "Success path, invalid input and a failing dependency are each covered.")]
+        sections = [
+            ("Approach", f"The change for '{title}' in small, reviewable steps."),
+            ("Implementation notes", "Interfaces touched, failure modes handled, migration plan."),
+            ("Tests", "Success path, invalid input and a failing dependency are each covered."),
+        ]
     for heading, text in sections:
         lines += [f"## {heading}", "", text, ""]
     if body:
         lines += ["## Request", "", body[:2000], ""]
     for item in context.get("research") or []:
-        lines += ["## Research used", "", f"- Q: {item.get('question', '')}", f"- A: {item.get('answer', '')[:600]}", ""]
+        lines += [
+            "## Research used",
+            "",
+            f"- Q: {item.get('question', '')}",
+            f"- A: {item.get('answer', '')[:600]}",
+            "",
+        ]
     for dependency in context.get("dependencies") or []:
         lines.append(f"- Builds on #{dependency.get('id')} {dependency.get('title')}")
-    notes = [c.get("body", "") for c in context.get("comments") or [] if c.get("kind") in ("review", "revision", "failure")]
+    notes = [
+        c.get("body", "") for c in context.get("comments") or [] if c.get("kind") in ("review", "revision", "failure")
+    ]
     if notes:
-        lines += ["", "## Changes since the last round", ""] + [f"- Addressed: {n.splitlines()[0][:200]}" for n in notes]
+        lines += ["", "## Changes since the last round", ""] + [
+            f"- Addressed: {n.splitlines()[0][:200]}" for n in notes
+        ]
     lines += ["", "## Checklist", ""] + [f"- [x] {item}" for item in agent.get("checklist") or []]
     failed_verify_before = any(c.get("kind") == "failure" for c in context.get("comments") or [])
     if "fail-verify" in directives(context) and not failed_verify_before:
@@ -188,6 +225,7 @@ def deliverable(context: dict[str, Any]) -> str:
 
 
 # --- structured answers -----------------------------------------------------------------
+
 
 def _json(model: Any) -> Reply:
     return Reply(text=model.model_dump_json())
@@ -205,8 +243,11 @@ def _review(context: dict[str, Any], _messages: list[dict[str, Any]], _tools: li
     artifacts = context.get("artifacts") or []
     if not artifacts:
         return _json(schemas.ReviewVerdict(score=0.3, passed=False, notes=["No deliverable was submitted."]))
-    return _json(schemas.ReviewVerdict(score=round(0.82 + (seed % 14) / 100, 2), passed=True,
-                                       notes=[f"Meets: {item}" for item in checklist[:3]]))
+    return _json(
+        schemas.ReviewVerdict(
+            score=round(0.82 + (seed % 14) / 100, 2), passed=True, notes=[f"Meets: {item}" for item in checklist[:3]]
+        )
+    )
 
 
 def _assign(context: dict[str, Any], _messages: list[dict[str, Any]], _tools: list[str]) -> Reply:
@@ -215,8 +256,9 @@ def _assign(context: dict[str, Any], _messages: list[dict[str, Any]], _tools: li
     words = _words(f"{issue.get('title', '')} {issue.get('body', '')}")
 
     def score(candidate: dict[str, Any]) -> tuple[int, int]:
-        vocabulary = _words(" ".join([candidate.get("title", ""), *candidate.get("skills", []),
-                                      *candidate.get("keywords", [])]))
+        vocabulary = _words(
+            " ".join([candidate.get("title", ""), *candidate.get("skills", []), *candidate.get("keywords", [])])
+        )
         return len(words & vocabulary), -_digest(candidate.get("slug"), issue.get("title"))
 
     if not candidates:
@@ -230,10 +272,14 @@ def _plan(context: dict[str, Any], _messages: list[dict[str, Any]], _tools: list
     for goal in context.get("goals") or []:
         if goal.get("open_issues"):
             continue
-        issues.append(schemas.PlannedIssue(
-            goal_id=int(goal["id"]), title=f"{goal['title']}: first milestone"[:500],
-            body=f"Deliver the first measurable step toward the goal.\n\n{goal.get('description', '')}".strip(),
-            priority=int(goal.get("priority", 5))))
+        issues.append(
+            schemas.PlannedIssue(
+                goal_id=int(goal["id"]),
+                title=f"{goal['title']}: first milestone"[:500],
+                body=f"Deliver the first measurable step toward the goal.\n\n{goal.get('description', '')}".strip(),
+                priority=int(goal.get("priority", 5)),
+            )
+        )
     return _json(schemas.Plan(issues=issues))
 
 
@@ -244,11 +290,20 @@ def _escalate(context: dict[str, Any], _messages: list[dict[str, Any]], _tools: 
         return _json(schemas.EscalationDecision(action="escalate", reason="This needs a decision above my level."))
     reports = [r for r in context.get("reports") or [] if r != context.get("assignee")]
     if context.get("blocked_reason") == "review_rounds" and reports:
-        return _json(schemas.EscalationDecision(action="reassign", assignee=reports[_digest(issue.get("id")) % len(reports)],
-                                                reason="A fresh pair of hands after repeated review failures."))
-    return _json(schemas.EscalationDecision(
-        action="unblock", reason="The blocker can be worked around.",
-        guidance=f"Proceed with '{issue.get('title', '')}' using the documented defaults; note assumptions."))
+        return _json(
+            schemas.EscalationDecision(
+                action="reassign",
+                assignee=reports[_digest(issue.get("id")) % len(reports)],
+                reason="A fresh pair of hands after repeated review failures.",
+            )
+        )
+    return _json(
+        schemas.EscalationDecision(
+            action="unblock",
+            reason="The blocker can be worked around.",
+            guidance=f"Proceed with '{issue.get('title', '')}' using the documented defaults; note assumptions.",
+        )
+    )
 
 
 def _classify(context: dict[str, Any], _messages: list[dict[str, Any]], _tools: list[str]) -> Reply:

@@ -22,11 +22,21 @@ _JSON_BLOCK = re.compile(r"```(?:json)?\s*\n(.*?)\n```", re.DOTALL)
 
 
 def user_message(task: str, instructions: str, context: dict[str, Any], schema: type[BaseModel] | None = None) -> str:
-    parts = [f"TASK: {task}", "", instructions.strip(), "", "```context",
-             json.dumps(context, ensure_ascii=False, indent=1, default=str), "```"]
+    parts = [
+        f"TASK: {task}",
+        "",
+        instructions.strip(),
+        "",
+        "```context",
+        json.dumps(context, ensure_ascii=False, indent=1, default=str),
+        "```",
+    ]
     if schema is not None:
-        parts += ["", "Reply with only one JSON object that matches this JSON schema:",
-                  json.dumps(schema.model_json_schema(), separators=(",", ":"))]
+        parts += [
+            "",
+            "Reply with only one JSON object that matches this JSON schema:",
+            json.dumps(schema.model_json_schema(), separators=(",", ":")),
+        ]
     return "\n".join(parts)
 
 
@@ -50,11 +60,13 @@ def parse_reply(text: str, schema: type[T]) -> T:
     candidates = [m.group(1) for m in _JSON_BLOCK.finditer(text or "")]
     start, end = (text or "").find("{"), (text or "").rfind("}")
     if start != -1 and end > start:
-        candidates.append(text[start:end + 1])
+        candidates.append(text[start : end + 1])
     last_error: Exception | None = None
     for candidate in candidates:
         try:
             return schema.model_validate_json(candidate)
         except (ValidationError, ValueError) as error:
             last_error = error
-    raise InvalidReply(f"reply is not a valid {schema.__name__}: {str(last_error)[:300] if last_error else 'no JSON found'}")
+    raise InvalidReply(
+        f"reply is not a valid {schema.__name__}: {str(last_error)[:300] if last_error else 'no JSON found'}"
+    )

@@ -19,12 +19,23 @@ def block_for_budget(session: Session, issue_id: int, *, actor: str, needed: Dec
     if issue.status not in BLOCKABLE:
         return  # e.g. routing a backlog issue: the caller decides without the model
     left = issue.budget_usd - issue.spent_usd - issue.reserved_usd
-    blocked = transition(session, issue_id, issue.status, "blocked", blocked_reason="budget", escalated_to_id=None,
-                         lease_owner=None, lease_until=None)
+    blocked = transition(
+        session,
+        issue_id,
+        issue.status,
+        "blocked",
+        blocked_reason="budget",
+        escalated_to_id=None,
+        lease_owner=None,
+        lease_until=None,
+    )
     if blocked is None:
         return
     approval = open_approval(
-        session, issue_id, "budget", requested_by=actor,
+        session,
+        issue_id,
+        "budget",
+        requested_by=actor,
         reason=f"budget exhausted: the next model call needs up to {needed:.4f} USD, {max(left, Decimal(0)):.4f} left",
         deadline=dt.datetime.now(dt.UTC) + dt.timedelta(hours=deadline_hours),
         amount_usd=needed.quantize(Decimal("0.0001")),

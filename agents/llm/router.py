@@ -40,8 +40,15 @@ from typing import Any
 import psycopg
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError as SAOperationalError
-from tenacity import RetryCallState, Retrying, retry, retry_if_exception, retry_if_exception_type, \
-    stop_after_attempt, wait_exponential
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry,
+    retry_if_exception,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
 
 from agents.llm.budget import BudgetExceeded, CallRow, Payer, Reservation, record, reserve
 from agents.llm.config import Deployment, ModelMap, resolve_models
@@ -89,10 +96,19 @@ class CallContext:
         return next(self._seq)
 
     def row(self, tier: str, deployment: Deployment | None, outcome: str, **values: Any) -> CallRow:
-        return CallRow(run_id=self.run_id, seq=self.next_seq(), issue_id=self.issue_id, agent_id=self.agent_id,
-                       workflow=self.workflow, tier=tier, provider=deployment.provider if deployment else None,
-                       model=deployment.model if deployment else None,
-                       deployment=deployment.id if deployment else None, outcome=outcome, **values)
+        return CallRow(
+            run_id=self.run_id,
+            seq=self.next_seq(),
+            issue_id=self.issue_id,
+            agent_id=self.agent_id,
+            workflow=self.workflow,
+            tier=tier,
+            provider=deployment.provider if deployment else None,
+            model=deployment.model if deployment else None,
+            deployment=deployment.id if deployment else None,
+            outcome=outcome,
+            **values,
+        )
 
 
 @dataclass(frozen=True)
@@ -136,8 +152,9 @@ def _is_transient(error: BaseException) -> bool:
 
 
 def _retry_after(error: BaseException) -> float | None:
-    headers = getattr(getattr(error, "response", None), "headers", None) or getattr(error, "litellm_response_headers",
-                                                                                       None)
+    headers = getattr(getattr(error, "response", None), "headers", None) or getattr(
+        error, "litellm_response_headers", None
+    )
     value = headers.get("retry-after") if headers is not None else None
     try:
         seconds = float(value) if value is not None else None
@@ -205,12 +222,20 @@ class ModelRouter:
             _install_litellm_hooks(litellm)
             spec = self.models.router
             model_list = [
-                {"model_name": d.tier, "litellm_params": {"model": d.model, "order": d.order},
-                 "model_info": {"id": d.id}}
-                for deployments in self.models.tiers.values() for d in deployments
+                {
+                    "model_name": d.tier,
+                    "litellm_params": {"model": d.model, "order": d.order},
+                    "model_info": {"id": d.id},
+                }
+                for deployments in self.models.tiers.values()
+                for d in deployments
             ]
-            self._router = litellm.Router(model_list=model_list, allowed_fails=spec.allowed_fails,
-                                          cooldown_time=spec.cooldown_seconds, num_retries=spec.num_retries)
+            self._router = litellm.Router(
+                model_list=model_list,
+                allowed_fails=spec.allowed_fails,
+                cooldown_time=spec.cooldown_seconds,
+                num_retries=spec.num_retries,
+            )
             self._litellm = litellm
             self._encoding = litellm.encoding  # LiteLLM's bundled tokenizer: real counts, no network
             return self._router
@@ -231,7 +256,7 @@ class ModelRouter:
         for tier in tiers:
             try:
                 chosen = self._router.get_available_deployment(model=tier, messages=messages)
-            except Exception:  # noqa: BLE001 - LiteLLM raises when every deployment of the tier cools down
+            except Exception:
                 continue
             deployment = self.models.by_id(str((chosen.get("model_info") or {}).get("id")))
             if deployment is not None:
@@ -239,8 +264,9 @@ class ModelRouter:
         raise _NoDeployment("every deployment is cooling down")
 
     # --- money -----------------------------------------------------------------------
-    def estimate(self, tier: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
-                 max_tokens: int) -> Decimal:
+    def estimate(
+        self, tier: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, max_tokens: int
+    ) -> Decimal:
         """The worst case: the dearest deployment the call could land on, with every output token used."""
         self._build()
         input_tokens = sum(len(self._encoding.encode(_text_of(m), disallowed_special=())) + 4 for m in messages)
@@ -253,29 +279,55 @@ class ModelRouter:
         from agents.llm.refusal import block_for_budget
 
         if refused.scope == "issue" and ctx.issue_id is not None:
-            with transaction(ctx.actor, workflow=ctx.workflow, run_id=ctx.run_id,
-                             engine=get_engine(self.settings)) as session:
-                block_for_budget(session, ctx.issue_id, actor=ctx.actor, needed=refused.needed,
-                                 deadline_hours=self.settings.approval_deadline_hours)
-        record(get_engine(self.settings), ctx.row(tier, None, "budget_refused", reserved=estimate,
-                                                  error=refused.message))
-        log.warning("llm.budget_refused", scope=refused.scope, tier=tier, issue_id=ctx.issue_id,
-                    agent=ctx.agent_slug, run_id=str(ctx.run_id), workflow=ctx.workflow)
+            with transaction(
+                ctx.actor, workflow=ctx.workflow, run_id=ctx.run_id, engine=get_engine(self.settings)
+            ) as session:
+                block_for_budget(
+                    session,
+                    ctx.issue_id,
+                    actor=ctx.actor,
+                    needed=refused.needed,
+                    deadline_hours=self.settings.approval_deadline_hours,
+                )
+        record(
+            get_engine(self.settings), ctx.row(tier, None, "budget_refused", reserved=estimate, error=refused.message)
+        )
+        log.warning(
+            "llm.budget_refused",
+            scope=refused.scope,
+            tier=tier,
+            issue_id=ctx.issue_id,
+            agent=ctx.agent_slug,
+            run_id=str(ctx.run_id),
+            workflow=ctx.workflow,
+        )
 
     # --- the call --------------------------------------------------------------------
-    def complete(self, ctx: CallContext, tier: str, messages: list[dict[str, Any]], *,
-                 tools: list[dict[str, Any]] | None = None, max_tokens: int | None = None) -> Completion:
+    def complete(
+        self,
+        ctx: CallContext,
+        tier: str,
+        messages: list[dict[str, Any]],
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        max_tokens: int | None = None,
+    ) -> Completion:
         self._build()
         if tier not in self.models.tiers:
             raise ValueError(f"unknown tier {tier!r}")
         messages = redact_obj(messages)
         max_tokens = max_tokens or self.models.max_output_tokens[tier]
         estimate = self.estimate(tier, messages, tools, max_tokens)
-        payer = Payer(ctx.issue_id, ctx.agent_slug, ctx.agent_monthly_limit,
-                      Decimal(str(self.settings.company_monthly_budget_usd)))
+        payer = Payer(
+            ctx.issue_id,
+            ctx.agent_slug,
+            ctx.agent_monthly_limit,
+            Decimal(str(self.settings.company_monthly_budget_usd)),
+        )
         try:
-            reservation = reserve(get_engine(self.settings), payer, estimate, ctx.run_id,
-                                  self.settings.reservation_ttl_seconds)
+            reservation = reserve(
+                get_engine(self.settings), payer, estimate, ctx.run_id, self.settings.reservation_ttl_seconds
+            )
         except BudgetExceeded as refused:
             self._refuse(ctx, tier, refused, estimate)
             raise
@@ -283,18 +335,32 @@ class ModelRouter:
         started = time.monotonic()
         try:
             response, deployment = self._call(tier, messages, tools, max_tokens, attempts)
-        except Exception as failure:  # noqa: BLE001 - every failure is recorded, then raised as our type
+        except Exception as failure:
             self._record(ctx, tier, reservation, None, attempts, failure)
             message = _error_text(failure)
-            log.warning("llm.call_failed", tier=tier, error=message, attempts=len(attempts), issue_id=ctx.issue_id,
-                        agent=ctx.agent_slug, run_id=str(ctx.run_id), workflow=ctx.workflow)
+            log.warning(
+                "llm.call_failed",
+                tier=tier,
+                error=message,
+                attempts=len(attempts),
+                issue_id=ctx.issue_id,
+                agent=ctx.agent_slug,
+                run_id=str(ctx.run_id),
+                workflow=ctx.workflow,
+            )
             raise (ModelUnavailable if _is_transient(failure) else ModelRequestError)(message) from None
         completion = self._completion(tier, deployment, response, int((time.monotonic() - started) * 1000))
         self._record(ctx, tier, reservation, completion, attempts, None, estimate)
         return completion
 
-    def _call(self, tier: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
-              max_tokens: int, attempts: list[_Attempt]) -> tuple[Any, Deployment]:
+    def _call(
+        self,
+        tier: str,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
+        max_tokens: int,
+        attempts: list[_Attempt],
+    ) -> tuple[Any, Deployment]:
         tiers = [tier, *self.models.router.tier_fallbacks.get(tier, [])]  # type: ignore[call-overload]
 
         def wait(state: RetryCallState) -> float:
@@ -308,19 +374,29 @@ class ModelRouter:
             after = _retry_after(error) if error is not None else None
             return after if after is not None else min(8.0, 0.5 * 2 ** (state.attempt_number - 1))
 
-        for attempt in Retrying(stop=stop_after_attempt(self.models.router.num_retries + 1), wait=wait,
-                                retry=retry_if_exception(_is_transient), reraise=True):
+        for attempt in Retrying(
+            stop=stop_after_attempt(self.models.router.num_retries + 1),
+            wait=wait,
+            retry=retry_if_exception(_is_transient),
+            reraise=True,
+        ):
             with attempt:
                 deployment = self._pick(tiers, messages)
                 started = time.monotonic()
                 try:
                     response = self._litellm.completion(
-                        model=deployment.model, messages=messages, max_tokens=max_tokens, tools=tools or None,
-                        api_key=deployment.api_key, api_base=deployment.api_base,
-                        mock_response=deployment.mock_response, timeout=self.models.router.timeout_seconds,
+                        model=deployment.model,
+                        messages=messages,
+                        max_tokens=max_tokens,
+                        tools=tools or None,
+                        api_key=deployment.api_key,
+                        api_base=deployment.api_base,
+                        mock_response=deployment.mock_response,
+                        timeout=self.models.router.timeout_seconds,
                         max_retries=0,
                         # model_info and model_group let the Router's failure callback count this attempt.
-                        model_info={"id": deployment.id}, metadata={"model_group": deployment.tier},
+                        model_info={"id": deployment.id},
+                        metadata={"model_group": deployment.tier},
                         # LiteLLM otherwise imports its MCP gateway (an optional dependency) when tools are passed.
                         _skip_mcp_handler=True,
                     )
@@ -337,25 +413,49 @@ class ModelRouter:
         output_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
         choice = response.choices[0]
         message = choice.message
-        calls = [ToolCallRequest(call.id, call.function.name, redact(call.function.arguments or "{}"))
-                 for call in (getattr(message, "tool_calls", None) or [])]
+        calls = [
+            ToolCallRequest(call.id, call.function.name, redact(call.function.arguments or "{}"))
+            for call in (getattr(message, "tool_calls", None) or [])
+        ]
         primary = deployment.tier == tier and deployment.order == 1
         return Completion(
-            text=storable_text(redact(message.content or "")), tool_calls=calls, finish_reason=choice.finish_reason,
-            input_tokens=input_tokens, output_tokens=output_tokens,
-            cost_usd=deployment.cost(input_tokens, output_tokens), deployment=deployment,
-            outcome="ok" if primary else "fallback", latency_ms=latency_ms,
+            text=storable_text(redact(message.content or "")),
+            tool_calls=calls,
+            finish_reason=choice.finish_reason,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cost_usd=deployment.cost(input_tokens, output_tokens),
+            deployment=deployment,
+            outcome="ok" if primary else "fallback",
+            latency_ms=latency_ms,
         )
 
-    def _record(self, ctx: CallContext, tier: str, reservation: Reservation, completion: Completion | None,
-                attempts: list[_Attempt], failure: BaseException | None, estimate: Decimal = Decimal(0)) -> None:
+    def _record(
+        self,
+        ctx: CallContext,
+        tier: str,
+        reservation: Reservation,
+        completion: Completion | None,
+        attempts: list[_Attempt],
+        failure: BaseException | None,
+        estimate: Decimal = Decimal(0),
+    ) -> None:
         """A row per failed attempt, then the call's own row, which settles the reservation."""
-        rows = [ctx.row(tier, a.deployment, "error", latency_ms=int(a.seconds * 1000), error=_error_text(a.error))
-                for a in attempts]
+        rows = [
+            ctx.row(tier, a.deployment, "error", latency_ms=int(a.seconds * 1000), error=_error_text(a.error))
+            for a in attempts
+        ]
         if completion is not None:
-            final = ctx.row(tier, completion.deployment, completion.outcome, input_tokens=completion.input_tokens,
-                            output_tokens=completion.output_tokens, cost=completion.cost_usd, reserved=estimate,
-                            latency_ms=completion.latency_ms)
+            final = ctx.row(
+                tier,
+                completion.deployment,
+                completion.outcome,
+                input_tokens=completion.input_tokens,
+                output_tokens=completion.output_tokens,
+                cost=completion.cost_usd,
+                reserved=estimate,
+                latency_ms=completion.latency_ms,
+            )
         elif not attempts:  # failed before any deployment was tried (all cooling down): still one row
             final = ctx.row(tier, None, "error", error=_error_text(failure or RuntimeError("failed")))
         else:  # the last failed attempt's row settles (to nothing)
@@ -363,8 +463,12 @@ class ModelRouter:
         _write(get_engine(self.settings), rows, final, reservation)
 
 
-@retry(retry=retry_if_exception_type((SAOperationalError, psycopg.OperationalError)), stop=stop_after_attempt(5),
-       wait=wait_exponential(multiplier=0.2, max=5), reraise=True)
+@retry(
+    retry=retry_if_exception_type((SAOperationalError, psycopg.OperationalError)),
+    stop=stop_after_attempt(5),
+    wait=wait_exponential(multiplier=0.2, max=5),
+    reraise=True,
+)
 def _write(engine: Engine, rows: list[CallRow], final: CallRow, reservation: Reservation) -> None:
     """Retried if the database blinks: sequence numbers are fixed, so a rewrite cannot count twice."""
     for row in rows:

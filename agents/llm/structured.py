@@ -12,17 +12,26 @@ from agents.llm.router import CallContext, ModelRequestError, ModelRouter
 T = TypeVar("T", bound=BaseModel)
 
 
-def complete_json(router: ModelRouter, call: CallContext, tier: str, *, system: str, user: str,
-                  schema: type[T], max_tokens: int | None = None) -> T:
+def complete_json(
+    router: ModelRouter,
+    call: CallContext,
+    tier: str,
+    *,
+    system: str,
+    user: str,
+    schema: type[T],
+    max_tokens: int | None = None,
+) -> T:
     """One call, plus one repair round if the reply does not validate."""
     messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
     completion = router.complete(call, tier, messages, max_tokens=max_tokens)
     try:
         return parse_reply(completion.text, schema)
     except InvalidReply as error:
-        messages += [{"role": "assistant", "content": completion.text},
-                     {"role": "user", "content": f"That reply was not valid ({error}). "
-                                                 "Reply again with only the JSON object."}]
+        messages += [
+            {"role": "assistant", "content": completion.text},
+            {"role": "user", "content": f"That reply was not valid ({error}). Reply again with only the JSON object."},
+        ]
     completion = router.complete(call, tier, messages, max_tokens=max_tokens)
     try:
         return parse_reply(completion.text, schema)

@@ -29,8 +29,17 @@ class LoopResult:
     timed_out: bool = False
 
 
-def run_tool_loop(router: ModelRouter, call: CallContext, tool_ctx: ToolContext, *, tier: str, system: str,
-                  user: str, max_steps: int = DEFAULT_MAX_STEPS, deadline: float | None = None) -> LoopResult:
+def run_tool_loop(
+    router: ModelRouter,
+    call: CallContext,
+    tool_ctx: ToolContext,
+    *,
+    tier: str,
+    system: str,
+    user: str,
+    max_steps: int = DEFAULT_MAX_STEPS,
+    deadline: float | None = None,
+) -> LoopResult:
     """Run until the model answers without tool calls, the step limit, or ``deadline`` (monotonic)."""
     schemas = [tool.schema() for tool in tools_for(list(tool_ctx.agent.toolsets))]
     messages: list[dict[str, Any]] = [{"role": "system", "content": system}, {"role": "user", "content": user}]
@@ -45,11 +54,16 @@ def run_tool_loop(router: ModelRouter, call: CallContext, tool_ctx: ToolContext,
         if not completion.tool_calls:
             result.text = completion.text
             return result
-        messages.append({
-            "role": "assistant", "content": completion.text or None,
-            "tool_calls": [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-                           for c in completion.tool_calls],
-        })
+        messages.append(
+            {
+                "role": "assistant",
+                "content": completion.text or None,
+                "tool_calls": [
+                    {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                    for c in completion.tool_calls
+                ],
+            }
+        )
         for request in completion.tool_calls:
             step += 1
             outcome = dispatch(tool_ctx, request.name, request.arguments, step=step)

@@ -21,9 +21,14 @@ class ReportArgs(BaseModel):
 
 
 def report_names(session: Session) -> list[str]:
-    return list(session.scalars(text(
-        "SELECT viewname FROM pg_views WHERE schemaname = current_schema() AND viewname LIKE 'report\\_%' ORDER BY 1"
-    )))
+    return list(
+        session.scalars(
+            text(
+                "SELECT viewname FROM pg_views"
+                " WHERE schemaname = current_schema() AND viewname LIKE 'report\\_%' ORDER BY 1"
+            )
+        )
+    )
 
 
 def _plain(value: Any) -> Any:

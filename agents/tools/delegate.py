@@ -21,7 +21,9 @@ class SubissueArgs(BaseModel):
     body: Annotated[str, Field(max_length=50_000)] = ""
     assignee: Annotated[str, Field(description="Slug of one of your direct reports.")]
     depends_on: Annotated[list[int], Field(description="Ids of issues that must finish first.")] = []
-    budget_usd: Annotated[float | None, Field(ge=0, description="Share of the parent's budget; default a quarter of what is left.")] = None
+    budget_usd: Annotated[
+        float | None, Field(ge=0, description="Share of the parent's budget; default a quarter of what is left.")
+    ] = None
 
 
 class AssignArgs(BaseModel):
@@ -49,12 +51,24 @@ def create_subissue(ctx: ToolContext, session: Session, args: SubissueArgs) -> d
     budget = Decimal(str(args.budget_usd)) if args.budget_usd is not None else max(left / 4, Decimal(0))
     if budget > left:
         raise ToolError(f"budget {budget} exceeds what is left on the parent ({left})")
-    draft = IssueDraft(title=args.title, body=args.body, priority=parent.priority, budget_usd=budget.quantize(Decimal("0.0001")),
-                       depends_on=args.depends_on)
+    draft = IssueDraft(
+        title=args.title,
+        body=args.body,
+        priority=parent.priority,
+        budget_usd=budget.quantize(Decimal("0.0001")),
+        depends_on=args.depends_on,
+    )
     digest = hashlib.sha256(" ".join(args.title.lower().split()).encode()).hexdigest()[:16]
-    child = create_issue(session, draft, actor=ctx.actor, assignee=assignee, parent_id=parent.id,
-                         goal_id=parent.goal_id, max_attempts=parent.max_attempts,
-                         idempotency_key=f"subissue:{parent.id}:{digest}")
+    child = create_issue(
+        session,
+        draft,
+        actor=ctx.actor,
+        assignee=assignee,
+        parent_id=parent.id,
+        goal_id=parent.goal_id,
+        max_attempts=parent.max_attempts,
+        idempotency_key=f"subissue:{parent.id}:{digest}",
+    )
     return {"issue_id": child.id, "assignee": assignee.slug, "status": child.status}
 
 

@@ -102,8 +102,12 @@ def _execute(ctx: ToolContext, session: Session, name: str, raw: dict[str, Any])
     if tool is None:
         return ToolResult(name, "refused", None, f"there is no tool named {name!r}")
     if tool.toolset not in ctx.agent.toolsets:
-        return ToolResult(name, "refused", None,
-                          f"{name} belongs to the {tool.toolset!r} toolset, which {ctx.agent.slug} does not have")
+        return ToolResult(
+            name,
+            "refused",
+            None,
+            f"{name} belongs to the {tool.toolset!r} toolset, which {ctx.agent.slug} does not have",
+        )
     unstorable = problem(raw)
     if unstorable:  # refused before any side effect: nothing may be done that its audit row could not record
         return ToolResult(name, "invalid", None, f"invalid arguments for {name}: {unstorable}")
@@ -117,7 +121,7 @@ def _execute(ctx: ToolContext, session: Session, name: str, raw: dict[str, Any])
             result = tool.func(ctx, session, args)
     except HQError as error:
         return ToolResult(name, "error", None, error.message)
-    except Exception as error:  # noqa: BLE001 - a tool bug must not kill the workflow; it is logged loudly
+    except Exception as error:
         log.exception("tool.crashed", tool=name)
         return ToolResult(name, "error", None, f"{name} failed: {type(error).__name__}")
     return ToolResult(name, "ok", result, None)
@@ -135,17 +139,25 @@ def dispatch(ctx: ToolContext, name: str, arguments: str | dict[str, Any] | None
         with transaction(ctx.actor, workflow=ctx.workflow, run_id=ctx.run_id, engine=ctx.engine) as session:
             outcome = _stored(session, key)
             if outcome is None:
-                outcome = (ToolResult(name, "invalid", None, bad_json) if bad_json
-                           else _execute(ctx, session, name, raw))
+                outcome = ToolResult(name, "invalid", None, bad_json) if bad_json else _execute(ctx, session, name, raw)
                 tool = get_tool(name)
                 inserted = session.scalar(
-                    insert(ToolCall).values(
-                        run_id=ctx.run_id, step=step, issue_id=ctx.issue_id, agent_id=ctx.agent.id,
-                        toolset=tool.toolset if tool else None, tool=storable_text(name[:200]),
-                        arguments=_audited(raw), outcome=outcome.outcome,
+                    insert(ToolCall)
+                    .values(
+                        run_id=ctx.run_id,
+                        step=step,
+                        issue_id=ctx.issue_id,
+                        agent_id=ctx.agent.id,
+                        toolset=tool.toolset if tool else None,
+                        tool=storable_text(name[:200]),
+                        arguments=_audited(raw),
+                        outcome=outcome.outcome,
                         result=_audited(outcome.result) if outcome.result is not None else None,
-                        error=storable_text(outcome.error) if outcome.error else None, idempotency_key=key,
-                    ).on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(ToolCall.id)
+                        error=storable_text(outcome.error) if outcome.error else None,
+                        idempotency_key=key,
+                    )
+                    .on_conflict_do_nothing(index_elements=["idempotency_key"])
+                    .returning(ToolCall.id)
                 )
                 if inserted is None:
                     raise _LostRace
@@ -156,6 +168,14 @@ def dispatch(ctx: ToolContext, name: str, arguments: str | dict[str, Any] | None
         outcome = stored
     if outcome.ok and outcome.result is not None:
         ctx.outcome.absorb(name, outcome.result)
-    log.info("tool.called", tool=name, outcome=outcome.outcome, step=step, replayed=outcome.replayed,
-             agent=ctx.agent.slug, issue_id=ctx.issue_id, run_id=str(ctx.run_id))
+    log.info(
+        "tool.called",
+        tool=name,
+        outcome=outcome.outcome,
+        step=step,
+        replayed=outcome.replayed,
+        agent=ctx.agent.slug,
+        issue_id=ctx.issue_id,
+        run_id=str(ctx.run_id),
+    )
     return outcome

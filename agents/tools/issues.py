@@ -17,15 +17,27 @@ from db.models import Agent
 
 
 class CommentArgs(BaseModel):
-    body: Annotated[str, Field(min_length=1, max_length=20_000, description="Markdown comment for the humans and agents on this issue.")]
+    body: Annotated[
+        str,
+        Field(min_length=1, max_length=20_000, description="Markdown comment for the humans and agents on this issue."),
+    ]
 
 
 class BlockedArgs(BaseModel):
-    reason: Annotated[str, Field(min_length=3, max_length=2_000, description="What is missing and who could provide it.")]
+    reason: Annotated[
+        str, Field(min_length=3, max_length=2_000, description="What is missing and who could provide it.")
+    ]
 
 
 class ResearchArgs(BaseModel):
-    question: Annotated[str, Field(min_length=10, max_length=2_000, description="One precise question the researcher should answer, with what the answer is for.")]
+    question: Annotated[
+        str,
+        Field(
+            min_length=10,
+            max_length=2_000,
+            description="One precise question the researcher should answer, with what the answer is for.",
+        ),
+    ]
 
 
 def _current_issue_id(ctx: ToolContext) -> int:
@@ -42,8 +54,15 @@ def _digest(text: str) -> str:
 def comment(ctx: ToolContext, session: Session, args: CommentArgs) -> dict[str, Any]:
     """Add a comment to the current issue."""
     issue_id = _current_issue_id(ctx)
-    comment_id = add_comment(session, issue_id, args.body, author=ctx.actor, kind="note", run_id=ctx.run_id,
-                             idempotency_key=f"comment:{issue_id}:{ctx.run_id}:{_digest(args.body)}")
+    comment_id = add_comment(
+        session,
+        issue_id,
+        args.body,
+        author=ctx.actor,
+        kind="note",
+        run_id=ctx.run_id,
+        idempotency_key=f"comment:{issue_id}:{ctx.run_id}:{_digest(args.body)}",
+    )
     return {"comment_id": comment_id, "issue_id": issue_id}
 
 
@@ -51,8 +70,15 @@ def comment(ctx: ToolContext, session: Session, args: CommentArgs) -> dict[str, 
 def mark_blocked(ctx: ToolContext, session: Session, args: BlockedArgs) -> dict[str, Any]:
     """Say the current issue cannot be finished; it will be escalated to your manager with this reason."""
     issue_id = _current_issue_id(ctx)
-    add_comment(session, issue_id, f"Blocked: {args.reason}", author=ctx.actor, kind="note", run_id=ctx.run_id,
-                idempotency_key=f"blocked:{issue_id}:{ctx.run_id}")
+    add_comment(
+        session,
+        issue_id,
+        f"Blocked: {args.reason}",
+        author=ctx.actor,
+        kind="note",
+        run_id=ctx.run_id,
+        idempotency_key=f"blocked:{issue_id}:{ctx.run_id}",
+    )
     return {"issue_id": issue_id, "reason": args.reason}
 
 
@@ -73,15 +99,30 @@ def ask_research(ctx: ToolContext, session: Session, args: ResearchArgs) -> dict
     issue_id = _current_issue_id(ctx)
     asking = get_issue(session, issue_id)
     researcher = find_researcher(session)
-    budget = min(asking.budget_usd - asking.spent_usd - asking.reserved_usd,
-                 Decimal(str(ctx.settings.default_issue_budget_usd))).quantize(Decimal("0.0001"))
+    budget = min(
+        asking.budget_usd - asking.spent_usd - asking.reserved_usd, Decimal(str(ctx.settings.default_issue_budget_usd))
+    ).quantize(Decimal("0.0001"))
     title = "Research: " + " ".join(args.question.split())
-    draft = IssueDraft(title=title[:500], body=f"Asked by {ctx.actor} while working on issue #{issue_id}.\n\n"
-                       f"Question:\n{args.question}", priority=max(0, asking.priority - 1),
-                       budget_usd=max(budget, 0), labels=["research"])
-    research = create_issue(session, draft, actor=ctx.actor, assignee=researcher, parent_id=issue_id,
-                            max_attempts=ctx.settings.max_attempts, goal_id=asking.goal_id,
-                            idempotency_key=f"research:{issue_id}:{_digest(args.question)}")
+    draft = IssueDraft(
+        title=title[:500],
+        body=f"Asked by {ctx.actor} while working on issue #{issue_id}.\n\nQuestion:\n{args.question}",
+        priority=max(0, asking.priority - 1),
+        budget_usd=max(budget, 0),
+        labels=["research"],
+    )
+    research = create_issue(
+        session,
+        draft,
+        actor=ctx.actor,
+        assignee=researcher,
+        parent_id=issue_id,
+        max_attempts=ctx.settings.max_attempts,
+        goal_id=asking.goal_id,
+        idempotency_key=f"research:{issue_id}:{_digest(args.question)}",
+    )
     add_dependencies(session, issue_id, [research.id])
-    return {"research_issue_id": research.id, "assignee": researcher.slug,
-            "note": "This issue will resume once the research issue is done."}
+    return {
+        "research_issue_id": research.id,
+        "assignee": researcher.slug,
+        "note": "This issue will resume once the research issue is done.",
+    }

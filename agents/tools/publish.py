@@ -35,10 +35,19 @@ def publish(ctx: ToolContext, session: Session, args: PublishArgs) -> dict[str, 
     shutil.copyfile(source, target)
     data = content.encode("utf-8")
     digest = hashlib.sha256(data).hexdigest()
-    session.execute(insert(Artifact).values(
-        issue_id=ctx.issue_id, path=f"published/{source.name}", sha256=digest, size_bytes=len(data),
-        content_type=mimetypes.guess_type(source.name)[0] or "text/plain", content=content,
-        agent_id=ctx.agent.id, run_id=ctx.run_id,
-    ).on_conflict_do_nothing())
+    session.execute(
+        insert(Artifact)
+        .values(
+            issue_id=ctx.issue_id,
+            path=f"published/{source.name}",
+            sha256=digest,
+            size_bytes=len(data),
+            content_type=mimetypes.guess_type(source.name)[0] or "text/plain",
+            content=content,
+            agent_id=ctx.agent.id,
+            run_id=ctx.run_id,
+        )
+        .on_conflict_do_nothing()
+    )
     published = target.relative_to(ctx.settings.data_path).as_posix()
     return {"published": published, "sha256": digest}

@@ -34,8 +34,10 @@ class Tool:
         """The OpenAI-style function schema LiteLLM passes to every provider."""
         parameters = self.args.model_json_schema()
         parameters.pop("title", None)
-        return {"type": "function", "function": {"name": self.name, "description": self.description,
-                                                  "parameters": parameters}}
+        return {
+            "type": "function",
+            "function": {"name": self.name, "description": self.description, "parameters": parameters},
+        }
 
 
 REGISTRY: dict[str, Tool] = {}

@@ -27,7 +27,12 @@ def _run(ctx: ToolContext, kind: str) -> dict[str, Any]:
     if ctx.issue_id is None:
         raise ToolError(f"{kind} needs an issue")
     result = run_project_command(kind, ctx.issue_id, ctx.settings, workspace=ctx.workspace_root())
-    return {"ok": result.ok, "exit_code": result.returncode, "output": result.output, "seconds": round(result.seconds, 3)}
+    return {
+        "ok": result.ok,
+        "exit_code": result.returncode,
+        "output": result.output,
+        "seconds": round(result.seconds, 3),
+    }
 
 
 @tool("release", NoArgs)

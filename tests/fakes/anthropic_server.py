@@ -28,8 +28,14 @@ class Reply:
 
 
 def error(status: int, message: str = "boom", **headers: str) -> Reply:
-    kinds = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-             429: "rate_limit_error", 500: "api_error", 529: "overloaded_error"}
+    kinds = {
+        400: "invalid_request_error",
+        401: "authentication_error",
+        403: "permission_error",
+        429: "rate_limit_error",
+        500: "api_error",
+        529: "overloaded_error",
+    }
     return Reply(status=status, text=message, headers=headers, error_type=kinds.get(status, "api_error"))
 
 
@@ -82,7 +88,7 @@ class FakeAnthropic:
             def log_message(self, *args: Any) -> None:  # keep test output quiet
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
                 with fake.lock:
@@ -92,21 +98,38 @@ class FakeAnthropic:
                     return
                 reply = fake._next(body.get("model", ""))
                 if reply.status != 200:
-                    self._send(reply.status, {"type": "error", "error": {"type": reply.error_type,
-                                                                         "message": reply.text}}, reply.headers)
+                    self._send(
+                        reply.status,
+                        {"type": "error", "error": {"type": reply.error_type, "message": reply.text}},
+                        reply.headers,
+                    )
                     return
                 content: list[dict[str, Any]] = []
                 if reply.text:
                     content.append({"type": "text", "text": reply.text})
                 for call in reply.tool_calls:
-                    content.append({"type": "tool_use", "id": f"toolu_{uuid.uuid4().hex[:20]}",
-                                    "name": call["name"], "input": call.get("input", {})})
-                self._send(200, {
-                    "id": f"msg_{uuid.uuid4().hex[:24]}", "type": "message", "role": "assistant",
-                    "model": body.get("model"), "content": content,
-                    "stop_reason": "tool_use" if reply.tool_calls else "end_turn", "stop_sequence": None,
-                    "usage": {"input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens},
-                }, reply.headers)
+                    content.append(
+                        {
+                            "type": "tool_use",
+                            "id": f"toolu_{uuid.uuid4().hex[:20]}",
+                            "name": call["name"],
+                            "input": call.get("input", {}),
+                        }
+                    )
+                self._send(
+                    200,
+                    {
+                        "id": f"msg_{uuid.uuid4().hex[:24]}",
+                        "type": "message",
+                        "role": "assistant",
+                        "model": body.get("model"),
+                        "content": content,
+                        "stop_reason": "tool_use" if reply.tool_calls else "end_turn",
+                        "stop_sequence": None,
+                        "usage": {"input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens},
+                    },
+                    reply.headers,
+                )
 
             def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
                 data = json.dumps(payload).encode()

@@ -90,7 +90,7 @@ class FakeTelegram:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", 0))
                 raw = self.rfile.read(length)
                 if "json" in (self.headers.get("content-type") or ""):
@@ -107,8 +107,13 @@ class FakeTelegram:
                     self._reply(502, {"ok": False, "error_code": 502, "description": "Bad Gateway"})
                     return
                 if method == "getMe":
-                    self._reply(200, {"ok": True, "result": {"id": BOT_ID, "is_bot": True, "first_name": "HQ",
-                                                            "username": "hq_test_bot"}})
+                    self._reply(
+                        200,
+                        {
+                            "ok": True,
+                            "result": {"id": BOT_ID, "is_bot": True, "first_name": "HQ", "username": "hq_test_bot"},
+                        },
+                    )
                     return
                 if method != "sendMessage":
                     self._reply(404, {"ok": False, "error_code": 404, "description": "Not Found: method not found"})
@@ -116,32 +121,45 @@ class FakeTelegram:
                 with fake.lock:
                     failure = fake.failures.popleft() if fake.failures else None
                 if failure is not None:
-                    body: dict[str, Any] = {"ok": False, "error_code": failure.status,
-                                            "description": failure.description}
+                    body: dict[str, Any] = {
+                        "ok": False,
+                        "error_code": failure.status,
+                        "description": failure.description,
+                    }
                     if failure.retry_after is not None:
                         body["parameters"] = {"retry_after": failure.retry_after}
                     self._reply(failure.status, body)
                     return
                 chat = str(params.get("chat_id"))
                 if chat in fake.blocked_chats:
-                    self._reply(403, {"ok": False, "error_code": 403,
-                                      "description": "Forbidden: bot was blocked by the user"})
+                    self._reply(
+                        403, {"ok": False, "error_code": 403, "description": "Forbidden: bot was blocked by the user"}
+                    )
                     return
                 if not chat.lstrip("-").isdigit() and not chat.startswith("@"):
                     self._reply(400, {"ok": False, "error_code": 400, "description": "Bad Request: chat not found"})
                     return
                 text = str(params.get("text", ""))
                 with fake.lock:
-                    fake.messages.append({"chat_id": chat, "text": text, "parse_mode": params.get("parse_mode"),
-                                          "at": time.monotonic()})
+                    fake.messages.append(
+                        {"chat_id": chat, "text": text, "parse_mode": params.get("parse_mode"), "at": time.monotonic()}
+                    )
                     message_id = len(fake.messages)
                 if fake.hang_on_text is not None and fake.hang_on_text in text:
                     fake.hung.set()
                     fake.release.wait(60)  # the sender is killed while waiting for this reply
-                self._reply(200, {"ok": True, "result": {
-                    "message_id": message_id, "date": int(time.time()),
-                    "chat": {"id": int(chat) if chat.lstrip("-").isdigit() else 1, "type": "private"},
-                    "text": text}})
+                self._reply(
+                    200,
+                    {
+                        "ok": True,
+                        "result": {
+                            "message_id": message_id,
+                            "date": int(time.time()),
+                            "chat": {"id": int(chat) if chat.lstrip("-").isdigit() else 1, "type": "private"},
+                            "text": text,
+                        },
+                    },
+                )
 
             def _reply(self, status: int, body: dict[str, Any]) -> None:
                 data = json.dumps(body).encode()

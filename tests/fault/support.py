@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -16,19 +17,41 @@ import psycopg
 
 from tests.conftest import BIN
 
-FAST = {"HQ_HEARTBEAT_SCALE": str(1 / 900), "HQ_SWEEP_INTERVAL_SECONDS": "1", "HQ_LOG_LEVEL": "warning",
-        "HQ_LOG_FORMAT": "json"}
+FAST = {
+    "HQ_HEARTBEAT_SCALE": str(1 / 900),
+    "HQ_SWEEP_INTERVAL_SECONDS": "1",
+    "HQ_LOG_LEVEL": "warning",
+    "HQ_LOG_FORMAT": "json",
+}
 # Leases and budget reservations short enough that killed work comes back, and is charged, within seconds.
-SHORT_LEASES = {"HQ_WORKFLOW_MAX_SECONDS": "6", "HQ_LEASE_TTL_SECONDS": "5", "HQ_AGENT_LEASE_TTL_SECONDS": "16",
-                "HQ_RESERVATION_TTL_SECONDS": "8"}
-EXECUTORS = ("backend-engineer", "frontend-engineer", "data-analyst", "content-writer", "qa-engineer",
-             "technical-writer", "ux-designer", "support-agent", "ml-engineer", "security-engineer")
+SHORT_LEASES = {
+    "HQ_WORKFLOW_MAX_SECONDS": "6",
+    "HQ_LEASE_TTL_SECONDS": "5",
+    "HQ_AGENT_LEASE_TTL_SECONDS": "16",
+    "HQ_RESERVATION_TTL_SECONDS": "8",
+}
+EXECUTORS = (
+    "backend-engineer",
+    "frontend-engineer",
+    "data-analyst",
+    "content-writer",
+    "qa-engineer",
+    "technical-writer",
+    "ux-designer",
+    "support-agent",
+    "ml-engineer",
+    "security-engineer",
+)
 
 
 def start(tmp_path: Path, name: str, **env: str) -> subprocess.Popen[bytes]:
     log = open(tmp_path / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-    return subprocess.Popen([str(BIN / "hq"), "run", "--threads", "4"], stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, **FAST, **env})
+    return subprocess.Popen(
+        [str(BIN / "hq"), "run", "--threads", "4"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **FAST, **env},
+    )
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -77,9 +100,15 @@ class Progress(Generic[T]):
         return f"{state} after {self.elapsed:.0f}s and {self.changes} change(s); last measured {self.value!r}"
 
 
-def wait_for_progress(measure: Callable[[], T], done: Callable[[T], bool], stall_seconds: float = STALL_SECONDS,
-                      step: float = 0.5, *, clock: Callable[[], float] = time.monotonic,
-                      sleep: Callable[[float], None] = time.sleep) -> Progress[T]:
+def wait_for_progress(
+    measure: Callable[[], T],
+    done: Callable[[T], bool],
+    stall_seconds: float = STALL_SECONDS,
+    step: float = 0.5,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Progress[T]:
     """Poll ``measure()`` until ``done(value)``; fail only when the value has not changed for ``stall_seconds``.
 
     The deadline follows the work, not the clock on the wall: a run that is slow but keeps moving (a loaded
@@ -105,11 +134,13 @@ def wait_for_progress(measure: Callable[[], T], done: Callable[[T], bool], stall
 def assert_legal_paths(raw: psycopg.Connection) -> None:
     legal = set(raw.execute("SELECT from_status, to_status FROM issue_transitions").fetchall())
     steps: dict[int, list[tuple[str | None, str]]] = defaultdict(list)
-    for issue_id, source, target in raw.execute("SELECT issue_id, from_status, to_status FROM issue_events ORDER BY id"):
+    for issue_id, source, target in raw.execute(
+        "SELECT issue_id, from_status, to_status FROM issue_events ORDER BY id"
+    ):
         steps[issue_id].append((source, target))
     for issue_id, path in steps.items():
         assert path[0][0] is None, (issue_id, path)
-        for (_, previous), (source, target) in zip(path, path[1:]):
+        for (_, previous), (source, target) in itertools.pairwise(path):
             assert source == previous and (source, target) in legal, (issue_id, path)
 
 
@@ -117,18 +148,21 @@ def assert_no_overlaps(raw: psycopg.Connection) -> None:
     """No agent beat twice at once, and no issue was executed by two runs at once."""
     beats: dict[int, list[tuple]] = defaultdict(list)
     for agent, started, finished in raw.execute(
-            "SELECT agent_id, started_at, finished_at FROM heartbeat_runs WHERE finished_at IS NOT NULL ORDER BY 2"):
+        "SELECT agent_id, started_at, finished_at FROM heartbeat_runs WHERE finished_at IS NOT NULL ORDER BY 2"
+    ):
         beats[agent].append((started, finished))
     for agent, spans in beats.items():
-        for (_, previous_end), (start_, _) in zip(spans, spans[1:]):
+        for (_, previous_end), (start_, _) in itertools.pairwise(spans):
             assert start_ >= previous_end, f"agent {agent} beat twice at once"
-    runs = raw.execute("SELECT issue_id, run_id, min(created_at), max(created_at) FROM llm_calls "
-                       "WHERE workflow = 'execute' GROUP BY 1, 2 ORDER BY 1, 3").fetchall()
+    runs = raw.execute(
+        "SELECT issue_id, run_id, min(created_at), max(created_at) FROM llm_calls "
+        "WHERE workflow = 'execute' GROUP BY 1, 2 ORDER BY 1, 3"
+    ).fetchall()
     by_issue: dict[int, list[tuple]] = defaultdict(list)
     for issue_id, _run, first, last in runs:
         by_issue[issue_id].append((first, last))
     for issue_id, spans in by_issue.items():
-        for (_, previous_end), (start_, _) in zip(spans, spans[1:]):
+        for (_, previous_end), (start_, _) in itertools.pairwise(spans):
             assert start_ >= previous_end, f"issue {issue_id} executed by two runs at once"
 
 

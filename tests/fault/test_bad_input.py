@@ -21,10 +21,16 @@ Setup = Callable[[Path, pytest.MonkeyPatch], list[str]]
 
 def fingerprint(raw: psycopg.Connection) -> dict[str, str]:
     """Every table's full contents, hashed: equal fingerprints mean nothing was written."""
-    tables = [r[0] for r in raw.execute(
-        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'")]
-    return {t: raw.execute(f"SELECT md5(coalesce(string_agg(x::text, ',' ORDER BY x::text), '')) FROM {t} x")
-            .fetchone()[0] for t in tables}
+    tables = [
+        r[0]
+        for r in raw.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+        )
+    ]
+    return {
+        t: raw.execute(f"SELECT md5(coalesce(string_agg(x::text, ',' ORDER BY x::text), '')) FROM {t} x").fetchone()[0]
+        for t in tables
+    }
 
 
 def assert_clean_error(result: Result, fragment: str) -> None:
@@ -43,6 +49,7 @@ def company(db_url: str, raw: psycopg.Connection) -> dict[str, int]:
 
 
 # --- CLI arguments and issue text that must be refused ----------------------------------------
+
 
 def _binary_body(tmp: Path, _mp: pytest.MonkeyPatch) -> list[str]:
     path = tmp / "body.bin"
@@ -104,8 +111,9 @@ REFUSED: dict[str, tuple[list[str] | Setup, str]] = {
 
 
 @pytest.mark.parametrize("case", sorted(REFUSED))
-def test_refused_cleanly_and_nothing_written(case: str, company: dict[str, int], raw: psycopg.Connection,
-                                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_refused_cleanly_and_nothing_written(
+    case: str, company: dict[str, int], raw: psycopg.Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     spec, fragment = REFUSED[case]
     args = spec(tmp_path, monkeypatch) if callable(spec) else [a.format(**company) for a in spec]
     before = fingerprint(raw)
@@ -126,7 +134,11 @@ BAD_SETTINGS: dict[str, tuple[str, str, str]] = {
     # values that used to validate and then fail later, at a reservation, an INSERT or a deploy
     "company budget infinite": ("HQ_COMPANY_MONTHLY_BUDGET_USD", "inf", "HQ_COMPANY_MONTHLY_BUDGET_USD"),
     "company budget NaN": ("HQ_COMPANY_MONTHLY_BUDGET_USD", "nan", "HQ_COMPANY_MONTHLY_BUDGET_USD"),
-    "company budget past numeric(12,4)": ("HQ_COMPANY_MONTHLY_BUDGET_USD", "100000000", "HQ_COMPANY_MONTHLY_BUDGET_USD"),
+    "company budget past numeric(12,4)": (
+        "HQ_COMPANY_MONTHLY_BUDGET_USD",
+        "100000000",
+        "HQ_COMPANY_MONTHLY_BUDGET_USD",
+    ),
     "issue budget past numeric(12,4)": ("HQ_DEFAULT_ISSUE_BUDGET_USD", "1e20", "HQ_DEFAULT_ISSUE_BUDGET_USD"),
     "issue budget over the --budget cap": ("HQ_DEFAULT_ISSUE_BUDGET_USD", "99999999", "HQ_DEFAULT_ISSUE_BUDGET_USD"),
     "issue budget below a cent": ("HQ_DEFAULT_ISSUE_BUDGET_USD", "0.001", "HQ_DEFAULT_ISSUE_BUDGET_USD"),
@@ -148,8 +160,9 @@ BAD_SETTINGS: dict[str, tuple[str, str, str]] = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_SETTINGS))
-def test_bad_settings_stop_every_command(case: str, company: dict[str, int], raw: psycopg.Connection,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_settings_stop_every_command(
+    case: str, company: dict[str, int], raw: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
     variable, value, fragment = BAD_SETTINGS[case]
     before = fingerprint(raw)
     monkeypatch.setenv(variable, value)
@@ -160,6 +173,7 @@ def test_bad_settings_stop_every_command(case: str, company: dict[str, int], raw
 
 
 # --- AGENTS.md, playbooks, models file --------------------------------------------------------
+
 
 def _roles(tmp: Path, mp: pytest.MonkeyPatch, role: str, text: str | bytes) -> None:
     roles = tmp / "roles"
@@ -190,35 +204,62 @@ def _models(tmp: Path, mp: pytest.MonkeyPatch, text: str) -> None:
 VALID_MODELS = (PACKAGE_ROOT / "config" / "models.yaml").read_text()
 
 BAD_FILES: dict[str, tuple[Callable[[Path, pytest.MonkeyPatch], None], str]] = {
-    "AGENTS.md without front matter": (lambda t, m: _roles(t, m, "qa-engineer", "# QA\n\nNo front matter.\n"),
-                                       "qa-engineer"),
-    "AGENTS.md with broken YAML": (lambda t, m: _roles(t, m, "qa-engineer", "---\nslug: [qa\n---\nbody\n"),
-                                   "qa-engineer"),
+    "AGENTS.md without front matter": (
+        lambda t, m: _roles(t, m, "qa-engineer", "# QA\n\nNo front matter.\n"),
+        "qa-engineer",
+    ),
+    "AGENTS.md with broken YAML": (
+        lambda t, m: _roles(t, m, "qa-engineer", "---\nslug: [qa\n---\nbody\n"),
+        "qa-engineer",
+    ),
     "AGENTS.md that is binary": (lambda t, m: _roles(t, m, "qa-engineer", bytes(range(256))), "qa-engineer"),
     "AGENTS.md that is empty": (lambda t, m: _roles(t, m, "qa-engineer", ""), "qa-engineer"),
     "AGENTS.md heartbeat not a duration": (
-        lambda t, m: _edit_role(t, m, "qa-engineer", "heartbeat: 15m", "heartbeat: often"), "heartbeat"),
+        lambda t, m: _edit_role(t, m, "qa-engineer", "heartbeat: 15m", "heartbeat: often"),
+        "heartbeat",
+    ),
     "AGENTS.md chain of command cycle": (
-        lambda t, m: _edit_role(t, m, "vp-product", "reports_to: ceo", "reports_to: researcher"), "cycle"),
+        lambda t, m: _edit_role(t, m, "vp-product", "reports_to: ceo", "reports_to: researcher"),
+        "cycle",
+    ),
     "playbook with broken YAML": (lambda t, m: _playbook(t, m, "broken.yaml", "name: [broken\n"), "broken.yaml"),
-    "playbook naming an unknown role": (lambda t, m: _playbook(t, m, "ghost.yaml", (
-        "name: ghost\ndescription: A playbook for a role that does not exist.\nclassification_keywords: [ghost]\n"
-        "modules:\n  - id: haunt\n    title: Haunt\n    role: ghost-writer\n    output: Something.\n"
-        "  - id: report\n    title: Report\n    role: editor\n    depends_on: [haunt]\n    output: A report.\n"
-        "quality_checklist:\n  - It is spooky.\n")),
-        "ghost-writer"),
+    "playbook naming an unknown role": (
+        lambda t, m: _playbook(
+            t,
+            m,
+            "ghost.yaml",
+            (
+                "name: ghost\ndescription: A playbook for a role that does not exist.\n"
+                "classification_keywords: [ghost]\n"
+                "modules:\n  - id: haunt\n    title: Haunt\n    role: ghost-writer\n    output: Something.\n"
+                "  - id: report\n    title: Report\n    role: editor\n    depends_on: [haunt]\n    output: A report.\n"
+                "quality_checklist:\n  - It is spooky.\n"
+            ),
+        ),
+        "ghost-writer",
+    ),
     "models file with broken YAML": (lambda t, m: _models(t, m, "tiers: [\n"), "models"),
-    "models file with an unknown tier": (lambda t, m: _models(t, m, VALID_MODELS.replace("  utility:", "  trivia:")),
-                                         "trivia"),
-    "models file with a negative price": (lambda t, m: _models(t, m, VALID_MODELS.replace(
-        "api_key_env: ANTHROPIC_API_KEY\n", "api_key_env: ANTHROPIC_API_KEY\n      input_usd_per_mtok: -3\n", 1)),
-        "input_usd_per_mtok"),
+    "models file with an unknown tier": (
+        lambda t, m: _models(t, m, VALID_MODELS.replace("  utility:", "  trivia:")),
+        "trivia",
+    ),
+    "models file with a negative price": (
+        lambda t, m: _models(
+            t,
+            m,
+            VALID_MODELS.replace(
+                "api_key_env: ANTHROPIC_API_KEY\n", "api_key_env: ANTHROPIC_API_KEY\n      input_usd_per_mtok: -3\n", 1
+            ),
+        ),
+        "input_usd_per_mtok",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", sorted(BAD_FILES))
-def test_bad_files_are_named_and_nothing_is_synced(case: str, company: dict[str, int], raw: psycopg.Connection,
-                                                   tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_files_are_named_and_nothing_is_synced(
+    case: str, company: dict[str, int], raw: psycopg.Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     setup, fragment = BAD_FILES[case]
     setup(tmp_path, monkeypatch)
     before = fingerprint(raw)
@@ -241,8 +282,9 @@ STORED = {
 
 
 @pytest.mark.parametrize("case", sorted(STORED))
-def test_hostile_text_is_stored_verbatim_and_shown_safely(case: str, company: dict[str, int],
-                                                          raw: psycopg.Connection) -> None:
+def test_hostile_text_is_stored_verbatim_and_shown_safely(
+    case: str, company: dict[str, int], raw: psycopg.Connection
+) -> None:
     title, body = STORED[case]
     created = run_hq("issue", "create", title, "--body", body)
     assert created.exit_code == 0, created.stderr
@@ -252,14 +294,20 @@ def test_hostile_text_is_stored_verbatim_and_shown_safely(case: str, company: di
     for args in (["issue", "show", str(issue)], ["issues"]):
         shown = run_hq(*args)
         assert shown.exit_code == 0, shown.stderr
-        hidden = [ch for ch in shown.stdout if ord(ch) < 0x20 and ch not in "\n" or 0x7F <= ord(ch) <= 0x9F
-                  or ch in "\u202e\u202c\u200b\u2066\u2069"]
+        hidden = [
+            ch
+            for ch in shown.stdout
+            if (ord(ch) < 0x20 and ch not in "\n") or 0x7F <= ord(ch) <= 0x9F or ch in "\u202e\u202c\u200b\u2066\u2069"
+        ]
         assert hidden == [], (case, hidden)
     shown = run_hq("issue", "show", str(issue)).stdout
     if "markup" in case:
         assert "[bold red]boom[/bold red]" in shown  # printed, not interpreted
     as_json = json.loads(run_hq("issue", "show", str(issue), "--json").stdout)
-    assert (as_json["issue"]["title"], as_json["issue"]["body"]) == (title, body)  # JSON carries the exact text, escaped
+    assert (as_json["issue"]["title"], as_json["issue"]["body"]) == (
+        title,
+        body,
+    )  # JSON carries the exact text, escaped
 
 
 # --- tool calls from a hostile model: refused before any side effect, and audited ---------------
@@ -271,7 +319,7 @@ TOOL_CALLS: dict[str, tuple[str, str | dict[str, object]]] = {
     "mixed-case .Git deep": ("write_file", {"path": "a/b/.Git/hooks/pre-commit", "content": "#!/bin/sh\nid\n"}),
     "alternates": ("write_file", {"path": "x/.git/objects/info/alternates", "content": "../../.git/objects\n"}),
     ".gitattributes": ("write_file", {"path": ".gitattributes", "content": "* filter=x\n"}),
-    ".gitmodules": ("write_file", {"path": ".gitmodules", "content": "[submodule \"x\"]\n"}),
+    ".gitmodules": ("write_file", {"path": ".gitmodules", "content": '[submodule "x"]\n'}),
     ".gitignore": ("write_file", {"path": "docs/.gitignore", "content": "*\n"}),
     "workspace root": ("write_file", {"path": ".", "content": "x"}),
     "workspace root slash": ("write_file", {"path": "./", "content": "x"}),
@@ -287,15 +335,19 @@ TOOL_CALLS: dict[str, tuple[str, str | dict[str, object]]] = {
     "lone surrogate in a path": ("write_file", '{"path": "lo\\udcff.md", "content": "x"}'),
     "lone surrogate in content": ("write_file", {"path": "a.md", "content": "x\ud800y"}),
     "nested 3000 deep": ("write_file", '{"path": "a.md", "content": "x", "k": ' + "[" * 3000 + "]" * 3000 + "}"),
-    "nested 40 deep": ("list_files", {"k": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}),
+    "nested 40 deep": (
+        "list_files",
+        {"k": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]},
+    ),
     "absolute path": ("write_file", {"path": "/etc/cron.d/x", "content": "x"}),
     "parent path": ("write_file", {"path": "../../x", "content": "x"}),
 }
 
 
 @pytest.mark.parametrize("case", sorted(TOOL_CALLS))
-def test_hostile_tool_calls_do_nothing_but_leave_an_audit_row(case: str, company: dict[str, int],
-                                                              raw: psycopg.Connection) -> None:
+def test_hostile_tool_calls_do_nothing_but_leave_an_audit_row(
+    case: str, company: dict[str, int], raw: psycopg.Connection
+) -> None:
     import uuid
 
     from agents.tools.context import AgentRef, ToolContext
@@ -303,10 +355,17 @@ def test_hostile_tool_calls_do_nothing_but_leave_an_audit_row(case: str, company
     from config.settings import get_settings
     from db.engine import get_engine
 
-    row = raw.execute("SELECT id, slug, toolsets, workflows, manager_id FROM agents WHERE slug = 'backend-engineer'"
-                      ).fetchone()
-    ctx = ToolContext(agent=AgentRef(row[0], row[1], tuple(row[2]), tuple(row[3]), row[4]), issue_id=company["todo"],
-                      run_id=uuid.uuid4(), workflow="execute", settings=get_settings(), engine=get_engine())
+    row = raw.execute(
+        "SELECT id, slug, toolsets, workflows, manager_id FROM agents WHERE slug = 'backend-engineer'"
+    ).fetchone()
+    ctx = ToolContext(
+        agent=AgentRef(row[0], row[1], tuple(row[2]), tuple(row[3]), row[4]),
+        issue_id=company["todo"],
+        run_id=uuid.uuid4(),
+        workflow="execute",
+        settings=get_settings(),
+        engine=get_engine(),
+    )
     workspace = ctx.workspace_root()
     (workspace / "docs").mkdir(parents=True)
     before = {t: v for t, v in fingerprint(raw).items() if t != "tool_calls"}
@@ -314,7 +373,11 @@ def test_hostile_tool_calls_do_nothing_but_leave_an_audit_row(case: str, company
     result = dispatch(ctx, name, arguments, step=1)
     assert result.outcome in ("refused", "invalid", "error"), result
     assert {t: v for t, v in fingerprint(raw).items() if t != "tool_calls"} == before
-    assert sorted(p.relative_to(workspace).as_posix() for p in workspace.rglob("*")
-                  if ".git" not in p.relative_to(workspace).parts) == ["docs"]
+    assert sorted(
+        p.relative_to(workspace).as_posix()
+        for p in workspace.rglob("*")
+        if ".git" not in p.relative_to(workspace).parts
+    ) == ["docs"]
     assert raw.execute("SELECT outcome FROM tool_calls WHERE run_id = %s", (ctx.run_id,)).fetchall() == [
-        (result.outcome,)]
+        (result.outcome,)
+    ]

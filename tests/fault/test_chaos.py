@@ -17,8 +17,16 @@ import psycopg
 import pytest
 
 from tests.conftest import run_hq
-from tests.fault.support import (EXECUTORS, SHORT_LEASES, assert_legal_paths, settling, start, stop,
-                                 unsettled, wait_for_progress)
+from tests.fault.support import (
+    EXECUTORS,
+    SHORT_LEASES,
+    assert_legal_paths,
+    settling,
+    start,
+    stop,
+    unsettled,
+    wait_for_progress,
+)
 
 # A backstop against a hang only: the waits below fail on a stall, however long steady progress takes.
 pytestmark = pytest.mark.timeout(3600)
@@ -28,8 +36,18 @@ def chaos(raw: psycopg.Connection, tmp_path: Path, issues: int, chaos_seconds: f
     assert run_hq("agents", "sync").exit_code == 0
     for index in range(issues):
         slow = " [offline:slow]" if index % 8 == 0 else ""  # two-second model calls: kills land mid-call
-        assert run_hq("issue", "create", f"Routine task {index}{slow}", "--assign",
-                      EXECUTORS[index % len(EXECUTORS)], "--priority", str(index % 10)).exit_code == 0
+        assert (
+            run_hq(
+                "issue",
+                "create",
+                f"Routine task {index}{slow}",
+                "--assign",
+                EXECUTORS[index % len(EXECUTORS)],
+                "--priority",
+                str(index % 10),
+            ).exit_code
+            == 0
+        )
     rng = random.Random(7)
     workers = [start(tmp_path, f"w{n}-0", **SHORT_LEASES) for n in range(3)]
     kills = Counter[int]()
@@ -44,8 +62,9 @@ def chaos(raw: psycopg.Connection, tmp_path: Path, issues: int, chaos_seconds: f
             workers[victim] = start(tmp_path, f"w{victim}-{kills[victim]}", **SHORT_LEASES)
         settled = wait_for_progress(lambda: settling(raw), lambda value: value[0] == 0, step=1)
         # Reservations of calls killed mid-flight outlive their TTL, then the sweeper charges them.
-        wait_for_progress(lambda: raw.execute("SELECT count(*) FROM budget_reservations").fetchone()[0],
-                          lambda left: left == 0)
+        wait_for_progress(
+            lambda: raw.execute("SELECT count(*) FROM budget_reservations").fetchone()[0], lambda left: left == 0
+        )
     finally:
         for worker in workers:
             stop(worker)

@@ -18,8 +18,16 @@ import psycopg
 import pytest
 
 from tests.conftest import run_hq
-from tests.fault.support import (DONE_SO_FAR, EXECUTORS, SHORT_LEASES, assert_legal_paths, settling, start,
-                                 stop, wait_for_progress)
+from tests.fault.support import (
+    DONE_SO_FAR,
+    EXECUTORS,
+    SHORT_LEASES,
+    assert_legal_paths,
+    settling,
+    start,
+    stop,
+    wait_for_progress,
+)
 
 # A backstop against a hang only: the waits below fail on a stall, however long steady progress takes.
 pytestmark = pytest.mark.timeout(3600)
@@ -69,8 +77,18 @@ def test_database_restarts_twice_mid_run(own_server: Path, tmp_path: Path) -> No
     assert run_hq("agents", "sync").exit_code == 0
     count = 60
     for index in range(count):
-        assert run_hq("issue", "create", f"Routine task {index}", "--assign", EXECUTORS[index % len(EXECUTORS)],
-                      "--priority", str(index % 10)).exit_code == 0
+        assert (
+            run_hq(
+                "issue",
+                "create",
+                f"Routine task {index}",
+                "--assign",
+                EXECUTORS[index % len(EXECUTORS)],
+                "--priority",
+                str(index % 10),
+            ).exit_code
+            == 0
+        )
     workers = [start(tmp_path, "a", **SHORT_LEASES), start(tmp_path, "b", **SHORT_LEASES)]
     try:
         first = wait_for_progress(lambda: query(own_server, DONE_SO_FAR), lambda value: value[0] >= 5)

@@ -46,8 +46,10 @@ def _progress(root: Path, issue: int) -> tuple[str, int] | None:
         return None
     try:
         with psycopg.connect(libpq_url(server.url()), autocommit=True, connect_timeout=2) as conn:
-            row = conn.execute("SELECT status, (SELECT count(*) FROM issue_events WHERE issue_id = i.id) "
-                               "FROM issues i WHERE id = %s", (issue,)).fetchone()
+            row = conn.execute(
+                "SELECT status, (SELECT count(*) FROM issue_events WHERE issue_id = i.id) FROM issues i WHERE id = %s",
+                (issue,),
+            ).fetchone()
     except psycopg.OperationalError:
         return None
     return None if row is None else (row[0], int(row[1]))
@@ -72,8 +74,9 @@ def test_a_killed_embedded_server_is_restarted_by_hq_run(data_dir: Path, tmp_pat
         before = running_server(pgdata_dir(data_dir))
         assert before is not None
         os.kill(before.pid, signal.SIGKILL)
-        assert wait_until(lambda: (s := running_server(pgdata_dir(data_dir))) is not None and s.pid != before.pid,
-                          timeout=90), "hq run did not restart the server"
+        assert wait_until(
+            lambda: (s := running_server(pgdata_dir(data_dir))) is not None and s.pid != before.pid, timeout=90
+        ), "hq run did not restart the server"
         second = run_hq_process("issue", "create", "Write more notes", "--assign", "technical-writer", env=env)
         assert second.returncode == 0, second.stderr
         after_restart = _wait_done(data_dir, int(second.stdout))
@@ -81,8 +84,11 @@ def test_a_killed_embedded_server_is_restarted_by_hq_run(data_dir: Path, tmp_pat
         assert worker.poll() is None
     finally:
         stop(worker)
-    events = [json.loads(line).get("event") for line in (tmp_path / "run.log").read_text().splitlines()
-              if line.startswith("{")]
+    events = [
+        json.loads(line).get("event")
+        for line in (tmp_path / "run.log").read_text().splitlines()
+        if line.startswith("{")
+    ]
     assert events.count("embedded_postgres.down") == 1 and events.count("embedded_postgres.restarted") == 1
     assert events.count("database.unavailable") <= 1  # one line per outage, not one per failing beat
     warnings = [e for e in events if e and ("unavailable" in e or "reconnecting" in e or "crashed" in e)]

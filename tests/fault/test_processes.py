@@ -9,8 +9,17 @@ import psycopg
 import pytest
 
 from tests.conftest import run_hq
-from tests.fault.support import (DONE_SO_FAR, EXECUTORS, SHORT_LEASES, assert_legal_paths, assert_no_overlaps,
-                                 start, stop, wait_for_progress, wait_until)
+from tests.fault.support import (
+    DONE_SO_FAR,
+    EXECUTORS,
+    SHORT_LEASES,
+    assert_legal_paths,
+    assert_no_overlaps,
+    start,
+    stop,
+    wait_for_progress,
+    wait_until,
+)
 
 # A backstop against a hang only: the waits for work fail on a stall, however long steady progress takes.
 pytestmark = pytest.mark.timeout(3600)
@@ -20,12 +29,23 @@ def test_two_processes_share_the_company(db_url: str, raw: psycopg.Connection, t
     assert run_hq("agents", "sync").exit_code == 0
     count = 150
     for index in range(count):
-        assert run_hq("issue", "create", f"Routine task {index}", "--assign", EXECUTORS[index % len(EXECUTORS)],
-                      "--priority", str(index % 10)).exit_code == 0
+        assert (
+            run_hq(
+                "issue",
+                "create",
+                f"Routine task {index}",
+                "--assign",
+                EXECUTORS[index % len(EXECUTORS)],
+                "--priority",
+                str(index % 10),
+            ).exit_code
+            == 0
+        )
     workers = [start(tmp_path, "a"), start(tmp_path, "b")]
     try:
-        settled = wait_for_progress(lambda: raw.execute(DONE_SO_FAR).fetchone(), lambda value: value[0] == count,
-                                    step=1)
+        settled = wait_for_progress(
+            lambda: raw.execute(DONE_SO_FAR).fetchone(), lambda value: value[0] == count, step=1
+        )
     finally:
         for worker in workers:
             stop(worker)
@@ -42,8 +62,11 @@ def test_kill_9_mid_execute_another_process_finishes(db_url: str, raw: psycopg.C
     issue = int(run_hq("issue", "create", "Add a rate limiter [offline:slow]", "--assign", "backend-engineer").stdout)
     first = start(tmp_path, "first", **SHORT_LEASES)
     try:
-        assert wait_until(lambda: raw.execute("SELECT status FROM issues WHERE id = %s", (issue,)).fetchone()[0]
-                          == "in_progress", timeout=60, step=0.1)
+        assert wait_until(
+            lambda: raw.execute("SELECT status FROM issues WHERE id = %s", (issue,)).fetchone()[0] == "in_progress",
+            timeout=60,
+            step=0.1,
+        )
         time.sleep(0.5)  # inside the slow first model call
         first.kill()
         first.wait()
@@ -53,9 +76,13 @@ def test_kill_9_mid_execute_another_process_finishes(db_url: str, raw: psycopg.C
     second = start(tmp_path, "second", **SHORT_LEASES)
     try:
         # Its lease runs out, the sweeper gives it back, the second process claims, reviews and deploys it.
-        finished = wait_for_progress(lambda: raw.execute(
-            "SELECT status, (SELECT count(*) FROM issue_events WHERE issue_id = i.id) FROM issues i WHERE id = %s",
-            (issue,)).fetchone(), lambda value: value[0] == "done")
+        finished = wait_for_progress(
+            lambda: raw.execute(
+                "SELECT status, (SELECT count(*) FROM issue_events WHERE issue_id = i.id) FROM issues i WHERE id = %s",
+                (issue,),
+            ).fetchone(),
+            lambda value: value[0] == "done",
+        )
         assert finished, str(finished)
     finally:
         stop(second)
@@ -63,6 +90,7 @@ def test_kill_9_mid_execute_another_process_finishes(db_url: str, raw: psycopg.C
     path = [r[0] for r in raw.execute("SELECT to_status FROM issue_events WHERE issue_id = %s ORDER BY id", (issue,))]
     assert path[:2] == ["todo", "in_progress"] and path[-1] == "done"
     assert raw.execute("SELECT count(*) FROM artifacts WHERE issue_id = %s", (issue,)).fetchone()[0] >= 1
-    runs = raw.execute("SELECT count(DISTINCT run_id) FROM llm_calls WHERE issue_id = %s AND workflow = 'execute'",
-                       (issue,)).fetchone()[0]
+    runs = raw.execute(
+        "SELECT count(DISTINCT run_id) FROM llm_calls WHERE issue_id = %s AND workflow = 'execute'", (issue,)
+    ).fetchone()[0]
     assert runs <= 3  # max_attempts

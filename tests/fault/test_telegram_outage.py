@@ -35,20 +35,28 @@ pytestmark = pytest.mark.timeout(3600)
 
 def expected_messages(raw: psycopg.Connection) -> Counter[str]:
     """What Telegram should hold: every outbox row, rendered and split, once."""
-    return Counter(part for event, payload in raw.execute("SELECT event, payload FROM notifications")
-                   for part in split(render(event, payload)))
+    return Counter(
+        part
+        for event, payload in raw.execute("SELECT event, payload FROM notifications")
+        for part in split(render(event, payload))
+    )
 
 
-def test_outage_then_recovery_delivers_every_notification_once(db_url: str, raw: psycopg.Connection,
-                                                               tmp_path: Path) -> None:
+def test_outage_then_recovery_delivers_every_notification_once(
+    db_url: str, raw: psycopg.Connection, tmp_path: Path
+) -> None:
     telegram = FakeTelegram(TOKEN).start()
     env = {"TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_CHAT_ID": CHAT, "TELEGRAM_API_BASE": telegram.url}
     os.environ.update(env)  # for the in-process CLI too (removed below)
     try:
         assert run_hq("agents", "sync").exit_code == 0
         for index in range(20):
-            assert run_hq("issue", "create", f"Outage task {index}", "--assign",
-                          EXECUTORS[index % len(EXECUTORS)]).exit_code == 0
+            assert (
+                run_hq(
+                    "issue", "create", f"Outage task {index}", "--assign", EXECUTORS[index % len(EXECUTORS)]
+                ).exit_code
+                == 0
+            )
         telegram.outage(8)  # 502 Bad Gateway for every request
         worker = start(tmp_path, "worker", **env)
         try:
@@ -60,10 +68,13 @@ def test_outage_then_recovery_delivers_every_notification_once(db_url: str, raw:
             telegram.up()
             settled = wait_for_progress(lambda: settling(raw), lambda value: value[0] == 0, step=1)
             assert settled, str(settled)
-            delivered = wait_for_progress(lambda: raw.execute(OUTBOX).fetchone(), lambda value: value[0] == 0,
-                                          DELIVERY_STALL_SECONDS, step=1)
-            assert delivered, (str(delivered), raw.execute(
-                "SELECT status, count(*), max(attempts) FROM notifications GROUP BY 1").fetchall())
+            delivered = wait_for_progress(
+                lambda: raw.execute(OUTBOX).fetchone(), lambda value: value[0] == 0, DELIVERY_STALL_SECONDS, step=1
+            )
+            assert delivered, (
+                str(delivered),
+                raw.execute("SELECT status, count(*), max(attempts) FROM notifications GROUP BY 1").fetchall(),
+            )
         finally:
             stop(worker)
     finally:

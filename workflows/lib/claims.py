@@ -27,6 +27,7 @@ log = get_logger(__name__)
 # A lease must outlive the longest run, or a slow but healthy worker would lose it.
 LEASE_MARGIN_SECONDS = 5
 
+
 @dataclass(frozen=True)
 class Claim:
     issue: Row[Any]  # the issue as claimed (read-only)
@@ -55,9 +56,18 @@ def claim(ctx: WorkflowContext, name: str, **params: Any) -> Claim | None:
     with ctx.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         if not _renew_agent_lease(ctx, conn):
             return None
-        issue = conn.execute(query("claims", name), {
-            "agent_id": ctx.agent.id, "run_id": run_id, "run_text": str(run_id), "ttl": lease_ttl(ctx),
-            "actor": ctx.actor, "workflow": ctx.workflow, **params}).first()
+        issue = conn.execute(
+            query("claims", name),
+            {
+                "agent_id": ctx.agent.id,
+                "run_id": run_id,
+                "run_text": str(run_id),
+                "ttl": lease_ttl(ctx),
+                "actor": ctx.actor,
+                "workflow": ctx.workflow,
+                **params,
+            },
+        ).first()
         if issue is None:
             return None
         # A claim that moves the issue has just reset its touch count; only the others can loop.
@@ -66,17 +76,23 @@ def claim(ctx: WorkflowContext, name: str, **params: Any) -> Claim | None:
         from workflows.lib.escalation import block_and_escalate
 
         with ctx.tx(run_id) as session:
-            block_and_escalate(session, get_issue(session, issue.id), reason="circuit_breaker", actor=ctx.actor,
-                               lease_owner=run_id,
-                               note=f"{ctx.agent.slug} touched this issue {ctx.settings.circuit_breaker_touches} "
-                                    "times in an hour without moving it; stopping the loop.")
+            block_and_escalate(
+                session,
+                get_issue(session, issue.id),
+                reason="circuit_breaker",
+                actor=ctx.actor,
+                lease_owner=run_id,
+                note=f"{ctx.agent.slug} touched this issue {ctx.settings.circuit_breaker_touches} "
+                "times in an hour without moving it; stopping the loop.",
+            )
         log.warning("claim.circuit_breaker", issue_id=issue.id, agent=ctx.agent.slug)
         ctx.touch(issue.id)
         return None
     ctx.claims += 1
     ctx.touch(issue.id)
-    log.info("claim.taken", issue_id=issue.id, query=name, run_id=str(run_id), agent=ctx.agent.slug,
-             workflow=ctx.workflow)
+    log.info(
+        "claim.taken", issue_id=issue.id, query=name, run_id=str(run_id), agent=ctx.agent.slug, workflow=ctx.workflow
+    )
     return Claim(issue, run_id)
 
 
@@ -88,8 +104,9 @@ def _renew_agent_lease(ctx: WorkflowContext, conn: Connection) -> bool:
     ttl = ctx.settings.agent_lease_ttl_seconds
     if time.monotonic() - ctx.lease_renewed_at < ttl / 4:
         return True
-    renewed = conn.execute(query("claims", "renew_agent"), {"agent_id": ctx.agent.id, "run_id": ctx.beat_run_id,
-                                                             "ttl": ttl}).first()
+    renewed = conn.execute(
+        query("claims", "renew_agent"), {"agent_id": ctx.agent.id, "run_id": ctx.beat_run_id, "ttl": ttl}
+    ).first()
     if renewed is None:
         ctx.lease_lost = True  # another process owns this agent's heartbeat now: stop here
         log.warning("heartbeat.lease_lost", agent=ctx.agent.slug, workflow=ctx.workflow)
@@ -99,8 +116,13 @@ def _renew_agent_lease(ctx: WorkflowContext, conn: Connection) -> bool:
 
 
 def _circuit_open(conn: Connection, ctx: WorkflowContext, issue: Row[Any]) -> bool:
-    touches = conn.scalar(query("claims", "recent_touches"),
-                          {"agent_id": ctx.agent.id, "since": issue.status_changed_at, "issue_id": issue.id}) or 0
+    touches = (
+        conn.scalar(
+            query("claims", "recent_touches"),
+            {"agent_id": ctx.agent.id, "since": issue.status_changed_at, "issue_id": issue.id},
+        )
+        or 0
+    )
     return touches >= ctx.settings.circuit_breaker_touches
 
 
@@ -117,32 +139,61 @@ def release(ctx: WorkflowContext, held: Claim, *, refund: bool) -> bool:
         elif not refund and issue.status == "in_progress" and issue.attempts >= issue.max_attempts:
             from workflows.lib.escalation import block_and_escalate
 
-            released = block_and_escalate(
-                session, issue, reason="max_attempts", actor=ctx.actor, lease_owner=held.run_id,
-                note=f"gave up after {issue.attempts} attempts", deadline_hours=ctx.settings.approval_deadline_hours,
-            ) is not None
+            released = (
+                block_and_escalate(
+                    session,
+                    issue,
+                    reason="max_attempts",
+                    actor=ctx.actor,
+                    lease_owner=held.run_id,
+                    note=f"gave up after {issue.attempts} attempts",
+                    deadline_hours=ctx.settings.approval_deadline_hours,
+                )
+                is not None
+            )
         else:
-            released = session.execute(query("claims", "release"),
-                                       {"issue_id": held.id, "run_id": held.run_id, "refund": refund}).first() is not None
+            released = (
+                session.execute(
+                    query("claims", "release"), {"issue_id": held.id, "run_id": held.run_id, "refund": refund}
+                ).first()
+                is not None
+            )
     if refund:
         ctx.degraded.add(ctx.workflow)
-    log.info("claim.released", issue_id=held.id, refund=refund, lost=not released, run_id=str(held.run_id),
-             agent=ctx.agent.slug, workflow=ctx.workflow)
+    log.info(
+        "claim.released",
+        issue_id=held.id,
+        refund=refund,
+        lost=not released,
+        run_id=str(held.run_id),
+        agent=ctx.agent.slug,
+        workflow=ctx.workflow,
+    )
     return released
 
 
 def finish(session: Session, held: Claim, to_status: str, **changes: Any) -> Issue | None:
     """Compare-and-set from the claimed status, only while we still hold the lease; clears the lease."""
-    return transition(session, held.id, held.issue.status, to_status, expect_lease=held.run_id,
-                      **{"lease_owner": None, "lease_until": None, **changes})
+    return transition(
+        session,
+        held.id,
+        held.issue.status,
+        to_status,
+        expect_lease=held.run_id,
+        **{"lease_owner": None, "lease_until": None, **changes},
+    )
 
 
 def update_held(session: Session, held: Claim, **changes: Any) -> bool:
     """Change columns (not the status) of an issue we hold; False if the lease was lost."""
     from sqlalchemy import update
 
-    row = session.execute(update(Issue).where(Issue.id == held.id, Issue.lease_owner == held.run_id)
-                          .values(lease_owner=None, lease_until=None, **changes).returning(Issue.id)).first()
+    row = session.execute(
+        update(Issue)
+        .where(Issue.id == held.id, Issue.lease_owner == held.run_id)
+        .values(lease_owner=None, lease_until=None, **changes)
+        .returning(Issue.id)
+    ).first()
     return row is not None
 
 
@@ -153,9 +204,15 @@ def give_back(ctx: WorkflowContext, session: Session, held: Claim, why: str) -> 
 
     issue = get_issue(session, held.id)
     if issue.attempts >= issue.max_attempts:
-        return block_and_escalate(session, issue, reason="max_attempts", actor=ctx.actor, lease_owner=held.run_id,
-                                  note=f"{why} (attempt {issue.attempts} of {issue.max_attempts})",
-                                  deadline_hours=ctx.settings.approval_deadline_hours)
+        return block_and_escalate(
+            session,
+            issue,
+            reason="max_attempts",
+            actor=ctx.actor,
+            lease_owner=held.run_id,
+            note=f"{why} (attempt {issue.attempts} of {issue.max_attempts})",
+            deadline_hours=ctx.settings.approval_deadline_hours,
+        )
     moved = finish(session, held, "todo")
     if moved is not None:
         add_comment(session, held.id, why, author=ctx.actor, kind="failure")

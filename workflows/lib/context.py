@@ -45,9 +45,19 @@ class AgentRow:
 
     @classmethod
     def of(cls, agent: Agent) -> AgentRow:
-        return cls(agent.id, agent.slug, agent.title, agent.tier, tuple(agent.workflows), tuple(agent.toolsets),
-                   tuple(agent.skills), tuple(agent.checklist), agent.monthly_budget_usd, agent.manager_id,
-                   agent.reviewer_id)
+        return cls(
+            agent.id,
+            agent.slug,
+            agent.title,
+            agent.tier,
+            tuple(agent.workflows),
+            tuple(agent.toolsets),
+            tuple(agent.skills),
+            tuple(agent.checklist),
+            agent.monthly_budget_usd,
+            agent.manager_id,
+            agent.reviewer_id,
+        )
 
     @property
     def actor(self) -> str:
@@ -101,13 +111,25 @@ class WorkflowContext:
     def call(self, issue_id: int | None, run_id: uuid.UUID) -> CallContext:
         from agents.llm.router import CallContext
 
-        return CallContext(run_id=run_id, workflow=self.workflow, agent_id=self.agent.id, agent_slug=self.agent.slug,
-                           agent_monthly_limit=self.agent.monthly_budget_usd, issue_id=issue_id)
+        return CallContext(
+            run_id=run_id,
+            workflow=self.workflow,
+            agent_id=self.agent.id,
+            agent_slug=self.agent.slug,
+            agent_monthly_limit=self.agent.monthly_budget_usd,
+            issue_id=issue_id,
+        )
 
     def tools(self, issue_id: int | None, run_id: uuid.UUID) -> ToolContext:
         ref = AgentRef(self.agent.id, self.agent.slug, self.agent.toolsets, self.agent.workflows, self.agent.manager_id)
-        return ToolContext(agent=ref, issue_id=issue_id, run_id=run_id, workflow=self.workflow,
-                           settings=self.settings, engine=self.engine)
+        return ToolContext(
+            agent=ref,
+            issue_id=issue_id,
+            run_id=run_id,
+            workflow=self.workflow,
+            settings=self.settings,
+            engine=self.engine,
+        )
 
     def time_left(self) -> float:
         return self.deadline - time.monotonic()

@@ -37,8 +37,10 @@ LABEL = "decompose"
 BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+\S", re.MULTILINE)
 MIN_DELIVERABLES = 3
 CLASSIFY = "This request is larger than one agent's work. Choose the playbook that fits it best, or null if none does."
-ADAPT = ("Adapt this playbook to the request: add, drop or rewire modules so the parts produce exactly what the "
-         "request needs. Use only the roles listed. Keep dependencies acyclic.")
+ADAPT = (
+    "Adapt this playbook to the request: add, drop or rewire modules so the parts produce exactly what the "
+    "request needs. Use only the roles listed. Keep dependencies acyclic."
+)
 
 log = get_logger(__name__)
 
@@ -59,23 +61,43 @@ def choose_playbook(ctx: WorkflowContext, held: Claim, issue: Issue, system: str
     leaders = sorted(name for name, score in scores.items() if score == best)
     if best > 0 and len(leaders) == 1:
         return ctx.playbooks.get(leaders[0])
-    context = {"issue": prompts.issue_brief(issue), "keyword_scores": scores,
-               "playbooks": [{"name": p.name, "description": p.description, "keywords": p.classification_keywords}
-                             for p in ctx.playbooks.playbooks.values()]}
-    choice = complete_json(ctx.router(), ctx.call(held.id, held.run_id), "utility", system=system,
-                           user=user_message("classify", CLASSIFY, context, PlaybookChoice), schema=PlaybookChoice,
-                           max_tokens=256)
+    context = {
+        "issue": prompts.issue_brief(issue),
+        "keyword_scores": scores,
+        "playbooks": [
+            {"name": p.name, "description": p.description, "keywords": p.classification_keywords}
+            for p in ctx.playbooks.playbooks.values()
+        ],
+    }
+    choice = complete_json(
+        ctx.router(),
+        ctx.call(held.id, held.run_id),
+        "utility",
+        system=system,
+        user=user_message("classify", CLASSIFY, context, PlaybookChoice),
+        schema=PlaybookChoice,
+        max_tokens=256,
+    )
     return ctx.playbooks.get(choice.playbook)
 
 
-def adapt(ctx: WorkflowContext, held: Claim, issue: Issue, playbook: Playbook, roles: dict[str, str],
-          system: str) -> list[Module]:
-    context = {"issue": prompts.issue_brief(issue), "playbook": playbook.model_dump(),
-               "roles": [{"slug": slug, "title": title} for slug, title in sorted(roles.items())]}
+def adapt(
+    ctx: WorkflowContext, held: Claim, issue: Issue, playbook: Playbook, roles: dict[str, str], system: str
+) -> list[Module]:
+    context = {
+        "issue": prompts.issue_brief(issue),
+        "playbook": playbook.model_dump(),
+        "roles": [{"slug": slug, "title": title} for slug, title in sorted(roles.items())],
+    }
     try:
-        answer = complete_json(ctx.router(), ctx.call(held.id, held.run_id), "reasoning", system=system,
-                               user=user_message("adapt", ADAPT, context, PlaybookAdaptation),
-                               schema=PlaybookAdaptation)
+        answer = complete_json(
+            ctx.router(),
+            ctx.call(held.id, held.run_id),
+            "reasoning",
+            system=system,
+            user=user_message("adapt", ADAPT, context, PlaybookAdaptation),
+            schema=PlaybookAdaptation,
+        )
     except ModelRequestError as error:
         log.warning("decompose.adaptation_unusable", issue_id=issue.id, error=error.message, workflow=ctx.workflow)
         return list(playbook.modules)
@@ -103,8 +125,17 @@ def decompose(ctx: WorkflowContext, held: Claim, issue: Issue) -> bool:
         return False  # route it as it is rather than stall
     with ctx.tx(held.run_id) as session:
         created = _create(ctx, session, held, playbook, modules)
-    log.info("decompose.done", issue_id=issue.id, playbook=playbook.name, modules=len(modules), created=created,
-             waves=waves(modules), agent=ctx.agent.slug, run_id=str(held.run_id), workflow=ctx.workflow)
+    log.info(
+        "decompose.done",
+        issue_id=issue.id,
+        playbook=playbook.name,
+        modules=len(modules),
+        created=created,
+        waves=waves(modules),
+        agent=ctx.agent.slug,
+        run_id=str(held.run_id),
+        workflow=ctx.workflow,
+    )
     return created
 
 
@@ -119,25 +150,48 @@ def _create(ctx: WorkflowContext, session, held: Claim, playbook: Playbook, modu
     for module in modules:
         draft = IssueDraft(
             title=f"{issue.title} — {module.title}"[:500],
-            body=(f"Part of #{issue.id}, playbook {playbook.name}.\n\nProduce: {module.output}\n\n"
-                  f"The request:\n{issue.body[:4000]}"),
-            priority=issue.priority, budget_usd=share, labels=["module", f"tier:{module.tier}"])
-        child = create_issue(session, draft, actor=ctx.actor, assignee=agents[module.role], parent_id=issue.id,
-                             goal_id=issue.goal_id, max_attempts=issue.max_attempts, module_key=module.id,
-                             idempotency_key=f"playbook:{issue.id}:{module.id}")
+            body=(
+                f"Part of #{issue.id}, playbook {playbook.name}.\n\nProduce: {module.output}\n\n"
+                f"The request:\n{issue.body[:4000]}"
+            ),
+            priority=issue.priority,
+            budget_usd=share,
+            labels=["module", f"tier:{module.tier}"],
+        )
+        child = create_issue(
+            session,
+            draft,
+            actor=ctx.actor,
+            assignee=agents[module.role],
+            parent_id=issue.id,
+            goal_id=issue.goal_id,
+            max_attempts=issue.max_attempts,
+            module_key=module.id,
+            idempotency_key=f"playbook:{issue.id}:{module.id}",
+        )
         children[module.id] = child.id
     for module in modules:
         add_dependencies(session, children[module.id], [children[d] for d in module.depends_on])
     add_dependencies(session, issue.id, list(children.values()))
-    changes = {"playbook": playbook.name, "assignee_id": ctx.agent.id, "lease_owner": None, "lease_until": None,
-               "attempts": 0}
+    changes = {
+        "playbook": playbook.name,
+        "assignee_id": ctx.agent.id,
+        "lease_owner": None,
+        "lease_until": None,
+        "attempts": 0,
+    }
     if issue.status == "backlog":
         transition(session, issue.id, "backlog", "todo", expect_lease=held.run_id)
-    moved = transition(session, issue.id, "todo", "blocked", blocked_reason="waiting", escalated_to_id=None,
-                       **changes)
+    moved = transition(session, issue.id, "todo", "blocked", blocked_reason="waiting", escalated_to_id=None, **changes)
     if moved is None:
         return False
     plan = " then ".join("(" + ", ".join(f"#{children[m]} {m}" for m in wave) + ")" for wave in waves(modules))
-    add_comment(session, issue.id, f"Decomposed by {ctx.agent.slug} with playbook {playbook.name}: {plan}. "
-                f"It comes back here for assembly once every part is done.", author=ctx.actor, kind="system")
+    add_comment(
+        session,
+        issue.id,
+        f"Decomposed by {ctx.agent.slug} with playbook {playbook.name}: {plan}. "
+        f"It comes back here for assembly once every part is done.",
+        author=ctx.actor,
+        kind="system",
+    )
     return True

@@ -29,40 +29,67 @@ def _chain(payload: dict[str, Any]) -> str:
 def render(event: str, payload: dict[str, Any]) -> str:
     lines: list[str]
     if event == "pending_approval":
-        lines = [f"<b>Approval needed</b> {_issue(payload)}",
-                 f"Review passed (score {escape(str(payload.get('quality_score') or '-'))}); "
-                 f"deadline {escape(str(payload.get('deadline', '-')))}. Decide with:", *_commands(payload)]
+        lines = [
+            f"<b>Approval needed</b> {_issue(payload)}",
+            f"Review passed (score {escape(str(payload.get('quality_score') or '-'))}); "
+            f"deadline {escape(str(payload.get('deadline', '-')))}. Decide with:",
+            *_commands(payload),
+        ]
     elif event == "escalated":
-        lines = [f"<b>Blocked and escalated</b> {_issue(payload)}",
-                 f"Reason: {escape(str(payload.get('reason', '')))}", f"Chain: {_chain(payload)}",
-                 escape(str(payload.get("note", "")))]
+        lines = [
+            f"<b>Blocked and escalated</b> {_issue(payload)}",
+            f"Reason: {escape(str(payload.get('reason', '')))}",
+            f"Chain: {_chain(payload)}",
+            escape(str(payload.get("note", ""))),
+        ]
     elif event == "needs_human":
-        lines = [f"<b>Escalated to a human</b> {_issue(payload)}", f"Climbed: {_chain(payload)}",
-                 f"Why: {escape(str(payload.get('reason', '')))}",
-                 f"Deadline {escape(str(payload.get('deadline', '-')))}. Decide with:", *_commands(payload)]
+        lines = [
+            f"<b>Escalated to a human</b> {_issue(payload)}",
+            f"Climbed: {_chain(payload)}",
+            f"Why: {escape(str(payload.get('reason', '')))}",
+            f"Deadline {escape(str(payload.get('deadline', '-')))}. Decide with:",
+            *_commands(payload),
+        ]
     elif event == "budget_exhausted":
-        lines = [f"<b>Budget exhausted</b> {_issue(payload)}",
-                 f"Spent ${escape(str(payload.get('spent_usd')))} of ${escape(str(payload.get('budget_usd')))}; "
-                 f"the next call needs up to ${escape(str(payload.get('needed_usd')))}.", *_commands(payload)]
+        lines = [
+            f"<b>Budget exhausted</b> {_issue(payload)}",
+            f"Spent ${escape(str(payload.get('spent_usd')))} of ${escape(str(payload.get('budget_usd')))}; "
+            f"the next call needs up to ${escape(str(payload.get('needed_usd')))}.",
+            *_commands(payload),
+        ]
     elif event == "approval_deadline":
         stage = str(payload.get("stage", "passed"))
-        headline = {"near": "Approval deadline is near", "passed": "Approval deadline passed",
-                    "escalate": "Approval still unanswered", "expire": "Approval expired"}.get(stage, stage)
-        lines = [f"<b>{escape(headline)}</b> {_issue(payload)}",
-                 f"{escape(str(payload.get('kind', '')))} approval #{payload.get('approval_id')}, "
-                 f"deadline {escape(str(payload.get('deadline', '-')))}."]
+        headline = {
+            "near": "Approval deadline is near",
+            "passed": "Approval deadline passed",
+            "escalate": "Approval still unanswered",
+            "expire": "Approval expired",
+        }.get(stage, stage)
+        lines = [
+            f"<b>{escape(headline)}</b> {_issue(payload)}",
+            f"{escape(str(payload.get('kind', '')))} approval #{payload.get('approval_id')}, "
+            f"deadline {escape(str(payload.get('deadline', '-')))}.",
+        ]
     elif event == "done":
         cost = payload.get("cost") or {}
         tiers = ", ".join(f"{escape(t)} ${escape(str(c))}" for t, c in (cost.get("by_tier") or {}).items())
-        lines = [f"<b>Done</b> {_issue(payload)}",
-                 f"Cost ${escape(str(cost.get('total_usd', '0')))} over {cost.get('calls', 0)} model calls"
-                 + (f" ({tiers})" if tiers else "") + "."]
+        lines = [
+            f"<b>Done</b> {_issue(payload)}",
+            f"Cost ${escape(str(cost.get('total_usd', '0')))} over {cost.get('calls', 0)} model calls"
+            + (f" ({tiers})" if tiers else "")
+            + ".",
+        ]
     elif event == "heartbeat_failing":
-        lines = [f"<b>Heartbeats failing</b> {escape(str(payload.get('agent')))} failed "
-                 f"{payload.get('failures')} beats in a row.", f"Last error: {escape(str(payload.get('error', '')))}"]
+        lines = [
+            f"<b>Heartbeats failing</b> {escape(str(payload.get('agent')))} failed "
+            f"{payload.get('failures')} beats in a row.",
+            f"Last error: {escape(str(payload.get('error', '')))}",
+        ]
     elif event == "digest":
-        lines = [f"<b>Daily digest</b> {escape(str(payload.get('day')))}",
-                 *[f"{escape(str(k))}: {escape(str(v))}" for k, v in (payload.get("figures") or {}).items()]]
+        lines = [
+            f"<b>Daily digest</b> {escape(str(payload.get('day')))}",
+            *[f"{escape(str(k))}: {escape(str(v))}" for k, v in (payload.get("figures") or {}).items()],
+        ]
     else:
         lines = [f"<b>{escape(event)}</b>", escape(str(payload))]
     return "\n".join(line for line in lines if line)

@@ -23,8 +23,9 @@ ARTIFACT_LIMIT = 12_000
 def system_prompt(ctx: WorkflowContext, session: Session) -> str:
     agent = ctx.agent
     manager = session.get(Agent, agent.manager_id) if agent.manager_id else None
-    reports = session.scalars(select(Agent.slug).where(Agent.manager_id == agent.id, Agent.status == "active")
-                              .order_by(Agent.slug)).all()
+    reports = session.scalars(
+        select(Agent.slug).where(Agent.manager_id == agent.id, Agent.status == "active").order_by(Agent.slug)
+    ).all()
     skills = "; ".join(f"{s.get('name')}: {s.get('description')}" for s in agent.skills)
     header = [
         f"You are {agent.title} ({agent.slug}) at Heartbeat HQ, an agent company whose state is rows in PostgreSQL.",
@@ -38,9 +39,17 @@ def system_prompt(ctx: WorkflowContext, session: Session) -> str:
 
 
 def issue_brief(issue: Issue) -> dict[str, Any]:
-    return {"id": issue.id, "title": issue.title, "body": issue.body[:BODY_LIMIT], "priority": issue.priority,
-            "labels": list(issue.labels), "parent_id": issue.parent_id, "needs_approval": issue.needs_approval,
-            "attempts": issue.attempts, "review_rounds": issue.review_rounds}
+    return {
+        "id": issue.id,
+        "title": issue.title,
+        "body": issue.body[:BODY_LIMIT],
+        "priority": issue.priority,
+        "labels": list(issue.labels),
+        "parent_id": issue.parent_id,
+        "needs_approval": issue.needs_approval,
+        "attempts": issue.attempts,
+        "review_rounds": issue.review_rounds,
+    }
 
 
 def comments(session: Session, issue_id: int, limit: int = 20) -> list[dict[str, Any]]:
@@ -53,18 +62,34 @@ def latest_artifacts(session: Session, issue_id: int, *, content_limit: int = EX
     from agents.submission import latest_snapshot
 
     snapshot = latest_snapshot(session, issue_id)
-    return [{"path": f.path, "sha256": f.sha256, "excerpt": (f.content or "")[:content_limit]}
-            for f in (snapshot.files if snapshot else ())]
+    return [
+        {"path": f.path, "sha256": f.sha256, "excerpt": (f.content or "")[:content_limit]}
+        for f in (snapshot.files if snapshot else ())
+    ]
 
 
 def related(session: Session, issues: list[Issue]) -> list[dict[str, Any]]:
-    return [{"id": i.id, "title": i.title, "status": i.status, "labels": list(i.labels),
-             "artifacts": latest_artifacts(session, i.id)} for i in issues]
+    return [
+        {
+            "id": i.id,
+            "title": i.title,
+            "status": i.status,
+            "labels": list(i.labels),
+            "artifacts": latest_artifacts(session, i.id),
+        }
+        for i in issues
+    ]
 
 
 def dependencies(session: Session, issue_id: int) -> list[Issue]:
-    return list(session.scalars(select(Issue).join(IssueDependency, IssueDependency.depends_on_id == Issue.id)
-                                .where(IssueDependency.issue_id == issue_id).order_by(Issue.id)))
+    return list(
+        session.scalars(
+            select(Issue)
+            .join(IssueDependency, IssueDependency.depends_on_id == Issue.id)
+            .where(IssueDependency.issue_id == issue_id)
+            .order_by(Issue.id)
+        )
+    )
 
 
 def children(session: Session, issue_id: int) -> list[Issue]:
@@ -77,16 +102,25 @@ def research_answers(session: Session, issue: Issue) -> list[dict[str, Any]]:
     for child in children(session, issue.id):
         if "research" in child.labels and child.status == "done":
             written = latest_artifacts(session, child.id, content_limit=3000)
-            answers.append({"issue_id": child.id, "question": child.body.split("Question:\n", 1)[-1][:1000],
-                            "answer": "\n\n".join(a["excerpt"] for a in written)})
+            answers.append(
+                {
+                    "issue_id": child.id,
+                    "question": child.body.split("Question:\n", 1)[-1][:1000],
+                    "answer": "\n\n".join(a["excerpt"] for a in written),
+                }
+            )
     return answers
 
 
 def work_context(ctx: WorkflowContext, session: Session, issue: Issue, *, stitch: bool) -> dict[str, Any]:
     deps = [d for d in dependencies(session, issue.id) if "research" not in d.labels]
     context: dict[str, Any] = {
-        "agent": {"slug": ctx.agent.slug, "title": ctx.agent.title, "checklist": list(ctx.agent.checklist),
-                  "skills": [s.get("name") for s in ctx.agent.skills]},
+        "agent": {
+            "slug": ctx.agent.slug,
+            "title": ctx.agent.title,
+            "checklist": list(ctx.agent.checklist),
+            "skills": [s.get("name") for s in ctx.agent.skills],
+        },
         "issue": issue_brief(issue),
         "round": issue.review_rounds + 1,
         "comments": comments(session, issue.id),
