@@ -13,13 +13,14 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agents.roster import Problems
 from config.errors import ConfigError, validation_problems
+from config.vocabulary import Tier
 
 _ID = r"^[a-z][a-z0-9_-]{0,40}$"
 
@@ -30,7 +31,7 @@ class Module(BaseModel):
     id: Annotated[str, Field(pattern=_ID)]
     title: Annotated[str, Field(min_length=1, max_length=200)]
     role: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,62}$")]
-    tier: Literal["reasoning", "execution", "utility"] = "execution"
+    tier: Tier = "execution"
     depends_on: list[str] = Field(default_factory=list)
     output: Annotated[str, Field(min_length=1, max_length=2000)]
 

@@ -20,10 +20,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from config.errors import ConfigError, validation_problems
+from config.vocabulary import Tier
+from workflows.registry import WORKFLOW_NAMES
 
-WORKFLOWS = ("plan", "escalate", "assign", "review_gate", "execute", "deploy_verify")
+WORKFLOWS = WORKFLOW_NAMES  # the registered heartbeat workflows (workflows/registry.py)
 TOOLSETS = ("issues", "workspace", "delegate", "dashboards", "release", "publish")
-TIERS = ("reasoning", "execution", "utility")
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -69,7 +70,7 @@ class RoleSpec(BaseModel):
     slug: Annotated[str, Field(pattern=_SLUG)]
     title: Annotated[str, Field(min_length=1, max_length=100)]
     reports_to: Annotated[str, Field(pattern=_SLUG)] | None = None
-    tier: Literal["reasoning", "execution", "utility"] = "execution"
+    tier: Tier = "execution"
     heartbeat: str | int
     jitter: str | int = "0s"
     workflows: Annotated[list[Literal[WORKFLOWS]], Field(min_length=1)]  # type: ignore[valid-type]

@@ -89,6 +89,7 @@ def latest_snapshot(session: Session, issue_id: int) -> Snapshot | None:
     if newest is None:
         return None
     run_id, commit_sha = newest
+    assert run_id is not None and commit_sha is not None  # the query selects only rows that have both
     rows = session.execute(
         select(Artifact.path, Artifact.sha256, Artifact.size_bytes, Artifact.content)
         .where(Artifact.issue_id == issue_id, Artifact.run_id == run_id, Artifact.commit_sha.is_not(None))

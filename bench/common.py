@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 # Inherited by every process a benchmark starts (workers, `hq run`, `hq approve`); HQ_LOG_LEVEL=info asks for logs.
@@ -79,6 +80,16 @@ def fresh_database(name: str = "hq_bench") -> Iterator[Database]:
         dispose_engines()
         stop_server(root)
         shutil.rmtree(root, ignore_errors=True)
+
+
+_Row = TypeVar("_Row")
+
+
+def one(row: _Row | None) -> _Row:
+    """The row a query always returns (``fetchone()`` types it as optional)."""
+    if row is None:
+        raise RuntimeError("the query returned no row")
+    return row
 
 
 def percentile(values: list[float], fraction: float) -> float:

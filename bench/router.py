@@ -36,6 +36,7 @@ def main(calls: int = 300, rounds: int = 5) -> float:
     from agents.llm.config import Deployment, ModelMap, RouterSpec
     from agents.llm.router import CallContext, ModelRouter
     from config.settings import load_settings
+    from config.vocabulary import TIERS
     from db.engine import get_engine
 
     quiet_logging()  # after importing LiteLLM, which resets its loggers
@@ -53,11 +54,12 @@ def main(calls: int = 300, rounds: int = 5) -> float:
                 )
             ).scalar()
         price = Decimal("0.000001")
-        deployments = {
-            tier: [Deployment(f"{tier}-1", tier, 1, MODEL, KEY, None, price, price, "bench", "ok")]
-            for tier in ("reasoning", "execution", "utility")
+        deployments: dict[str, list[Deployment]] = {
+            tier: [Deployment(f"{tier}-1", tier, 1, MODEL, KEY, None, price, price, "bench", "ok")] for tier in TIERS
         }
-        router = ModelRouter(settings, ModelMap(deployments, RouterSpec(), {t: 256 for t in deployments}, None))
+        router = ModelRouter(
+            settings, ModelMap(deployments, RouterSpec(), {t: 256 for t in deployments}, settings.models_path)
+        )
 
         def through_router(n: int) -> float:
             context = CallContext(

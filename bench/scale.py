@@ -18,13 +18,17 @@ import json
 import re
 import time
 import uuid
+from typing import TYPE_CHECKING
 
-from bench.common import fresh_database, verdict
+from bench.common import fresh_database, one, verdict
+
+if TYPE_CHECKING:
+    import psycopg
 
 TERMINAL_SHARE = 0.7
 
 
-def generate(conn, issues: int, agents: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
+def generate(conn: psycopg.Connection, issues: int, agents: int) -> dict[str, float]:
     """Fill the database in SQL; triggers are bypassed for the bulk load and the rollups rebuilt after."""
     timings: dict[str, float] = {}
 
@@ -128,7 +132,7 @@ def generate(conn, issues: int, agents: int) -> dict[str, float]:  # type: ignor
     )
     conn.execute("SET session_replication_role = origin")
     started = time.perf_counter()
-    if conn.execute("SELECT to_regprocedure('hq_rebuild_rollups()')").fetchone()[0]:
+    if one(conn.execute("SELECT to_regprocedure('hq_rebuild_rollups()')").fetchone())[0]:
         conn.execute("SELECT hq_rebuild_rollups()")
     timings["rollups"] = time.perf_counter() - started
     started = time.perf_counter()
@@ -137,11 +141,11 @@ def generate(conn, issues: int, agents: int) -> dict[str, float]:  # type: ignor
     return timings
 
 
-def server_ms(conn, sql: str, params: dict | None = None, runs: int = 3) -> float:  # type: ignore[no-untyped-def]
+def server_ms(conn: psycopg.Connection, sql: str, params: dict | None = None, runs: int = 3) -> float:
     """Best server-side execution time of ``sql`` (EXPLAIN ANALYZE: no rows cross the wire)."""
     best = float("inf")
     for _ in range(runs):
-        plan = conn.execute("EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) " + sql, params).fetchone()[0][0]
+        plan = one(conn.execute("EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) " + sql, params).fetchone())[0][0]
         best = min(best, plan["Execution Time"] + plan.get("Planning Time", 0))
     return best
 
@@ -153,7 +157,7 @@ def nodes(plan: dict) -> list[dict]:
     return found
 
 
-def check_claims(conn) -> list[tuple[str, str, float]]:  # type: ignore[no-untyped-def]
+def check_claims(conn: psycopg.Connection) -> list[tuple[str, str, float]]:
     from db.sqlfiles import _named_queries
 
     results = []
@@ -172,7 +176,7 @@ def check_claims(conn) -> list[tuple[str, str, float]]:  # type: ignore[no-untyp
             continue
         statement = re.sub(r"(?<![:\w]):([a-z_]+)", r"%(\1)s", sql)
         with conn.transaction(force_rollback=True):
-            plan = conn.execute("EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) " + statement, params).fetchone()[0][0]
+            plan = one(conn.execute("EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) " + statement, params).fetchone())[0][0]
         scans = [(n["Node Type"], n.get("Relation Name"), n.get("Index Name")) for n in nodes(plan["Plan"])]
         seq = any(kind == "Seq Scan" and relation == "issues" for kind, relation, _ in scans)
         index = next((idx for _, relation, idx in scans if relation == "issues" and idx), "-")
@@ -186,7 +190,7 @@ def main(issues: int = 1_000_000, agents: int = 10_000) -> float:
     with fresh_database("hq_bench_scale") as db, psycopg.connect(db.libpq, autocommit=True) as conn:
         timings = generate(conn, issues, agents)
         counts = {
-            t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+            t: one(conn.execute(f"SELECT count(*) FROM {t}").fetchone())[0]
             for t in ("issues", "agents", "issue_events", "llm_calls")
         }
         print("generated:", ", ".join(f"{t} {n:,}" for t, n in counts.items()))

@@ -1,5 +1,5 @@
-"""State machine throughput: P worker processes drive N issues through the real claim → finish
-code (workflows/lib/claims.py, no model calls) against pgbench running the same claim and
+"""State machine throughput: P worker processes drive N issues through the real claim → submit
+code (workflows/lib/claims.py and the issue store, db/store/; no model calls) against pgbench running the same claim and
 guarded-finish SQL at the same concurrency, on the same embedded PostgreSQL, in the same run.
 
 Each issue makes two transitions (todo → in_progress by the claim, in_progress → in_review by
@@ -21,7 +21,7 @@ import time
 import uuid
 from pathlib import Path
 
-from bench.common import fresh_database, verdict
+from bench.common import fresh_database, one, verdict
 
 # The same statements the claim and finish code send, as a pgbench script: the claim alone in
 # autocommit, the finish as a transaction with the actor set.
@@ -58,7 +58,7 @@ def _seed(url: str, prefix: str, agents: int, issues: int) -> list[int]:
             conn.execute(
                 text("INSERT INTO agents (slug, title, workflows) VALUES (:s, :s, '{execute}') RETURNING id"),
                 {"s": f"{prefix}-{n}"},
-            ).scalar()
+            ).scalar_one()
             for n in range(agents)
         ]
         conn.execute(
@@ -73,7 +73,7 @@ def _seed(url: str, prefix: str, agents: int, issues: int) -> list[int]:
     return ids
 
 
-def _worker(url: str, agent_id: int, start: multiprocessing.synchronize.Event, done: multiprocessing.Queue) -> None:  # type: ignore[name-defined]
+def _worker(url: str, agent_id: int, start: multiprocessing.synchronize.Event, done: multiprocessing.Queue) -> None:
     """One agent's claim → finish loop, exactly as an execute workflow drives it (minus the model)."""
     os.environ["DATABASE_URL"] = url
     from bench.common import quiet_logging
@@ -83,10 +83,10 @@ def _worker(url: str, agent_id: int, start: multiprocessing.synchronize.Event, d
 
     from agents.roster import Roster
     from config.settings import load_settings
+    from db import store
     from db.engine import get_engine
-    from db.models import Agent
-    from workflows.lib.claims import claim, finish
-    from workflows.lib.context import AgentRow, WorkflowContext
+    from workflows.lib.claims import claim
+    from workflows.lib.context import WorkflowContext
 
     settings = load_settings()
     engine = get_engine(settings)
@@ -96,10 +96,9 @@ def _worker(url: str, agent_id: int, start: multiprocessing.synchronize.Event, d
             text("UPDATE agents SET lease_owner = :run, lease_until = now() + interval '1 hour' WHERE id = :id"),
             {"run": beat, "id": agent_id},
         )
-    from sqlalchemy.orm import Session
-
-    with Session(engine) as session:
-        agent = AgentRow.of(session.get(Agent, agent_id))  # type: ignore[arg-type]
+    with engine.connect() as conn:
+        agent = store.get_agent(conn, agent_id)
+    assert agent is not None
     ctx = WorkflowContext(
         agent=agent,
         roster=Roster({}, Path(".")),
@@ -116,7 +115,7 @@ def _worker(url: str, agent_id: int, start: multiprocessing.synchronize.Event, d
         if held is None:
             break
         with ctx.tx(held.run_id) as session:
-            finish(session, held, "in_review")
+            store.submit(session, held, reviewer_id=None)
         count += 1
     done.put(count)
 
@@ -180,17 +179,17 @@ def main(issues: int = 4000, workers: int = 4) -> float:
         hq_agents = _seed(db.url, "hq", workers, per_agent * workers)
         claimed, elapsed = run_hq(db.url, hq_agents)
         with psycopg.connect(db.libpq) as conn:
-            double = conn.execute("""
+            double = one(
+                conn.execute("""
                 SELECT count(*) FROM (SELECT issue_id FROM issue_events WHERE to_status = 'in_progress'
-                                       GROUP BY issue_id HAVING count(*) > 1) twice""").fetchone()[0]
-            left = conn.execute("SELECT count(*) FROM issues WHERE status <> 'in_review'").fetchone()[0]
+                                       GROUP BY issue_id HAVING count(*) > 1) twice""").fetchone()
+            )[0]
+            left = one(conn.execute("SELECT count(*) FROM issues WHERE status <> 'in_review'").fetchone())[0]
     hq_rate = 2 * claimed / elapsed
     pgbench_rate = 2 * pgbench_tps
     print(f"issues per side: {per_agent * workers}, concurrency: {workers} (2 transitions per issue)")
     print(f"pgbench, raw SQL claim + guarded finish: {pgbench_rate:,.0f} transitions/s")
-    print(
-        f"hq, workflows/lib/claims.py claim + finish: {hq_rate:,.0f} transitions/s ({claimed} issues in {elapsed:.2f}s)"
-    )
+    print(f"hq, claims.claim + store.submit: {hq_rate:,.0f} transitions/s ({claimed} issues in {elapsed:.2f}s)")
     print(f"double claims in issue_events: {double}; issues not finished: {left}")
     ratio = hq_rate / pgbench_rate
     print(verdict("state machine throughput", ratio, ">= 0.5x pgbench", ratio >= 0.5 and double == 0 and left == 0))

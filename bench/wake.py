@@ -21,8 +21,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from bench.common import fresh_database, percentile, verdict
+from bench.common import fresh_database, one, percentile, verdict
+
+if TYPE_CHECKING:
+    import psycopg
 
 HQ = Path(sys.executable).with_name("hq")
 PROMISE_MS = 1000.0
@@ -44,7 +48,7 @@ def seed(libpq: str, data_dir: Path, count: int) -> list[int]:
     import psycopg
 
     with psycopg.connect(libpq, autocommit=True) as conn:
-        writer = conn.execute("SELECT id FROM agents WHERE slug = 'content-writer'").fetchone()[0]
+        writer = one(conn.execute("SELECT id FROM agents WHERE slug = 'content-writer'").fetchone())[0]
         ids = [
             row[0]
             for row in conn.execute(
@@ -67,7 +71,7 @@ def seed(libpq: str, data_dir: Path, count: int) -> list[int]:
     return ids
 
 
-def latency_ms(conn, issue: int, timeout: float = 30.0) -> float | None:  # type: ignore[no-untyped-def]
+def latency_ms(conn: psycopg.Connection, issue: int, timeout: float = 30.0) -> float | None:
     """Approval event to deploy claim event, in ms; None if the claim never came."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

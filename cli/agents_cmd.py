@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from cli.common import ActorOption, JsonOption, human
 from config.errors import NotFoundError, StateError
+
+if TYPE_CHECKING:  # the CLI imports the ORM and the roster inside the commands, to start fast
+    from agents.roster import Roster
+    from agents.sync import SyncReport
+    from db.models import Agent
 
 agents_app = typer.Typer(help="The company's agents (roles from AGENTS.md files).", invoke_without_command=True)
 
@@ -16,8 +21,11 @@ def register(app: typer.Typer) -> None:
     app.add_typer(agents_app, name="agents")
 
 
-def load_and_sync():  # type: ignore[no-untyped-def]
-    """Validate the roster and make the agents table match it (one transaction)."""
+UNSYNCED = "unsynced"  # the status shown for a role whose AGENTS.md the database has not seen yet
+
+
+def load_and_sync() -> tuple[Roster, SyncReport]:
+    """Validate the roster and make the agents table match it (one transaction): `hq agents sync` only."""
     from agents.roster import load_roster
     from agents.sync import ACTOR, sync_roster
     from config.settings import get_settings
@@ -29,21 +37,53 @@ def load_and_sync():  # type: ignore[no-untyped-def]
     return roster, report
 
 
+def load_and_read() -> tuple[Roster, dict[str, Agent]]:
+    """Validate the roster and read the agents table as it is.
+
+    Listing must never write: a sync re-targets open work, and a command someone
+    runs to look would then contend with claims. What the files say and the table
+    does not yet know is reported (`drift`), and applied by `hq agents sync` or `hq run`.
+    """
+    from sqlalchemy import select
+
+    from agents.roster import load_roster
+    from config.settings import get_settings
+    from db.engine import read_only
+    from db.models import Agent
+
+    roster = load_roster(get_settings().roles_path)
+    with read_only() as session:
+        rows = {a.slug: a for a in session.scalars(select(Agent))}
+    return roster, rows
+
+
+def drift(roster: Roster, rows: dict[str, Agent]) -> str | None:
+    """How the roster files differ from the agents table, as a line a person can act on; None if they agree."""
+    if not rows:
+        return "the database has no agents yet: run `hq agents sync` (or `hq run`) to load the roster"
+    new = [slug for slug in roster.roles if slug not in rows]
+    changed = [
+        slug
+        for slug, role in roster.roles.items()
+        if slug in rows and (rows[slug].definition_sha256 != role.sha256 or rows[slug].paused_reason == "removed")
+    ]
+    removed = [slug for slug, a in rows.items() if slug not in roster.roles and a.paused_reason != "removed"]
+    counts = [f"{len(v)} {k}" for k, v in (("new", new), ("changed", changed), ("removed", removed)) if v]
+    if not counts:
+        return None
+    return f"the roster differs from the database ({', '.join(counts)}): run `hq agents sync` to apply it"
+
+
 @agents_app.callback()
 def tree(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Print the org chart: title, heartbeat and status of every agent."""
     if ctx.invoked_subcommand is not None:
         return
     from rich.tree import Tree
-    from sqlalchemy import select
 
     from cli.output import console, print_json, safe
-    from db.engine import read_only
-    from db.models import Agent
 
-    roster, _report = load_and_sync()
-    with read_only() as session:
-        rows = {a.slug: a for a in session.scalars(select(Agent))}
+    roster, rows = load_and_read()
     if as_json:
         print_json(
             [
@@ -52,7 +92,7 @@ def tree(ctx: typer.Context, as_json: JsonOption = False) -> None:
                     "title": role.spec.title,
                     "reports_to": role.spec.reports_to,
                     "heartbeat": str(role.spec.heartbeat),
-                    "status": rows[role.slug].status,
+                    "status": rows[role.slug].status if role.slug in rows else UNSYNCED,
                     "depth": depth,
                 }
                 for depth, role in roster.walk()
@@ -62,8 +102,8 @@ def tree(ctx: typer.Context, as_json: JsonOption = False) -> None:
     nodes: dict[str, Tree] = {}
     root: Tree | None = None
     for _depth, role in roster.walk():
-        agent = rows[role.slug]
-        status = "[green]active[/green]" if agent.status == "active" else f"[yellow]{agent.status}[/yellow]"
+        state = rows[role.slug].status if role.slug in rows else UNSYNCED
+        status = "[green]active[/green]" if state == "active" else f"[yellow]{state}[/yellow]"
         label = f"[bold]{safe(role.slug)}[/bold] — {safe(role.spec.title)} (every {role.spec.heartbeat}, {status})"
         if role.spec.reports_to is None:
             root = nodes[role.slug] = Tree(label)
@@ -75,6 +115,9 @@ def tree(ctx: typer.Context, as_json: JsonOption = False) -> None:
     console.print(
         f"{len(roster.roles)} agents" + (f"; removed from the roster (paused): {', '.join(removed)}" if removed else "")
     )
+    pending = drift(roster, rows)
+    if pending is not None:
+        console.print(f"[yellow]{safe(pending)}[/yellow]")
 
 
 @agents_app.command("check")
@@ -99,46 +142,54 @@ def sync() -> None:
 @agents_app.command("show")
 def show(slug: Annotated[str, typer.Argument(metavar="SLUG")], as_json: JsonOption = False) -> None:
     """Show an agent: its front matter, chain of command, spend and recent heartbeats."""
+    from decimal import Decimal
+
     from sqlalchemy import desc, func, select
 
     from db.engine import read_only
-    from db.models import TERMINAL_STATUSES, Agent, HeartbeatRun, Issue
+    from db.models import TERMINAL_STATUSES, HeartbeatRun, Issue
     from db.reads import month_spend
 
-    roster, _report = load_and_sync()
+    roster, rows = load_and_read()
     if slug not in roster.roles:
         raise NotFoundError(f"no agent named {slug!r} in the roster (see `hq agents`)")
     role = roster.roles[slug]
-    with read_only() as session:
-        agent = session.scalar(select(Agent).where(Agent.slug == slug))
-        assert agent is not None
-        beats = [
-            {
-                "started_at": b.started_at,
-                "outcome": b.outcome,
-                "worker": b.worker,
-                "claims": b.claims,
-                "issues": list(b.issues_touched),
-                "seconds": (b.finished_at - b.started_at).total_seconds() if b.finished_at else None,
-            }
-            for b in session.scalars(
-                select(HeartbeatRun)
-                .where(HeartbeatRun.agent_id == agent.id)
-                .order_by(desc(HeartbeatRun.started_at))
-                .limit(10)
+    agent = rows.get(slug)
+    beats: list[dict[str, Any]] = []
+    open_issues = 0
+    spent = Decimal(0)
+    if agent is not None:  # a role the database has not seen yet has no history: its file is the whole story
+        with read_only() as session:
+            beats = [
+                {
+                    "started_at": b.started_at,
+                    "outcome": b.outcome,
+                    "worker": b.worker,
+                    "claims": b.claims,
+                    "issues": list(b.issues_touched),
+                    "seconds": (b.finished_at - b.started_at).total_seconds() if b.finished_at else None,
+                }
+                for b in session.scalars(
+                    select(HeartbeatRun)
+                    .where(HeartbeatRun.agent_id == agent.id)
+                    .order_by(desc(HeartbeatRun.started_at))
+                    .limit(10)
+                )
+            ]
+            open_issues = (
+                session.scalar(
+                    select(func.count())
+                    .select_from(Issue)
+                    .where(Issue.assignee_id == agent.id, Issue.status.not_in(TERMINAL_STATUSES))
+                )
+                or 0
             )
-        ]
-        open_issues = session.scalar(
-            select(func.count())
-            .select_from(Issue)
-            .where(Issue.assignee_id == agent.id, Issue.status.not_in(TERMINAL_STATUSES))
-        )
-        spent = month_spend(session, agent.id)
+            spent = month_spend(session, agent.id)
     data: dict[str, Any] = {
         "front_matter": role.spec.model_dump(mode="json"),
         "source": str(role.path),
-        "status": agent.status,
-        "paused_reason": agent.paused_reason,
+        "status": agent.status if agent is not None else UNSYNCED,
+        "paused_reason": agent.paused_reason if agent is not None else None,
         "chain_of_command": roster.chain_of_command(slug),
         "direct_reports": roster.reports_of(slug),
         "reviewer": roster.reviewer_of(slug),
@@ -152,6 +203,11 @@ def show(slug: Annotated[str, typer.Argument(metavar="SLUG")], as_json: JsonOpti
         print_json(data)
         return
     _print_agent(slug, data)
+    pending = drift(roster, rows)
+    if pending is not None:
+        from cli.output import console, safe
+
+        console.print(f"\n[yellow]{safe(pending)}[/yellow]")
 
 
 def _print_agent(slug: str, data: dict[str, Any]) -> None:
@@ -184,15 +240,18 @@ def _print_agent(slug: str, data: dict[str, Any]) -> None:
 def _set_status(slug: str, actor: str | None, *, pause: bool) -> None:
     from sqlalchemy import select, update
 
+    from agents.sync import ensure_roster
+    from config.settings import get_settings
     from db.engine import transaction
     from db.models import Agent
 
-    load_and_sync()
     who = human(actor)
     with transaction(who, workflow="cli:agents") as session:
+        # Only a database that has never seen the roster is loaded here; applying edits is `hq agents sync`'s job.
+        ensure_roster(session, get_settings().roles_path)
         agent = session.scalar(select(Agent).where(Agent.slug == slug).with_for_update())
         if agent is None:
-            raise NotFoundError(f"no agent named {slug!r} (see `hq agents`)")
+            raise NotFoundError(f"no agent named {slug!r} (see `hq agents`; a new role needs `hq agents sync` first)")
         if not pause and agent.paused_reason == "removed":
             raise StateError(f"{slug} was removed from the roster; add its AGENTS.md back to resume it")
         wanted = "paused" if pause else "active"

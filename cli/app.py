@@ -1,7 +1,11 @@
 """`hq`: the command line. Every command is one transaction, and every failure is one line.
 
 Commands import what they need inside their own function bodies, so `hq issues`
-never pays for the model router, the scheduler or Telegram.
+never pays for the model router, the scheduler or Telegram, and `hq --help` or a
+usage error never pays for the database: `import cli.app` takes 0.09 s, SQLAlchemy
+with the ORM another 0.35 s, structlog 0.1 s, LiteLLM seconds (python -X importtime).
+That is the one place in the tree where imports sit in function bodies as a rule;
+elsewhere each one says why.
 """
 
 from __future__ import annotations
@@ -146,7 +150,7 @@ def _report(error: Exception, debug: bool) -> int:
             return 1
         error = translated
     fail(redact(error.message))
-    return error.exit_code  # type: ignore[attr-defined]
+    return error.exit_code
 
 
 def run() -> None:

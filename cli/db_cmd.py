@@ -5,9 +5,13 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:  # `hq db` must start without loading SQLAlchemy
+    from sqlalchemy import Connection
+    from sqlalchemy.engine import URL
 
 db_app = typer.Typer(
     help="The database: migrate it, connect to it, start or stop the embedded server.", no_args_is_help=True
@@ -22,7 +26,7 @@ def register(app: typer.Typer) -> None:
 _SECRET_PARAMETERS = ("password", "sslpassword")
 
 
-def _configured_url():  # type: ignore[no-untyped-def]
+def _configured_url() -> URL:
     from sqlalchemy.engine import make_url
 
     from config.settings import get_settings
@@ -31,7 +35,7 @@ def _configured_url():  # type: ignore[no-untyped-def]
     return make_url(database_url(get_settings()))
 
 
-def _without_secrets(url, *, username: str | None = None):  # type: ignore[no-untyped-def]
+def _without_secrets(url: URL, *, username: str | None = None) -> tuple[URL, str | None]:
     """(the URL with no password anywhere in it, the password it had or None)."""
     from sqlalchemy.engine import URL
 
@@ -53,7 +57,7 @@ def _without_secrets(url, *, username: str | None = None):  # type: ignore[no-un
     return clean, (None if password is None else str(password))
 
 
-def _render(url) -> str:  # type: ignore[no-untyped-def]
+def _render(url: URL) -> str:
     from db.urls import libpq_url
 
     return libpq_url(url.render_as_string(hide_password=False))
@@ -220,7 +224,7 @@ def reporter_url(
 _QUIET_LOGGING = (("log_statement", "none"), ("log_min_duration_statement", "-1"), ("log_min_error_statement", "panic"))
 
 
-def _set_reporter_password(connection, password: str) -> None:  # type: ignore[no-untyped-def]
+def _set_reporter_password(connection: Connection, password: str) -> None:
     """ALTER ROLE hq_reporter PASSWORD '<verifier>': hashed here, like psql's \\password, quoted by psycopg."""
     from psycopg import sql
     from sqlalchemy import text
@@ -232,7 +236,8 @@ def _set_reporter_password(connection, password: str) -> None:  # type: ignore[n
                 connection.execute(text("SELECT set_config(:name, :value, true)"), {"name": name, "value": value})
         except DBAPIError:
             pass  # not permitted for this role: the log sees a verifier at most
-    algorithm = connection.execute(text("SHOW password_encryption")).scalar()
+    algorithm = str(connection.execute(text("SHOW password_encryption")).scalar())
     driver = connection.connection.driver_connection
+    assert driver is not None
     verifier = driver.pgconn.encrypt_password(password.encode(), b"hq_reporter", algorithm.encode()).decode()
     driver.execute(sql.SQL("ALTER ROLE hq_reporter PASSWORD {}").format(sql.Literal(verifier)))

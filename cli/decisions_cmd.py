@@ -6,13 +6,17 @@ the agent that acts next.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cli.arguments import IssueId, usd_option
 from cli.common import ActorOption, JsonOption, human
+
+if TYPE_CHECKING:  # the store loads when a decision runs, not when the CLI starts
+    from db.store import Decision
 
 
 def register(app: typer.Typer) -> None:
@@ -20,7 +24,7 @@ def register(app: typer.Typer) -> None:
         app.command(command.__name__)(command)
 
 
-def _decide(action, issue_id: int, actor: str | None, **kwargs: object) -> None:  # type: ignore[no-untyped-def]
+def _decide(action: Callable[..., Decision], issue_id: int, actor: str | None, **kwargs: object) -> None:
     from sqlalchemy import text
 
     from db.engine import connection
@@ -38,7 +42,7 @@ def approve(
     issue_id: IssueId, note: Annotated[str | None, typer.Option("--note")] = None, actor: ActorOption = None
 ) -> None:
     """Approve an issue waiting in pending_approval."""
-    from db import approvals as ops
+    from db.store import approvals as ops
 
     _decide(ops.approve, issue_id, actor, note=note)
 
@@ -49,7 +53,7 @@ def reject(
     actor: ActorOption = None,
 ) -> None:
     """Reject an issue waiting in pending_approval (terminal)."""
-    from db import approvals as ops
+    from db.store import approvals as ops
 
     _decide(ops.reject, issue_id, actor, reason=reason)
 
@@ -60,7 +64,7 @@ def revise(
     actor: ActorOption = None,
 ) -> None:
     """Send an issue waiting for approval back to todo with a note."""
-    from db import approvals as ops
+    from db.store import approvals as ops
 
     _decide(ops.revise, issue_id, actor, note=note)
 
@@ -72,7 +76,7 @@ def unblock(
     actor: ActorOption = None,
 ) -> None:
     """Unblock an issue with guidance, optionally giving it to another agent."""
-    from db import approvals as ops
+    from db.store import approvals as ops
 
     if assign is None:
         _decide(ops.unblock, issue_id, actor, note=note)
@@ -80,11 +84,11 @@ def unblock(
     from agents.sync import ensure_roster
     from config.settings import get_settings
     from db.engine import transaction
-    from db.issues import agent_by_slug
+    from db.store import require_agent
 
     with transaction(human(actor), workflow="cli:unblock") as session:
         ensure_roster(session, get_settings().roles_path)
-        assignee_id = agent_by_slug(session, assign).id
+        assignee_id = require_agent(session, assign).id
     _decide(ops.unblock, issue_id, actor, note=note, assignee_id=assignee_id)
 
 
@@ -92,7 +96,7 @@ def cancel(
     issue_id: IssueId, reason: Annotated[str | None, typer.Option("--reason")] = None, actor: ActorOption = None
 ) -> None:
     """Cancel an issue that has not finished."""
-    from db import approvals as ops
+    from db.store import approvals as ops
 
     _decide(ops.cancel, issue_id, actor, reason=reason)
 
@@ -101,7 +105,7 @@ def budget(
     issue_id: IssueId, add: Annotated[Decimal, usd_option("--add", "Amount to add.")], actor: ActorOption = None
 ) -> None:
     """Raise an issue's budget; resolves its open budget approval."""
-    from db import approvals as ops
+    from db.store import approvals as ops
 
     _decide(ops.add_budget, issue_id, actor, amount_usd=add)
 

@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TextIO, cast
 
 import typer
 
@@ -122,7 +122,7 @@ def demo(
         base.model_copy(update={"heartbeat_scale": DEMO_SCALE, "sweep_interval_seconds": 1.0, "log_level": log_level})
     )
     # Logs go to whatever sys.stderr is when they are written: above the live board while it is shown.
-    configure_logging(log_level, settings.log_format, stream=_CurrentStderr(), force=True)
+    configure_logging(log_level, settings.log_format, stream=cast(TextIO, _CurrentStderr()), force=True)
     from cli.output import console
 
     console.print(banner(settings, offline=resolve_models(settings).offline))
@@ -197,8 +197,8 @@ class _CurrentStderr:
 
 def _seed(settings: Any) -> tuple[int, dict[int, Scenario]]:
     from db.engine import transaction
-    from db.issues import create_issue, validate_draft
     from db.models import Goal
+    from db.store import create_issue, validate_draft
 
     actor = "human:demo"
     with transaction(actor, workflow="demo") as session:

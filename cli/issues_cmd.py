@@ -58,7 +58,7 @@ def create(
     """Create an issue and print its id."""
     from config.settings import get_settings
     from db.engine import transaction
-    from db.issues import agent_by_slug, create_issue, validate_draft
+    from db.store import create_issue, require_agent, validate_draft
 
     who = human(actor)
     draft = validate_draft(
@@ -76,7 +76,7 @@ def create(
             from agents.sync import ensure_roster
 
             ensure_roster(session, settings.roles_path)
-        assignee = agent_by_slug(session, assign) if assign else None
+        assignee = require_agent(session, assign) if assign else None
         issue = create_issue(
             session,
             draft,

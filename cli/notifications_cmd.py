@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -42,7 +42,7 @@ def list_notifications(
         statement = select(Notification).order_by(Notification.id.desc()).limit(limit)
         if status:
             statement = statement.where(Notification.status == status)
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "id": n.id,
                 "event": n.event,

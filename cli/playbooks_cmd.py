@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from cli.common import JsonOption
+
+if TYPE_CHECKING:  # loaded only when the command runs
+    from agents.playbooks import PlaybookSet
 
 playbooks_app = typer.Typer(help="Decomposition playbooks (agents/playbooks/*.yaml).", invoke_without_command=True)
 
@@ -13,7 +18,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(playbooks_app, name="playbooks")
 
 
-def _load():  # type: ignore[no-untyped-def]
+def _load() -> PlaybookSet:
     from agents.playbooks import load_playbooks
     from agents.roster import load_roster
     from config.settings import get_settings

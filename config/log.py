@@ -15,6 +15,8 @@ import sys
 import threading
 from typing import Any, TextIO
 
+from config.secrets import redact_obj
+
 _lock = threading.RLock()
 _wanted: dict[str, Any] = {"level": "info", "fmt": "auto", "stream": None}
 _applied = False
@@ -41,8 +43,6 @@ QUIET_LOGGERS = (
 
 def redact_event(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     """structlog processor: mask every registered secret and known key shape."""
-    from config.secrets import redact_obj
-
     return redact_obj(event_dict)
 
 
@@ -65,7 +65,7 @@ def configure_logging(
 def _apply() -> None:
     """Configure structlog and the stdlib root logger as wanted (under the lock)."""
     global _applied
-    import structlog
+    import structlog  # ~0.1 s to import: `hq --help` and usage errors start without it
 
     level, fmt = _wanted["level"], _wanted["fmt"]
     stream = _wanted["stream"] or sys.stderr
@@ -136,7 +136,7 @@ class _LazyLogger:
 
     def __getattr__(self, method: str) -> Any:
         ensure_configured()
-        import structlog
+        import structlog  # ~0.1 s to import: loaded on first use
 
         logger = structlog.get_logger(self._name)
         return getattr(logger.bind(**self._bound) if self._bound else logger, method)
@@ -149,6 +149,6 @@ def get_logger(name: str | None = None, **bound: Any) -> Any:
 def bound_contextvars(**values: Any) -> Any:
     """structlog's context binding (imports structlog: only used where logging will happen)."""
     ensure_configured()
-    import structlog
+    import structlog  # ~0.1 s to import: `hq --help` and usage errors start without it
 
     return structlog.contextvars.bound_contextvars(**values)

@@ -354,7 +354,7 @@ def os_user() -> str:
         if os.environ.get(var):
             return os.environ[var]
     try:
-        import pwd
+        import pwd  # POSIX only: imported where it is needed
 
         return pwd.getpwuid(os.getuid()).pw_name
     except (ImportError, KeyError):  # pragma: no cover - exotic platforms

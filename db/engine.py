@@ -22,7 +22,7 @@ from config.settings import Settings, get_settings
 from db.urls import libpq_url, sqlalchemy_url
 
 if TYPE_CHECKING:  # the ORM costs ~80 ms to load; the CLI's hot commands use Core connections only
-    from sqlalchemy.orm import Session
+    from sqlalchemy.orm import Session  # the ORM (~70 ms) loads for workflows, not for `hq approve`
 
 _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
@@ -53,7 +53,7 @@ def database_url(settings: Settings) -> str:
         url = settings.database_url.get_secret_value()
         register_secrets(url)
         return sqlalchemy_url(url)
-    from db.embedded import ensure_server
+    from db.embedded import ensure_server  # the embedded server's wheel loads only when it is the database
 
     return ensure_server(settings.data_path).url()
 
@@ -126,7 +126,7 @@ def get_engine(settings: Settings | None = None, *, migrate: bool = True) -> Eng
                 engine, "connect", lambda dbapi_connection, _record: configure_session(dbapi_connection, settings)
             )
             if migrate:
-                from db.migrate import ensure_schema
+                from db.migrate import ensure_schema  # db.migrate imports this module
 
                 ensure_schema(engine)
             _engines[url] = engine
@@ -150,7 +150,7 @@ def transaction(
     engine: Engine | None = None,
 ) -> Iterator[Session]:
     """A session inside one transaction that commits on success and rolls back on any error."""
-    from sqlalchemy.orm import Session
+    from sqlalchemy.orm import Session  # the ORM (~70 ms) loads for workflows, not for `hq approve`
 
     engine = engine or get_engine()
     with Session(engine, expire_on_commit=False, autoflush=True) as session, session.begin():
@@ -162,7 +162,7 @@ def transaction(
 def read_only(engine: Engine | None = None) -> Iterator[Session]:
     """A session for reads: no actor, nothing committed. Closing it ends the transaction but
     keeps loaded objects readable (a rollback would expire them)."""
-    from sqlalchemy.orm import Session
+    from sqlalchemy.orm import Session  # the ORM (~70 ms) loads for workflows, not for `hq approve`
 
     engine = engine or get_engine()
     with Session(engine, expire_on_commit=False) as session:

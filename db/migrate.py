@@ -8,6 +8,7 @@ alembic is loaded only when an upgrade is really due.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import Engine
@@ -16,6 +17,9 @@ from config.errors import ConfigError
 from config.log import get_logger
 from config.settings import get_settings
 from db.notices import NoticeHandler, capture_notices
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _LOCK_KEY = 0x6871_6D69  # "hqmi": one migrator at a time across processes
@@ -36,8 +40,8 @@ def current_revision(connection: Connection) -> str | None:
     return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
-def alembic_config(connection: Connection | None = None):  # type: ignore[no-untyped-def]
-    from alembic.config import Config
+def alembic_config(connection: Connection | None = None) -> Config:
+    from alembic.config import Config  # alembic loads only to migrate
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
@@ -54,7 +58,7 @@ def upgrade(
     What the migrations' SQL says it could not do (``RAISE NOTICE``, warnings) goes to
     ``on_notice``, one line each (default: the log); see db/notices.py.
     """
-    from alembic import command
+    from alembic import command  # alembic loads only to migrate
 
     with engine.begin() as connection, capture_notices(connection, on_notice):
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
@@ -103,7 +107,7 @@ def enter_schema(connection: Connection, schema: str) -> None:
             ),
             {"schema": schema},
         ).scalar()
-        connection.exec_driver_sql(statement)
+        connection.exec_driver_sql(str(statement))
 
 
 def ensure_schema(engine: Engine) -> None:

@@ -17,8 +17,10 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from config.secrets import redact_obj
-from db.models import Approval, Issue, IssueEvent, LLMCall, Notification
+from db.models import Issue, IssueEvent, LLMCall, Notification
 from db.sqlfiles import query
+from db.store.agents import get_agent
+from db.store.records import ApprovalRecord, IssueRecord
 
 
 def enqueue(
@@ -38,7 +40,7 @@ def _last_event_id(session: Session, issue_id: int) -> int:
     return session.scalar(select(func.max(IssueEvent.id)).where(IssueEvent.issue_id == issue_id)) or 0
 
 
-def _issue(issue: Issue) -> dict[str, Any]:
+def _issue(issue: IssueRecord) -> dict[str, Any]:
     return {"id": issue.id, "title": issue.title, "status": issue.status, "priority": issue.priority}
 
 
@@ -66,7 +68,7 @@ def cost_summary(session: Session, issue_id: int) -> dict[str, Any]:
     }
 
 
-def pending_approval(session: Session, issue: Issue, approval: Approval) -> None:
+def pending_approval(session: Session, issue: IssueRecord, approval: ApprovalRecord) -> None:
     enqueue(
         session,
         "pending_approval",
@@ -86,15 +88,13 @@ def pending_approval(session: Session, issue: Issue, approval: Approval) -> None
     )
 
 
-def _climbed(session: Session, issue: Issue) -> list[str]:
+def _climbed(session: Session, issue: IssueRecord) -> list[str]:
     """The chain an escalation climbed, starting from the agent that owns the issue."""
-    from db.models import Agent
-
-    owner = session.get(Agent, issue.assignee_id) if issue.assignee_id else None
+    owner = get_agent(session, issue.assignee_id) if issue.assignee_id else None
     return ([owner.slug] if owner else []) + list(issue.escalation_chain)
 
 
-def escalated(session: Session, issue: Issue, *, reason: str, note: str) -> None:
+def escalated(session: Session, issue: IssueRecord, *, reason: str, note: str) -> None:
     chain = _climbed(session, issue)
     enqueue(
         session,
@@ -105,7 +105,7 @@ def escalated(session: Session, issue: Issue, *, reason: str, note: str) -> None
     )
 
 
-def needs_human(session: Session, issue: Issue, approval: Approval) -> None:
+def needs_human(session: Session, issue: IssueRecord, approval: ApprovalRecord) -> None:
     enqueue(
         session,
         "needs_human",
@@ -121,7 +121,7 @@ def needs_human(session: Session, issue: Issue, approval: Approval) -> None:
     )
 
 
-def budget_exhausted(session: Session, issue: Issue, approval: Approval) -> None:
+def budget_exhausted(session: Session, issue: IssueRecord, approval: ApprovalRecord) -> None:
     enqueue(
         session,
         "budget_exhausted",
@@ -137,7 +137,7 @@ def budget_exhausted(session: Session, issue: Issue, approval: Approval) -> None
     )
 
 
-def approval_deadline(session: Session, approval: Approval, issue: Issue, stage: str) -> None:
+def approval_deadline(session: Session, approval: ApprovalRecord, issue: IssueRecord, stage: str) -> None:
     enqueue(
         session,
         "approval_deadline",
@@ -153,9 +153,26 @@ def approval_deadline(session: Session, approval: Approval, issue: Issue, stage:
     )
 
 
-def done(session: Session, issue: Issue) -> None:
+def done(session: Session, issue: IssueRecord) -> None:
     enqueue(
         session, "done", f"done:{issue.id}", {"issue": _issue(issue), "cost": cost_summary(session, issue.id)}, issue.id
+    )
+
+
+def provider_auth(
+    session: Session, *, deployment: str, key_fingerprint: str, error: str, issue: IssueRecord | None
+) -> bool:
+    """Once per deployment and key: the provider refused our credentials, and calls to it are paused."""
+    return enqueue(
+        session,
+        "provider_auth",
+        f"provider_auth:{deployment}:{key_fingerprint}",
+        {
+            "deployment": deployment,
+            "error": error[:500],
+            **({"issue": _issue(issue), "commands": [f"hq unblock {issue.id} --note '...'"]} if issue else {}),
+        },
+        issue.id if issue else None,
     )
 
 

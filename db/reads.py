@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.issues import cost_so_far, get_issue
 from db.models import Agent, Comment, Issue, IssueDependency, IssueEvent, LLMCall
 from db.sqlfiles import query
+from db.store import cost_so_far, get_issue
 
 ISSUE_FIELDS = (
     "id",
@@ -46,7 +47,7 @@ def _slug_map(session: Session, ids: set[int | None]) -> dict[int, str]:
     wanted = {i for i in ids if i is not None}
     if not wanted:
         return {}
-    return dict(session.execute(select(Agent.id, Agent.slug).where(Agent.id.in_(wanted))).tuples().all())
+    return {row.id: row.slug for row in session.execute(select(Agent.id, Agent.slug).where(Agent.id.in_(wanted)))}
 
 
 def issue_detail(session: Session, issue_id: int) -> dict[str, Any]:
@@ -90,7 +91,7 @@ def issue_detail(session: Session, issue_id: int) -> dict[str, Any]:
         }
         for c in comments
     ]
-    timeline.sort(key=lambda item: item["at"])
+    timeline.sort(key=lambda item: cast(dt.datetime, item["at"]))
     return {
         "issue": fields,
         "dependencies": dependencies,

@@ -14,7 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from psycopg import sql
+from psycopg.errors import InsufficientPrivilege
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError
 
 from config.errors import StateError
 from db.notices import NoticeHandler, capture_notices
@@ -171,7 +174,6 @@ def admin_sql(state: ReporterState, connection_limit: int) -> list[str]:
     Grants on hq's views are not among them: the app role owns the views, and
     `hq db grant-reporter` gives them (run it after these).
     """
-    from psycopg import sql
 
     role = sql.Identifier(ROLE)
     statements: list[sql.Composable] = []
@@ -255,10 +257,7 @@ class GrantResult:
 
 def grant_reporter(engine: Engine, settings: Settings, on_notice: NoticeHandler | None = None) -> GrantResult:
     """Apply the current reporter SQL (grants, read-only default, lockdown) in one transaction, idempotently."""
-    from psycopg.errors import InsufficientPrivilege
-    from sqlalchemy.exc import DBAPIError
-
-    from db.migrate import _LOCK_KEY, current_revision, head_revision
+    from db.migrate import _LOCK_KEY, current_revision, head_revision  # db.migrate imports this module
 
     with engine.begin() as connection, capture_notices(connection, on_notice):
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})  # not during an upgrade

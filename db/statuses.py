@@ -1,16 +1,5 @@
-"""Issue statuses as constants, importable without loading the ORM."""
+"""Issue statuses, importable without loading the ORM; defined in config/vocabulary.py."""
 
-STATUSES = (
-    "backlog",
-    "todo",
-    "in_progress",
-    "in_review",
-    "pending_approval",
-    "approved",
-    "deploying",
-    "done",
-    "blocked",
-    "rejected",
-    "cancelled",
-)
-TERMINAL_STATUSES = frozenset({"done", "rejected", "cancelled"})
+from config.vocabulary import OPEN_STATUSES, STATUSES, TERMINAL_STATUSES
+
+__all__ = ["OPEN_STATUSES", "STATUSES", "TERMINAL_STATUSES"]

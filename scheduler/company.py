@@ -17,19 +17,25 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import select
 
+from agents.llm.config import resolve_models
 from agents.playbooks import load_playbooks
 from agents.roster import Roster, load_roster
 from agents.sync import sync_roster
 from config.log import ensure_configured, get_logger
 from config.settings import Settings
+from config.vocabulary import SWEEP_JOB
 from db.engine import get_engine, listen_url, transaction
 from db.errors import is_outage
 from db.models import Agent
 from scheduler.embedded_guard import EmbeddedGuard
 from scheduler.heartbeat import BeatResult, Runtime, run_beat
 from scheduler.listener import WakeListener
+from workflows import notify, sweep
 
 MIN_INTERVAL_SECONDS = 0.5
 NOTIFY_SECONDS = 5.0
@@ -40,8 +46,6 @@ log = get_logger(__name__)
 
 def load_company(settings: Settings) -> Roster:
     """Validate the roster, playbooks and models file (refusing to start if any is invalid); sync the roster."""
-    from agents.llm.config import resolve_models
-
     roster = load_roster(settings.roles_path)
     load_playbooks(settings.playbooks_path, set(roster.roles))
     resolve_models(settings)  # a broken models file stops the start, not every agent's first model call
@@ -106,8 +110,6 @@ class Company:
         return result
 
     def sweep(self) -> None:
-        from workflows import sweep
-
         try:
             sweep.run(self.settings, self.engine)
             self.runtime.outages.succeeded()
@@ -115,8 +117,6 @@ class Company:
             self._log_failure("sweep", error)
 
     def notify(self) -> None:
-        from workflows import notify
-
         try:
             notify.run(self.settings, self.engine)
         except Exception as error:
@@ -137,10 +137,6 @@ class Company:
         return seconds, min(agent.jitter_seconds * scale, seconds / 2)
 
     def start(self) -> None:
-        from apscheduler.executors.pool import ThreadPoolExecutor
-        from apscheduler.schedulers.background import BackgroundScheduler
-        from apscheduler.triggers.interval import IntervalTrigger
-
         self.scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(self.threads)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -161,7 +157,7 @@ class Company:
                 next_run_time=first,
             )
         self.scheduler.add_job(
-            self.sweep, IntervalTrigger(seconds=self.settings.sweep_interval_seconds), id="_sweep", next_run_time=now
+            self.sweep, IntervalTrigger(seconds=self.settings.sweep_interval_seconds), id=SWEEP_JOB, next_run_time=now
         )
         self.scheduler.add_job(self.notify, IntervalTrigger(seconds=NOTIFY_SECONDS), id="_notify", next_run_time=now)
         if self.settings.database_url is None:  # hq owns the embedded server: it keeps it up

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,12 +24,13 @@ from config.errors import describe
 from config.log import bound_contextvars, get_logger
 from config.secrets import redact
 from config.settings import Settings
+from db import store
 from db.engine import transaction
 from db.errors import is_outage
-from db.models import Agent, HeartbeatRun
-from db.sqlfiles import query
+from db.models import HeartbeatRun
 from scheduler.outages import OutageLog
-from workflows.lib.context import AgentRow, WorkflowContext
+from workflows import registry
+from workflows.lib.context import WorkflowContext
 
 ACTOR = "system:scheduler"
 FINISH_RETRY_SECONDS = 30
@@ -37,17 +38,9 @@ FINISH_RETRY_SECONDS = 30
 log = get_logger(__name__)
 
 
-def _workflows() -> dict[str, Callable[[WorkflowContext], None]]:
-    from workflows import assign, deploy_verify, escalate, execute, plan, review_gate
-
-    return {
-        "plan": plan.run,
-        "escalate": escalate.run,
-        "assign": assign.run,
-        "review_gate": review_gate.run,
-        "execute": execute.run,
-        "deploy_verify": deploy_verify.run,
-    }
+def _workflows() -> Mapping[str, Callable[[WorkflowContext], None]]:
+    """Each registered workflow's run, by name; its module is imported when the beat first looks it up."""
+    return registry.runners()
 
 
 @dataclass
@@ -76,13 +69,12 @@ def run_beat(slug: str, runtime: Runtime) -> BeatResult:
     run_id = uuid.uuid4()
     ttl = settings.agent_lease_ttl_seconds
     with transaction(ACTOR, workflow="heartbeat", run_id=run_id, engine=runtime.engine) as session:
-        row = session.execute(query("claims", "claim_agent"), {"slug": slug, "run_id": run_id, "ttl": ttl}).first()
-        if row is None:
+        agent_id = store.take_agent_lease(session, slug, run_id=run_id, ttl=ttl)
+        if agent_id is None:
             return BeatResult(slug, "skipped")  # paused, or another process is beating it
-        agent = session.get(Agent, row.id)
-        assert agent is not None
-        session.add(HeartbeatRun(run_id=run_id, agent_id=agent.id, worker=runtime.worker))
-        snapshot = AgentRow.of(agent)
+        snapshot = store.get_agent(session, agent_id)
+        assert snapshot is not None
+        session.add(HeartbeatRun(run_id=run_id, agent_id=agent_id, worker=runtime.worker))
     ctx = WorkflowContext(
         agent=snapshot,
         roster=runtime.roster,
@@ -128,10 +120,14 @@ def _finish(
     runtime: Runtime, run_id: uuid.UUID, agent_id: int, outcome: str, error: str | None, ctx: WorkflowContext
 ) -> None:
     """Record the beat and free the agent, through a short outage too; the sweeper closes what is left as lost."""
+
+    def pause(seconds: float) -> None:
+        runtime.stop.wait(seconds)  # wakes early on stop
+
     retrying = Retrying(
         retry=retry_if_exception(is_outage),
         reraise=True,
-        sleep=runtime.stop.wait,
+        sleep=pause,
         stop=stop_after_delay(FINISH_RETRY_SECONDS) | stop_when_event_set(runtime.stop),
         wait=wait_exponential(multiplier=0.5, max=5),
     )
@@ -155,6 +151,6 @@ def _record_end(
                 issues_touched=ctx.touched,
             )
         )
-        session.execute(query("claims", "release_agent"), {"agent_id": agent_id, "run_id": run_id})
+        store.release_agent_lease(session, agent_id, run_id=run_id)
     if outcome != "idle":
         log.info("heartbeat.done", outcome=outcome, claims=ctx.claims, issues=ctx.touched)

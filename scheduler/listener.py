@@ -25,10 +25,11 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_whe
 from config.errors import describe
 from config.log import get_logger
 from config.secrets import redact
+from config.vocabulary import SWEEP_JOB
 
 CHANNEL = "hq_wake"
 # A roster slug (agents/roster.py), or the sweeper job the trigger wakes for parents waiting on sub-issues.
-_TARGET = re.compile(r"[a-z][a-z0-9-]{0,62}|_sweep")
+_TARGET = re.compile(r"[a-z][a-z0-9-]{0,62}|" + re.escape(SWEEP_JOB))
 
 log = get_logger(__name__)
 
@@ -90,11 +91,15 @@ class WakeListener(threading.Thread):
             except Exception as error:
                 self._report(f"wake_failed:{type(error).__name__}", agent=slug, error=str(error)[:200])
 
+    def _sleep(self, seconds: float) -> None:
+        """Back off between reconnects, but wake at once on shutdown."""
+        self.stop.wait(seconds)
+
     def run(self) -> None:
         retrying = Retrying(
             retry=retry_if_exception_type(psycopg.OperationalError),
             wait=wait_exponential(multiplier=0.5, max=15),
-            sleep=self.stop.wait,
+            sleep=self._sleep,
             stop=stop_when_event_set(self.stop),
             before_sleep=self._reconnecting,
             reraise=True,

@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -190,5 +190,5 @@ def run_hq_process(
 
 
 @pytest.fixture()
-def hq():  # type: ignore[no-untyped-def]
+def hq() -> Callable[..., Result]:
     return run_hq

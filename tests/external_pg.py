@@ -136,8 +136,8 @@ pidfile = {external.root}/pgbouncer.pid
     raise RuntimeError(f"pgbouncer did not start; see {external.root / 'pgbouncer.log'}")
 
 
-@pytest.fixture(scope="session")
-def external() -> Iterator[External]:
+@pytest.fixture(scope="session", name="external")
+def external_server() -> Iterator[External]:
     bin_dir = _server_bin()
     if bin_dir is None:
         pytest.skip("no PostgreSQL server package (apt-get install postgresql; `make test-deps` does it)")

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import psycopg
 
 if TYPE_CHECKING:
     from agents.workspace import Workspace
+    from config.settings import Settings
+    from db.store import AgentRecord, Claim
+    from workflows.lib.context import WorkflowContext
+
+_Row = TypeVar("_Row")
+
+
+def one(row: _Row | None) -> _Row:
+    """The row a query was sure to return (``fetchone()`` types it as optional): a test fails here if none came."""
+    assert row is not None
+    return row
 
 
 def seed_agents(raw: psycopg.Connection) -> dict[str, int]:
@@ -73,14 +84,56 @@ def rollups(raw: psycopg.Connection) -> dict[str, list[tuple]]:
     return {name: raw.execute(sql).fetchall() for name, sql in ROLLUP_SNAPSHOT.items()}
 
 
+def agent_record(slug: str) -> AgentRecord:
+    """The agent as workflow code sees it (the roster must be synced)."""
+    from db import store
+    from db.engine import read_only
+
+    with read_only() as session:
+        agent = store.agent_by_slug(session, slug)
+    assert agent is not None, f"no agent {slug!r}: sync the roster first"
+    return agent
+
+
+def held(issue_id: int, run_id: uuid.UUID) -> Claim:
+    """A claim on an issue whose lease the test set to ``run_id``."""
+    from db import store
+    from db.engine import read_only
+
+    with read_only() as session:
+        return store.Claim(store.get_issue(session, issue_id), run_id, counted=True)
+
+
+def workflow_context(slug: str, workflow: str, settings: Settings | None = None) -> WorkflowContext:
+    """What a beat of ``slug`` hands its workflow, for driving workflow code directly."""
+    import time
+
+    from agents.roster import Roster
+    from config.settings import get_settings
+    from db.engine import get_engine
+    from workflows.lib.context import WorkflowContext
+
+    settings = settings or get_settings()
+    return WorkflowContext(
+        agent=agent_record(slug),
+        roster=Roster({}, settings.roles_path),
+        settings=settings,
+        engine=get_engine(settings),
+        beat_run_id=uuid.uuid4(),
+        deadline=time.monotonic() + 600,
+        workflow=workflow,
+    )
+
+
 def execute_run(
     issue: int, agent_id: int, agent_slug: str, workspace: Workspace, writes: dict[str, str], *, submit: bool = True
 ) -> uuid.UUID:
     """One execute run as the workflow does it: restore what another host did, write files, commit,
     record the snapshot, move to in_review."""
+    from sqlalchemy import text
+
     from agents.submission import record_snapshot, restore_workspace
     from db.engine import transaction
-    from db.issues import transition
 
     run_id = uuid.uuid4()
     workspace.ensure()
@@ -92,5 +145,9 @@ def execute_run(
     with transaction(f"agent:{agent_slug}", workflow="execute", run_id=run_id) as session:
         record_snapshot(session, issue_id=issue, run_id=run_id, agent_id=agent_id, workspace=workspace)
         if submit:
-            assert transition(session, issue, "in_progress", "in_review") is not None
+            moved = session.execute(  # test setup: the move the workflow makes through the store
+                text("UPDATE issues SET status = 'in_review' WHERE id = :id AND status = 'in_progress' RETURNING id"),
+                {"id": issue},
+            ).first()
+            assert moved is not None
     return run_id

@@ -13,7 +13,7 @@ from db.engine import get_engine
 from scheduler.company import load_company
 from scheduler.heartbeat import Runtime, run_beat
 from tests.fakes.anthropic_server import FakeAnthropic, error
-from tests.helpers import new_issue
+from tests.helpers import new_issue, one
 from tests.test_router import KEY, write_models
 from workflows import sweep
 
@@ -45,9 +45,11 @@ def test_a_refunded_model_failure_is_not_retried_in_the_same_beat(
     finally:
         fake.stop()
     assert beat.outcome == "degraded"
-    routing_calls = raw.execute("SELECT count(DISTINCT run_id) FROM llm_calls WHERE workflow = 'assign'").fetchone()[0]
+    routing_calls = one(
+        raw.execute("SELECT count(DISTINCT run_id) FROM llm_calls WHERE workflow = 'assign'").fetchone()
+    )[0]
     assert routing_calls == 1  # one issue tried, once; before the fix: the same issue, again and again
-    assert raw.execute("SELECT count(*) FROM llm_calls WHERE workflow = 'assign'").fetchone()[0] <= 3
+    assert one(raw.execute("SELECT count(*) FROM llm_calls WHERE workflow = 'assign'").fetchone())[0] <= 3
     assert raw.execute("SELECT outcome FROM heartbeat_runs").fetchall() == [("degraded",)]
     rows = raw.execute(
         "SELECT status, attempts, lease_owner FROM issues WHERE id = ANY(%s) ORDER BY id", (issues,)
@@ -82,7 +84,7 @@ def test_the_sweeper_closes_beats_that_died(ids: dict[str, int], raw: psycopg.Co
     slow = _beat(raw, ids["data-analyst"], lease="just expired")  # may be a live beat in one long call
     report = sweep.run(get_settings(), get_engine())
     assert report.beats_lost == 2
-    rows = dict(raw.execute("SELECT run_id, outcome FROM heartbeat_runs").fetchall())
+    rows: dict[uuid.UUID, str | None] = dict(raw.execute("SELECT run_id, outcome FROM heartbeat_runs").fetchall())
     assert rows == {alive: None, expired: "lost", superseded: "lost", slow: None}
     assert raw.execute(
         "SELECT count(*) FROM heartbeat_runs WHERE outcome = 'lost' AND finished_at IS NOT NULL"
@@ -96,17 +98,20 @@ def test_the_sweeper_closes_beats_that_died(ids: dict[str, int], raw: psycopg.Co
 
 def test_a_beat_closed_as_lost_keeps_that_outcome(ids: dict[str, int], raw: psycopg.Connection) -> None:
     """A beat that outlived its lease and finishes after the sweeper closed it does not rewrite history."""
+    from db.store import AgentRecord
     from scheduler.heartbeat import _record_end
-    from workflows.lib.context import AgentRow, WorkflowContext
+    from workflows.lib.context import WorkflowContext
 
     run_id = _beat(raw, ids["backend-engineer"], lease="expired")
     sweep.run(get_settings(), get_engine())
     runtime = Runtime(get_settings(), get_engine(), load_company(get_settings()), "t")
-    agent = AgentRow(
+    agent = AgentRecord(
         id=ids["backend-engineer"],
         slug="backend-engineer",
         title="",
         tier="execution",
+        status="active",
+        paused_reason=None,
         workflows=(),
         toolsets=(),
         skills=(),

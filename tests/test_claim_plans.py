@@ -11,6 +11,7 @@ import pytest
 
 from db.sqlfiles import _named_queries
 from tests.conftest import run_hq
+from tests.helpers import one
 
 EXPECTED = {
     "claim_todo": "issues_claim_todo_idx",
@@ -60,7 +61,7 @@ def test_claim_query_uses_its_partial_index(populated: psycopg.Connection, name:
     run_id = uuid.uuid4()
     params = {"agent_id": 5, "run_id": run_id, "run_text": str(run_id), "ttl": 60, "actor": "test", "workflow": "plan"}
     statement = re.sub(r"(?<![:\w]):([a-z_]+)", r"%(\1)s", sql)  # :name -> psycopg's %(name)s
-    plan = populated.execute("EXPLAIN (FORMAT JSON) " + statement, params).fetchone()[0][0]["Plan"]
+    plan = one(populated.execute("EXPLAIN (FORMAT JSON) " + statement, params).fetchone())[0][0]["Plan"]
     scans = [(n["Node Type"], n.get("Relation Name"), n.get("Index Name")) for n in nodes(plan)]
     assert not any(kind == "Seq Scan" and relation == "issues" for kind, relation, _ in scans), scans
     assert any(index == EXPECTED[name] for _, _, index in scans), (name, json.dumps(scans))

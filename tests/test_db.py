@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
 from sqlalchemy import create_engine
 
 from db.embedded import running_server
@@ -57,7 +59,7 @@ def test_db_upgrade_is_idempotent_and_url_prints(db_url: str) -> None:
     assert url.stdout.startswith("postgresql://postgres@/")
 
 
-def test_embedded_default_starts_migrates_and_serves(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_embedded_default_starts_migrates_and_serves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No DATABASE_URL: `hq` starts its own PostgreSQL under the data dir and migrates it."""
     from config.settings import reset_settings
     from db.embedded import stop_server
@@ -91,7 +93,7 @@ def test_migrations_go_down_to_the_initial_schema_and_up_again(pg_server: PgServ
         conn.execute(f'CREATE DATABASE "{name}"')
     engine = create_engine(pg_server.url(name))
 
-    def objects() -> tuple[list[str], ...]:
+    def objects() -> tuple[Sequence[str], ...]:
         with engine.connect() as connection:
             return tuple(
                 connection.exec_driver_sql(sql).scalars().all()

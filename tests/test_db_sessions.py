@@ -60,7 +60,7 @@ def test_hq_in_a_schema_of_its_own(empty_db: str, pg_server: PgServer, monkeypat
     report = run_hq("report", "issue_board", "--format", "csv")
     assert report.exit_code == 0 and "todo" in report.stdout, report.stderr
     with psycopg.connect(pg_server.libpq(empty_db), autocommit=True) as admin:
-        tables = dict(
+        tables: dict[str, int] = dict(
             admin.execute(
                 "SELECT schemaname, count(*) FROM pg_tables WHERE schemaname IN ('public', 'hq_own') GROUP BY 1"
             ).fetchall()

@@ -8,7 +8,7 @@ import time
 import psycopg
 
 from tests.conftest import run_hq_process
-from tests.helpers import rollups
+from tests.helpers import one, rollups
 
 
 def test_demo_settles_every_path(db_url: str, raw: psycopg.Connection) -> None:
@@ -27,9 +27,9 @@ def test_demo_settles_every_path(db_url: str, raw: psycopg.Connection) -> None:
     levels = [json.loads(line).get("level") for line in result.stderr.splitlines() if line.startswith("{")]
     assert "warning" in levels, result.stderr[-3000:]
     assert "info" not in levels and "claim.taken" not in result.stderr
-    statuses = dict(raw.execute("SELECT status, count(*) FROM issues GROUP BY 1").fetchall())
+    statuses: dict[str, int] = dict(raw.execute("SELECT status, count(*) FROM issues GROUP BY 1").fetchall())
     assert set(statuses) == {"done"}, statuses
-    assert raw.execute("SELECT count(*) FROM issues").fetchone()[0] >= 12
+    assert one(raw.execute("SELECT count(*) FROM issues").fetchone())[0] >= 12
     # The report summaries the triggers kept through the whole run are exactly what the facts say.
     kept = rollups(raw)
     raw.execute("SELECT hq_rebuild_rollups()")

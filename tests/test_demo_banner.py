@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 
 from cli.demo_cmd import banner, display_url
+from config.settings import Settings
 
 PASSWORD = "Sup3r-s3cret-pw"
 
 
-def settings_with(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, url: str | None):  # type: ignore[no-untyped-def]
+def settings_with(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, url: str | None) -> Settings:
     from config.settings import load_settings
 
     if url is None:

@@ -22,17 +22,17 @@ from agents.default_project import MANIFEST
 from agents.project import deploy_submission
 from agents.submission import Snapshot, StoredFile, SubmissionError, latest_snapshot, stage, submitted_snapshot
 from agents.workspace import MAX_FILE_BYTES, Workspace
-from config.settings import get_settings, load_settings, reset_settings
+from config.settings import Settings, get_settings, load_settings, reset_settings
 from db.engine import get_engine, read_only, transaction
 from scheduler.company import Company
 from tests.conftest import run_hq
-from tests.helpers import execute_run, force_status, new_issue, status_of
+from tests.helpers import execute_run, force_status, new_issue, one, status_of
 
 
 @pytest.fixture()
 def agent(db_url: str, raw: psycopg.Connection) -> SimpleNamespace:
     assert run_hq("agents", "sync").exit_code == 0
-    row = raw.execute("SELECT id, slug FROM agents WHERE slug = 'technical-writer'").fetchone()
+    row = one(raw.execute("SELECT id, slug FROM agents WHERE slug = 'technical-writer'").fetchone())
     return SimpleNamespace(id=row[0], slug=row[1])
 
 
@@ -53,15 +53,15 @@ def in_progress_issue(raw: psycopg.Connection, agent: SimpleNamespace) -> int:
     return issue
 
 
-def host(tmp_path: Path, name: str):  # type: ignore[no-untyped-def]
+def host(tmp_path: Path, name: str) -> Settings:
     return load_settings(data_dir=tmp_path / f"host-{name}")
 
 
-def workspace_on(settings, issue: int) -> Workspace:  # type: ignore[no-untyped-def]
+def workspace_on(settings: Settings, issue: int) -> Workspace:
     return Workspace(settings.data_path / "workspaces" / f"issue-{issue}")
 
 
-def published_files(settings, issue: int) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def published_files(settings: Settings, issue: int) -> dict[str, str]:
     root = settings.data_path / "published" / f"issue-{issue}"
     return {p.relative_to(root).as_posix(): p.read_text() for p in sorted(root.rglob("*")) if p.is_file()}
 
@@ -98,7 +98,7 @@ def test_a_host_without_the_workspace_deploys_the_issue(
     assert failures == [] and status_of(raw, issue) == "done"
     b = tmp_path / "host-b"
     assert not (b / "workspaces" / f"issue-{issue}").exists()  # host B never had, nor made, a workspace for it
-    stored = dict(
+    stored: dict[str, str] = dict(
         raw.execute(
             "SELECT path, content FROM artifacts WHERE issue_id = %s AND commit_sha IS NOT NULL", (issue,)
         ).fetchall()
@@ -227,7 +227,9 @@ def test_a_file_the_database_cannot_hold_fails_the_deploy_by_name(
     workspace.resolve("nul.txt").write_bytes(b"a\x00b")
     workspace.resolve("huge.md").write_bytes(b"x" * (MAX_FILE_BYTES + 1))
     run_execute(issue, agent, workspace, {})
-    rows = dict(raw.execute("SELECT path, content IS NULL FROM artifacts WHERE issue_id = %s", (issue,)).fetchall())
+    rows: dict[str, bool] = dict(
+        raw.execute("SELECT path, content IS NULL FROM artifacts WHERE issue_id = %s", (issue,)).fetchall()
+    )
     assert rows == {"guide.md": False, "logo.bin": True, "nul.txt": True, "huge.md": True}
     deployed, verified = deploy_submission(get_engine(), host(tmp_path, "b"), issue)
     assert not deployed.ok and verified is None
@@ -247,7 +249,7 @@ def test_a_run_that_lost_its_lease_records_nothing(
     workspace.commit(agent=agent.slug, run_id=uuid.uuid4(), issue_id=issue, workflow="execute")
     raw.execute("UPDATE issues SET lease_owner = %s WHERE id = %s", (uuid.uuid4(), issue))  # someone else's now
     zombie = SimpleNamespace(id=issue, run_id=uuid.uuid4())
-    ctx = SimpleNamespace(agent=agent)
+    ctx = SimpleNamespace(agent=agent, workflow="execute")
     with transaction("agent:technical-writer", workflow="execute", run_id=zombie.run_id) as session:
         _record_artifacts(ctx, session, zombie, workspace)  # type: ignore[arg-type]
     assert raw.execute("SELECT count(*) FROM artifacts WHERE issue_id = %s", (issue,)).fetchone() == (0,)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import signal
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import psycopg
@@ -18,8 +19,10 @@ from tests.external_pg import (
     REPORTER_PASSWORD,
     SCHEMA,
     External,
+    external_server,  # noqa: F401 - the `external` fixture: pytest finds it among this module's names
 )
 from tests.fault.support import FAST, start, stop, wait_until
+from tests.helpers import one
 
 
 def _env(external: External, tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -43,18 +46,17 @@ def _hq(env: dict[str, str], *args: str) -> str:
 
 def _status(external: External, issue: int) -> str:
     with external.admin() as admin:
-        return str(admin.execute(f"SELECT status FROM {SCHEMA}.issues WHERE id = %s", (issue,)).fetchone()[0])
+        return str(one(admin.execute(f"SELECT status FROM {SCHEMA}.issues WHERE id = %s", (issue,)).fetchone())[0])
 
 
 def _first_beats_done(external: External, since: object) -> bool:
     with external.admin() as admin:
-        return bool(
-            admin.execute(
-                f"SELECT count(DISTINCT h.agent_id) = (SELECT count(*) FROM {SCHEMA}.agents WHERE status = 'active')"
-                f"  FROM {SCHEMA}.heartbeat_runs h WHERE h.started_at >= %s AND h.finished_at IS NOT NULL",
-                (since,),
-            ).fetchone()[0]
-        )
+        row = admin.execute(
+            f"SELECT count(DISTINCT h.agent_id) = (SELECT count(*) FROM {SCHEMA}.agents WHERE status = 'active')"
+            f"  FROM {SCHEMA}.heartbeat_runs h WHERE h.started_at >= %s AND h.finished_at IS NOT NULL",
+            (since,),
+        ).fetchone()
+        return bool(one(row)[0])
 
 
 def _events(log: Path) -> list[dict[str, object]]:
@@ -80,7 +82,7 @@ def test_the_company_works_through_pgbouncer_in_transaction_mode(external: Exter
         stop(worker)
     # Real heartbeats (minutes apart): only a wake-up can bring the deployer within seconds.
     with external.admin() as admin:
-        since = admin.execute("SELECT now()").fetchone()[0]
+        since = one(admin.execute("SELECT now()").fetchone())[0]
     worker = start(tmp_path, "slow", **{**env, "HQ_LOG_LEVEL": "info"})
     try:
         assert wait_until(
@@ -93,12 +95,14 @@ def test_the_company_works_through_pgbouncer_in_transaction_mode(external: Exter
     finally:
         stop(worker)
     with external.admin() as admin:
-        approved, deploying = admin.execute(
-            "SELECT min(created_at) FILTER (WHERE to_status = 'approved'),"
-            f"       min(created_at) FILTER (WHERE to_status = 'deploying') FROM {SCHEMA}.issue_events"
-            " WHERE issue_id = %s",
-            (gated,),
-        ).fetchone()
+        approved, deploying = one(
+            admin.execute(
+                "SELECT min(created_at) FILTER (WHERE to_status = 'approved'),"
+                f"       min(created_at) FILTER (WHERE to_status = 'deploying') FROM {SCHEMA}.issue_events"
+                " WHERE issue_id = %s",
+                (gated,),
+            ).fetchone()
+        )
     assert (deploying - approved).total_seconds() < 10  # woken (polling would take minutes)
     events = _events(tmp_path / "slow.log") + _events(tmp_path / "fast.log")
     assert not [e for e in events if e.get("event") in ("listener.reconnecting", "listener.failed")]
@@ -107,7 +111,9 @@ def test_the_company_works_through_pgbouncer_in_transaction_mode(external: Exter
     reporter = f"postgresql://hq_reporter:{REPORTER_PASSWORD}@127.0.0.1:{external.port}/hq"
     with psycopg.connect(reporter, autocommit=True) as conn:
         # The app role may not set another role's search_path: the reporter names the schema.
-        board = dict(conn.execute(f"SELECT status, sum(issues) FROM {SCHEMA}.report_issue_board GROUP BY 1").fetchall())
+        board: dict[str, Decimal] = dict(
+            conn.execute(f"SELECT status, sum(issues) FROM {SCHEMA}.report_issue_board GROUP BY 1").fetchall()
+        )
         assert board.get("done") == 2
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute(f"SELECT title FROM {SCHEMA}.issues")

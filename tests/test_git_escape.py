@@ -11,6 +11,7 @@ import json
 import subprocess
 import uuid
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -22,7 +23,7 @@ from scheduler.company import Company
 from scheduler.heartbeat import run_beat
 from tests.conftest import run_hq
 from tests.fakes.anthropic_server import FakeAnthropic, Reply
-from tests.helpers import new_issue, status_of
+from tests.helpers import new_issue, one, status_of
 from tests.test_router import KEY, write_models
 from tests.test_tools import context
 
@@ -173,7 +174,7 @@ def test_nul_in_tool_arguments_is_refused_before_any_side_effect(
 ) -> None:
     issue = new_issue(raw, status="todo", assignee_id=company["backend-engineer"])
     ctx = context(raw, "backend-engineer", issue)
-    cases = [
+    cases: list[tuple[str, str | dict[str, Any]]] = [
         ("write_file", {"path": "a.md", "content": "before\x00after"}),
         ("write_file", {"path": "b\x00.md", "content": "x"}),
         ("comment", {"body": "nul\x00here"}),
@@ -236,7 +237,7 @@ def test_a_commit_failure_is_an_issue_failure_not_a_crashed_beat(
         beat = run_beat("backend-engineer", runtime)
         assert beat.outcome == "ok" and not proof.exists()
         assert status_of(raw, issue) == "todo"
-        (attempts,) = raw.execute("SELECT attempts FROM issues WHERE id = %s", (issue,)).fetchone()
+        (attempts,) = one(raw.execute("SELECT attempts FROM issues WHERE id = %s", (issue,)).fetchone())
         assert attempts == 1
         why = raw.execute("SELECT body FROM comments WHERE issue_id = %s AND kind = 'failure'", (issue,)).fetchone()
         assert why is not None and "Could not commit the workspace" in why[0] and "index.lock" in why[0]

@@ -191,6 +191,7 @@ def test_notices_reach_the_user_one_line_each(db_url: str) -> None:
     try:
         with engine.begin() as connection, capture_notices(connection, lines.append):
             driver = connection.connection.driver_connection
+            assert driver is not None
             driver.execute("DO $$ BEGIN RAISE NOTICE 'first %', 'line' USING HINT = 'a hint'; END $$")
             driver.execute("DO $$ BEGIN RAISE NOTICE 'first %', 'line' USING HINT = 'a hint'; END $$")  # once
             driver.execute("DO $$ BEGIN RAISE WARNING 'two\nlines'; END $$")

@@ -28,6 +28,7 @@ from sqlalchemy import create_engine
 from db.migrate import MIGRATIONS_DIR, head_revision, upgrade
 from db.sqlfiles import SQL_DIR
 from tests.conftest import ROOT, PgServer, run_hq
+from tests.helpers import one
 
 # Releases, oldest first: (the last commit on main with that head, its head revision). When
 # releasing, freeze what the newly released migrations apply (git show <commit>:db/sql/<file>
@@ -99,7 +100,8 @@ def schema(pg_server: PgServer, url: str) -> list[str]:
         check=True,
         timeout=60,
     ).stdout
-    entries, current = [], []
+    entries: list[str] = []
+    current: list[str] = []
     for line in dump.splitlines():
         if line.startswith("-- Name: ") or line.startswith("-- Data for Name: "):
             entries.append("\n".join(current))
@@ -225,7 +227,10 @@ def old_tree(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
             tree = tmp_path_factory.mktemp(f"hq-{commit}")
             with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
                 # The archive is this repository's own history; the filter (Python 3.11.4+) is belt and braces.
-                tar.extractall(tree, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+                if hasattr(tarfile, "data_filter"):
+                    tar.extractall(tree, filter="data")
+                else:
+                    tar.extractall(tree)
             trees[commit] = tree
         return trees[commit]
 
@@ -307,7 +312,7 @@ for argv in (["agents", "sync"], ["issue", "create", "Add a health endpoint to t
     )
     with psycopg.connect(pg_server.libpq(url.split("@/", 1)[1].split("?", 1)[0]), autocommit=True) as raw:
         assert raw.execute("SELECT version_num FROM alembic_version").fetchone() == ("0004",)
-        (old_issue,) = raw.execute("SELECT id FROM issues").fetchone()
+        (old_issue,) = one(raw.execute("SELECT id FROM issues").fetchone())
 
         monkeypatch.setenv("DATABASE_URL", url)
         monkeypatch.setenv("HQ_DATA_DIR", str(tmp_path / "var"))
@@ -324,11 +329,13 @@ for argv in (["agents", "sync"], ["issue", "create", "Add a health endpoint to t
             company = Company(get_settings(), threads=1)
             for _ in range(3):
                 company.run_once()
-            moved = dict(
+            moved: dict[int, int] = dict(
                 raw.execute("SELECT issue_id, count(*) FROM issue_events WHERE actor LIKE 'agent:%%' GROUP BY issue_id")
             )
             assert moved.get(old_issue, 0) >= 2 and moved.get(new_issue, 0) >= 2, moved
-            statuses = dict(raw.execute("SELECT id, status FROM issues WHERE id IN (%s, %s)", (old_issue, new_issue)))
+            statuses: dict[int, str] = dict(
+                raw.execute("SELECT id, status FROM issues WHERE id IN (%s, %s)", (old_issue, new_issue))
+            )
             assert statuses[old_issue] not in ("backlog", "todo") and statuses[new_issue] not in ("backlog", "todo")
         finally:
             dispose_engines()

@@ -16,6 +16,7 @@ from db import outbox
 from db.engine import get_engine, transaction
 from tests.conftest import BIN, run_hq
 from tests.fakes.telegram_server import Failure, FakeTelegram
+from tests.helpers import one
 from workflows import notify
 from workflows.lib.messages import render, split
 
@@ -225,11 +226,13 @@ def test_events_from_real_flows_reach_the_outbox_once(db_url: str, raw: psycopg.
     from workflows import sweep
 
     run_hq("agents", "sync")
-    writer = raw.execute("SELECT id FROM agents WHERE slug = 'content-writer'").fetchone()[0]
-    issue = raw.execute(
-        "INSERT INTO issues (title, status, created_by, assignee_id) VALUES ('x', 'todo', 't', %s) RETURNING id",
-        (writer,),
-    ).fetchone()[0]
+    writer = one(raw.execute("SELECT id FROM agents WHERE slug = 'content-writer'").fetchone())[0]
+    issue = one(
+        raw.execute(
+            "INSERT INTO issues (title, status, created_by, assignee_id) VALUES ('x', 'todo', 't', %s) RETURNING id",
+            (writer,),
+        ).fetchone()
+    )[0]
     raw.execute(
         "INSERT INTO approvals (issue_id, kind, requested_by, deadline) VALUES (%s, 'budget', 'a', now())", (issue,)
     )

@@ -14,7 +14,7 @@ import pytest
 from config.settings import get_settings
 from scheduler.company import Company
 from tests.conftest import run_hq
-from tests.helpers import events, status_of
+from tests.helpers import events, one, status_of
 
 TERMINAL = {"done", "rejected", "cancelled"}
 ROUTED = [(None, "backlog"), ("backlog", "todo")]
@@ -73,12 +73,14 @@ def test_straight_to_done(company: Company, raw: psycopg.Connection) -> None:
         ("agent:devops-engineer", "deploy_verify"),
         ("agent:devops-engineer", "deploy_verify"),
     ]
-    assert raw.execute("SELECT count(*) FROM artifacts WHERE issue_id = %s", (issue,)).fetchone()[0] >= 1
-    cost = raw.execute(
-        "SELECT spent_usd, reserved_usd, (SELECT sum(cost_usd) FROM llm_calls WHERE issue_id = %s) "
-        "FROM issues WHERE id = %s",
-        (issue, issue),
-    ).fetchone()
+    assert one(raw.execute("SELECT count(*) FROM artifacts WHERE issue_id = %s", (issue,)).fetchone())[0] >= 1
+    cost = one(
+        raw.execute(
+            "SELECT spent_usd, reserved_usd, (SELECT sum(cost_usd) FROM llm_calls WHERE issue_id = %s) "
+            "FROM issues WHERE id = %s",
+            (issue, issue),
+        ).fetchone()
+    )
     assert cost[0] > 0 and cost[1] == 0 and cost[0] == cost[2]
     routing = [
         r[0]
@@ -149,7 +151,7 @@ def test_blocked_climbs_the_chain_to_a_human(company: Company, raw: psycopg.Conn
     chains: list[list[str]] = []
 
     def human(status: str) -> None:
-        row = raw.execute("SELECT escalation_chain, blocked_reason FROM issues WHERE id = %s", (issue,)).fetchone()
+        row = one(raw.execute("SELECT escalation_chain, blocked_reason FROM issues WHERE id = %s", (issue,)).fetchone())
         chains.append(list(row[0]))
         if status == "blocked" and row[1] == "human":
             assert run_hq("unblock", str(issue), "--note", "Take the one-year term.", "--as", "dana").exit_code == 0
@@ -184,7 +186,7 @@ def test_budget_exhausted_then_raised(company: Company, raw: psycopg.Connection)
     issue = create("Train the recommendation model", "--budget", "0.01")
 
     def human(status: str) -> None:
-        reason = raw.execute("SELECT blocked_reason FROM issues WHERE id = %s", (issue,)).fetchone()[0]
+        reason = one(raw.execute("SELECT blocked_reason FROM issues WHERE id = %s", (issue,)).fetchone())[0]
         if status == "blocked" and reason == "budget":
             assert run_hq("budget", str(issue), "--add", "2").exit_code == 0
 
@@ -202,7 +204,7 @@ def test_budget_exhausted_then_raised(company: Company, raw: psycopg.Connection)
     assert raw.execute(
         "SELECT count(*) FROM llm_calls WHERE issue_id = %s AND outcome = 'budget_refused'", (issue,)
     ).fetchone() == (1,)
-    spent, budget = raw.execute("SELECT spent_usd, budget_usd FROM issues WHERE id = %s", (issue,)).fetchone()
+    spent, budget = one(raw.execute("SELECT spent_usd, budget_usd FROM issues WHERE id = %s", (issue,)).fetchone())
     assert spent <= budget
 
 
@@ -218,9 +220,9 @@ def test_research_sub_issue_then_resume(company: Company, raw: psycopg.Connectio
     assert len(research) == 1 and research[0][1] == "researcher"
     assert events(raw, research[0][0]) == [(None, "todo"), *REVIEWED_AND_SHIPPED]
     # The resumed run saw the answer: its deliverable cites the research.
-    final = raw.execute(
-        "SELECT content FROM artifacts WHERE issue_id = %s ORDER BY id DESC LIMIT 1", (issue,)
-    ).fetchone()
+    final = one(
+        raw.execute("SELECT content FROM artifacts WHERE issue_id = %s ORDER BY id DESC LIMIT 1", (issue,)).fetchone()
+    )
     assert "Research used" in final[0]
     # The asking issue's run never started before the research was done.
     order = raw.execute(
@@ -243,7 +245,9 @@ def test_deploy_verification_failure_and_rework(company: Company, raw: psycopg.C
         ("deploying", "todo"),
         *REVIEWED_AND_SHIPPED,
     ]
-    failure = raw.execute("SELECT body FROM comments WHERE issue_id = %s AND kind = 'failure'", (issue,)).fetchone()
+    failure = one(
+        raw.execute("SELECT body FROM comments WHERE issue_id = %s AND kind = 'failure'", (issue,)).fetchone()
+    )
     assert "unfilled placeholder {{release_date}}" in failure[0]
 
 
@@ -251,9 +255,11 @@ def test_too_many_failed_reviews_block_and_the_manager_reassigns(company: Compan
     issue = create("Fix the flaky login test [offline:fail-review-always]")
     for _ in range(12):
         company.run_once()
-        if raw.execute(
-            "SELECT count(*) FROM comments WHERE issue_id = %s AND body LIKE 'Reassigned%%'", (issue,)
-        ).fetchone()[0]:
+        if one(
+            raw.execute(
+                "SELECT count(*) FROM comments WHERE issue_id = %s AND body LIKE 'Reassigned%%'", (issue,)
+            ).fetchone()
+        )[0]:
             break
     sequence = events(raw, issue)
     rework = [("todo", "in_progress"), ("in_progress", "in_review"), ("in_review", "todo")]
@@ -266,7 +272,9 @@ def test_too_many_failed_reviews_block_and_the_manager_reassigns(company: Compan
     assert raw.execute(
         "SELECT reason FROM issue_events WHERE issue_id = %s AND to_status = 'blocked'", (issue,)
     ).fetchone() == ("review_rounds",)
-    owner = raw.execute(
-        "SELECT a.slug FROM issues i JOIN agents a ON a.id = i.assignee_id WHERE i.id = %s", (issue,)
-    ).fetchone()[0]
+    owner = one(
+        raw.execute(
+            "SELECT a.slug FROM issues i JOIN agents a ON a.id = i.assignee_id WHERE i.id = %s", (issue,)
+        ).fetchone()
+    )[0]
     assert owner != "test-automation-engineer"  # the QA lead gave it to someone else

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from config.settings import PACKAGE_ROOT, get_settings
 from scheduler.company import Company
 from tests.conftest import run_hq
 from tests.fault.test_processes import start, stop, wait_until
+from tests.helpers import one
 
 PLAYBOOKS = PACKAGE_ROOT / "agents" / "playbooks"
 ROLES = set(load_roster(PACKAGE_ROOT / "agents" / "roles").roles)
@@ -25,7 +27,9 @@ ROLES = set(load_roster(PACKAGE_ROOT / "agents" / "roles").roles)
 def test_shipped_playbooks_are_valid() -> None:
     playbooks = load_playbooks(PLAYBOOKS, ROLES)
     assert len(playbooks.playbooks) >= 5
-    assert playbooks.get("feature-delivery").waves() == [["spec"], ["api", "design"], ["ui"], ["docs", "tests"]]
+    feature = playbooks.get("feature-delivery")
+    assert feature is not None
+    assert feature.waves() == [["spec"], ["api", "design"], ["ui"], ["docs", "tests"]]
     result = run_hq("playbooks", "check")
     assert result.exit_code == 0 and "feature-delivery" in result.stdout
 
@@ -76,9 +80,11 @@ def children(raw: psycopg.Connection, parent: int) -> dict[str, int]:
 
 
 def parent_calls(raw: psycopg.Connection, parent: int, tier: str) -> int:
-    return raw.execute(
-        "SELECT count(*) FROM llm_calls WHERE issue_id = %s AND workflow = 'assign' AND tier = %s", (parent, tier)
-    ).fetchone()[0]
+    return one(
+        raw.execute(
+            "SELECT count(*) FROM llm_calls WHERE issue_id = %s AND workflow = 'assign' AND tier = %s", (parent, tier)
+        ).fetchone()
+    )[0]
 
 
 def test_keyword_match_decomposes_without_a_classification_call(db_url: str, raw: psycopg.Connection) -> None:
@@ -105,7 +111,7 @@ def test_keyword_match_decomposes_without_a_classification_call(db_url: str, raw
         "SELECT status, blocked_reason, playbook, unmet_deps FROM issues WHERE id = %s", (parent,)
     ).fetchone()
     assert row == ("blocked", "waiting", "feature-delivery", 6)
-    owners = dict(
+    owners: dict[str, str] = dict(
         raw.execute(
             "SELECT i.module_key, a.slug FROM issues i JOIN agents a ON a.id = i.assignee_id WHERE parent_id = %s",
             (parent,),
@@ -113,7 +119,7 @@ def test_keyword_match_decomposes_without_a_classification_call(db_url: str, raw
     )
     assert owners["api"] == "backend-engineer" and owners["design"] == "ux-designer"
     budgets = {r[0] for r in raw.execute("SELECT budget_usd FROM issues WHERE parent_id = %s", (parent,))}
-    spent = raw.execute("SELECT spent_usd FROM issues WHERE id = %s", (parent,)).fetchone()[0]
+    spent = one(raw.execute("SELECT spent_usd FROM issues WHERE id = %s", (parent,)).fetchone())[0]
     # An equal share of what was left after deciding, one share kept back for the assembly.
     assert budgets == {((Decimal(5) - spent) / 7).quantize(Decimal("0.0001"))}
     deps = raw.execute("SELECT count(*) FROM issue_dependencies WHERE issue_id = %s", (parts["ui"],)).fetchone()
@@ -150,7 +156,7 @@ def test_decomposed_feature_runs_in_waves_to_done(db_url: str, raw: psycopg.Conn
     workers = [start(tmp_path, "a"), start(tmp_path, "b")]
     try:
         settled = wait_until(
-            lambda: raw.execute("SELECT status FROM issues WHERE id = %s", (parent,)).fetchone()[0] == "done",
+            lambda: one(raw.execute("SELECT status FROM issues WHERE id = %s", (parent,)).fetchone())[0] == "done",
             timeout=150,
         )
     finally:
@@ -159,17 +165,22 @@ def test_decomposed_feature_runs_in_waves_to_done(db_url: str, raw: psycopg.Conn
     assert settled, raw.execute("SELECT id, module_key, status FROM issues ORDER BY id").fetchall()
     parts = children(raw, parent)
 
-    def first(issue: int, status: str):  # type: ignore[no-untyped-def]
-        return raw.execute(
-            "SELECT min(created_at) FROM issue_events WHERE issue_id = %s AND to_status = %s", (issue, status)
-        ).fetchone()[0]
+    def first(issue: int, status: str) -> datetime:
+        return one(
+            raw.execute(
+                "SELECT min(created_at) FROM issue_events WHERE issue_id = %s AND to_status = %s", (issue, status)
+            ).fetchone()
+        )[0]
 
-    def last(issue: int, status: str):  # type: ignore[no-untyped-def]
-        return raw.execute(
-            "SELECT max(created_at) FROM issue_events WHERE issue_id = %s AND to_status = %s", (issue, status)
-        ).fetchone()[0]
+    def last(issue: int, status: str) -> datetime:
+        return one(
+            raw.execute(
+                "SELECT max(created_at) FROM issue_events WHERE issue_id = %s AND to_status = %s", (issue, status)
+            ).fetchone()
+        )[0]
 
     playbook = load_playbooks(PLAYBOOKS, ROLES).get("feature-delivery")
+    assert playbook is not None
     for module in playbook.modules:
         for dependency in module.depends_on:
             assert first(parts[module.id], "in_progress") >= last(parts[dependency], "done"), (module.id, dependency)
@@ -181,19 +192,23 @@ def test_decomposed_feature_runs_in_waves_to_done(db_url: str, raw: psycopg.Conn
     assert first(parent, "in_progress") >= max(last(c, "done") for c in parts.values())
     path = [r[0] for r in raw.execute("SELECT to_status FROM issue_events WHERE issue_id = %s ORDER BY id", (parent,))]
     assert path == ["backlog", "todo", "blocked", "todo", "in_progress", "in_review", "approved", "deploying", "done"]
-    final = raw.execute(
-        "SELECT content FROM artifacts WHERE issue_id = %s ORDER BY id DESC LIMIT 1", (parent,)
-    ).fetchone()
+    final = one(
+        raw.execute("SELECT content FROM artifacts WHERE issue_id = %s ORDER BY id DESC LIMIT 1", (parent,)).fetchone()
+    )
     assert "Assembled result" in final[0]
     # Its cost row is its own calls plus every part's.
     row = raw.execute(
         "SELECT own_cost_usd, sub_issue_cost_usd, total_cost_usd FROM report_cost_by_issue WHERE issue_id = %s",
         (parent,),
     ).fetchone()
-    own = raw.execute("SELECT coalesce(sum(cost_usd), 0) FROM llm_calls WHERE issue_id = %s", (parent,)).fetchone()[0]
-    parts_cost = raw.execute(
-        "SELECT coalesce(sum(cost_usd), 0) FROM llm_calls WHERE issue_id = ANY(%s)", (list(parts.values()),)
-    ).fetchone()[0]
+    own = one(
+        raw.execute("SELECT coalesce(sum(cost_usd), 0) FROM llm_calls WHERE issue_id = %s", (parent,)).fetchone()
+    )[0]
+    parts_cost = one(
+        raw.execute(
+            "SELECT coalesce(sum(cost_usd), 0) FROM llm_calls WHERE issue_id = ANY(%s)", (list(parts.values()),)
+        ).fetchone()
+    )[0]
     assert row == (own, parts_cost, own + parts_cost) and parts_cost > 0
     tree = run_hq("issue", "show", str(parent), "--tree")
     assert tree.exit_code == 0 and "decomposition" in tree.stdout and tree.stdout.count("done") >= 7

@@ -20,6 +20,7 @@ from sqlalchemy import create_engine
 
 from db.migrate import _LOCK_KEY, alembic_config, upgrade
 from tests.conftest import PgServer, run_hq
+from tests.helpers import one
 
 _counter = itertools.count()
 DENIED = psycopg.errors.InsufficientPrivilege
@@ -81,10 +82,12 @@ $$"""
 def _seed(db: Fresh) -> None:
     with db.connect() as app:
         app.execute("INSERT INTO issues (title, status, created_by) VALUES ('hidden todo title', 'todo', 'test')")
-        blocked = app.execute(
-            "INSERT INTO issues (title, status, created_by) VALUES ('visible blocked title', "
-            "'todo', 'test') RETURNING id"
-        ).fetchone()[0]
+        blocked = one(
+            app.execute(
+                "INSERT INTO issues (title, status, created_by) VALUES ('visible blocked title', "
+                "'todo', 'test') RETURNING id"
+            ).fetchone()
+        )[0]
         with app.transaction():
             app.execute("SET LOCAL session_replication_role = replica")
             app.execute("UPDATE issues SET status = 'blocked', blocked_reason = 'human' WHERE id = %s", (blocked,))
@@ -114,7 +117,7 @@ def test_the_temp_function_attack_is_refused(fresh: Fresh) -> None:
         assert reporter.execute("SELECT has_database_privilege(current_database(), 'TEMP')").fetchone() == (False,)
     with fresh.connect() as app:  # the app role (the migrating user) keeps TEMP
         assert app.execute("SELECT has_database_privilege(current_database(), 'TEMP')").fetchone() == (True,)
-        acl = app.execute("SELECT datacl::text FROM pg_database WHERE datname = current_database()").fetchone()[0]
+        acl = one(app.execute("SELECT datacl::text FROM pg_database WHERE datname = current_database()").fetchone())[0]
         assert "=Tc/" not in acl and "=c/" in acl  # PUBLIC: CONNECT only
 
 
@@ -228,7 +231,7 @@ def test_reporter_cannot_create_large_objects(fresh: Fresh) -> None:
             with pytest.raises(DENIED):
                 reporter.execute(statement)
     with fresh.connect() as app:  # the app role keeps them
-        oid = app.execute("SELECT lo_from_bytea(0, 'x')").fetchone()[0]
+        oid = one(app.execute("SELECT lo_from_bytea(0, 'x')").fetchone())[0]
         app.execute("SELECT lo_unlink(%s)", (oid,))
 
 
@@ -367,7 +370,7 @@ def test_reporter_url_set_password_prints_only_the_new_one(
     printed = make_url(result.stdout.strip())
     assert printed.username == "hq_reporter" and printed.password and printed.password != APP_SECRET
     assert APP_SECRET not in result.stdout + result.stderr
-    verifier = raw.execute("SELECT rolpassword FROM pg_authid WHERE rolname = 'hq_reporter'").fetchone()[0]
+    verifier = one(raw.execute("SELECT rolpassword FROM pg_authid WHERE rolname = 'hq_reporter'").fetchone())[0]
     assert verifier.startswith("SCRAM-SHA-256$")  # hashed by the client: the server never saw the password
     logged = _read_from(log, start)
     assert printed.password not in logged and "PASSWORD" not in logged.upper().replace("PASSWORD_ENCRYPTION", "")

@@ -12,7 +12,7 @@ import pytest
 
 from db.urls import libpq_url
 from tests.conftest import run_hq
-from tests.helpers import force_status
+from tests.helpers import force_status, one
 
 D = Decimal
 
@@ -21,14 +21,16 @@ D = Decimal
 def scenario(db_url: str, raw: psycopg.Connection) -> dict[str, int]:
     """A feature (A) with a sub-issue (B) and a grand-child (C); a blocked bug (D); a post in review (E)."""
     assert run_hq("agents", "sync").exit_code == 0
-    agent = dict(raw.execute("SELECT slug, id FROM agents").fetchall())
+    agent: dict[str, int] = dict(raw.execute("SELECT slug, id FROM agents").fetchall())
 
     def issue(title: str, owner: str, created: str, parent: int | None = None) -> int:
-        return raw.execute(
-            "INSERT INTO issues (title, status, created_by, assignee_id, parent_id, created_at) "
-            "VALUES (%s, 'todo', 'human:t', %s, %s, %s) RETURNING id",
-            (title, agent[owner], parent, created),
-        ).fetchone()[0]
+        return one(
+            raw.execute(
+                "INSERT INTO issues (title, status, created_by, assignee_id, parent_id, created_at) "
+                "VALUES (%s, 'todo', 'human:t', %s, %s, %s) RETURNING id",
+                (title, agent[owner], parent, created),
+            ).fetchone()
+        )[0]
 
     a = issue("Feature A", "backend-engineer", "2026-11-20 10:00Z")
     b = issue("Part B", "frontend-engineer", "2026-11-20 10:30Z", a)

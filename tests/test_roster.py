@@ -14,7 +14,7 @@ from agents.roster import load_roster
 from config.errors import ConfigError
 from config.settings import PACKAGE_ROOT
 from tests.conftest import run_hq
-from tests.helpers import new_issue
+from tests.helpers import new_issue, one
 
 ROLES = PACKAGE_ROOT / "agents" / "roles"
 
@@ -139,7 +139,7 @@ def test_sync_pauses_removed_roles_and_restores_them(tmp_path: Path, raw: psycop
         raw,
         "writing",
         status="todo",
-        assignee_id=raw.execute("SELECT id FROM agents WHERE slug = 'social-media-manager'").fetchone()[0],
+        assignee_id=one(raw.execute("SELECT id FROM agents WHERE slug = 'social-media-manager'").fetchone())[0],
     )
     shutil.rmtree(roles / "social-media-manager")
     result = run_hq("--roles-dir", str(roles), "agents", "sync")
@@ -161,7 +161,7 @@ def test_sync_pauses_removed_roles_and_restores_them(tmp_path: Path, raw: psycop
 def test_reorganisation_retargets_escalations_and_reviews(tmp_path: Path, raw: psycopg.Connection) -> None:
     roles = copy_roster(tmp_path)
     run_hq("--roles-dir", str(roles), "agents", "sync")
-    ids = dict(raw.execute("SELECT slug, id FROM agents").fetchall())
+    ids: dict[str, int] = dict(raw.execute("SELECT slug, id FROM agents").fetchall())
     blocked = new_issue(raw, "stuck", status="todo", assignee_id=ids["backend-engineer"])
     raw.execute(
         "UPDATE issues SET status = 'blocked', escalated_to_id = %s, escalation_chain = '{eng-lead-platform}'"

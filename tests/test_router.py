@@ -22,7 +22,8 @@ from config.errors import ConfigError
 from config.settings import load_settings
 from tests.conftest import run_hq
 from tests.fakes.anthropic_server import FakeAnthropic, Reply, error
-from tests.helpers import force_status, new_issue
+from tests.helpers import force_status, held, new_issue, one, workflow_context
+from workflows.lib import failures
 
 KEY = "sk-ant-test-0123456789abcdefghij"
 
@@ -85,7 +86,7 @@ def call_context(raw: psycopg.Connection, issue_id: int | None, slug: str = "bos
 @pytest.fixture()
 def boss(raw: psycopg.Connection) -> int:
     raw.execute("INSERT INTO agents (slug, title, workflows) VALUES ('boss', 'Boss', '{execute}')")
-    return int(raw.execute("SELECT id FROM agents WHERE slug = 'boss'").fetchone()[0])
+    return int(one(raw.execute("SELECT id FROM agents WHERE slug = 'boss'").fetchone())[0])
 
 
 def rows(raw: psycopg.Connection) -> list[tuple]:
@@ -207,8 +208,10 @@ def test_eight_threads_race_on_a_budget_for_five_calls(
         monkeypatch,
     )
     issue = new_issue(raw, status="todo", budget_usd=Decimal("0.55"))
-    force_status(raw, issue, "in_progress")
+    run_id = uuid.uuid4()
+    force_status(raw, issue, "in_progress", lease_owner=run_id)  # held by the run the workers call for
     outcomes: list[str] = []
+    refusals: list[BudgetExceeded] = []
     barrier = threading.Barrier(8)
 
     def worker() -> None:
@@ -216,8 +219,9 @@ def test_eight_threads_race_on_a_budget_for_five_calls(
         try:
             router.complete(call_context(raw, issue), "execution", MESSAGES)
             outcomes.append("ok")
-        except BudgetExceeded:
+        except BudgetExceeded as refused:
             outcomes.append("refused")
+            refusals.append(refused)
 
     threads = [threading.Thread(target=worker) for _ in range(8)]
     for thread in threads:
@@ -225,14 +229,19 @@ def test_eight_threads_race_on_a_budget_for_five_calls(
     for thread in threads:
         thread.join()
     assert sorted(outcomes) == ["ok"] * 5 + ["refused"] * 3
+    # The router only refuses; what that does to the issue is the failure policy's, which the run applies.
+    assert one(raw.execute("SELECT status FROM issues WHERE id = %s", (issue,)).fetchone()) == ("in_progress",)
+    failures.handle(workflow_context("boss", "execute", router.settings), held(issue, run_id), refusals[0])
     assert len(fake.requests) == 5
     assert raw.execute("SELECT outcome, count(*) FROM llm_calls GROUP BY 1 ORDER BY 1").fetchall() == [
         ("budget_refused", 3),
         ("ok", 5),
     ]
-    spent, reserved, status, reason = raw.execute(
-        "SELECT spent_usd, reserved_usd, status, blocked_reason FROM issues WHERE id = %s", (issue,)
-    ).fetchone()
+    spent, reserved, status, reason = one(
+        raw.execute(
+            "SELECT spent_usd, reserved_usd, status, blocked_reason FROM issues WHERE id = %s", (issue,)
+        ).fetchone()
+    )
     assert spent == Decimal("0.5") and reserved == 0 and spent <= Decimal("0.55")
     assert (status, reason) == ("blocked", "budget")
     assert raw.execute("SELECT kind, status FROM approvals WHERE issue_id = %s", (issue,)).fetchall() == [

@@ -11,7 +11,7 @@ import pytest
 from config.settings import get_settings
 from db.engine import get_engine
 from scheduler.company import load_company
-from tests.helpers import events, force_status, new_issue, status_of
+from tests.helpers import events, force_status, new_issue, one, status_of
 from workflows import sweep
 
 
@@ -86,11 +86,13 @@ def test_unsettled_reservations_are_charged_in_full(ids: dict[str, int], raw: ps
 @pytest.mark.parametrize(("kind", "second"), [("work", "passed"), ("budget", "expire"), ("escalation", "escalate")])
 def test_approval_deadline_policy(ids: dict[str, int], raw: psycopg.Connection, kind: str, second: str) -> None:
     issue = new_issue(raw, status="todo")
-    approval = raw.execute(
-        "INSERT INTO approvals (issue_id, kind, requested_by, deadline) "
-        "VALUES (%s, %s, 'agent:x', now() - interval '1 minute') RETURNING id",
-        (issue, kind),
-    ).fetchone()[0]
+    approval = one(
+        raw.execute(
+            "INSERT INTO approvals (issue_id, kind, requested_by, deadline) "
+            "VALUES (%s, %s, 'agent:x', now() - interval '1 minute') RETURNING id",
+            (issue, kind),
+        ).fetchone()
+    )[0]
     run_sweep()
     reminded = raw.execute(
         "SELECT status, reminded_at IS NOT NULL, deadline > now() FROM approvals WHERE id = %s", (approval,)
@@ -98,7 +100,7 @@ def test_approval_deadline_policy(ids: dict[str, int], raw: psycopg.Connection, 
     assert reminded == ("pending", True, True)
     raw.execute("UPDATE approvals SET deadline = now() - interval '1 minute' WHERE id = %s", (approval,))
     run_sweep()
-    status = raw.execute("SELECT status FROM approvals WHERE id = %s", (approval,)).fetchone()[0]
+    status = one(raw.execute("SELECT status FROM approvals WHERE id = %s", (approval,)).fetchone())[0]
     assert status == ("expired" if second == "expire" else "pending")
     stages = [
         r[0]

@@ -12,22 +12,18 @@ import pytest
 from agents.llm.protocol import user_message
 from agents.llm.router import CallContext, ModelRouter
 from agents.llm.tool_loop import run_tool_loop
-from agents.tools.context import AgentRef, ToolContext
+from agents.tools.context import ToolContext
 from config.settings import get_settings, load_settings
 from db.engine import get_engine
 from tests.conftest import run_hq
 from tests.fakes.anthropic_server import FakeAnthropic, Reply
-from tests.helpers import new_issue
+from tests.helpers import agent_record, new_issue, one
 from tests.test_router import KEY, write_models
 
 
 def contexts(raw: psycopg.Connection, slug: str, issue_id: int) -> tuple[CallContext, ToolContext]:
-    row = raw.execute(
-        "SELECT id, slug, toolsets, workflows, manager_id FROM agents WHERE slug = %s", (slug,)
-    ).fetchone()
-    assert row is not None
     run_id = uuid.uuid4()
-    agent = AgentRef(row[0], row[1], tuple(row[2]), tuple(row[3]), row[4])
+    agent = agent_record(slug)
     call = CallContext(run_id=run_id, workflow="execute", agent_id=agent.id, agent_slug=slug, issue_id=issue_id)
     tool = ToolContext(
         agent=agent, issue_id=issue_id, run_id=run_id, workflow="execute", settings=get_settings(), engine=get_engine()
@@ -126,10 +122,10 @@ def test_offline_model_works_an_issue_through_the_tools(company: dict[str, int],
     assert result.text.startswith("DONE:")
     assert [r.name for r in result.tool_results] == ["write_file", "publish"]
     assert "Facts are sourced." in (tool.workspace_root() / "post.md").read_text()
-    spent = raw.execute("SELECT spent_usd FROM issues WHERE id = %s", (issue,)).fetchone()[0]
-    cost = raw.execute(
-        "SELECT sum(cost_usd), min(input_tokens) FROM llm_calls WHERE issue_id = %s", (issue,)
-    ).fetchone()
+    spent = one(raw.execute("SELECT spent_usd FROM issues WHERE id = %s", (issue,)).fetchone())[0]
+    cost = one(
+        raw.execute("SELECT sum(cost_usd), min(input_tokens) FROM llm_calls WHERE issue_id = %s", (issue,)).fetchone()
+    )
     assert spent > 0 and spent == cost[0] and cost[1] > 0
 
 

@@ -10,13 +10,13 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from agents.tools.context import AgentRef, ToolContext
+from agents.tools.catalog import tools_for
+from agents.tools.context import ToolContext
 from agents.tools.dispatch import dispatch
-from agents.tools.registry import tools_for
 from config.settings import get_settings
 from db.engine import get_engine
 from tests.conftest import run_hq
-from tests.helpers import new_issue
+from tests.helpers import agent_record, new_issue
 
 
 @pytest.fixture()
@@ -26,11 +26,7 @@ def company(db_url: str, raw: psycopg.Connection) -> dict[str, int]:
 
 
 def context(raw: psycopg.Connection, slug: str, issue_id: int | None, run_id: uuid.UUID | None = None) -> ToolContext:
-    row = raw.execute(
-        "SELECT id, slug, toolsets, workflows, manager_id FROM agents WHERE slug = %s", (slug,)
-    ).fetchone()
-    assert row is not None
-    agent = AgentRef(row[0], row[1], tuple(row[2]), tuple(row[3]), row[4])
+    agent = agent_record(slug)
     return ToolContext(
         agent=agent,
         issue_id=issue_id,

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
+from typing import Any
 
 import psycopg
+import pytest
 
 from agents.tools.context import workspace_path
 from agents.workspace import Workspace
@@ -13,7 +16,7 @@ from config.settings import get_settings
 from scheduler.company import Company
 from scheduler.listener import targets
 from tests.conftest import run_hq
-from tests.helpers import execute_run, force_status, new_issue, status_of
+from tests.helpers import execute_run, force_status, new_issue, one, status_of
 
 
 def test_payload_never_wakes_the_agent_that_acted() -> None:
@@ -29,7 +32,7 @@ def test_approve_reaches_done_within_seconds_with_hour_long_heartbeats(db_url: s
     try:
         time.sleep(3.0)  # every agent's first beat is over; the next ones are an hour away
         assert company.listener is not None and company.listener.connected.wait(5)
-        writer = raw.execute("SELECT id FROM agents WHERE slug = 'content-writer'").fetchone()[0]
+        writer = one(raw.execute("SELECT id FROM agents WHERE slug = 'content-writer'").fetchone())[0]
         issue = new_issue(raw, "Ship the newsletter", status="todo", assignee_id=writer, needs_approval=True)
         force_status(raw, issue, "in_progress")
         execute_run(
@@ -87,10 +90,10 @@ class _Recorder:
     def __init__(self) -> None:
         self.events: list[tuple[str, str, dict]] = []
 
-    def _record(self, level: str):  # type: ignore[no-untyped-def]
+    def _record(self, level: str) -> Callable[..., None]:
         return lambda event, **fields: self.events.append((level, event, fields))
 
-    def __getattr__(self, level: str):  # type: ignore[no-untyped-def]
+    def __getattr__(self, level: str) -> Callable[..., None]:
         return self._record(level)
 
 
@@ -100,7 +103,9 @@ def _reporter(db_url: str) -> psycopg.Connection:
     return psycopg.connect(libpq_url(db_url).replace("postgres@", "hq_reporter@", 1), autocommit=True)
 
 
-def test_the_reporter_cannot_crash_the_listener(db_url: str, raw: psycopg.Connection, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_the_reporter_cannot_crash_the_listener(
+    db_url: str, raw: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Malformed NOTIFYs are ignored and logged once per kind of problem; the LISTEN connection stays up."""
     import threading
 
@@ -117,7 +122,7 @@ def test_the_reporter_cannot_crash_the_listener(db_url: str, raw: psycopg.Connec
     try:
         assert listener.connected.wait(10)
 
-        def backend() -> tuple:
+        def backend() -> list[tuple[Any, ...]]:
             return raw.execute(
                 "SELECT pid, backend_start FROM pg_stat_activity WHERE application_name = "
                 "'hq-listener' AND datname = current_database()"
@@ -148,7 +153,7 @@ def test_a_forged_wake_is_only_a_hint(db_url: str, raw: psycopg.Connection) -> N
     """A well-formed forged wake runs the named agents' beats early; with nothing claimable they change nothing."""
     company = Company(get_settings(), threads=4)
     raw.execute("UPDATE agents SET heartbeat_seconds = 3600, jitter_seconds = 0")
-    agent = dict(raw.execute("SELECT slug, id FROM agents").fetchall())
+    agent: dict[str, int] = dict(raw.execute("SELECT slug, id FROM agents").fetchall())
     waiting = new_issue(raw, "Waits for a human", status="todo", assignee_id=agent["backend-engineer"])
     force_status(raw, waiting, "pending_approval")
     stuck = new_issue(raw, "Stuck on a human", status="todo", assignee_id=agent["backend-engineer"])
@@ -164,9 +169,11 @@ def test_a_forged_wake_is_only_a_hint(db_url: str, raw: psycopg.Connection) -> N
         )
 
     def beats(slug: str) -> int:
-        return raw.execute(
-            "SELECT count(*) FROM heartbeat_runs WHERE agent_id = %s AND finished_at IS NOT NULL", (agent[slug],)
-        ).fetchone()[0]
+        return one(
+            raw.execute(
+                "SELECT count(*) FROM heartbeat_runs WHERE agent_id = %s AND finished_at IS NOT NULL", (agent[slug],)
+            ).fetchone()
+        )[0]
 
     company.start()
     try:
@@ -174,7 +181,7 @@ def test_a_forged_wake_is_only_a_hint(db_url: str, raw: psycopg.Connection) -> N
         while time.monotonic() < deadline and (
             beats("backend-engineer") < 1
             or beats("qa-lead") < 1
-            or raw.execute("SELECT count(*) FROM heartbeat_runs WHERE finished_at IS NULL").fetchone()[0]
+            or one(raw.execute("SELECT count(*) FROM heartbeat_runs WHERE finished_at IS NULL").fetchone())[0]
         ):
             time.sleep(0.1)
         assert company.listener is not None and company.listener.connected.wait(5)

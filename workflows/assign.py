@@ -12,24 +12,19 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from agents.llm.budget import BudgetExceeded
 from agents.llm.protocol import user_message
-from agents.llm.router import ModelRequestError, ModelUnavailable
 from agents.llm.schemas import Assignment
 from agents.llm.structured import complete_json
 from config.log import get_logger
-from db.issues import add_comment, get_issue
-from db.models import Agent, Issue
-from workflows.lib import prompts
-from workflows.lib.claims import Claim, claim, release, update_held
+from db import store
+from db.store import AgentRecord, Claim, IssueRecord
+from workflows.lib import failures, prompts
+from workflows.lib.claims import claim
 from workflows.lib.context import WorkflowContext
 from workflows.lib.decomposition import decompose, wants_decomposition
-from workflows.lib.escalation import reports_of
 
-NAME = "assign"
 PER_BEAT = 100  # routing is cheap when keywords decide: clear the queue, within the beat's time
 WORD = re.compile(r"[a-z0-9][a-z0-9-]*")
 INSTRUCTIONS = "Choose the one direct report who should own this issue, from the candidates given."
@@ -52,7 +47,7 @@ def words(text: str) -> set[str]:
     return set(WORD.findall(text.lower()))
 
 
-def subtree_keywords(agents: dict[int, Agent], root: Agent) -> set[str]:
+def subtree_keywords(agents: dict[int, AgentRecord], root: AgentRecord) -> set[str]:
     """The routing vocabulary of a report: its own skills and those of everyone below it."""
     vocabulary: set[str] = set()
     stack = [root]
@@ -64,7 +59,9 @@ def subtree_keywords(agents: dict[int, Agent], root: Agent) -> set[str]:
     return vocabulary
 
 
-def keyword_scores(issue: Issue, candidates: Iterable[Agent], agents: dict[int, Agent]) -> dict[str, int]:
+def keyword_scores(
+    issue: IssueRecord, candidates: Iterable[AgentRecord], agents: dict[int, AgentRecord]
+) -> dict[str, int]:
     text = words(f"{issue.title} {issue.body}")
     return {c.slug: len(text & subtree_keywords(agents, c)) for c in candidates}
 
@@ -80,14 +77,15 @@ def decide_by_keywords(scores: dict[str, int]) -> str | None:
 
 def _route(ctx: WorkflowContext, held: Claim) -> None:
     with ctx.tx(held.run_id) as session:
-        issue = get_issue(session, held.id)
-        candidates = reports_of(session, ctx.agent.id)
-        agents = {a.id: a for a in session.scalars(select(Agent))}
+        issue = store.get_issue(session, held.id)
+        candidates = store.active_reports(session, ctx.agent.id)
+        agents = store.all_agents(session)
         scores = keyword_scores(issue, candidates, agents)
         system = prompts.system_prompt(ctx, session) if candidates else ""
     if not candidates:
-        release(ctx, held, refund=False)
-        log.warning("assign.no_reports", issue_id=held.id, agent=ctx.agent.slug, workflow=NAME)
+        with ctx.tx(held.run_id) as session:
+            store.release(session, held, counts=False)
+        log.warning("assign.no_reports", issue_id=held.id, agent=ctx.agent.slug, workflow=ctx.workflow)
         return
     if "execute" in ctx.agent.workflows and wants_decomposition(ctx, issue) and decompose(ctx, held, issue):
         return  # a manager who can assemble the parts splits it instead of handing it down whole
@@ -104,9 +102,9 @@ def _route(ctx: WorkflowContext, held: Claim) -> None:
 def _ask_model(
     ctx: WorkflowContext,
     held: Claim,
-    issue: Issue,
-    candidates: list[Agent],
-    agents: dict[int, Agent],
+    issue: IssueRecord,
+    candidates: list[AgentRecord],
+    agents: dict[int, AgentRecord],
     scores: dict[str, int],
     system: str,
 ) -> str | None:
@@ -134,11 +132,11 @@ def _ask_model(
             schema=Assignment,
             max_tokens=256,
         )
-    except BudgetExceeded:
-        answer = None  # routing must not stall on money: fall back to the deterministic choice below
-    except (ModelUnavailable, ModelRequestError):
-        release(ctx, held, refund=True)
-        return None
+    except failures.MODEL_FAILURES as error:
+        if failures.handle(ctx, held, error, can_do_without=True):
+            return None
+        answer = None  # routing must not stall on money: the deterministic choice below
+
     valid = {c.slug for c in candidates}
     if answer is not None and answer.assignee in valid:
         return answer.assignee
@@ -147,31 +145,13 @@ def _ask_model(
 
 
 def _hand_over(
-    session: Session, ctx: WorkflowContext, held: Claim, target: Agent, how: str, scores: dict[str, int]
+    session: Session, ctx: WorkflowContext, held: Claim, target: AgentRecord, how: str, scores: dict[str, int]
 ) -> None:
-    from db.issues import initial_status, transition
-
-    issue = get_issue(session, held.id)
-    wanted = "todo" if initial_status(target) == "todo" else issue.status
-    if wanted != issue.status:
-        moved = (
-            transition(
-                session,
-                held.id,
-                issue.status,
-                wanted,
-                expect_lease=held.run_id,
-                assignee_id=target.id,
-                lease_owner=None,
-                lease_until=None,
-            )
-            is not None
-        )
-    else:
-        moved = update_held(session, held, assignee_id=target.id)
+    wanted = "todo" if store.initial_status(target) == "todo" else held.issue.status
+    moved = store.route(session, held, assignee_id=target.id, to_status=wanted) is not None
     if moved:
         best = ", ".join(f"{slug} {score}" for slug, score in sorted(scores.items(), key=lambda kv: -kv[1])[:3])
-        add_comment(
+        store.add_comment(
             session,
             held.id,
             f"Routed to {target.slug} by {ctx.agent.slug} ({how}; keyword scores: {best}).",
@@ -187,5 +167,5 @@ def _hand_over(
         moved=moved,
         agent=ctx.agent.slug,
         run_id=str(held.run_id),
-        workflow=NAME,
+        workflow=ctx.workflow,
     )

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from agents.project import deploy_submission
 from config.log import get_logger
-from db import outbox
-from db.issues import add_comment
-from workflows.lib.claims import Claim, claim, finish
+from db import outbox, store
+from db.store import Claim
+from workflows.lib.claims import claim
 from workflows.lib.context import WorkflowContext
 
-NAME = "deploy_verify"
 PER_BEAT = 10
 
 log = get_logger(__name__)
@@ -36,11 +35,11 @@ def _deploy(ctx: WorkflowContext, held: Claim) -> None:
     deployed, verified = deploy_submission(ctx.engine, ctx.settings, held.id)
     with ctx.tx(held.run_id) as session:
         if verified is not None and verified.ok:
-            moved = finish(session, held, "done")
+            moved = store.finish_deploy(session, held)
             if moved is not None:
                 summary = outbox.cost_summary(session, held.id)
                 tiers = ", ".join(f"{tier} ${cost}" for tier, cost in summary["by_tier"].items()) or "no model calls"
-                add_comment(
+                store.add_comment(
                     session,
                     held.id,
                     f"Deployed and verified. Cost: ${summary['total_usd']} over {summary['calls']} model "
@@ -52,9 +51,9 @@ def _deploy(ctx: WorkflowContext, held: Claim) -> None:
                 outbox.done(session, moved)
         else:
             failed = verified or deployed
-            moved = finish(session, held, "todo")
+            moved = store.return_to_todo(session, held)
             if moved is not None:
-                add_comment(
+                store.add_comment(
                     session,
                     held.id,
                     f"{failed.kind} failed (exit {failed.returncode}); rework needed:\n{failed.output.strip()}",
@@ -70,5 +69,5 @@ def _deploy(ctx: WorkflowContext, held: Claim) -> None:
         status=moved.status if moved else "lease-lost",
         agent=ctx.agent.slug,
         run_id=str(held.run_id),
-        workflow=NAME,
+        workflow=ctx.workflow,
     )

@@ -11,23 +11,22 @@ from __future__ import annotations
 import hashlib
 from decimal import Decimal
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from agents.llm.budget import BudgetExceeded
 from agents.llm.protocol import user_message
-from agents.llm.router import ModelRequestError, ModelUnavailable
 from agents.llm.schemas import EscalationDecision
 from agents.llm.structured import complete_json
 from config.log import get_logger
-from db.issues import IssueDraft, add_comment, add_dependencies, create_issue, get_issue
-from db.models import Agent, Comment, Issue
-from workflows.lib import prompts
-from workflows.lib.claims import Claim, claim, finish, release
+from config.vocabulary import SPLIT_PLAYBOOK
+from db import store
+from db.models import Comment
+from db.store import AgentRecord, Claim, IssueDraft, IssueRecord
+from workflows.lib import failures, prompts
+from workflows.lib.claims import claim
 from workflows.lib.context import WorkflowContext
-from workflows.lib.escalation import escalate_further, reports_of
+from workflows.lib.escalation import escalate_further
 
-NAME = "escalate"
 PER_BEAT = 5
 INSTRUCTIONS = (
     "A blocked issue has been escalated to you. Decide: reassign it to another of your direct reports, unblock "
@@ -50,9 +49,9 @@ def run(ctx: WorkflowContext) -> None:
 
 def _handle(ctx: WorkflowContext, held: Claim) -> None:
     with ctx.tx(held.run_id) as session:
-        issue = get_issue(session, held.id)
-        reports = reports_of(session, ctx.agent.id)
-        assignee = session.get(Agent, issue.assignee_id) if issue.assignee_id else None
+        issue = store.get_issue(session, held.id)
+        reports = store.active_reports(session, ctx.agent.id)
+        assignee = store.get_agent(session, issue.assignee_id) if issue.assignee_id else None
         prior_unblocks = (
             session.scalar(
                 select(func.count())
@@ -81,15 +80,11 @@ def _handle(ctx: WorkflowContext, held: Claim) -> None:
             user=user_message("escalate", INSTRUCTIONS, context, EscalationDecision),
             schema=EscalationDecision,
         )
-    except BudgetExceeded as refused:
-        if refused.scope == "issue":  # no money left to think about it: let the humans decide
-            decision = EscalationDecision(action="escalate", reason=f"no budget to decide: {refused.message}")
-        else:
-            release(ctx, held, refund=True)
+    except failures.MODEL_FAILURES as error:
+        if failures.handle(ctx, held, error, can_do_without=True):
             return
-    except (ModelUnavailable, ModelRequestError):
-        release(ctx, held, refund=True)
-        return
+        # No money left to think about it: let the humans decide.
+        decision = EscalationDecision(action="escalate", reason=f"no budget to decide: {error.message}")
     report_slugs = {r.slug for r in reports}
     if decision.action == "reassign" and decision.assignee not in report_slugs:
         decision = EscalationDecision(action="escalate", reason=f"{decision.assignee!r} is not one of my reports")
@@ -98,10 +93,8 @@ def _handle(ctx: WorkflowContext, held: Claim) -> None:
     ):
         decision = EscalationDecision(action="escalate", reason="the proposed split went outside my reports")
     with ctx.tx(held.run_id) as session:
-        issue = get_issue(session, held.id)
-        manager = session.get(Agent, ctx.agent.id)
-        assert manager is not None
-        moved = _apply(ctx, session, held, issue, manager, decision, {r.slug: r for r in reports})
+        issue = store.get_issue(session, held.id)
+        moved = _apply(ctx, session, held, issue, ctx.agent, decision, {r.slug: r for r in reports})
     log.info(
         "escalate.decided",
         issue_id=held.id,
@@ -109,7 +102,7 @@ def _handle(ctx: WorkflowContext, held: Claim) -> None:
         moved=moved,
         agent=ctx.agent.slug,
         run_id=str(held.run_id),
-        workflow=NAME,
+        workflow=ctx.workflow,
     )
 
 
@@ -117,21 +110,19 @@ def _apply(
     ctx: WorkflowContext,
     session: Session,
     held: Claim,
-    issue: Issue,
-    manager: Agent,
+    issue: IssueRecord,
+    manager: AgentRecord,
     decision: EscalationDecision,
-    reports: dict[str, Agent],
+    reports: dict[str, AgentRecord],
 ) -> bool:
-    reset = {"attempts": 0, "review_rounds": 0}
     if decision.action == "escalate":
         return (
             escalate_further(
                 session,
-                issue,
+                held,
                 manager,
                 actor=ctx.actor,
                 reason=decision.reason or "needs a decision",
-                lease_owner=held.run_id,
                 deadline_hours=ctx.settings.approval_deadline_hours,
             )
             is not None
@@ -140,13 +131,13 @@ def _apply(
         return _split(ctx, session, held, issue, manager, decision, reports)
     if decision.action == "reassign":
         target = reports[decision.assignee or ""]
-        moved = finish(session, held, "todo", assignee_id=target.id, **reset)
+        moved = store.resume(session, held, assignee_id=target.id)
         note = f"Reassigned to {target.slug} by {manager.slug}: {decision.reason}\n{decision.guidance}".strip()
     else:  # unblock
-        moved = finish(session, held, "todo", **reset)
+        moved = store.resume(session, held)
         note = decision.guidance or decision.reason or "Proceed with the documented defaults."
     if moved is not None:
-        add_comment(session, issue.id, note, author=ctx.actor, kind="guidance")
+        store.add_comment(session, issue.id, note, author=ctx.actor, kind="guidance")
     return moved is not None
 
 
@@ -154,18 +145,18 @@ def _split(
     ctx: WorkflowContext,
     session: Session,
     held: Claim,
-    issue: Issue,
-    manager: Agent,
+    issue: IssueRecord,
+    manager: AgentRecord,
     decision: EscalationDecision,
-    reports: dict[str, Agent],
+    reports: dict[str, AgentRecord],
 ) -> bool:
     """Sub-issues for the manager's reports; the parent keeps waiting on them, then comes back to be assembled."""
-    share = max(issue.budget_usd - issue.spent_usd - issue.reserved_usd, Decimal(0)) / len(decision.subissues)
+    share = issue.budget_left / len(decision.subissues)
     children = []
     for spec in decision.subissues:
         target = reports[spec.assignee]
         digest = hashlib.sha256(spec.title.lower().encode()).hexdigest()[:16]
-        child = create_issue(
+        child = store.create_issue(
             session,
             IssueDraft(
                 title=spec.title, body=spec.body, priority=issue.priority, budget_usd=share.quantize(Decimal("0.0001"))
@@ -178,24 +169,10 @@ def _split(
             idempotency_key=f"split:{issue.id}:{digest}",
         )
         children.append(child.id)
-    add_dependencies(session, issue.id, children)
-    row = session.execute(
-        update(Issue)
-        .where(Issue.id == held.id, Issue.lease_owner == held.run_id)
-        .values(
-            blocked_reason="waiting",
-            escalated_to_id=None,
-            assignee_id=manager.id,
-            playbook="split",
-            attempts=0,
-            review_rounds=0,
-            lease_owner=None,
-            lease_until=None,
-        )
-        .returning(Issue.id)
-    ).first()
+    store.add_dependencies(session, issue.id, children)
+    row = store.wait_on_parts(session, held, assignee_id=manager.id, playbook=SPLIT_PLAYBOOK)
     if row is not None:
-        add_comment(
+        store.add_comment(
             session,
             issue.id,
             f"Split by {manager.slug} into {', '.join(f'#{c}' for c in children)}: {decision.reason}",

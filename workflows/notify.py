@@ -110,7 +110,7 @@ def run(settings: Settings, engine: Engine, *, limit: int = BATCH) -> NotifyRepo
 async def _deliver_telegram(
     settings: Settings, engine: Engine, claimed: list[tuple[int, str, dict[str, Any], int]], report: NotifyReport
 ) -> None:
-    from telegram import Bot
+    from telegram import Bot  # python-telegram-bot loads only when there is something to send
     from telegram.error import InvalidToken, TelegramError
 
     token = settings.telegram_bot_token.get_secret_value()  # type: ignore[union-attr]

@@ -8,21 +8,21 @@ in the backlog, where `assign` routes them down the chain of command.
 from __future__ import annotations
 
 import hashlib
+import uuid
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
-from agents.llm.budget import BudgetExceeded
 from agents.llm.protocol import user_message
-from agents.llm.router import ModelRequestError, ModelUnavailable
 from agents.llm.schemas import Plan
 from agents.llm.structured import complete_json
 from config.log import get_logger
-from db.issues import IssueDraft, create_issue
-from db.models import TERMINAL_STATUSES, Goal, Issue
-from workflows.lib import prompts
+from config.vocabulary import TERMINAL_STATUSES
+from db import store
+from db.models import Goal, Issue
+from db.store import IssueDraft
+from workflows.lib import failures, prompts
 from workflows.lib.context import WorkflowContext
 
-NAME = "plan"
 INSTRUCTIONS = (
     "For each active goal, make sure the next outcome toward it exists as an issue with a clear title, "
     "acceptance criteria in the body and a priority. Do not duplicate open issues; reprioritise them instead."
@@ -32,22 +32,19 @@ log = get_logger(__name__)
 
 
 def run(ctx: WorkflowContext) -> None:
-    import uuid
-
     run_id = uuid.uuid4()
     with ctx.tx(run_id) as session:
         goals = session.scalars(select(Goal).where(Goal.status == "active").order_by(Goal.priority, Goal.id)).all()
         if not goals:
             return
-        open_by_goal = dict(
-            session.execute(
+        open_by_goal: dict[int | None, int] = {
+            goal_id: count
+            for goal_id, count in session.execute(
                 select(Issue.goal_id, func.count())
                 .where(Issue.goal_id.in_([g.id for g in goals]), Issue.status.not_in(TERMINAL_STATUSES))
                 .group_by(Issue.goal_id)
             )
-            .tuples()
-            .all()
-        )
+        }
         context = {
             "goals": [
                 {
@@ -70,8 +67,8 @@ def run(ctx: WorkflowContext) -> None:
             user=user_message("plan", INSTRUCTIONS, context, Plan),
             schema=Plan,
         )
-    except (BudgetExceeded, ModelUnavailable, ModelRequestError) as error:
-        log.warning("plan.skipped", reason=str(error), agent=ctx.agent.slug, workflow=NAME)
+    except failures.MODEL_FAILURES as error:
+        failures.handle(ctx, None, error)  # nothing is claimed: planning is simply skipped this beat
         return
     goal_ids = {g.id for g in goals}
     created = 0
@@ -82,7 +79,7 @@ def run(ctx: WorkflowContext) -> None:
             key = f"plan:{planned.goal_id}:{hashlib.sha256(planned.title.lower().encode()).hexdigest()[:16]}"
             existing = session.scalar(select(Issue.id).where(Issue.idempotency_key == key))
             if existing is None:
-                issue = create_issue(
+                issue = store.create_issue(
                     session,
                     IssueDraft(title=planned.title, body=planned.body, priority=planned.priority),
                     actor=ctx.actor,
@@ -94,16 +91,12 @@ def run(ctx: WorkflowContext) -> None:
                 ctx.touch(issue.id)
                 created += 1
         for change in plan.reprioritise:
-            session.execute(
-                update(Issue)
-                .where(Issue.id == change.issue_id, Issue.goal_id.in_(goal_ids), Issue.status.not_in(TERMINAL_STATUSES))
-                .values(priority=change.priority)
-            )
+            store.reprioritise(session, change.issue_id, change.priority, goal_ids=goal_ids)
     log.info(
         "plan.done",
         goals=len(goals),
         created=created,
         reprioritised=len(plan.reprioritise),
         agent=ctx.agent.slug,
-        workflow=NAME,
+        workflow=ctx.workflow,
     )

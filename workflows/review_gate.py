@@ -9,22 +9,17 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-from agents.llm.budget import BudgetExceeded
 from agents.llm.protocol import user_message
-from agents.llm.router import ModelRequestError, ModelUnavailable
 from agents.llm.schemas import ReviewVerdict
 from agents.llm.structured import complete_json
 from config.log import get_logger
-from db import outbox
-from db.approvals import open_approval
-from db.issues import add_comment, get_issue
-from db.models import Agent, Issue
-from workflows.lib import prompts
-from workflows.lib.claims import Claim, claim, finish, release
+from db import outbox, store
+from db.store import AgentRecord, Claim, IssueRecord
+from workflows.lib import failures, prompts
+from workflows.lib.claims import claim
 from workflows.lib.context import WorkflowContext
 from workflows.lib.escalation import block_and_escalate
 
-NAME = "review_gate"
 PASS_SCORE = 0.7
 PER_BEAT = 10
 INSTRUCTIONS = (
@@ -45,7 +40,7 @@ def run(ctx: WorkflowContext) -> None:
         _review(ctx, held)
 
 
-def _checklist(ctx: WorkflowContext, issue: Issue, author: Agent | None) -> list[str]:
+def _checklist(ctx: WorkflowContext, issue: IssueRecord, author: AgentRecord | None) -> list[str]:
     """The author's checklist; an assembled result is also held to its playbook's quality checklist."""
     own = list(author.checklist) if author else []
     playbook = ctx.playbooks.get(issue.playbook) if ctx.playbooks and issue.module_key is None else None
@@ -54,8 +49,8 @@ def _checklist(ctx: WorkflowContext, issue: Issue, author: Agent | None) -> list
 
 def _review(ctx: WorkflowContext, held: Claim) -> None:
     with ctx.tx(held.run_id) as session:
-        issue = get_issue(session, held.id)
-        author = session.get(Agent, issue.assignee_id) if issue.assignee_id else None
+        issue = store.get_issue(session, held.id)
+        author = store.get_agent(session, issue.assignee_id) if issue.assignee_id else None
         context = {
             "reviewer": ctx.agent.slug,
             "author": author.slug if author else None,
@@ -75,12 +70,8 @@ def _review(ctx: WorkflowContext, held: Claim) -> None:
             user=user_message("review", INSTRUCTIONS, context, ReviewVerdict),
             schema=ReviewVerdict,
         )
-    except BudgetExceeded as refused:
-        if refused.scope != "issue":
-            release(ctx, held, refund=True)
-        return
-    except (ModelUnavailable, ModelRequestError):
-        release(ctx, held, refund=True)
+    except failures.MODEL_FAILURES as error:
+        failures.handle(ctx, held, error)
         return
     passed = verdict.passed and verdict.score >= PASS_SCORE
     notes = "\n".join(f"- {note}" for note in verdict.notes) or "- (no notes)"
@@ -88,9 +79,9 @@ def _review(ctx: WorkflowContext, held: Claim) -> None:
     rounds = held.issue.review_rounds + 1
     with ctx.tx(held.run_id) as session:
         if passed and held.issue.needs_approval:
-            moved = finish(session, held, "pending_approval", quality_score=score, review_rounds=rounds)
+            moved = store.record_review(session, held, "pending_approval", score=score, rounds=rounds)
             if moved is not None:
-                approval = open_approval(
+                approval = store.open_approval(
                     session,
                     held.id,
                     "work",
@@ -100,25 +91,24 @@ def _review(ctx: WorkflowContext, held: Claim) -> None:
                 )
                 outbox.pending_approval(session, moved, approval)
         elif passed:
-            moved = finish(session, held, "approved", quality_score=score, review_rounds=rounds)
+            moved = store.record_review(session, held, "approved", score=score, rounds=rounds)
         elif rounds >= ctx.settings.max_review_rounds:
-            issue = get_issue(session, held.id)
             moved = block_and_escalate(
                 session,
-                issue,
+                held.issue,
+                held=held,
                 reason="review_rounds",
                 actor=ctx.actor,
                 note=f"failed review {rounds} times; last notes:\n{notes}",
-                lease_owner=held.run_id,
                 deadline_hours=ctx.settings.approval_deadline_hours,
                 quality_score=score,
                 review_rounds=rounds,
             )
         else:
-            moved = finish(session, held, "todo", quality_score=score, review_rounds=rounds)
+            moved = store.record_review(session, held, "todo", score=score, rounds=rounds)
         if moved is not None:
             verdict_line = "passed" if passed else "failed"
-            add_comment(
+            store.add_comment(
                 session,
                 held.id,
                 f"Review round {rounds} {verdict_line} (score {score}):\n{notes}",
@@ -136,5 +126,5 @@ def _review(ctx: WorkflowContext, held: Claim) -> None:
         status=moved.status if moved else "lease-lost",
         agent=ctx.agent.slug,
         run_id=str(held.run_id),
-        workflow=NAME,
+        workflow=ctx.workflow,
     )

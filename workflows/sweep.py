@@ -15,15 +15,14 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from config.log import get_logger
 from config.settings import Settings
-from db import outbox
+from db import outbox, store
 from db.engine import transaction
-from db.issues import add_comment, get_issue, transition
-from db.models import Approval
+from db.models import Issue
 from db.sqlfiles import query
 from workflows.lib.escalation import block_and_escalate
 
@@ -75,62 +74,50 @@ def run(settings: Settings, engine: Engine) -> SweepReport:
 
 def _expired_work(settings: Settings, engine: Engine, run_id: uuid.UUID, report: SweepReport) -> None:
     with transaction(ACTOR, workflow=NAME, run_id=run_id, engine=engine) as session:
-        for (issue_id,) in session.execute(query("claims", "expired_work"), {"limit": BATCH}).all():
-            issue = get_issue(session, issue_id)
+        for issue in store.expired_work(session, BATCH):
             if issue.attempts >= issue.max_attempts:
                 block_and_escalate(
                     session,
                     issue,
+                    held=None,
                     reason="max_attempts",
                     actor=ACTOR,
                     note=f"the worker stopped {issue.attempts} times; giving up",
                     deadline_hours=settings.approval_deadline_hours,
                 )
-                report.exhausted.append(issue_id)
-            else:
-                transition(session, issue_id, "in_progress", "todo", lease_owner=None, lease_until=None)
-                report.leases_expired.append(issue_id)
+                report.exhausted.append(issue.id)
+            elif store.requeue_expired(session, issue.id) is not None:
+                report.leases_expired.append(issue.id)
 
 
 def _deadlines(settings: Settings, engine: Engine, run_id: uuid.UUID, report: SweepReport) -> None:
     period = dt.timedelta(hours=settings.approval_deadline_hours)
     now = dt.datetime.now(dt.UTC)
     with transaction(ACTOR, workflow=NAME, run_id=run_id, engine=engine) as session:
-        due = (
-            session.execute(
-                query("claims", "due_approvals"),
-                {"limit": BATCH, "near_seconds": period.total_seconds() * NEAR_FRACTION},
-            )
-            .scalars()
-            .all()
-        )
-        for approval in session.scalars(select(Approval).where(Approval.id.in_(due))):
-            issue = get_issue(session, approval.issue_id)
+        for approval in store.due_approvals(session, near_seconds=period.total_seconds() * NEAR_FRACTION, limit=BATCH):
+            issue = store.get_issue(session, approval.issue_id)
             if approval.deadline > now:
                 outbox.approval_deadline(session, approval, issue, "near")
                 continue
             first, later = DEADLINE_POLICY[approval.kind]
             action = first if approval.reminded_at is None else later
             if action == "expire":
-                approval.status, approval.decided_by, approval.decided_at = "expired", ACTOR, now
-                approval.decision_note = "deadline passed twice"
-                add_comment(
+                changed = store.expire_approval(session, approval, actor=ACTOR, note="deadline passed twice")
+                store.add_comment(
                     session, issue.id, f"The {approval.kind} approval expired unanswered.", author=ACTOR, kind="system"
                 )
             else:
-                approval.escalations += 1
-                approval.reminded_at = now
-                approval.deadline = now + period
-            session.flush()
-            outbox.approval_deadline(session, approval, issue, action if action != "remind" else "passed")
+                changed = store.remind_approval(session, approval, next_deadline=now + period)
+            assert changed is not None  # locked by due_approvals, so still pending
+            outbox.approval_deadline(session, changed, issue, action if action != "remind" else "passed")
             report.approvals[action] = report.approvals.get(action, 0) + 1
 
 
 def _waiting_parents(engine: Engine, run_id: uuid.UUID, report: SweepReport) -> None:
     with transaction(ACTOR, workflow=NAME, run_id=run_id, engine=engine) as session:
-        for (issue_id,) in session.execute(query("claims", "waiting_parents_ready"), {"limit": BATCH}).all():
-            if transition(session, issue_id, "blocked", "todo", attempts=0) is not None:
-                add_comment(
+        for issue_id in store.waiting_parents_ready(session, BATCH):
+            if store.parent_ready(session, issue_id) is not None:
+                store.add_comment(
                     session,
                     issue_id,
                     "Every sub-issue has finished: back to its owner to assemble.",
@@ -149,10 +136,6 @@ def _failing_agents(engine: Engine, run_id: uuid.UUID, report: SweepReport) -> N
 
 def _daily_digest(engine: Engine, run_id: uuid.UUID, report: SweepReport) -> None:
     """Yesterday's digest, once, as soon as a sweep runs on a new UTC day (if the company existed then)."""
-    from sqlalchemy import func
-
-    from db.models import Issue
-
     today = dt.datetime.now(dt.UTC).date()
     with transaction(ACTOR, workflow=NAME, run_id=run_id, engine=engine) as session:
         first = session.scalar(select(func.min(Issue.created_at)))

@@ -67,16 +67,25 @@ class Payer:
 _local = threading.local()
 
 
+class _ThreadConnections(dict[str, "psycopg.Connection[Any]"]):
+    """A thread's budget connections, closed when the thread ends and its locals go."""
+
+    def __del__(self) -> None:
+        for conn in self.values():
+            conn.close()
+
+
 def _connection(engine: Engine) -> psycopg.Connection[Any]:
     """This thread's autocommit connection for budget statements: no pool checkout, no ping, one round trip."""
-    connections: dict[str, psycopg.Connection[Any]] = _local.__dict__.setdefault("connections", {})
+    connections: _ThreadConnections | None = getattr(_local, "connections", None)
+    if connections is None:
+        connections = _local.connections = _ThreadConnections()
     key = engine.url.render_as_string(hide_password=False)
     conn = connections.get(key)
     if conn is None or conn.closed:
         settings = get_settings()
-        conn = psycopg.connect(
-            libpq_url(key), autocommit=True, **{**driver_options(settings), "application_name": "hq-budget"}
-        )  # type: ignore[arg-type]
+        options: dict[str, Any] = {**driver_options(settings), "application_name": "hq-budget"}
+        conn = psycopg.connect(libpq_url(key), autocommit=True, **options)
         configure_session(conn, settings.model_copy(update={"statement_timeout_ms": BUDGET_STATEMENT_TIMEOUT_MS}))
         connections[key] = conn
     return conn

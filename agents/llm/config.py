@@ -15,16 +15,15 @@ from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from config.errors import ConfigError, validation_problems
 from config.settings import Settings
+from config.vocabulary import TIERS, Tier
 
-Tier = Literal["reasoning", "execution", "utility"]
-TIERS: tuple[Tier, ...] = ("reasoning", "execution", "utility")
 OFFLINE_PROVIDER = "hq-offline"
 MILLION = Decimal(1_000_000)
 
@@ -65,12 +64,15 @@ class RouterSpec(BaseModel):
     tier_fallbacks: dict[Tier, list[Tier]] = Field(default_factory=dict)
 
 
+_DEFAULT_MAX_OUTPUT_TOKENS: dict[Tier, int] = {"reasoning": 4096, "execution": 4096, "utility": 1024}
+
+
 class ModelsFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     router: RouterSpec = Field(default_factory=RouterSpec)
     max_output_tokens: dict[Tier, Annotated[int, Field(ge=16, le=200_000)]] = Field(
-        default_factory=lambda: {"reasoning": 4096, "execution": 4096, "utility": 1024}
+        default_factory=_DEFAULT_MAX_OUTPUT_TOKENS.copy
     )
     tiers: dict[Tier, list[DeploymentSpec]]
     offline: dict[Tier, Price]
@@ -202,7 +204,7 @@ def resolve_models(settings: Settings) -> ModelMap:
     problems: list[str] = []
     tiers: dict[str, list[Deployment]] = {}
     for tier in TIERS:
-        resolved = []
+        resolved: list[Deployment] = []
         for index, deployment in enumerate(spec.tiers.get(tier, [])):
             key = _secret_for(deployment.api_key_env, settings) if deployment.api_key_env else None
             if deployment.api_key_env and key is None:
@@ -268,4 +270,4 @@ def resolve_models(settings: Settings) -> ModelMap:
                     f"models file {settings.models_path}: tier {tier} has no deployment with a key "
                     "set; add one or remove the keys to run offline"
                 )
-    return ModelMap(tiers, spec.router, dict(spec.max_output_tokens), settings.models_path)
+    return ModelMap(tiers, spec.router, {t: n for t, n in spec.max_output_tokens.items()}, settings.models_path)

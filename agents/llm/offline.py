@@ -19,7 +19,7 @@ from litellm import CustomLLM, ModelResponse
 from agents.llm.offline_brain import delay_seconds, respond
 
 
-class OfflineModel(CustomLLM):  # type: ignore[misc]
+class OfflineModel(CustomLLM):
     def _answer(self, model: str, messages: list[dict[str, Any]], optional_params: dict[str, Any]) -> ModelResponse:
         pause = delay_seconds(messages)
         if pause:
@@ -27,7 +27,7 @@ class OfflineModel(CustomLLM):  # type: ignore[misc]
         tools = optional_params.get("tools") or []
         names = [t.get("function", {}).get("name", "") for t in tools if isinstance(t, dict)]
         reply = respond(messages, names)
-        calls = [
+        calls: list[dict[str, Any]] = [
             {
                 "id": f"call_{uuid.uuid4().hex[:16]}",
                 "type": "function",

@@ -4,7 +4,7 @@ Each call:
 1. counts its input tokens and reserves the worst-case cost (the dearest
    deployment it could land on, with all its output tokens) against the issue,
    the agent's month and the company's month — or refuses, writing a
-   ``budget_refused`` row, blocking the issue and opening a budget approval;
+   ``budget_refused`` row and raising ``BudgetExceeded``;
 2. asks LiteLLM's Router which deployment serves the tier (lowest ``order``
    among those not cooling down) and calls it; the Router counts failures and
    cools a deployment down after ``allowed_fails``. Transient failures retry
@@ -13,6 +13,12 @@ Each call:
 3. writes one ``llm_calls`` row per attempt and settles the reservation to the
    actual cost in the same statement (db/sql/budget.sql), so a retried write
    can never count twice.
+
+The router only raises: what a failure does to the issue (refund, count, block)
+is the failure policy's to decide and write (workflows/lib/failures.py). A
+deployment that answers 401/403 is paused in this process: its key is wrong,
+and asking again cannot help until someone changes it (a new key is a new router,
+see ``get_router``).
 
 The call itself is ``litellm.completion`` on the chosen deployment rather than
 ``Router.completion``, whose sync path spins up an event loop per call and
@@ -26,6 +32,7 @@ and `hq issues` / `hq approve` must never pay that.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import os
@@ -56,7 +63,7 @@ from config.errors import HQError
 from config.log import ensure_configured, get_logger, requiet
 from config.secrets import redact, redact_obj
 from config.settings import Settings
-from db.engine import get_engine, transaction
+from db.engine import get_engine
 from db.storable import storable_text
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -68,12 +75,28 @@ MAX_RETRY_AFTER = 60.0
 log = get_logger(__name__)
 
 
-class ModelUnavailable(HQError):
-    """Every deployment failed for reasons that may pass (5xx, 429, timeouts, no healthy deployment)."""
+class ModelError(HQError):
+    """A model call failed; the subclass says whose fault it was."""
 
 
-class ModelRequestError(HQError):
+class ModelUnavailable(ModelError):
+    """Every deployment failed for reasons that may pass (5xx, 429, timeouts, none healthy or unpaused)."""
+
+
+class ModelRequestError(ModelError):
     """The provider refused this request itself (4xx): retrying it unchanged will not help."""
+
+
+class ProviderAuthError(ModelError):
+    """The provider refused our credentials (401/403): no call to that deployment can succeed until a human acts."""
+
+    def __init__(self, message: str, *, deployment: str, key_fingerprint: str) -> None:
+        super().__init__(message)
+        self.deployment = deployment
+        self.key_fingerprint = key_fingerprint  # which key failed, without the key: a new key may fail anew
+
+
+AUTH_STATUSES = (401, 403)
 
 
 @dataclass
@@ -86,7 +109,7 @@ class CallContext:
     agent_slug: str | None = None
     agent_monthly_limit: Decimal | None = None
     issue_id: int | None = None
-    _seq: itertools.count = field(default_factory=lambda: itertools.count(1), repr=False)  # type: ignore[type-arg]
+    _seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1), repr=False)
 
     @property
     def actor(self) -> str:
@@ -148,7 +171,16 @@ def _is_transient(error: BaseException) -> bool:
     status = getattr(error, "status_code", None)
     if status is None:
         return True  # connection errors and timeouts
-    return int(status) in (401, 403, 408, 409, 429) or int(status) >= 500
+    return int(status) in (408, 409, 429) or int(status) >= 500
+
+
+def _is_auth_failure(error: BaseException) -> bool:
+    return getattr(error, "status_code", None) in AUTH_STATUSES
+
+
+def key_fingerprint(api_key: str | None) -> str:
+    """A short, one-way name for a key: enough to tell a replaced key from the old one."""
+    return hashlib.sha256((api_key or "").encode()).hexdigest()[:12]
 
 
 def _retry_after(error: BaseException) -> float | None:
@@ -188,7 +220,7 @@ def _install_litellm_hooks(litellm: Any) -> None:
     with _hooks_lock:
         if _hooks_installed:
             return
-        from agents.llm.offline import OfflineModel
+        from agents.llm.offline import OfflineModel  # imports LiteLLM
 
         litellm.suppress_debug_info = True
         litellm.telemetry = False
@@ -211,13 +243,14 @@ class ModelRouter:
         self._encoding: Any = None
         self._lock = threading.Lock()
         self._failed_at: dict[str, float] = {}  # deployment id -> when it last failed in this process
+        self.paused: set[str] = set()  # deployments whose credentials the provider refused
 
     # --- LiteLLM, built on first use -------------------------------------------------
     def _build(self) -> Any:
         with self._lock:
             if self._router is not None:
                 return self._router
-            import litellm
+            import litellm  # seconds and ~165 MiB: only when a model is really called
 
             _install_litellm_hooks(litellm)
             spec = self.models.router
@@ -251,7 +284,7 @@ class ModelRouter:
         first = self.models.tiers.get(tiers[0]) or []
         window = self.models.router.cooldown_seconds
         now = time.monotonic()
-        if first and all(now - self._failed_at.get(d.id, -1e9) > window for d in first):
+        if first and not self.paused and all(now - self._failed_at.get(d.id, -1e9) > window for d in first):
             return first[0]
         for tier in tiers:
             try:
@@ -259,9 +292,11 @@ class ModelRouter:
             except Exception:
                 continue
             deployment = self.models.by_id(str((chosen.get("model_info") or {}).get("id")))
+            if deployment is not None and deployment.id in self.paused:  # LiteLLM knows nothing of our pauses
+                deployment = next((d for d in self.models.tiers.get(tier) or [] if d.id not in self.paused), None)
             if deployment is not None:
                 return deployment
-        raise _NoDeployment("every deployment is cooling down")
+        raise _NoDeployment("every deployment is cooling down or paused")
 
     # --- money -----------------------------------------------------------------------
     def estimate(
@@ -276,19 +311,7 @@ class ModelRouter:
         return max(d.cost(input_tokens, max_tokens) for d in self.models.candidates(tier))
 
     def _refuse(self, ctx: CallContext, tier: str, refused: BudgetExceeded, estimate: Decimal) -> None:
-        from agents.llm.refusal import block_for_budget
-
-        if refused.scope == "issue" and ctx.issue_id is not None:
-            with transaction(
-                ctx.actor, workflow=ctx.workflow, run_id=ctx.run_id, engine=get_engine(self.settings)
-            ) as session:
-                block_for_budget(
-                    session,
-                    ctx.issue_id,
-                    actor=ctx.actor,
-                    needed=refused.needed,
-                    deadline_hours=self.settings.approval_deadline_hours,
-                )
+        """The refusal's cost row; what it does to the issue is the failure policy's."""
         record(
             get_engine(self.settings), ctx.row(tier, None, "budget_refused", reserved=estimate, error=refused.message)
         )
@@ -348,10 +371,27 @@ class ModelRouter:
                 run_id=str(ctx.run_id),
                 workflow=ctx.workflow,
             )
-            raise (ModelUnavailable if _is_transient(failure) else ModelRequestError)(message) from None
+            raise self._error(failure, attempts, message) from None
         completion = self._completion(tier, deployment, response, int((time.monotonic() - started) * 1000))
         self._record(ctx, tier, reservation, completion, attempts, None, estimate)
         return completion
+
+    def _error(self, failure: BaseException, attempts: list[_Attempt], message: str) -> ModelError:
+        if _is_auth_failure(failure) and attempts:
+            deployment = attempts[-1].deployment
+            # Every deployment that sends the same key to the same provider would be refused alike.
+            same_key = [
+                d.id
+                for tier in self.models.tiers.values()
+                for d in tier
+                if (d.provider, d.api_base, d.api_key) == (deployment.provider, deployment.api_base, deployment.api_key)
+            ]
+            self.paused.update(same_key)
+            log.error("llm.deployments_paused", deployments=same_key, reason="credentials refused", error=message)
+            return ProviderAuthError(
+                message, deployment=deployment.id, key_fingerprint=key_fingerprint(deployment.api_key)
+            )
+        return (ModelUnavailable if _is_transient(failure) else ModelRequestError)(message)
 
     def _call(
         self,
@@ -482,16 +522,9 @@ _routers_lock = threading.Lock()
 
 def get_router(settings: Settings) -> ModelRouter:
     """The process's router for these settings (models file and keys)."""
-    import hashlib
-
     fingerprint = hashlib.sha256("\0".join(sorted(settings.secret_values())).encode()).hexdigest()
     key = (str(settings.models_path), fingerprint)
     with _routers_lock:
         if key not in _routers:
             _routers[key] = ModelRouter(settings)
         return _routers[key]
-
-
-def reset_routers() -> None:
-    with _routers_lock:
-        _routers.clear()

@@ -6,6 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from config.vocabulary import Tier
+
 Title = Annotated[str, Field(min_length=1, max_length=500)]
 
 
@@ -62,7 +64,7 @@ class ModuleSpec(BaseModel):
     id: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,40}$")]
     title: Title
     role: str
-    tier: Literal["reasoning", "execution", "utility"] = "execution"
+    tier: Tier = "execution"
     depends_on: list[str] = []
     output: Annotated[str, Field(min_length=1, max_length=2000)]
 

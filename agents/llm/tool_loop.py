@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents.llm.router import CallContext, Completion, ModelRouter
+from agents.tools.catalog import tools_for
 from agents.tools.context import ToolContext
 from agents.tools.dispatch import ToolResult, dispatch
-from agents.tools.registry import tools_for
 
 DEFAULT_MAX_STEPS = 8
 

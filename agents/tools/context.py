@@ -5,49 +5,65 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from pydantic import BaseModel, Field, TypeAdapter
 from sqlalchemy.engine import Engine
 
 from config.settings import Settings
+from db.store.records import AgentRecord
 
 
-@dataclass(frozen=True)
-class AgentRef:
-    id: int
-    slug: str
-    toolsets: tuple[str, ...]
-    workflows: tuple[str, ...]
-    manager_id: int | None
+class Blocked(BaseModel):
+    """The agent says the issue cannot be finished: it blocks and escalates with this reason."""
 
-    @property
-    def actor(self) -> str:
-        return f"agent:{self.slug}"
+    kind: Literal["blocked"] = "blocked"
+    reason: str
+
+
+class WaitingOnResearch(BaseModel):
+    """The agent asked a research question: the issue waits until the research issue is done."""
+
+    kind: Literal["waiting_on_research"] = "waiting_on_research"
+    research_issue_id: int
+
+
+Decision = Annotated[Blocked | WaitingOnResearch, Field(discriminator="kind")]
+DECISION = TypeAdapter(Decision)
 
 
 @dataclass
 class ToolOutcome:
-    """What the tools asked the workflow to do once the loop ends."""
+    """What the tools decided about the issue, for the workflow once the loop ends.
 
-    blocked_reason: str | None = None
-    research_issue_ids: list[int] = field(default_factory=list)
-    subissue_ids: list[int] = field(default_factory=list)
-    published: list[str] = field(default_factory=list)
+    A tool that decides returns its decision under ``"outcome"`` in its result, so a
+    replayed call (its stored result) decides exactly as the first one did.
+    """
 
-    def absorb(self, tool_name: str, result: dict[str, Any]) -> None:
-        if tool_name == "mark_blocked":
-            self.blocked_reason = str(result.get("reason", "blocked"))
-        elif tool_name == "ask_research" and "research_issue_id" in result:
-            self.research_issue_ids.append(int(result["research_issue_id"]))
-        elif tool_name == "create_subissue" and "issue_id" in result:
-            self.subissue_ids.append(int(result["issue_id"]))
-        elif tool_name == "publish" and "published" in result:
-            self.published.append(str(result["published"]))
+    blocked: Blocked | None = None
+    research: list[WaitingOnResearch] = field(default_factory=list)
+
+    def absorb(self, result: dict[str, Any]) -> None:
+        if "outcome" not in result:
+            return
+        decision = DECISION.validate_python(result["outcome"])
+        if isinstance(decision, Blocked):
+            self.blocked = decision
+        else:
+            self.research.append(decision)
+
+    @property
+    def blocked_reason(self) -> str | None:
+        return self.blocked.reason if self.blocked else None
+
+    @property
+    def research_issue_ids(self) -> list[int]:
+        return [r.research_issue_id for r in self.research]
 
 
 @dataclass
 class ToolContext:
-    agent: AgentRef
+    agent: AgentRecord
     issue_id: int | None
     run_id: uuid.UUID
     workflow: str

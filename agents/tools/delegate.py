@@ -7,13 +7,12 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from agents.tools.context import ToolContext
 from agents.tools.registry import ToolError, tool
-from db.issues import IssueDraft, create_issue, get_issue, initial_status, transition
-from db.models import TERMINAL_STATUSES, Agent, Issue
+from db import store
+from db.store import AgentRecord, IssueDraft
 
 
 class SubissueArgs(BaseModel):
@@ -31,8 +30,8 @@ class AssignArgs(BaseModel):
     slug: Annotated[str, Field(description="Slug of one of your direct reports.")]
 
 
-def direct_report(session: Session, ctx: ToolContext, slug: str) -> Agent:
-    agent = session.scalar(select(Agent).where(Agent.slug == slug))
+def direct_report(session: Session, ctx: ToolContext, slug: str) -> AgentRecord:
+    agent = store.agent_by_slug(session, slug)
     if agent is None or agent.manager_id != ctx.agent.id:
         raise ToolError(f"{slug!r} is not one of your direct reports; you can only delegate to them")
     if agent.status != "active":
@@ -45,10 +44,10 @@ def create_subissue(ctx: ToolContext, session: Session, args: SubissueArgs) -> d
     """Create a sub-issue of the current issue for one of your direct reports."""
     if ctx.issue_id is None:
         raise ToolError("create_subissue needs a current issue to be the parent")
-    parent = get_issue(session, ctx.issue_id)
+    parent = store.get_issue(session, ctx.issue_id)
     assignee = direct_report(session, ctx, args.assignee)
-    left = parent.budget_usd - parent.spent_usd - parent.reserved_usd
-    budget = Decimal(str(args.budget_usd)) if args.budget_usd is not None else max(left / 4, Decimal(0))
+    left = parent.budget_left
+    budget = Decimal(str(args.budget_usd)) if args.budget_usd is not None else left / 4
     if budget > left:
         raise ToolError(f"budget {budget} exceeds what is left on the parent ({left})")
     draft = IssueDraft(
@@ -59,7 +58,7 @@ def create_subissue(ctx: ToolContext, session: Session, args: SubissueArgs) -> d
         depends_on=args.depends_on,
     )
     digest = hashlib.sha256(" ".join(args.title.lower().split()).encode()).hexdigest()[:16]
-    child = create_issue(
+    child = store.create_issue(
         session,
         draft,
         actor=ctx.actor,
@@ -75,15 +74,13 @@ def create_subissue(ctx: ToolContext, session: Session, args: SubissueArgs) -> d
 @tool("delegate", AssignArgs)
 def assign(ctx: ToolContext, session: Session, args: AssignArgs) -> dict[str, Any]:
     """Give an issue you own to one of your direct reports."""
-    issue = get_issue(session, args.issue, lock=True)
+    issue = store.get_issue(session, args.issue, lock=True)
     if issue.assignee_id != ctx.agent.id:
         raise ToolError(f"issue {issue.id} is not assigned to you")
-    if issue.status in TERMINAL_STATUSES or issue.status not in ("backlog", "todo"):
+    if issue.status not in ("backlog", "todo"):
         raise ToolError(f"issue {issue.id} is {issue.status}; only backlog or todo issues can be reassigned")
     report = direct_report(session, ctx, args.slug)
-    target = initial_status(report)
-    if target == issue.status:
-        session.execute(Issue.__table__.update().where(Issue.id == issue.id).values(assignee_id=report.id))
-    elif transition(session, issue.id, issue.status, target, assignee_id=report.id) is None:
+    moved = store.reassign_owned(session, issue, owner_id=ctx.agent.id, to=report)
+    if moved is None:
         raise ToolError(f"issue {issue.id} changed meanwhile; not reassigned")
-    return {"issue_id": issue.id, "assignee": report.slug, "status": target}
+    return {"issue_id": issue.id, "assignee": report.slug, "status": moved.status}

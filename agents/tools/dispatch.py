@@ -19,8 +19,8 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from agents.tools.catalog import get_tool
 from agents.tools.context import ToolContext
-from agents.tools.registry import get_tool
 from config.errors import HQError
 from config.log import get_logger
 from config.secrets import redact_obj
@@ -167,7 +167,7 @@ def dispatch(ctx: ToolContext, name: str, arguments: str | dict[str, Any] | None
         assert stored is not None
         outcome = stored
     if outcome.ok and outcome.result is not None:
-        ctx.outcome.absorb(name, outcome.result)
+        ctx.outcome.absorb(outcome.result)
     log.info(
         "tool.called",
         tool=name,

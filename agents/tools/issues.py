@@ -7,13 +7,13 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from agents.tools.context import ToolContext
+from agents.tools.context import Blocked, ToolContext, WaitingOnResearch
 from agents.tools.registry import ToolError, tool
-from db.issues import IssueDraft, add_comment, add_dependencies, create_issue, get_issue
-from db.models import Agent
+from config.vocabulary import RESEARCH_ROLE
+from db import store
+from db.store import AgentRecord, IssueDraft
 
 
 class CommentArgs(BaseModel):
@@ -54,7 +54,7 @@ def _digest(text: str) -> str:
 def comment(ctx: ToolContext, session: Session, args: CommentArgs) -> dict[str, Any]:
     """Add a comment to the current issue."""
     issue_id = _current_issue_id(ctx)
-    comment_id = add_comment(
+    comment_id = store.add_comment(
         session,
         issue_id,
         args.body,
@@ -70,7 +70,7 @@ def comment(ctx: ToolContext, session: Session, args: CommentArgs) -> dict[str, 
 def mark_blocked(ctx: ToolContext, session: Session, args: BlockedArgs) -> dict[str, Any]:
     """Say the current issue cannot be finished; it will be escalated to your manager with this reason."""
     issue_id = _current_issue_id(ctx)
-    add_comment(
+    store.add_comment(
         session,
         issue_id,
         f"Blocked: {args.reason}",
@@ -79,13 +79,14 @@ def mark_blocked(ctx: ToolContext, session: Session, args: BlockedArgs) -> dict[
         run_id=ctx.run_id,
         idempotency_key=f"blocked:{issue_id}:{ctx.run_id}",
     )
-    return {"issue_id": issue_id, "reason": args.reason}
+    return {"issue_id": issue_id, "reason": args.reason, "outcome": Blocked(reason=args.reason).model_dump()}
 
 
-def find_researcher(session: Session) -> Agent:
-    agents = session.scalars(select(Agent).where(Agent.status == "active").order_by(Agent.id)).all()
+def find_researcher(session: Session) -> AgentRecord:
+    """The research role if active, else the first active executor with a research skill."""
+    agents = [a for a in store.all_agents(session).values() if a.active]
     for agent in agents:
-        if agent.slug == "researcher":
+        if agent.slug == RESEARCH_ROLE:
             return agent
     for agent in agents:
         if "execute" in agent.workflows and any("research" in str(s.get("name", "")) for s in agent.skills):
@@ -97,20 +98,18 @@ def find_researcher(session: Session) -> Agent:
 def ask_research(ctx: ToolContext, session: Session, args: ResearchArgs) -> dict[str, Any]:
     """Ask the researcher a question. This issue pauses until the answer is in, then resumes with it."""
     issue_id = _current_issue_id(ctx)
-    asking = get_issue(session, issue_id)
+    asking = store.get_issue(session, issue_id)
     researcher = find_researcher(session)
-    budget = min(
-        asking.budget_usd - asking.spent_usd - asking.reserved_usd, Decimal(str(ctx.settings.default_issue_budget_usd))
-    ).quantize(Decimal("0.0001"))
+    budget = min(asking.budget_left, Decimal(str(ctx.settings.default_issue_budget_usd))).quantize(Decimal("0.0001"))
     title = "Research: " + " ".join(args.question.split())
     draft = IssueDraft(
         title=title[:500],
         body=f"Asked by {ctx.actor} while working on issue #{issue_id}.\n\nQuestion:\n{args.question}",
         priority=max(0, asking.priority - 1),
-        budget_usd=max(budget, 0),
+        budget_usd=budget,
         labels=["research"],
     )
-    research = create_issue(
+    research = store.create_issue(
         session,
         draft,
         actor=ctx.actor,
@@ -120,9 +119,20 @@ def ask_research(ctx: ToolContext, session: Session, args: ResearchArgs) -> dict
         goal_id=asking.goal_id,
         idempotency_key=f"research:{issue_id}:{_digest(args.question)}",
     )
-    add_dependencies(session, issue_id, [research.id])
+    # The question as asked, kept apart from the body so the answer can be paired with it (prompts.py).
+    store.add_comment(
+        session,
+        research.id,
+        args.question,
+        author=ctx.actor,
+        kind="research",
+        run_id=ctx.run_id,
+        idempotency_key=f"research-question:{research.id}",
+    )
+    store.add_dependencies(session, issue_id, [research.id])
     return {
         "research_issue_id": research.id,
         "assignee": researcher.slug,
         "note": "This issue will resume once the research issue is done.",
+        "outcome": WaitingOnResearch(research_issue_id=research.id).model_dump(),
     }

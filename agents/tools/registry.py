@@ -1,7 +1,9 @@
-"""The tool registry: plain functions with pydantic argument models, grouped into toolsets.
+"""Tools are plain functions with pydantic argument models, grouped into toolsets; ``@tool`` registers one.
 
 A tool never decides whether it may run; the dispatcher does (toolset check,
 argument validation, idempotency, the tool_calls row). Tools just do one thing.
+This module imports no tool: agents/tools/catalog.py lists the toolset modules,
+and importing them is what fills REGISTRY.
 """
 
 from __future__ import annotations
@@ -54,18 +56,3 @@ def tool(toolset: str, args: type[BaseModel]) -> Callable[[ToolFunc], ToolFunc]:
         return func
 
     return register
-
-
-def tools_for(toolsets: list[str] | tuple[str, ...]) -> list[Tool]:
-    _load_all()
-    return [t for t in REGISTRY.values() if t.toolset in toolsets]
-
-
-def get_tool(name: str) -> Tool | None:
-    _load_all()
-    return REGISTRY.get(name)
-
-
-def _load_all() -> None:
-    # Importing the toolset modules registers their tools.
-    from agents.tools import dashboards, delegate, issues, publish, release, workspace  # noqa: F401

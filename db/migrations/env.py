@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from alembic import context
+from sqlalchemy import Connection
 
 from db.models import Base
 
 config = context.config
 
 
-def run_on(connection) -> None:  # type: ignore[no-untyped-def]
+def run_on(connection: Connection) -> None:
     context.configure(connection=connection, target_metadata=Base.metadata, transaction_per_migration=False)
     with context.begin_transaction():
         context.run_migrations()

@@ -88,7 +88,8 @@ CREATE TABLE issues (
     quality_score     numeric(4, 3) CHECK (quality_score BETWEEN 0 AND 1),
     -- Why an issue is blocked, and who is handling it.
     blocked_reason    text CHECK (blocked_reason IN ('agent', 'budget', 'max_attempts', 'review_rounds',
-                                                     'circuit_breaker', 'waiting', 'verify', 'human')),
+                                                     'circuit_breaker', 'waiting', 'verify', 'human',
+                                                     'provider_auth')),  -- provider_auth: migration 0009
     escalated_to_id   integer REFERENCES agents (id),
     escalation_chain  text[] NOT NULL DEFAULT '{}',
     -- Dependencies not yet finished; maintained by triggers so claims can use a partial index.

@@ -47,6 +47,7 @@ class FakeTelegram:
     @property
     def url(self) -> str:
         host, port = self.server.server_address[:2]
+        assert isinstance(host, str)  # an AF_INET server's; typeshed allows bytes for any address family
         return f"http://{host}:{port}"
 
     def start(self) -> FakeTelegram:

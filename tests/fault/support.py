@@ -16,6 +16,7 @@ from typing import Generic, TypeVar
 import psycopg
 
 from tests.conftest import BIN
+from tests.helpers import one
 
 FAST = {
     "HQ_HEARTBEAT_SCALE": str(1 / 900),
@@ -45,13 +46,14 @@ EXECUTORS = (
 
 
 def start(tmp_path: Path, name: str, **env: str) -> subprocess.Popen[bytes]:
-    log = open(tmp_path / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-    return subprocess.Popen(
-        [str(BIN / "hq"), "run", "--threads", "4"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, **FAST, **env},
-    )
+    # The child writes to its own copy of the descriptor: ours is closed as soon as it has started.
+    with open(tmp_path / f"{name}.log", "wb") as log:
+        return subprocess.Popen(
+            [str(BIN / "hq"), "run", "--threads", "4"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **FAST, **env},
+        )
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -63,7 +65,7 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             process.kill()
 
 
-def wait_until(predicate, timeout: float, step: float = 0.5) -> bool:  # type: ignore[no-untyped-def]
+def wait_until(predicate: Callable[[], bool], timeout: float, step: float = 0.5) -> bool:
     """A wall-clock deadline: only for one event that must happen soon (a process exits, a server is back).
 
     Anything that waits for *work* uses ``wait_for_progress``: a fixed total fails on a loaded machine.
@@ -175,7 +177,7 @@ UNSETTLED = """
 
 
 def unsettled(raw: psycopg.Connection) -> int:
-    return int(raw.execute(UNSETTLED).fetchone()[0])
+    return int(one(raw.execute(UNSETTLED).fetchone())[0])
 
 
 # The newest transition: it moves whenever any issue moves, so "no new event" means "nothing happened".
@@ -186,4 +188,4 @@ DONE_SO_FAR = f"SELECT (SELECT count(*) FROM issues WHERE status = 'done'), ({LA
 
 def settling(raw: psycopg.Connection) -> tuple[int, int]:
     """What a wait for the company to settle watches: unsettled issues, and the newest event."""
-    return unsettled(raw), int(raw.execute(LAST_EVENT).fetchone()[0])
+    return unsettled(raw), int(one(raw.execute(LAST_EVENT).fetchone())[0])

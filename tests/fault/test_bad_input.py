@@ -15,6 +15,7 @@ import pytest
 
 from config.settings import PACKAGE_ROOT
 from tests.conftest import Result, run_hq
+from tests.helpers import agent_record, one
 
 Setup = Callable[[Path, pytest.MonkeyPatch], list[str]]
 
@@ -28,7 +29,9 @@ def fingerprint(raw: psycopg.Connection) -> dict[str, str]:
         )
     ]
     return {
-        t: raw.execute(f"SELECT md5(coalesce(string_agg(x::text, ',' ORDER BY x::text), '')) FROM {t} x").fetchone()[0]
+        t: one(
+            raw.execute(f"SELECT md5(coalesce(string_agg(x::text, ',' ORDER BY x::text), '')) FROM {t} x").fetchone()
+        )[0]
         for t in tables
     }
 
@@ -300,9 +303,9 @@ def test_hostile_text_is_stored_verbatim_and_shown_safely(
             if (ord(ch) < 0x20 and ch not in "\n") or 0x7F <= ord(ch) <= 0x9F or ch in "\u202e\u202c\u200b\u2066\u2069"
         ]
         assert hidden == [], (case, hidden)
-    shown = run_hq("issue", "show", str(issue)).stdout
+    shown_text = run_hq("issue", "show", str(issue)).stdout
     if "markup" in case:
-        assert "[bold red]boom[/bold red]" in shown  # printed, not interpreted
+        assert "[bold red]boom[/bold red]" in shown_text  # printed, not interpreted
     as_json = json.loads(run_hq("issue", "show", str(issue), "--json").stdout)
     assert (as_json["issue"]["title"], as_json["issue"]["body"]) == (
         title,
@@ -350,16 +353,13 @@ def test_hostile_tool_calls_do_nothing_but_leave_an_audit_row(
 ) -> None:
     import uuid
 
-    from agents.tools.context import AgentRef, ToolContext
+    from agents.tools.context import ToolContext
     from agents.tools.dispatch import dispatch
     from config.settings import get_settings
     from db.engine import get_engine
 
-    row = raw.execute(
-        "SELECT id, slug, toolsets, workflows, manager_id FROM agents WHERE slug = 'backend-engineer'"
-    ).fetchone()
     ctx = ToolContext(
-        agent=AgentRef(row[0], row[1], tuple(row[2]), tuple(row[3]), row[4]),
+        agent=agent_record("backend-engineer"),
         issue_id=company["todo"],
         run_id=uuid.uuid4(),
         workflow="execute",

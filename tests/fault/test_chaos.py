@@ -27,6 +27,7 @@ from tests.fault.support import (
     unsettled,
     wait_for_progress,
 )
+from tests.helpers import one
 
 # A backstop against a hang only: the waits below fail on a stall, however long steady progress takes.
 pytestmark = pytest.mark.timeout(3600)
@@ -63,12 +64,12 @@ def chaos(raw: psycopg.Connection, tmp_path: Path, issues: int, chaos_seconds: f
         settled = wait_for_progress(lambda: settling(raw), lambda value: value[0] == 0, step=1)
         # Reservations of calls killed mid-flight outlive their TTL, then the sweeper charges them.
         wait_for_progress(
-            lambda: raw.execute("SELECT count(*) FROM budget_reservations").fetchone()[0], lambda left: left == 0
+            lambda: one(raw.execute("SELECT count(*) FROM budget_reservations").fetchone())[0], lambda left: left == 0
         )
     finally:
         for worker in workers:
             stop(worker)
-    statuses = dict(raw.execute("SELECT status, count(*) FROM issues GROUP BY 1").fetchall())
+    statuses: dict[str, int] = dict(raw.execute("SELECT status, count(*) FROM issues GROUP BY 1").fetchall())
     assert settled, f"{settled}; statuses {statuses}"
     assert sum(kills.values()) >= 3, kills
     assert statuses.get("done", 0) >= issues * 0.9, statuses  # a few may end with a human after max_attempts

@@ -13,6 +13,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -28,6 +29,7 @@ from tests.fault.support import (
     stop,
     wait_for_progress,
 )
+from tests.helpers import one
 
 # A backstop against a hang only: the waits below fail on a stall, however long steady progress takes.
 pytestmark = pytest.mark.timeout(3600)
@@ -54,7 +56,7 @@ def own_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def query(root: Path, sql: str) -> tuple:  # type: ignore[type-arg]
+def query(root: Path, sql: str) -> tuple[Any, ...]:
     """One query on a fresh connection (the server comes and goes)."""
     from db.embedded import running_server
     from db.urls import libpq_url
@@ -62,7 +64,7 @@ def query(root: Path, sql: str) -> tuple:  # type: ignore[type-arg]
     server = running_server(root / "pgdata")
     assert server is not None
     with psycopg.connect(libpq_url(server.url()), autocommit=True) as conn:
-        return conn.execute(sql).fetchone()  # type: ignore[return-value]
+        return one(conn.execute(sql).fetchone())
 
 
 def restart(root: Path) -> None:
@@ -101,10 +103,12 @@ def test_database_restarts_twice_mid_run(own_server: Path, tmp_path: Path) -> No
         from db.embedded import running_server
         from db.urls import libpq_url
 
-        with psycopg.connect(libpq_url(running_server(own_server / "pgdata").url()), autocommit=True) as raw:
+        server = running_server(own_server / "pgdata")
+        assert server is not None
+        with psycopg.connect(libpq_url(server.url()), autocommit=True) as raw:
             settled = wait_for_progress(lambda: settling(raw), lambda value: value[0] == 0, step=1)
             alive = [worker.poll() is None for worker in workers]
-            statuses = dict(raw.execute("SELECT status, count(*) FROM issues GROUP BY 1").fetchall())
+            statuses: dict[str, int] = dict(raw.execute("SELECT status, count(*) FROM issues GROUP BY 1").fetchall())
             assert settled, f"{settled}; statuses {statuses}"
             assert alive == [True, True], "a process died instead of reconnecting"
             assert statuses == {"done": count}, statuses

@@ -23,6 +23,7 @@ from tests.fault.support import (
     stop,
     wait_for_progress,
 )
+from tests.helpers import one
 
 pytestmark = pytest.mark.timeout(900)  # a backstop against a hang only: the wait fails on a stall
 
@@ -48,12 +49,12 @@ def test_every_deploy_succeeds_whichever_host_claims_it(db_url: str, raw: psycop
     workers = [start(tmp_path, name, HQ_DATA_DIR=str(data)) for name, data in hosts.items()]
     try:
         settled = wait_for_progress(
-            lambda: raw.execute(DONE_SO_FAR).fetchone(), lambda value: value[0] == COUNT, step=1
+            lambda: one(raw.execute(DONE_SO_FAR).fetchone()), lambda value: value[0] == COUNT, step=1
         )
     finally:
         for worker in workers:
             stop(worker)
-    statuses = dict(raw.execute("SELECT status, count(*) FROM issues GROUP BY 1").fetchall())
+    statuses: dict[str, int] = dict(raw.execute("SELECT status, count(*) FROM issues GROUP BY 1").fetchall())
     failures = raw.execute(DEPLOY_FAILURES).fetchall()
     assert failures == [], f"{len(failures)} deploy failure(s), e.g. {failures[:3]}; statuses {statuses}"
     assert settled, f"{settled}; statuses {statuses}"
@@ -75,7 +76,7 @@ def test_every_deploy_succeeds_whichever_host_claims_it(db_url: str, raw: psycop
         # What shipped is exactly what the last submission stored, byte for byte (the rework's version).
         root = hosts[published[0]] / "published" / f"issue-{issue}"
         manifest = json.loads((root / "MANIFEST.json").read_text())
-        stored = dict(
+        stored: dict[str, str] = dict(
             raw.execute(
                 "SELECT path, sha256 FROM artifacts WHERE issue_id = %s AND run_id = (SELECT run_id FROM issue_events "
                 "WHERE issue_id = %s AND to_status = 'in_review' ORDER BY id DESC LIMIT 1) AND commit_sha IS NOT NULL",

@@ -20,6 +20,7 @@ from tests.fault.support import (
     wait_for_progress,
     wait_until,
 )
+from tests.helpers import one
 
 # A backstop against a hang only: the waits for work fail on a stall, however long steady progress takes.
 pytestmark = pytest.mark.timeout(3600)
@@ -44,12 +45,12 @@ def test_two_processes_share_the_company(db_url: str, raw: psycopg.Connection, t
     workers = [start(tmp_path, "a"), start(tmp_path, "b")]
     try:
         settled = wait_for_progress(
-            lambda: raw.execute(DONE_SO_FAR).fetchone(), lambda value: value[0] == count, step=1
+            lambda: one(raw.execute(DONE_SO_FAR).fetchone()), lambda value: value[0] == count, step=1
         )
     finally:
         for worker in workers:
             stop(worker)
-    statuses = dict(raw.execute("SELECT status, count(*) FROM issues GROUP BY 1").fetchall())
+    statuses: dict[str, int] = dict(raw.execute("SELECT status, count(*) FROM issues GROUP BY 1").fetchall())
     assert settled, f"{settled}; statuses {statuses}"
     assert_legal_paths(raw)
     assert_no_overlaps(raw)
@@ -63,7 +64,9 @@ def test_kill_9_mid_execute_another_process_finishes(db_url: str, raw: psycopg.C
     first = start(tmp_path, "first", **SHORT_LEASES)
     try:
         assert wait_until(
-            lambda: raw.execute("SELECT status FROM issues WHERE id = %s", (issue,)).fetchone()[0] == "in_progress",
+            lambda: (
+                one(raw.execute("SELECT status FROM issues WHERE id = %s", (issue,)).fetchone())[0] == "in_progress"
+            ),
             timeout=60,
             step=0.1,
         )
@@ -77,10 +80,13 @@ def test_kill_9_mid_execute_another_process_finishes(db_url: str, raw: psycopg.C
     try:
         # Its lease runs out, the sweeper gives it back, the second process claims, reviews and deploys it.
         finished = wait_for_progress(
-            lambda: raw.execute(
-                "SELECT status, (SELECT count(*) FROM issue_events WHERE issue_id = i.id) FROM issues i WHERE id = %s",
-                (issue,),
-            ).fetchone(),
+            lambda: one(
+                raw.execute(
+                    "SELECT status, (SELECT count(*) FROM issue_events WHERE issue_id = i.id)"
+                    " FROM issues i WHERE id = %s",
+                    (issue,),
+                ).fetchone()
+            ),
             lambda value: value[0] == "done",
         )
         assert finished, str(finished)
@@ -89,8 +95,10 @@ def test_kill_9_mid_execute_another_process_finishes(db_url: str, raw: psycopg.C
     assert_legal_paths(raw)
     path = [r[0] for r in raw.execute("SELECT to_status FROM issue_events WHERE issue_id = %s ORDER BY id", (issue,))]
     assert path[:2] == ["todo", "in_progress"] and path[-1] == "done"
-    assert raw.execute("SELECT count(*) FROM artifacts WHERE issue_id = %s", (issue,)).fetchone()[0] >= 1
-    runs = raw.execute(
-        "SELECT count(DISTINCT run_id) FROM llm_calls WHERE issue_id = %s AND workflow = 'execute'", (issue,)
-    ).fetchone()[0]
+    assert one(raw.execute("SELECT count(*) FROM artifacts WHERE issue_id = %s", (issue,)).fetchone())[0] >= 1
+    runs = one(
+        raw.execute(
+            "SELECT count(DISTINCT run_id) FROM llm_calls WHERE issue_id = %s AND workflow = 'execute'", (issue,)
+        ).fetchone()
+    )[0]
     assert runs <= 3  # max_attempts

@@ -13,6 +13,7 @@ import psycopg
 
 from tests.conftest import BIN, run_hq
 from tests.fakes.telegram_server import FakeTelegram
+from tests.helpers import one
 
 BOT_CANARY = "555555555:AAcanaryBOTcanaryBOTcanaryBOTcanary99"
 KEY_CANARY = "sk-ant-api03-canaryKEYcanaryKEYcanaryKEY0000"  # pasted by a person into an issue body
@@ -25,9 +26,11 @@ def everything_written(raw: psycopg.Connection, data_dir: Path, logs: str) -> st
     # Every column of every row, except the issue body the person typed (checked on its own below).
     rows = [
         str(
-            raw.execute(
-                f"SELECT json_agg(to_jsonb(t) - %s)::text FROM {table} t", ("body" if table == "issues" else "",)
-            ).fetchone()[0]
+            one(
+                raw.execute(
+                    f"SELECT json_agg(to_jsonb(t) - %s)::text FROM {table} t", ("body" if table == "issues" else "",)
+                ).fetchone()
+            )[0]
         )
         for table in tables
     ]
@@ -74,7 +77,7 @@ def test_canaries_never_leak_from_a_full_demo(db_url: str, raw: psycopg.Connecti
     blob = everything_written(raw, Path(os.environ["HQ_DATA_DIR"]), logs) + "\n".join(
         m["text"] for m in telegram.messages
     )
-    assert raw.execute("SELECT count(*) FROM artifacts").fetchone()[0] > 0
+    assert one(raw.execute("SELECT count(*) FROM artifacts").fetchone())[0] > 0
     for canary in FRAGMENTS:
         assert canary not in blob, canary
     # The one place the pasted key is kept is the issue body the person typed; prompts never carried it.

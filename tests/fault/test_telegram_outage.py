@@ -18,6 +18,7 @@ import pytest
 from tests.conftest import run_hq
 from tests.fakes.telegram_server import Failure, FakeTelegram
 from tests.fault.support import EXECUTORS, settling, start, stop, wait_for_progress
+from tests.helpers import one
 from workflows.lib.messages import render, split
 
 TOKEN = "123456789:AAoutageTOKENoutageTOKENoutageTOK"
@@ -69,7 +70,7 @@ def test_outage_then_recovery_delivers_every_notification_once(
             settled = wait_for_progress(lambda: settling(raw), lambda value: value[0] == 0, step=1)
             assert settled, str(settled)
             delivered = wait_for_progress(
-                lambda: raw.execute(OUTBOX).fetchone(), lambda value: value[0] == 0, DELIVERY_STALL_SECONDS, step=1
+                lambda: one(raw.execute(OUTBOX).fetchone()), lambda value: value[0] == 0, DELIVERY_STALL_SECONDS, step=1
             )
             assert delivered, (
                 str(delivered),
@@ -84,4 +85,4 @@ def test_outage_then_recovery_delivers_every_notification_once(
     received = Counter(message["text"] for message in telegram.messages)
     assert received == expected_messages(raw)
     assert raw.execute("SELECT count(*) FROM notifications WHERE event = 'done'").fetchone() == (20,)
-    assert raw.execute("SELECT count(*) FROM notifications WHERE last_error IS NOT NULL").fetchone()[0] == 0
+    assert one(raw.execute("SELECT count(*) FROM notifications WHERE last_error IS NOT NULL").fetchone())[0] == 0

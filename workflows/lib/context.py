@@ -8,70 +8,27 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from agents.llm.router import CallContext, ModelRouter, get_router
 from agents.playbooks import PlaybookSet
 from agents.roster import Roster
-from agents.tools.context import AgentRef, ToolContext
+from agents.tools.context import ToolContext
 from config.settings import Settings
 from db.engine import transaction
-from db.models import Agent
-
-if TYPE_CHECKING:  # the router (and LiteLLM) load only when a workflow really calls a model
-    from agents.llm.router import CallContext, ModelRouter
+from db.store import AgentRecord
 
 
 class WorkflowTimeout(Exception):
     """The run passed its maximum duration; the claim is released and the attempt counted."""
 
 
-@dataclass(frozen=True)
-class AgentRow:
-    id: int
-    slug: str
-    title: str
-    tier: str
-    workflows: tuple[str, ...]
-    toolsets: tuple[str, ...]
-    skills: tuple[dict[str, Any], ...]
-    checklist: tuple[str, ...]
-    monthly_budget_usd: Decimal | None
-    manager_id: int | None
-    reviewer_id: int | None
-
-    @classmethod
-    def of(cls, agent: Agent) -> AgentRow:
-        return cls(
-            agent.id,
-            agent.slug,
-            agent.title,
-            agent.tier,
-            tuple(agent.workflows),
-            tuple(agent.toolsets),
-            tuple(agent.skills),
-            tuple(agent.checklist),
-            agent.monthly_budget_usd,
-            agent.manager_id,
-            agent.reviewer_id,
-        )
-
-    @property
-    def actor(self) -> str:
-        return f"agent:{self.slug}"
-
-    @property
-    def delegates(self) -> bool:
-        """Managers route work; their own `execute` only assembles what they decomposed."""
-        return "assign" in self.workflows
-
-
 @dataclass
 class WorkflowContext:
-    agent: AgentRow
+    agent: AgentRecord
     roster: Roster
     settings: Settings
     engine: Engine
@@ -83,6 +40,7 @@ class WorkflowContext:
     workflow: str = ""
     lease_lost: bool = False
     degraded: set[str] = field(default_factory=set)  # workflows that gave work back for a reason not its own
+    halted: set[str] = field(default_factory=set)  # workflows whose model call failed: no more claims this beat
     lease_renewed_at: float = field(default_factory=time.monotonic)  # the beat took its lease just now
     router_factory: Any = None
     playbooks: PlaybookSet | None = None
@@ -98,9 +56,7 @@ class WorkflowContext:
 
     def router(self) -> ModelRouter:
         if self.router_factory is not None:
-            return self.router_factory()  # type: ignore[no-any-return]
-        from agents.llm.router import get_router
-
+            return self.router_factory()
         return get_router(self.settings)
 
     @contextmanager
@@ -109,8 +65,6 @@ class WorkflowContext:
             yield session
 
     def call(self, issue_id: int | None, run_id: uuid.UUID) -> CallContext:
-        from agents.llm.router import CallContext
-
         return CallContext(
             run_id=run_id,
             workflow=self.workflow,
@@ -121,9 +75,8 @@ class WorkflowContext:
         )
 
     def tools(self, issue_id: int | None, run_id: uuid.UUID) -> ToolContext:
-        ref = AgentRef(self.agent.id, self.agent.slug, self.agent.toolsets, self.agent.workflows, self.agent.manager_id)
         return ToolContext(
-            agent=ref,
+            agent=self.agent,
             issue_id=issue_id,
             run_id=run_id,
             workflow=self.workflow,

@@ -18,19 +18,16 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from agents.llm.budget import BudgetExceeded
 from agents.llm.protocol import user_message
-from agents.llm.router import ModelRequestError, ModelUnavailable
 from agents.llm.schemas import PlaybookAdaptation, PlaybookChoice
 from agents.llm.structured import complete_json
 from agents.playbooks import Module, Playbook, module_problems, waves
 from config.log import get_logger
-from db.issues import IssueDraft, add_comment, add_dependencies, create_issue, get_issue, transition
-from db.models import Agent, Issue
-from workflows.lib import prompts
-from workflows.lib.claims import Claim
+from db import store
+from db.store import Claim, IssueDraft, IssueRecord
+from workflows.lib import failures, prompts
 from workflows.lib.context import WorkflowContext
 
 LABEL = "decompose"
@@ -45,7 +42,7 @@ ADAPT = (
 log = get_logger(__name__)
 
 
-def wants_decomposition(ctx: WorkflowContext, issue: Issue) -> bool:
+def wants_decomposition(ctx: WorkflowContext, issue: IssueRecord) -> bool:
     if issue.parent_id is not None or issue.module_key is not None or ctx.playbooks is None:
         return False  # parts are never split again
     if LABEL in issue.labels:
@@ -54,7 +51,7 @@ def wants_decomposition(ctx: WorkflowContext, issue: Issue) -> bool:
     return len(BULLET.findall(issue.body)) >= MIN_DELIVERABLES and max(scores.values(), default=0) > 0
 
 
-def choose_playbook(ctx: WorkflowContext, held: Claim, issue: Issue, system: str) -> Playbook | None:
+def choose_playbook(ctx: WorkflowContext, held: Claim, issue: IssueRecord, system: str) -> Playbook | None:
     assert ctx.playbooks is not None
     scores = ctx.playbooks.keyword_scores(f"{issue.title} {issue.body}")
     best = max(scores.values(), default=0)
@@ -82,25 +79,21 @@ def choose_playbook(ctx: WorkflowContext, held: Claim, issue: Issue, system: str
 
 
 def adapt(
-    ctx: WorkflowContext, held: Claim, issue: Issue, playbook: Playbook, roles: dict[str, str], system: str
+    ctx: WorkflowContext, held: Claim, issue: IssueRecord, playbook: Playbook, roles: dict[str, str], system: str
 ) -> list[Module]:
     context = {
         "issue": prompts.issue_brief(issue),
         "playbook": playbook.model_dump(),
         "roles": [{"slug": slug, "title": title} for slug, title in sorted(roles.items())],
     }
-    try:
-        answer = complete_json(
-            ctx.router(),
-            ctx.call(held.id, held.run_id),
-            "reasoning",
-            system=system,
-            user=user_message("adapt", ADAPT, context, PlaybookAdaptation),
-            schema=PlaybookAdaptation,
-        )
-    except ModelRequestError as error:
-        log.warning("decompose.adaptation_unusable", issue_id=issue.id, error=error.message, workflow=ctx.workflow)
-        return list(playbook.modules)
+    answer = complete_json(
+        ctx.router(),
+        ctx.call(held.id, held.run_id),
+        "reasoning",
+        system=system,
+        user=user_message("adapt", ADAPT, context, PlaybookAdaptation),
+        schema=PlaybookAdaptation,
+    )
     modules = [Module.model_validate(m.model_dump()) for m in answer.modules]
     problems = module_problems(modules, set(roles))
     if problems:
@@ -109,20 +102,19 @@ def adapt(
     return modules
 
 
-def decompose(ctx: WorkflowContext, held: Claim, issue: Issue) -> bool:
-    """Try to decompose ``issue``; True when it was (or was blocked on money trying), False to route it instead."""
+def decompose(ctx: WorkflowContext, held: Claim, issue: IssueRecord) -> bool:
+    """Try to decompose ``issue``; True when it was or a model failure was handled, False to route it whole."""
     with ctx.tx(held.run_id) as session:
         system = prompts.system_prompt(ctx, session)
-        roles = dict(session.execute(select(Agent.slug, Agent.title).where(Agent.status == "active")).tuples().all())
+        active = [a for a in store.all_agents(session).values() if a.active]
+    roles = {a.slug: a.title for a in active}
     try:
         playbook = choose_playbook(ctx, held, issue, system)
         if playbook is None:
             return False
         modules = adapt(ctx, held, issue, playbook, roles, system)
-    except BudgetExceeded as refused:
-        return refused.scope == "issue"  # the issue is blocked on its budget now; nothing to route
-    except (ModelUnavailable, ModelRequestError):
-        return False  # route it as it is rather than stall
+    except failures.MODEL_FAILURES as error:
+        return failures.handle(ctx, held, error, can_do_without=True)  # out of money: route it whole
     with ctx.tx(held.run_id) as session:
         created = _create(ctx, session, held, playbook, modules)
     log.info(
@@ -139,13 +131,12 @@ def decompose(ctx: WorkflowContext, held: Claim, issue: Issue) -> bool:
     return created
 
 
-def _create(ctx: WorkflowContext, session, held: Claim, playbook: Playbook, modules: list[Module]) -> bool:  # type: ignore[no-untyped-def]
-    issue = get_issue(session, held.id, lock=True)
+def _create(ctx: WorkflowContext, session: Session, held: Claim, playbook: Playbook, modules: list[Module]) -> bool:
+    issue = store.get_issue(session, held.id, lock=True)
     if issue.lease_owner != held.run_id:
         return False
-    agents = {a.slug: a for a in session.scalars(select(Agent).where(Agent.status == "active"))}
-    left = max(issue.budget_usd - issue.spent_usd - issue.reserved_usd, Decimal(0))
-    share = (left / (len(modules) + 1)).quantize(Decimal("0.0001"))  # one share stays for the assembly
+    agents = {a.slug: a for a in store.all_agents(session).values() if a.active}
+    share = (issue.budget_left / (len(modules) + 1)).quantize(Decimal("0.0001"))  # one share stays for the assembly
     children: dict[str, int] = {}
     for module in modules:
         draft = IssueDraft(
@@ -158,7 +149,7 @@ def _create(ctx: WorkflowContext, session, held: Claim, playbook: Playbook, modu
             budget_usd=share,
             labels=["module", f"tier:{module.tier}"],
         )
-        child = create_issue(
+        child = store.create_issue(
             session,
             draft,
             actor=ctx.actor,
@@ -171,22 +162,12 @@ def _create(ctx: WorkflowContext, session, held: Claim, playbook: Playbook, modu
         )
         children[module.id] = child.id
     for module in modules:
-        add_dependencies(session, children[module.id], [children[d] for d in module.depends_on])
-    add_dependencies(session, issue.id, list(children.values()))
-    changes = {
-        "playbook": playbook.name,
-        "assignee_id": ctx.agent.id,
-        "lease_owner": None,
-        "lease_until": None,
-        "attempts": 0,
-    }
-    if issue.status == "backlog":
-        transition(session, issue.id, "backlog", "todo", expect_lease=held.run_id)
-    moved = transition(session, issue.id, "todo", "blocked", blocked_reason="waiting", escalated_to_id=None, **changes)
-    if moved is None:
+        store.add_dependencies(session, children[module.id], [children[d] for d in module.depends_on])
+    store.add_dependencies(session, issue.id, list(children.values()))
+    if store.wait_on_parts(session, held, assignee_id=ctx.agent.id, playbook=playbook.name) is None:
         return False
     plan = " then ".join("(" + ", ".join(f"#{children[m]} {m}" for m in wave) + ")" for wave in waves(modules))
-    add_comment(
+    store.add_comment(
         session,
         issue.id,
         f"Decomposed by {ctx.agent.slug} with playbook {playbook.name}: {plan}. "

@@ -85,6 +85,14 @@ def render(event: str, payload: dict[str, Any]) -> str:
             f"{payload.get('failures')} beats in a row.",
             f"Last error: {escape(str(payload.get('error', '')))}",
         ]
+    elif event == "provider_auth":
+        lines = [
+            f"<b>Model credentials refused</b> deployment {escape(str(payload.get('deployment')))}",
+            f"Error: {escape(str(payload.get('error', '')))}",
+            "Calls to it are paused. Replace its key, restart `hq run`, then unblock the work it stopped"
+            + (f" ({_issue(payload)})." if payload.get("issue") else "."),
+            *_commands(payload),
+        ]
     elif event == "digest":
         lines = [
             f"<b>Daily digest</b> {escape(str(payload.get('day')))}",

@@ -11,7 +11,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.models import Agent, Comment, Issue, IssueDependency
+from agents.submission import latest_snapshot
+from db import store
+from db.models import Comment
+from db.store import IssueRecord
 from workflows.lib.context import WorkflowContext
 
 BODY_LIMIT = 6000
@@ -22,10 +25,8 @@ ARTIFACT_LIMIT = 12_000
 
 def system_prompt(ctx: WorkflowContext, session: Session) -> str:
     agent = ctx.agent
-    manager = session.get(Agent, agent.manager_id) if agent.manager_id else None
-    reports = session.scalars(
-        select(Agent.slug).where(Agent.manager_id == agent.id, Agent.status == "active").order_by(Agent.slug)
-    ).all()
+    manager = store.get_agent(session, agent.manager_id) if agent.manager_id else None
+    reports = [report.slug for report in store.active_reports(session, agent.id)]
     skills = "; ".join(f"{s.get('name')}: {s.get('description')}" for s in agent.skills)
     header = [
         f"You are {agent.title} ({agent.slug}) at Heartbeat HQ, an agent company whose state is rows in PostgreSQL.",
@@ -38,7 +39,7 @@ def system_prompt(ctx: WorkflowContext, session: Session) -> str:
     return "\n".join(header) + "\n\n" + ctx.instructions
 
 
-def issue_brief(issue: Issue) -> dict[str, Any]:
+def issue_brief(issue: IssueRecord) -> dict[str, Any]:
     return {
         "id": issue.id,
         "title": issue.title,
@@ -59,8 +60,6 @@ def comments(session: Session, issue_id: int, limit: int = 20) -> list[dict[str,
 
 def latest_artifacts(session: Session, issue_id: int, *, content_limit: int = EXCERPT_LIMIT) -> list[dict[str, Any]]:
     """The files of the issue's newest recorded run: exactly what a review passes and a deploy ships."""
-    from agents.submission import latest_snapshot
-
     snapshot = latest_snapshot(session, issue_id)
     return [
         {"path": f.path, "sha256": f.sha256, "excerpt": (f.content or "")[:content_limit]}
@@ -68,7 +67,7 @@ def latest_artifacts(session: Session, issue_id: int, *, content_limit: int = EX
     ]
 
 
-def related(session: Session, issues: list[Issue]) -> list[dict[str, Any]]:
+def related(session: Session, issues: list[IssueRecord]) -> list[dict[str, Any]]:
     return [
         {
             "id": i.id,
@@ -81,39 +80,24 @@ def related(session: Session, issues: list[Issue]) -> list[dict[str, Any]]:
     ]
 
 
-def dependencies(session: Session, issue_id: int) -> list[Issue]:
-    return list(
-        session.scalars(
-            select(Issue)
-            .join(IssueDependency, IssueDependency.depends_on_id == Issue.id)
-            .where(IssueDependency.issue_id == issue_id)
-            .order_by(Issue.id)
-        )
-    )
-
-
-def children(session: Session, issue_id: int) -> list[Issue]:
-    return list(session.scalars(select(Issue).where(Issue.parent_id == issue_id).order_by(Issue.id)))
-
-
-def research_answers(session: Session, issue: Issue) -> list[dict[str, Any]]:
+def research_answers(session: Session, issue: IssueRecord) -> list[dict[str, Any]]:
     """Finished research sub-issues of this issue: the question and what the researcher wrote."""
     answers = []
-    for child in children(session, issue.id):
+    for child in store.children(session, issue.id):
         if "research" in child.labels and child.status == "done":
             written = latest_artifacts(session, child.id, content_limit=3000)
             answers.append(
                 {
                     "issue_id": child.id,
-                    "question": child.body.split("Question:\n", 1)[-1][:1000],
+                    "question": store.research_question(session, child)[:1000],
                     "answer": "\n\n".join(a["excerpt"] for a in written),
                 }
             )
     return answers
 
 
-def work_context(ctx: WorkflowContext, session: Session, issue: Issue, *, stitch: bool) -> dict[str, Any]:
-    deps = [d for d in dependencies(session, issue.id) if "research" not in d.labels]
+def work_context(ctx: WorkflowContext, session: Session, issue: IssueRecord, *, stitch: bool) -> dict[str, Any]:
+    deps = [d for d in store.dependencies(session, issue.id) if "research" not in d.labels]
     context: dict[str, Any] = {
         "agent": {
             "slug": ctx.agent.slug,
@@ -129,7 +113,8 @@ def work_context(ctx: WorkflowContext, session: Session, issue: Issue, *, stitch
         "deliverable_path": f"{'final' if stitch else 'deliverable'}-{issue.id}.md",
     }
     if stitch:
-        context["children"] = related(session, [c for c in children(session, issue.id) if "research" not in c.labels])
+        parts = [c for c in store.children(session, issue.id) if "research" not in c.labels]
+        context["children"] = related(session, parts)
         context["playbook"] = issue.playbook
         playbook = ctx.playbooks.get(issue.playbook) if ctx.playbooks else None
         if playbook is not None:

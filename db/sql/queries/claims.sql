@@ -6,7 +6,7 @@
 --     lease_until = now() + ttl) and RETURNING hands the row back.
 -- Each candidate predicate and ORDER BY matches a partial index exactly
 -- (db/sql/schema.sql, "claim indexes"); tests check the plans with EXPLAIN.
--- Finishing is a compare-and-set on lease_owner (db/issues.py transition).
+-- Finishing is a compare-and-set on lease_owner (db/sql/queries/moves.sql).
 --
 -- A claim is sent alone, in autocommit: one round trip. The `actor` CTE sets
 -- hq.actor / hq.workflow / hq.run_id for that statement's transaction, so the
@@ -169,16 +169,21 @@ UPDATE issues i
 RETURNING i.*;
 
 -- name: release
--- Give a claimed issue back without finishing it (transient failure, shutdown, timeout).
--- Work in progress returns to todo; an attempt that was not the issue's fault is refunded.
+-- Give a claimed issue back without finishing it (a failure, shutdown, timeout).
+-- Work in progress returns to todo, a deploy to approved. Whether the failure counts as an
+-- attempt is :counts; :counted says whether the claim already counted one (claim_todo,
+-- claim_stitch and reclaim_expired_work do), so a refund takes it back and a counted
+-- failure of any other claim adds it.
 UPDATE issues
    SET status = CASE WHEN status IN ('in_progress') THEN 'todo'
                      WHEN status = 'deploying' THEN 'approved'
                      ELSE status END,
        lease_owner = NULL, lease_until = NULL,
-       attempts = CASE WHEN :refund AND attempts > 0 THEN attempts - 1 ELSE attempts END
+       attempts = CASE WHEN :counted AND NOT :counts AND attempts > 0 THEN attempts - 1
+                       WHEN :counts AND NOT :counted THEN attempts + 1
+                       ELSE attempts END
  WHERE id = :issue_id AND lease_owner = :run_id
-RETURNING id;
+RETURNING *;
 
 -- name: claim_agent
 -- The heartbeat lease: one beat per agent at a time, across every `hq run` process.

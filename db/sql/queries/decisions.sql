@@ -56,5 +56,16 @@ RETURNING *;
 -- name: pending_approval
 SELECT * FROM approvals WHERE issue_id = :issue_id AND kind = :kind AND status = 'pending';
 
--- name: add_comment
-INSERT INTO comments (issue_id, author, kind, body) VALUES (:issue_id, :author, :kind, :body) RETURNING id;
+-- name: approvals_by_id
+SELECT * FROM approvals WHERE id = ANY (:ids) ORDER BY deadline, id;
+
+-- name: expire_approval
+UPDATE approvals
+   SET status = 'expired', decided_by = :actor, decided_at = now(), decision_note = :note
+ WHERE id = :id AND status = 'pending'
+RETURNING *;
+
+-- name: remind_approval
+UPDATE approvals SET escalations = escalations + 1, reminded_at = now(), deadline = :deadline
+ WHERE id = :id AND status = 'pending'
+RETURNING *;

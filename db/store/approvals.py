@@ -15,23 +15,18 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Union
+from typing import Any
 
-from sqlalchemy import Connection, Row
+from sqlalchemy import Row
 
 from config.errors import NotFoundError, StateError, UsageError
+from config.vocabulary import APPROVAL_KINDS, TERMINAL_STATUSES
 from db.sqlfiles import query
-from db.statuses import TERMINAL_STATUSES
+from db.store.executor import Executor
+from db.store.issues import add_comment
+from db.store.records import ApprovalRecord
 
 BUDGET_COLUMN_MAX = Decimal("99999999.9999")  # issues.budget_usd is numeric(12, 4)
-
-if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
-
-# Anything with .execute(): a workflow's Session or the CLI's Connection.
-Executor = Union["Session", Connection]
-
-KINDS = ("work", "budget", "escalation")
 
 
 @dataclass(frozen=True)
@@ -61,10 +56,6 @@ def _move(db: Executor, statement: str, issue_id: int, **params: Any) -> None:
         raise StateError(f"issue {issue_id} changed while we were deciding; try again")  # pragma: no cover
 
 
-def _comment(db: Executor, issue_id: int, body: str, *, author: str, kind: str) -> None:
-    db.execute(query("decisions", "add_comment"), {"issue_id": issue_id, "author": author, "kind": kind, "body": body})
-
-
 def close_approvals(
     db: Executor, issue_id: int, *, kinds: tuple[str, ...], status: str, actor: str, note: str | None = None
 ) -> int:
@@ -84,7 +75,7 @@ def open_approval(
     reason: str,
     deadline: dt.datetime,
     amount_usd: Decimal | None = None,
-) -> Row[Any]:
+) -> ApprovalRecord:
     """Open a pending approval, or return the one already open (one per issue and kind)."""
     row = db.execute(
         query("decisions", "open_approval"),
@@ -100,7 +91,26 @@ def open_approval(
     if row is None:
         row = db.execute(query("decisions", "pending_approval"), {"issue_id": issue_id, "kind": kind}).first()
     assert row is not None
-    return row
+    return ApprovalRecord.of(row)
+
+
+def due_approvals(db: Executor, *, near_seconds: float, limit: int) -> list[ApprovalRecord]:
+    """Pending approvals whose deadline is near or past, locked (SKIP LOCKED) for this transaction."""
+    ids = list(db.execute(query("claims", "due_approvals"), {"limit": limit, "near_seconds": near_seconds}).scalars())
+    if not ids:
+        return []
+    return [ApprovalRecord.of(row) for row in db.execute(query("decisions", "approvals_by_id"), {"ids": ids})]
+
+
+def expire_approval(db: Executor, approval: ApprovalRecord, *, actor: str, note: str) -> ApprovalRecord | None:
+    row = db.execute(query("decisions", "expire_approval"), {"id": approval.id, "actor": actor, "note": note}).first()
+    return ApprovalRecord.of(row) if row is not None else None
+
+
+def remind_approval(db: Executor, approval: ApprovalRecord, *, next_deadline: dt.datetime) -> ApprovalRecord | None:
+    """A passed deadline noted: one more escalation, a new deadline."""
+    row = db.execute(query("decisions", "remind_approval"), {"id": approval.id, "deadline": next_deadline}).first()
+    return ApprovalRecord.of(row) if row is not None else None
 
 
 def approve(db: Executor, issue_id: int, *, actor: str, note: str | None = None) -> Decision:
@@ -109,7 +119,7 @@ def approve(db: Executor, issue_id: int, *, actor: str, note: str | None = None)
     _move(db, "approve", issue_id)
     closed = close_approvals(db, issue_id, kinds=("work",), status="approved", actor=actor, note=note)
     if note:
-        _comment(db, issue_id, _text(note, "--note"), author=actor, kind="note")
+        add_comment(db, issue_id, _text(note, "--note"), author=actor, kind="note")
     return Decision(issue_id, "pending_approval", "approved", closed)
 
 
@@ -119,7 +129,7 @@ def reject(db: Executor, issue_id: int, *, actor: str, reason: str) -> Decision:
     _require(issue, "pending_approval", "reject")
     _move(db, "reject", issue_id)
     closed = close_approvals(db, issue_id, kinds=("work",), status="rejected", actor=actor, note=reason)
-    _comment(db, issue_id, f"Rejected: {reason}", author=actor, kind="revision")
+    add_comment(db, issue_id, f"Rejected: {reason}", author=actor, kind="revision")
     return Decision(issue_id, "pending_approval", "rejected", closed)
 
 
@@ -129,7 +139,7 @@ def revise(db: Executor, issue_id: int, *, actor: str, note: str) -> Decision:
     _require(issue, "pending_approval", "revise")
     _move(db, "revise", issue_id)
     closed = close_approvals(db, issue_id, kinds=("work",), status="revised", actor=actor, note=note)
-    _comment(db, issue_id, note, author=actor, kind="revision")
+    add_comment(db, issue_id, note, author=actor, kind="revision")
     return Decision(issue_id, "pending_approval", "todo", closed)
 
 
@@ -140,7 +150,7 @@ def unblock(db: Executor, issue_id: int, *, actor: str, note: str, assignee_id: 
     _require(issue, "blocked", "unblock")
     _move(db, "unblock", issue_id, assignee_id=assignee_id)
     closed = close_approvals(db, issue_id, kinds=("escalation", "budget"), status="resolved", actor=actor, note=note)
-    _comment(db, issue_id, note, author=actor, kind="guidance")
+    add_comment(db, issue_id, note, author=actor, kind="guidance")
     return Decision(issue_id, "blocked", "todo", closed)
 
 
@@ -149,9 +159,9 @@ def cancel(db: Executor, issue_id: int, *, actor: str, reason: str | None = None
     if issue.status in TERMINAL_STATUSES:
         raise StateError(f"cannot cancel issue {issue_id}: it is already {issue.status}")
     _move(db, "cancel", issue_id, from_status=issue.status)
-    closed = close_approvals(db, issue_id, kinds=KINDS, status="resolved", actor=actor, note=reason)
+    closed = close_approvals(db, issue_id, kinds=APPROVAL_KINDS, status="resolved", actor=actor, note=reason)
     if reason:
-        _comment(db, issue_id, f"Cancelled: {_text(reason, '--reason')}", author=actor, kind="note")
+        add_comment(db, issue_id, f"Cancelled: {_text(reason, '--reason')}", author=actor, kind="note")
     return Decision(issue_id, issue.status, "cancelled", closed)
 
 
@@ -169,7 +179,9 @@ def add_budget(db: Executor, issue_id: int, *, actor: str, amount_usd: Decimal) 
         )
     raised = db.execute(query("decisions", "raise_budget"), {"issue_id": issue_id, "amount": amount_usd}).one()
     closed = close_approvals(db, issue_id, kinds=("budget",), status="approved", actor=actor, note=f"+{amount_usd} USD")
-    _comment(db, issue_id, f"Budget raised by {amount_usd} USD to {raised.budget_usd} USD.", author=actor, kind="note")
+    add_comment(
+        db, issue_id, f"Budget raised by {amount_usd} USD to {raised.budget_usd} USD.", author=actor, kind="note"
+    )
     return Decision(issue_id, issue.status, raised.status, closed)
 
 

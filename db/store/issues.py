@@ -1,0 +1,218 @@
+"""Issues outside any lease: validated creation, dependencies, comments, lookups, owner hand-offs.
+
+Shared by the CLI and the workflows so both create issues the same way. The
+database enforces legality (the transition trigger); this module turns the
+common failures into one-line messages before the database has to.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
+from config.errors import NotFoundError, UsageError, validation_problems
+from config.settings import MAX_BUDGET_USD
+from config.vocabulary import TERMINAL_STATUSES
+from db.sqlfiles import query
+from db.store.executor import Executor
+from db.store.records import AgentRecord, IssueRecord
+
+MAX_TITLE = 500
+MAX_BODY = 200_000
+LABEL = r"^[a-z0-9][a-z0-9:_-]{0,39}$"
+
+
+def no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL bytes")
+    return value
+
+
+class IssueDraft(BaseModel):
+    """What a person or an agent may ask for when creating an issue."""
+
+    title: Annotated[str, Field(max_length=MAX_TITLE)]
+    body: Annotated[str, Field(max_length=MAX_BODY)] = ""
+    priority: Annotated[int, Field(ge=0, le=9)] = 5
+    budget_usd: Annotated[Decimal, Field(ge=0, le=MAX_BUDGET_USD, decimal_places=4)] | None = None
+    needs_approval: bool = False
+    depends_on: list[int] = Field(default_factory=list)
+    labels: Annotated[list[Annotated[str, Field(pattern=LABEL)]], Field(max_length=20)] = Field(default_factory=list)
+
+    @field_validator("title")
+    @classmethod
+    def _title(cls, value: str) -> str:
+        value = no_nul(value).strip()
+        if not value:
+            raise ValueError("must not be empty")
+        if any(ch in value for ch in "\r\n"):
+            raise ValueError("must be a single line")
+        return value
+
+    @field_validator("body")
+    @classmethod
+    def _body(cls, value: str) -> str:
+        return no_nul(value)
+
+
+def validate_draft(**fields: Any) -> IssueDraft:
+    """Build a draft or raise UsageError naming every bad field in one line."""
+    try:
+        return IssueDraft(**fields)
+    except ValidationError as error:
+        raise UsageError("invalid issue: " + "; ".join(validation_problems(error, "issue"))) from None
+
+
+def get_issue(db: Executor, issue_id: int, *, lock: bool = False) -> IssueRecord:
+    """The issue as it is now; with ``lock`` its row stays locked until the transaction ends."""
+    row = db.execute(query("issues", "issue_for_update" if lock else "issue"), {"issue_id": issue_id}).first()
+    if row is None:
+        raise NotFoundError(f"issue {issue_id} does not exist")
+    return IssueRecord.of(row)
+
+
+def children(db: Executor, issue_id: int) -> list[IssueRecord]:
+    return [IssueRecord.of(row) for row in db.execute(query("issues", "children"), {"issue_id": issue_id})]
+
+
+def dependencies(db: Executor, issue_id: int) -> list[IssueRecord]:
+    """The issues ``issue_id`` waits on."""
+    return [IssueRecord.of(row) for row in db.execute(query("issues", "dependencies"), {"issue_id": issue_id})]
+
+
+def research_question(db: Executor, research: IssueRecord) -> str:
+    """What a research issue was asked; its body for one opened before questions were recorded apart."""
+    asked = db.execute(query("issues", "research_question"), {"issue_id": research.id}).scalar()
+    return str(asked) if asked is not None else research.body
+
+
+def initial_status(assignee: AgentRecord | None) -> str:
+    """Work given to someone who does it is ready (`todo`); anything else waits in `backlog` for routing."""
+    return "todo" if assignee is not None and assignee.does_the_work else "backlog"
+
+
+def create_issue(
+    db: Executor,
+    draft: IssueDraft,
+    *,
+    actor: str,
+    assignee: AgentRecord | None = None,
+    default_budget_usd: Decimal | float = Decimal("2"),
+    max_attempts: int = 3,
+    parent_id: int | None = None,
+    goal_id: int | None = None,
+    playbook: str | None = None,
+    module_key: str | None = None,
+    idempotency_key: str | None = None,
+) -> IssueRecord:
+    """Insert an issue with its dependency edges; with an idempotency key a replay returns the first one."""
+    if idempotency_key is not None:
+        existing = db.execute(query("issues", "issue_by_key"), {"key": idempotency_key}).first()
+        if existing is not None:
+            return IssueRecord.of(existing)
+    missing = missing_issue_ids(db, draft.depends_on)
+    if missing:
+        raise NotFoundError(f"cannot depend on issue(s) that do not exist: {', '.join(map(str, missing))}")
+    row = db.execute(
+        query("issues", "create_issue"),
+        {
+            "title": draft.title,
+            "body": draft.body,
+            "priority": draft.priority,
+            "status": initial_status(assignee),
+            "assignee_id": assignee.id if assignee else None,
+            "budget_usd": draft.budget_usd if draft.budget_usd is not None else Decimal(str(default_budget_usd)),
+            "needs_approval": draft.needs_approval,
+            "max_attempts": max_attempts,
+            "labels": draft.labels,
+            "parent_id": parent_id,
+            "goal_id": goal_id,
+            "playbook": playbook,
+            "module_key": module_key,
+            "created_by": actor,
+            "idempotency_key": idempotency_key,
+        },
+    ).first()
+    if row is None:  # a concurrent replay inserted it between our look and our insert
+        return IssueRecord.of(db.execute(query("issues", "issue_by_key"), {"key": idempotency_key}).one())
+    issue = IssueRecord.of(row)
+    if draft.depends_on:
+        add_dependencies(db, issue.id, draft.depends_on)
+        issue = get_issue(db, issue.id)  # unmet_deps changed with the edges
+    return issue
+
+
+def missing_issue_ids(db: Executor, ids: Iterable[int]) -> list[int]:
+    wanted = sorted(set(ids))
+    if not wanted:
+        return []
+    found = {row[0] for row in db.execute(query("issues", "existing_ids"), {"ids": wanted})}
+    return [i for i in wanted if i not in found]
+
+
+def add_dependencies(db: Executor, issue_id: int, depends_on: Iterable[int]) -> None:
+    edges = sorted(set(depends_on))
+    if edges:
+        db.execute(query("issues", "add_dependencies"), {"issue_id": issue_id, "depends_on": edges})
+
+
+def add_comment(
+    db: Executor,
+    issue_id: int,
+    body: str,
+    *,
+    author: str,
+    kind: str = "note",
+    run_id: uuid.UUID | None = None,
+    idempotency_key: str | None = None,
+) -> int | None:
+    """Append a comment; with an idempotency key a replay writes nothing and returns None."""
+    return db.execute(
+        query("issues", "add_comment"),
+        {
+            "issue_id": issue_id,
+            "body": no_nul(body),
+            "author": author,
+            "kind": kind,
+            "run_id": run_id,
+            "idempotency_key": idempotency_key,
+        },
+    ).scalar()
+
+
+def cost_so_far(db: Executor, issue_id: int) -> Decimal:
+    """What the model calls for this issue have cost (settled rows in llm_calls)."""
+    return db.execute(query("issues", "cost_so_far"), {"issue_id": issue_id}).scalar() or Decimal(0)
+
+
+def reprioritise(db: Executor, issue_id: int, priority: int, *, goal_ids: Iterable[int]) -> bool:
+    """Re-order an open issue of one of ``goal_ids``; False (nothing changed) for any other issue."""
+    row = db.execute(
+        query("issues", "reprioritise"),
+        {
+            "issue_id": issue_id,
+            "priority": priority,
+            "goal_ids": sorted(goal_ids),
+            "terminal": sorted(TERMINAL_STATUSES),
+        },
+    ).first()
+    return row is not None
+
+
+def reassign_owned(db: Executor, issue: IssueRecord, *, owner_id: int, to: AgentRecord) -> IssueRecord | None:
+    """Hand an unstarted issue its owner holds no lease on to ``to``; None if it changed meanwhile."""
+    row = db.execute(
+        query("issues", "reassign_owned"),
+        {
+            "issue_id": issue.id,
+            "assignee_id": to.id,
+            "owner_id": owner_id,
+            "from_status": issue.status,
+            "to_status": initial_status(to),
+        },
+    ).first()
+    return IssueRecord.of(row) if row is not None else None
