@@ -146,8 +146,9 @@ def show(slug: Annotated[str, typer.Argument(metavar="SLUG")], as_json: JsonOpti
 
     from sqlalchemy import desc, func, select
 
+    from config.vocabulary import TERMINAL_STATUSES
     from db.engine import read_only
-    from db.models import TERMINAL_STATUSES, HeartbeatRun, Issue
+    from db.models import HeartbeatRun, Issue
     from db.reads import month_spend
 
     roster, rows = load_and_read()

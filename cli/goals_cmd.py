@@ -72,8 +72,9 @@ def list_goals(as_json: JsonOption = False) -> None:
     """List goals with their open and finished issues."""
     from sqlalchemy import func, select
 
+    from config.vocabulary import TERMINAL_STATUSES
     from db.engine import read_only
-    from db.models import TERMINAL_STATUSES, Goal, Issue
+    from db.models import Goal, Issue
 
     with read_only() as session:
         rows = [

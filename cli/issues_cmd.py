@@ -96,9 +96,9 @@ def list_issues(
     as_json: JsonOption = False,
 ) -> None:
     """List issues (newest first)."""
+    from config.vocabulary import STATUSES
     from db.board import issue_rows
     from db.engine import reading
-    from db.statuses import STATUSES
 
     if status is not None and status not in STATUSES:
         raise UsageError(f"--status: unknown status {status!r} (one of: {', '.join(STATUSES)})")

@@ -26,8 +26,6 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import DateTime
 
-from db.statuses import STATUSES, TERMINAL_STATUSES  # noqa: F401 - re-exported for the ORM's users
-
 TIMESTAMPTZ = DateTime(timezone=True)
 MONEY = Numeric(12, 4)
 LEDGER = Numeric(14, 6)

@@ -162,11 +162,11 @@ def done(session: Session, issue: IssueRecord) -> None:
 def provider_auth(
     session: Session, *, deployment: str, key_fingerprint: str, error: str, issue: IssueRecord | None
 ) -> bool:
-    """Once per deployment and key: the provider refused our credentials, and calls to it are paused."""
+    """Once per credentials (provider, endpoint, key): the provider refused them, and calls with them are paused."""
     return enqueue(
         session,
         "provider_auth",
-        f"provider_auth:{deployment}:{key_fingerprint}",
+        f"provider_auth:{key_fingerprint}",
         {
             "deployment": deployment,
             "error": error[:500],

@@ -18,7 +18,7 @@ from config.settings import load_settings
 from scheduler.company import Company
 from scheduler.heartbeat import Runtime, run_beat
 from tests.conftest import run_hq
-from tests.fakes.anthropic_server import FakeAnthropic, error
+from tests.fakes.anthropic_server import FakeAnthropic, Reply, error
 from tests.helpers import force_status, new_issue, one
 from tests.test_router import KEY, write_models
 from workflows.lib.failures import Action, decide
@@ -184,8 +184,43 @@ def test_the_policy_names_one_action_per_failure() -> None:
 
 
 def test_a_replaced_key_can_be_reported_again() -> None:
-    """The notification is deduplicated per deployment and key, so a later revoked key is news again."""
+    """The notification is deduplicated per credentials, so a later revoked key is news again."""
+    from agents.llm.config import Deployment
     from agents.llm.router import key_fingerprint
 
-    assert key_fingerprint("sk-old") != key_fingerprint("sk-new")
-    assert key_fingerprint("sk-old") == key_fingerprint("sk-old") and "sk-old" not in key_fingerprint("sk-old")
+    def deployment(key: str, tier: str = "reasoning") -> Deployment:
+        return Deployment(f"{tier}-1", tier, 1, "anthropic/m", key, None, Decimal(0), Decimal(0), "test")
+
+    assert key_fingerprint(deployment("sk-old")) != key_fingerprint(deployment("sk-new"))
+    one_alarm = key_fingerprint(deployment("sk-old", "utility"))  # one key, whichever tier met the refusal
+    assert key_fingerprint(deployment("sk-old")) == one_alarm
+    assert "sk-old" not in key_fingerprint(deployment("sk-old"))
+
+
+def test_refused_credentials_fail_over_to_a_deployment_with_other_ones(
+    db_url: str, fake: FakeAnthropic, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, raw: psycopg.Connection
+) -> None:
+    """A 401 is not the request's fault: the call moves on to a deployment with other credentials, if any."""
+    import json
+
+    from agents.llm.router import ModelRouter
+    from tests.test_router import MESSAGES, call_context
+
+    assert run_hq("agents", "sync").exit_code == 0
+    models = write_models(tmp_path / "m.yaml", fake, {t: [f"anthropic/{MODEL}"] for t in ("reasoning", "utility")})
+    document = json.loads(models.read_text())
+    revoked = {"model": "anthropic/claude-haiku-4-5", "api_key_env": "REVOKED_KEY", "api_base": fake.url}
+    working = {"model": f"anthropic/{MODEL}", "api_key_env": "ANTHROPIC_API_KEY", "api_base": fake.url}
+    document["tiers"]["execution"] = [revoked, working]
+    models.write_text(json.dumps(document))
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    monkeypatch.setenv("REVOKED_KEY", "sk-ant-revoked-0123456789abcdef")
+    monkeypatch.setenv("HQ_MODELS_FILE", str(models))
+    fake.default("claude-haiku-4-5", error(401, "invalid x-api-key"))
+    fake.default(MODEL, Reply(text="answered"))
+    router = ModelRouter(load_settings())
+    assert router.complete(call_context(raw, None, "backend-engineer"), "execution", MESSAGES).text == "answered"
+    assert fake.calls_for("claude-haiku-4-5") == 1 and fake.calls_for(MODEL) == 1
+    assert router.paused == {"execution-1"}  # the refused key only; the working one keeps serving
+    outcomes = raw.execute("SELECT deployment, outcome FROM llm_calls ORDER BY id").fetchall()
+    assert outcomes == [("execution-1", "error"), ("execution-2", "fallback")]

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from db.models import Approval, Issue
+
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("config", "db", "agents", "workflows", "scheduler", "cli")
 STORE = ROOT / "db" / "store"
@@ -24,7 +26,8 @@ MIGRATIONS = ROOT / "db" / "migrations"
 QUERIES = ROOT / "db" / "sql" / "queries"
 
 GUARDED_MODELS = {"Issue", "Approval", "IssueDependency"}
-GUARDED_COLUMNS = {
+# Every column of the guarded tables; assignments are looked for only where their ORM models are imported.
+GUARDED_COLUMNS = {c.name for model in (Issue, Approval) for c in model.__table__.columns} | {
     # issues
     "assignee_id",
     "reviewer_id",
@@ -48,8 +51,8 @@ GUARDED_COLUMNS = {
     "decision_note",
 }
 WRITES = re.compile(
-    r"\b(?:UPDATE|INSERT\s+INTO|DELETE\s+FROM|TRUNCATE(?:\s+TABLE)?)\s+(?:ONLY\s+)?(?:\w+\.)?"
-    r"(issues|approvals|issue_dependencies)\b",
+    r"\b(?:UPDATE|INSERT\s+INTO|DELETE\s+FROM|MERGE\s+INTO|COPY|TRUNCATE(?:\s+TABLE)?)\s+(?:ONLY\s+)?"
+    r"(?:\"?\w+\"?\.)?\"?(issues|approvals|issue_dependencies)\b",
     re.IGNORECASE,
 )
 AGENT_LEASE = re.compile(r"\bUPDATE\s+agents\b[^;]*\blease_(?:owner|until)\s*=", re.IGNORECASE | re.DOTALL)
@@ -76,6 +79,13 @@ def _writes(sql: str) -> str | None:
     return match.group(1) if match else "an agent lease" if AGENT_LEASE.search(sql) else None
 
 
+def _names_guarded_model(node: ast.AST) -> bool:
+    """``Issue`` or ``Issue.__table__``."""
+    if isinstance(node, ast.Attribute) and node.attr == "__table__":
+        node = node.value
+    return _name(node) in GUARDED_MODELS
+
+
 def _name(node: ast.AST) -> str | None:
     if isinstance(node, ast.Name):
         return node.id
@@ -90,7 +100,8 @@ def violations(source: str, where: str, statements: set[tuple[str, str]]) -> lis
     tree = ast.parse(source)
     # Assigning a column changes a row only on an ORM object, so only where the ORM models are in reach.
     orm_in_reach = any(
-        isinstance(node, ast.ImportFrom) and any(alias.name in GUARDED_MODELS for alias in node.names)
+        (isinstance(node, ast.ImportFrom) and any(alias.name in GUARDED_MODELS for alias in node.names))
+        or (isinstance(node, ast.Import) and any(alias.name == "db.models" for alias in node.names))
         for node in ast.walk(tree)
     )
     for node in ast.walk(tree):
@@ -98,8 +109,8 @@ def violations(source: str, where: str, statements: set[tuple[str, str]]) -> lis
         if isinstance(node, ast.Call):
             called = _name(node.func)
             first = node.args[0] if node.args else None
-            if called in {"update", "insert", "delete"} and first is not None and _name(first) in GUARDED_MODELS:
-                found.append(f"{line}: {called}({_name(first)})")
+            if called in {"update", "insert", "delete"} and first is not None and _names_guarded_model(first):
+                found.append(f"{line}: {called}({ast.unparse(first)})")
             if (
                 called in {"update", "insert", "delete"}
                 and isinstance(node.func, ast.Attribute)
@@ -108,6 +119,18 @@ def violations(source: str, where: str, statements: set[tuple[str, str]]) -> lis
                 found.append(f"{line}: __table__.{called}()")
             if called in GUARDED_MODELS and isinstance(node.func, ast.Name):
                 found.append(f"{line}: {called}(...) builds a row outside the store")
+            if orm_in_reach and called in {"delete", "merge"} and isinstance(node.func, ast.Attribute):
+                found.append(f"{line}: session.{called}() of an ORM row")
+            if (
+                orm_in_reach
+                and called == "setattr"
+                and len(node.args) >= 2
+                and isinstance(node.args[1], ast.Constant)
+                and node.args[1].value in GUARDED_COLUMNS
+            ):
+                found.append(f"{line}: setattr(..., {node.args[1].value!r})")
+            if called == "query" and node.args and not all(isinstance(a, ast.Constant) for a in node.args[:2]):
+                found.append(f"{line}: a named statement chosen at run time, which only the store may do")
             if (
                 called == "query"
                 and len(node.args) >= 2
@@ -155,6 +178,14 @@ def test_no_module_outside_the_store_writes_issues_leases_or_approvals() -> None
         "from db.models import Issue\nissue.lease_owner = None",
         "from db.models import Approval\napproval.decided_by, approval.decided_at = 'me', now",
         "from db.models import Issue\nissue.attempts += 1",
+        "from db.models import Issue\nissue.status = 'done'",
+        "import db.models as m\nrow.priority = 1",
+        "from db.models import Issue\nsetattr(issue, 'lease_owner', None)",
+        "from db.models import Issue\nsession.delete(issue)",
+        "session.execute(update(Issue.__table__).values(status='x'))",
+        "conn.execute('UPDATE \"issues\" SET status = 1')",
+        "conn.execute('MERGE INTO issues USING x ON true WHEN MATCHED THEN DELETE')",
+        "session.execute(query('moves', name), {})",
         "conn.execute(text('UPDATE issues SET status = 1'))",
         "conn.execute('insert into hq.approvals (issue_id) values (1)')",
         "conn.execute('UPDATE agents SET lease_owner = NULL WHERE id = 1')",

@@ -150,7 +150,12 @@ def _split(
     decision: EscalationDecision,
     reports: dict[str, AgentRecord],
 ) -> bool:
-    """Sub-issues for the manager's reports; the parent keeps waiting on them, then comes back to be assembled."""
+    """Sub-issues for the manager's reports; the parent keeps waiting on them, then comes back to be assembled.
+
+    The parent's row is locked and the lease checked first: a run that lost the issue creates no children.
+    """
+    if store.get_issue(session, held.id, lock=True).lease_owner != held.run_id:
+        return False
     share = issue.budget_left / len(decision.subissues)
     children = []
     for spec in decision.subissues:

@@ -178,9 +178,10 @@ def _is_auth_failure(error: BaseException) -> bool:
     return getattr(error, "status_code", None) in AUTH_STATUSES
 
 
-def key_fingerprint(api_key: str | None) -> str:
-    """A short, one-way name for a key: enough to tell a replaced key from the old one."""
-    return hashlib.sha256((api_key or "").encode()).hexdigest()[:12]
+def key_fingerprint(deployment: Deployment) -> str:
+    """A short, one-way name for the credentials a deployment sends: tells a replaced key from the old one."""
+    credential = "\0".join((deployment.provider or "", deployment.api_base or "", deployment.api_key or ""))
+    return hashlib.sha256(credential.encode()).hexdigest()[:12]
 
 
 def _retry_after(error: BaseException) -> float | None:
@@ -377,21 +378,30 @@ class ModelRouter:
         return completion
 
     def _error(self, failure: BaseException, attempts: list[_Attempt], message: str) -> ModelError:
-        if _is_auth_failure(failure) and attempts:
-            deployment = attempts[-1].deployment
-            # Every deployment that sends the same key to the same provider would be refused alike.
-            same_key = [
-                d.id
-                for tier in self.models.tiers.values()
-                for d in tier
-                if (d.provider, d.api_base, d.api_key) == (deployment.provider, deployment.api_base, deployment.api_key)
-            ]
-            self.paused.update(same_key)
-            log.error("llm.deployments_paused", deployments=same_key, reason="credentials refused", error=message)
+        """The call failed: refused credentials (if that is why nothing was left to try), or whose fault it was."""
+        refused = next((a for a in reversed(attempts) if _is_auth_failure(a.error)), None)
+        if refused is not None and (_is_auth_failure(failure) or isinstance(failure, _NoDeployment)):
             return ProviderAuthError(
-                message, deployment=deployment.id, key_fingerprint=key_fingerprint(deployment.api_key)
+                _error_text(refused.error),
+                deployment=refused.deployment.id,
+                key_fingerprint=key_fingerprint(refused.deployment),
             )
         return (ModelUnavailable if _is_transient(failure) else ModelRequestError)(message)
+
+    def _pause_credentials(self, deployment: Deployment, error: BaseException) -> None:
+        """Every deployment that sends the same key to the same provider would be refused alike."""
+        fingerprint = key_fingerprint(deployment)
+        same_key = [d.id for tier in self.models.tiers.values() for d in tier if key_fingerprint(d) == fingerprint]
+        self.paused.update(same_key)
+        log.error(
+            "llm.deployments_paused", deployments=same_key, reason="credentials refused", error=_error_text(error)
+        )
+
+    def _may_retry(self, error: BaseException, tiers: list[str]) -> bool:
+        """Transient failures retry; refused credentials only move on to a deployment with other ones."""
+        if _is_auth_failure(error):
+            return any(d.id not in self.paused for tier in tiers for d in self.models.tiers.get(tier) or [])
+        return _is_transient(error)
 
     def _call(
         self,
@@ -417,7 +427,7 @@ class ModelRouter:
         for attempt in Retrying(
             stop=stop_after_attempt(self.models.router.num_retries + 1),
             wait=wait,
-            retry=retry_if_exception(_is_transient),
+            retry=retry_if_exception(lambda error: self._may_retry(error, tiers)),
             reraise=True,
         ):
             with attempt:
@@ -443,6 +453,8 @@ class ModelRouter:
                 except Exception as error:
                     self._failed_at[deployment.id] = time.monotonic()
                     attempts.append(_Attempt(deployment, error, time.monotonic() - started))
+                    if _is_auth_failure(error):
+                        self._pause_credentials(deployment, error)
                     raise
                 return response, deployment
         raise AssertionError("unreachable")  # pragma: no cover

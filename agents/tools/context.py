@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, TypeAdapter
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from sqlalchemy.engine import Engine
 
 from config.settings import Settings
@@ -46,7 +46,10 @@ class ToolOutcome:
     def absorb(self, result: dict[str, Any]) -> None:
         if "outcome" not in result:
             return
-        decision = DECISION.validate_python(result["outcome"])
+        try:
+            decision = DECISION.validate_python(result["outcome"])
+        except ValidationError:
+            return  # not a decision any tool makes (a row stored before decisions were typed): no decision
         if isinstance(decision, Blocked):
             self.blocked = decision
         else:

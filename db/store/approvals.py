@@ -51,9 +51,11 @@ def _require(issue: Row[Any], status: str, action: str) -> None:
         raise StateError(f"cannot {action} issue {issue.id}: it is {issue.status}, not {status}")
 
 
-def _move(db: Executor, statement: str, issue_id: int, **params: Any) -> None:
-    if db.execute(query("decisions", statement), {"issue_id": issue_id, **params}).first() is None:
+def _move(db: Executor, statement: str, issue_id: int, **params: Any) -> Row[Any]:
+    moved = db.execute(query("decisions", statement), {"issue_id": issue_id, **params}).first()
+    if moved is None:
         raise StateError(f"issue {issue_id} changed while we were deciding; try again")  # pragma: no cover
+    return moved
 
 
 def close_approvals(
@@ -148,10 +150,10 @@ def unblock(db: Executor, issue_id: int, *, actor: str, note: str, assignee_id: 
     note = _text(note, "--note")
     issue = _locked(db, issue_id)
     _require(issue, "blocked", "unblock")
-    _move(db, "unblock", issue_id, assignee_id=assignee_id)
+    moved = _move(db, "unblock", issue_id, assignee_id=assignee_id)
     closed = close_approvals(db, issue_id, kinds=("escalation", "budget"), status="resolved", actor=actor, note=note)
     add_comment(db, issue_id, note, author=actor, kind="guidance")
-    return Decision(issue_id, "blocked", "todo", closed)
+    return Decision(issue_id, "blocked", moved.status, closed)
 
 
 def cancel(db: Executor, issue_id: int, *, actor: str, reason: str | None = None) -> Decision:

@@ -85,9 +85,9 @@ def dependencies(db: Executor, issue_id: int) -> list[IssueRecord]:
 
 
 def research_question(db: Executor, research: IssueRecord) -> str:
-    """What a research issue was asked; its body for one opened before questions were recorded apart."""
+    """What a research issue was asked (for one opened before questions were recorded apart, its body's)."""
     asked = db.execute(query("issues", "research_question"), {"issue_id": research.id}).scalar()
-    return str(asked) if asked is not None else research.body
+    return str(asked) if asked is not None else research.body.split("Question:\n", 1)[-1]
 
 
 def initial_status(assignee: AgentRecord | None) -> str:

@@ -65,7 +65,10 @@ def take(
 def release(db: Executor, held: Claim, *, counts: bool) -> IssueRecord | None:
     """Give the issue back unfinished; ``counts`` when the failure is the issue's (an attempt used)."""
     return _issue_or_none(
-        db.execute(query("claims", "release"), _held(held, counts=counts, counted=held.counted)).first()
+        db.execute(
+            query("claims", "release"),
+            _held(held, counts=counts, counted=held.counted, from_status=held.issue.status),
+        ).first()
     )
 
 

@@ -19,7 +19,7 @@ from db.sqlfiles import query
 from db.store import Claim
 from db.store.leases import STATUS_CHANGING_CLAIMS
 from workflows.lib.context import WorkflowContext
-from workflows.lib.escalation import block_and_escalate
+from workflows.lib.escalation import block_and_escalate, escalate_further
 
 log = get_logger(__name__)
 
@@ -60,17 +60,24 @@ def claim(ctx: WorkflowContext, name: str, **params: Any) -> Claim | None:
         tripped = name not in STATUS_CHANGING_CLAIMS and _circuit_open(conn, ctx, held)
     ctx.touch(held.id)
     if tripped:
+        note = (
+            f"{ctx.agent.slug} touched this issue {ctx.settings.circuit_breaker_touches} "
+            "times in an hour without moving it; stopping the loop."
+        )
+        hours = ctx.settings.approval_deadline_hours
         with ctx.tx(run_id) as session:
-            block_and_escalate(
-                session,
-                held.issue,
-                held=held,
-                reason="circuit_breaker",
-                actor=ctx.actor,
-                note=f"{ctx.agent.slug} touched this issue {ctx.settings.circuit_breaker_touches} "
-                "times in an hour without moving it; stopping the loop.",
-                deadline_hours=ctx.settings.approval_deadline_hours,
-            )
+            if held.issue.status == "blocked":  # already blocked: blocking again would hand it back down
+                escalate_further(session, held, ctx.agent, actor=ctx.actor, reason=note, deadline_hours=hours)
+            else:
+                block_and_escalate(
+                    session,
+                    held.issue,
+                    held=held,
+                    reason="circuit_breaker",
+                    actor=ctx.actor,
+                    note=note,
+                    deadline_hours=hours,
+                )
         log.warning("claim.circuit_breaker", issue_id=held.id, agent=ctx.agent.slug)
         return None
     ctx.claims += 1

@@ -21,6 +21,7 @@ from decimal import Decimal
 from sqlalchemy.orm import Session
 
 from agents.llm.protocol import user_message
+from agents.llm.router import ModelRequestError
 from agents.llm.schemas import PlaybookAdaptation, PlaybookChoice
 from agents.llm.structured import complete_json
 from agents.playbooks import Module, Playbook, module_problems, waves
@@ -86,14 +87,18 @@ def adapt(
         "playbook": playbook.model_dump(),
         "roles": [{"slug": slug, "title": title} for slug, title in sorted(roles.items())],
     }
-    answer = complete_json(
-        ctx.router(),
-        ctx.call(held.id, held.run_id),
-        "reasoning",
-        system=system,
-        user=user_message("adapt", ADAPT, context, PlaybookAdaptation),
-        schema=PlaybookAdaptation,
-    )
+    try:
+        answer = complete_json(
+            ctx.router(),
+            ctx.call(held.id, held.run_id),
+            "reasoning",
+            system=system,
+            user=user_message("adapt", ADAPT, context, PlaybookAdaptation),
+            schema=PlaybookAdaptation,
+        )
+    except ModelRequestError as error:  # an adaptation is a refinement: the playbook as written still serves
+        log.warning("decompose.adaptation_unusable", issue_id=issue.id, error=error.message, workflow=ctx.workflow)
+        return list(playbook.modules)
     modules = [Module.model_validate(m.model_dump()) for m in answer.modules]
     problems = module_problems(modules, set(roles))
     if problems:
@@ -114,7 +119,11 @@ def decompose(ctx: WorkflowContext, held: Claim, issue: IssueRecord) -> bool:
             return False
         modules = adapt(ctx, held, issue, playbook, roles, system)
     except failures.MODEL_FAILURES as error:
-        return failures.handle(ctx, held, error, can_do_without=True)  # out of money: route it whole
+        # Splitting is optional: whatever the model's trouble, the issue can be routed whole instead
+        # (and the routing's own call then meets the failure policy), unless the credentials are refused.
+        if failures.decide(error) is not failures.Action.BLOCK_FOR_AUTH:
+            return False
+        return failures.handle(ctx, held, error)
     with ctx.tx(held.run_id) as session:
         created = _create(ctx, session, held, playbook, modules)
     log.info(

@@ -5,7 +5,8 @@
 | provider unavailable (5xx, 429, ...)  | refunded    | given back; the workflow claims nothing more this beat |
 | the agent's or company's month is out | refunded    | given back, likewise                               |
 | the issue's budget is out             | —           | blocked (`budget`), a human is asked for money     |
-| credentials refused (401/403)         | —           | blocked (`provider_auth`), a human told once       |
+| credentials refused (401/403), and no | —           | blocked (`provider_auth`), a human told once per   |
+| deployment with other ones left       |             | key; calls with that key paused in this process    |
 | the request refused (400, too long)   | counted     | given back with the reason; blocked when exhausted |
 
 Every workflow hands its model failures here; none decides for itself. A call
@@ -77,6 +78,7 @@ def handle(
         ctx.halted.add(ctx.workflow)
     if action is Action.BLOCK_FOR_AUTH:
         assert isinstance(error, ProviderAuthError)
+        ctx.degraded.add(ctx.workflow)  # not the fault: the beat says so
         _block_for_auth(ctx, held, error)
     elif held is None:
         pass  # nothing claimed (planning): nothing to give back

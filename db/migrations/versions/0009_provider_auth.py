@@ -1,7 +1,9 @@
 """Issues may be blocked because the model provider refused our credentials (``provider_auth``).
 
 The failure policy (workflows/lib/failures.py) blocks the work that met a 401/403
-with this reason and tells a human once, instead of retrying forever.
+with this reason and tells a human once, instead of retrying forever. Re-adding the
+CHECK scans issues under an exclusive lock held to the end of the upgrade (one
+transaction, so NOT VALID would not shorten it): upgrade while `hq run` is stopped.
 
 Revision ID: 0009
 Revises: 0008

@@ -182,7 +182,7 @@ UPDATE issues
        attempts = CASE WHEN :counted AND NOT :counts AND attempts > 0 THEN attempts - 1
                        WHEN :counts AND NOT :counted THEN attempts + 1
                        ELSE attempts END
- WHERE id = :issue_id AND lease_owner = :run_id
+ WHERE id = :issue_id AND lease_owner = :run_id AND status = :from_status
 RETURNING *;
 
 -- name: claim_agent

@@ -18,12 +18,15 @@ UPDATE issues SET status = 'todo', lease_owner = NULL, lease_until = NULL
 RETURNING id;
 
 -- name: unblock
--- A fresh start: attempt and review counters reset, optionally a new owner.
+-- A fresh start: attempt and review counters reset, optionally a new owner. Work nobody owns
+-- goes back to the backlog, where the root of the chain of command routes it (todo needs an owner).
 UPDATE issues
-   SET status = 'todo', attempts = 0, review_rounds = 0, lease_owner = NULL, lease_until = NULL,
+   SET status = CASE WHEN coalesce(CAST(:assignee_id AS integer), assignee_id) IS NULL THEN 'backlog'
+                     ELSE 'todo' END,
+       attempts = 0, review_rounds = 0, lease_owner = NULL, lease_until = NULL,
        assignee_id = coalesce(CAST(:assignee_id AS integer), assignee_id)
  WHERE id = :issue_id AND status = 'blocked'
-RETURNING id;
+RETURNING id, status;
 
 -- name: cancel
 -- Clearing the lease makes a worker that is mid-flight lose its compare-and-set.

@@ -26,15 +26,18 @@ UPDATE issues SET status = 'todo', lease_owner = NULL, lease_until = NULL
 RETURNING *;
 
 -- name: record_review
--- A verdict: pending_approval or approved when it passed, todo for rework.
-UPDATE issues SET status = :to_status, quality_score = :score, review_rounds = :rounds,
+-- A verdict: pending_approval or approved when it passed, todo for rework. Attempts count one
+-- stage's consecutive failures, so the next stage starts with all of them.
+UPDATE issues SET status = :to_status, quality_score = :score, review_rounds = :rounds, attempts = 0,
        lease_owner = NULL, lease_until = NULL
  WHERE id = :issue_id AND status = 'in_review' AND lease_owner = :run_id
 RETURNING *;
 
 -- name: route
 -- A manager hands the issue to a report: `todo` for one who does the work, unchanged for one who routes.
-UPDATE issues SET assignee_id = :assignee_id, status = :to_status, lease_owner = NULL, lease_until = NULL
+-- The new owner starts with every attempt (routing's own failures were routing's).
+UPDATE issues SET assignee_id = :assignee_id, status = :to_status, attempts = 0,
+       lease_owner = NULL, lease_until = NULL
  WHERE id = :issue_id AND status = :from_status AND lease_owner = :run_id
 RETURNING *;
 

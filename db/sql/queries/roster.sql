@@ -49,7 +49,8 @@ SELECT i.*
 -- name: retarget_assignee
 -- Unstarted work of a removed role goes to its nearest active manager; todo becomes backlog
 -- when the new owner does not execute, so that it is routed again.
-UPDATE issues SET assignee_id = :to_id, status = :to_status
+-- A run of the removed role that still holds it has lost it: the lease goes too.
+UPDATE issues SET assignee_id = :to_id, status = :to_status, lease_owner = NULL, lease_until = NULL
  WHERE id = :issue_id AND assignee_id = :from_id AND status = :from_status
 RETURNING *;
 
