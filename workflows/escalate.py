@@ -93,7 +93,7 @@ def _handle(ctx: WorkflowContext, held: Claim) -> None:
     ):
         decision = EscalationDecision(action="escalate", reason="the proposed split went outside my reports")
     with ctx.tx(held.run_id) as session:
-        issue = store.get_issue(session, held.id)
+        issue = store.get_issue(session, held.id, lock=True)
         moved = _apply(ctx, session, held, issue, ctx.agent, decision, {r.slug: r for r in reports})
     log.info(
         "escalate.decided",
@@ -152,9 +152,10 @@ def _split(
 ) -> bool:
     """Sub-issues for the manager's reports; the parent keeps waiting on them, then comes back to be assembled.
 
-    The parent's row is locked and the lease checked first: a run that lost the issue creates no children.
+    ``issue`` was read with its row locked, so checking the lease first means a run that lost the issue
+    creates no children.
     """
-    if store.get_issue(session, held.id, lock=True).lease_owner != held.run_id:
+    if issue.lease_owner != held.run_id:
         return False
     share = issue.budget_left / len(decision.subissues)
     children = []

@@ -98,10 +98,8 @@ def open_approval(
 
 def due_approvals(db: Executor, *, near_seconds: float, limit: int) -> list[ApprovalRecord]:
     """Pending approvals whose deadline is near or past, locked (SKIP LOCKED) for this transaction."""
-    ids = list(db.execute(query("claims", "due_approvals"), {"limit": limit, "near_seconds": near_seconds}).scalars())
-    if not ids:
-        return []
-    return [ApprovalRecord.of(row) for row in db.execute(query("decisions", "approvals_by_id"), {"ids": ids})]
+    params = {"limit": limit, "near_seconds": near_seconds}
+    return [ApprovalRecord.of(row) for row in db.execute(query("claims", "due_approvals"), params)]
 
 
 def expire_approval(db: Executor, approval: ApprovalRecord, *, actor: str, note: str) -> ApprovalRecord | None:

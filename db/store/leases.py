@@ -164,8 +164,7 @@ def escalate_further(
 
 
 def expired_work(db: Executor, limit: int) -> list[IssueRecord]:
-    ids = [row[0] for row in db.execute(query("claims", "expired_work"), {"limit": limit})]
-    return [IssueRecord.of(row) for row in db.execute(query("issues", "issues_by_id"), {"ids": ids})] if ids else []
+    return [IssueRecord.of(row) for row in db.execute(query("claims", "expired_work"), {"limit": limit})]
 
 
 def requeue_expired(db: Executor, issue_id: int) -> IssueRecord | None:

@@ -197,7 +197,7 @@ UPDATE agents SET lease_owner = NULL, lease_until = NULL WHERE id = :agent_id AN
 
 -- name: expired_work
 -- For the sweeper: work whose worker stopped renewing (crashed, killed, partitioned).
-SELECT id FROM issues
+SELECT * FROM issues
  WHERE lease_until < now() AND status = 'in_progress'
  ORDER BY lease_until
  LIMIT :limit
@@ -212,7 +212,7 @@ SELECT id FROM issues
  FOR UPDATE SKIP LOCKED;
 
 -- name: due_approvals
-SELECT id FROM approvals
+SELECT * FROM approvals
  WHERE status = 'pending' AND deadline < now() + make_interval(secs => :near_seconds)
  ORDER BY deadline
  LIMIT :limit

@@ -59,9 +59,6 @@ RETURNING *;
 -- name: pending_approval
 SELECT * FROM approvals WHERE issue_id = :issue_id AND kind = :kind AND status = 'pending';
 
--- name: approvals_by_id
-SELECT * FROM approvals WHERE id = ANY (:ids) ORDER BY deadline, id;
-
 -- name: expire_approval
 UPDATE approvals
    SET status = 'expired', decided_by = :actor, decided_at = now(), decision_note = :note

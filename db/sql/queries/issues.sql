@@ -26,9 +26,6 @@ SELECT * FROM issues WHERE id = :issue_id;
 -- (events, comments, cost rows) can still be inserted meanwhile.
 SELECT * FROM issues WHERE id = :issue_id FOR NO KEY UPDATE;
 
--- name: issues_by_id
-SELECT * FROM issues WHERE id = ANY (:ids) ORDER BY id;
-
 -- name: children
 SELECT * FROM issues WHERE parent_id = :issue_id ORDER BY id;
 
