@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PIP_FLAGS := --disable-pip-version-check --no-input --quiet
 
-.PHONY: demo check test test-deps test-fault bench install clean
+.PHONY: demo check test test-deps sandbox-deps test-fault bench install clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-demo: $(STAMP)
+demo: $(STAMP) sandbox-deps
 	$(BIN)/hq demo
 
 # Lint, format and types: what CI runs before the tests.
@@ -23,7 +23,7 @@ check: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: $(STAMP) test-deps
+test: $(STAMP) test-deps sandbox-deps
 	$(BIN)/pytest -q
 
 # What some tests need from the system: a PostgreSQL server and PgBouncer, as operators run them.
@@ -36,6 +36,19 @@ test-deps:
 	      pgbouncer postgresql) >/dev/null || echo "could not install them: those tests will be skipped"; \
 	  else \
 	    echo "pgbouncer or a PostgreSQL server is missing: the external-database tests will be skipped"; \
+	  fi; \
+	fi
+
+# Project commands run in a bubblewrap sandbox (agents/sandbox.py; HQ_SANDBOX=none runs them unconfined).
+# Installed when this is root on Debian; otherwise say what is missing (the sandbox tests then skip).
+sandbox-deps:
+	@if ! command -v bwrap >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing bubblewrap for the project-command sandbox"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	      bubblewrap) >/dev/null || echo "could not install bubblewrap: install it, or set HQ_SANDBOX=none"; \
+	  else \
+	    echo "bwrap is missing: install bubblewrap (apt-get install bubblewrap), or set HQ_SANDBOX=none"; \
 	  fi; \
 	fi
 

@@ -47,6 +47,8 @@ HARDENED_CONFIG = (
     "gpg.program=false",
     "commit.gpgSign=false",
     "credential.helper=",
+    "gc.auto=0",  # no background gc or maintenance, outside every timeout
+    "maintenance.auto=false",
 )
 
 # Names git treats as its own somewhere: the repository itself, and files git obeys while adding.
@@ -105,33 +107,74 @@ def environment(author: str = "hq", email: str = "hq@heartbeat-hq.invalid") -> d
     }
 
 
-def run_git(work_tree: Path, *args: str, author: str = "hq", email: str = "hq@heartbeat-hq.invalid") -> str:
-    """Run one git command on the repository at ``work_tree``; GitError (never a crash) when git fails."""
-    root = work_tree.resolve()
-    for nested in nested_repositories(root):
-        raise GitError(f"refusing to run git: {nested.relative_to(root).as_posix()!r} is a nested repository")
+# Remote operations (fetch, push) may reach the project's remote, and only through these transports.
+REMOTE_CONFIG = (
+    "protocol.allow=never",
+    "protocol.file.allow=always",
+    "protocol.https.allow=always",
+    "protocol.http.allow=always",
+    "protocol.git.allow=always",
+)
+
+
+def git(
+    work_tree: Path | None,
+    *args: str,
+    git_dir: Path | None = None,
+    remote: bool = False,
+    author: str = "hq",
+    email: str = "hq@heartbeat-hq.invalid",
+    timeout: float = GIT_TIMEOUT_SECONDS,
+) -> subprocess.CompletedProcess[str]:
+    """Run one hardened git command and hand back its result, whatever its exit code.
+
+    ``git_dir`` defaults to ``work_tree/.git``; a bare repository has no work tree. A
+    worktree's own ``.git`` file is never read (whatever ran in the worktree may
+    have rewritten it): the caller names its git directory. GitError only when git
+    cannot run at all, or the work tree holds a nested repository.
+    """
+    root = work_tree.resolve() if work_tree is not None else None
+    if root is not None:
+        for nested in nested_repositories(root):
+            raise GitError(f"refusing to run git: {nested.relative_to(root).as_posix()!r} is a nested repository")
+    repository = git_dir or (root / ".git" if root is not None else None)
+    if repository is None:
+        raise ValueError("git needs a work tree or a git directory")
     argv = ["git"]  # then every HARDENED_CONFIG override (core.fsmonitor=false, ...) and safe.directory
-    for setting in (*HARDENED_CONFIG, f"safe.directory={root}"):
+    trusted = [f"safe.directory={path}" for path in (root, repository.resolve()) if path is not None]
+    settings = (*HARDENED_CONFIG, *(REMOTE_CONFIG if remote else ()), *trusted)
+    for setting in settings:
         argv += ["-c", setting]
-    env = environment(author, email) | {
-        "GIT_DIR": str(root / ".git"),
-        "GIT_WORK_TREE": str(root),
-        "GIT_CEILING_DIRECTORIES": str(root.parent),
-    }
+    env = environment(author, email) | {"GIT_DIR": str(repository)}
+    if root is not None:
+        env |= {"GIT_WORK_TREE": str(root), "GIT_CEILING_DIRECTORIES": str(root.parent)}
     try:
-        result = subprocess.run(
+        return subprocess.run(
             [*argv, *args],
-            cwd=root,
+            cwd=root or repository,
             env=env,
             capture_output=True,
             text=True,
-            timeout=GIT_TIMEOUT_SECONDS,
+            errors="replace",
+            timeout=timeout,
             stdin=subprocess.DEVNULL,
         )
     except subprocess.TimeoutExpired:
-        raise GitError(f"git {args[0]} timed out after {GIT_TIMEOUT_SECONDS}s") from None
+        raise GitError(f"git {args[0]} timed out after {timeout:.0f}s") from None
     except OSError as error:
         raise GitError(f"git could not start: {error.strerror}") from None
+
+
+def run_git(
+    work_tree: Path | None,
+    *args: str,
+    git_dir: Path | None = None,
+    remote: bool = False,
+    author: str = "hq",
+    email: str = "hq@heartbeat-hq.invalid",
+) -> str:
+    """Run one git command (see ``git``); its standard output, or GitError (never a crash) when git fails."""
+    result = git(work_tree, *args, git_dir=git_dir, remote=remote, author=author, email=email)
     if result.returncode != 0:
         raise GitError(f"git {args[0]} failed: {result.stderr.strip()[:300]}")
     return result.stdout

@@ -24,7 +24,7 @@ from config.vocabulary import Tier
 from workflows.registry import WORKFLOW_NAMES
 
 WORKFLOWS = WORKFLOW_NAMES  # the registered heartbeat workflows (workflows/registry.py)
-TOOLSETS = ("issues", "workspace", "delegate", "dashboards", "release", "publish")
+TOOLSETS = ("issues", "workspace", "code", "delegate", "dashboards", "release", "publish")
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}

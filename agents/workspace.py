@@ -11,8 +11,10 @@ history of what was produced and by whom.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import hashlib
 import os
+import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -22,6 +24,7 @@ from agents.tools.registry import ToolError
 
 MAX_FILE_BYTES = 1024 * 1024
 MAX_FILES_LISTED = 500
+MAX_GLOBSTARS = 3
 
 
 class WorkspaceError(ToolError):
@@ -43,26 +46,65 @@ def _encodable(text: str) -> bool:
     return True
 
 
+def _glob_match(path: str, pattern: str) -> bool:
+    """``*`` within a name, ``**`` across directories; a pattern without '/' matches the file name anywhere."""
+    pure = PurePosixPath(path)
+    if "/" not in pattern:
+        return fnmatch.fnmatchcase(pure.name, pattern)
+    return re.fullmatch(_glob_regex(pattern), path) is not None
+
+
+def _glob_regex(pattern: str) -> str:
+    """The glob as a regular expression; repeated ``**/`` collapse and at most MAX_GLOBSTARS are allowed,
+    since each one multiplies the backtracking a hostile pattern can make the matcher do."""
+    pattern = re.sub(r"(\*\*/)+", "**/", pattern)
+    if pattern.count("**") > MAX_GLOBSTARS:
+        raise WorkspaceError(f"a pattern may use '**' at most {MAX_GLOBSTARS} times")
+    parts = []
+    for piece in re.split(r"(\*\*/?|\*|\?)", pattern):
+        if piece in ("**", "**/"):
+            parts.append("(?:.*/)?" if piece == "**/" else ".*")
+        elif piece == "*":
+            parts.append("[^/]*")
+        elif piece == "?":
+            parts.append("[^/]")
+        else:
+            parts.append(re.escape(piece))
+    return "".join(parts)
+
+
 class Workspace:
-    def __init__(self, root: Path) -> None:
+    """A document workspace (its own repository at ``root/.git``), or, given ``git_dir``, a project worktree.
+
+    A worktree's ``.git`` is a file anything run in the worktree could rewrite, so the
+    worktree's git directory is named by HQ (agents/projects/repository.py), never read from it.
+    """
+
+    def __init__(self, root: Path, *, git_dir: Path | None = None) -> None:
         self.root = root
+        self.worktree = git_dir is not None
+        self.git_dir = git_dir if git_dir is not None else root / ".git"
 
     # --- git -------------------------------------------------------------------
     def _git(self, *args: str, author: str = "hq", email: str = "hq@heartbeat-hq.invalid") -> str:
         try:
-            return run_git(self.root, *args, author=author, email=email)
+            return run_git(self.root, *args, git_dir=self.git_dir, author=author, email=email)
         except GitError as error:
             raise WorkspaceError(error.message) from None
 
     def ensure(self) -> Workspace:
+        if self.worktree:  # made by the project's repository, never here
+            if not self.root.is_dir() or not self.git_dir.is_dir():
+                raise WorkspaceError(f"the worktree {self.root} is missing")
+            return self
         self.root.mkdir(parents=True, exist_ok=True)
-        if not (self.root / ".git").is_dir():
+        if not self.git_dir.is_dir():
             self._git("init", "-q", "-b", "main")
         return self
 
     def commit(self, *, agent: str, run_id: uuid.UUID, issue_id: int, workflow: str) -> str | None:
         """Commit every change since the last commit; None when nothing changed."""
-        if not (self.root / ".git").is_dir():
+        if not self.git_dir.is_dir():
             return None
         email = f"{agent}@agents.heartbeat-hq.invalid"
         self._git("add", "-A", author=agent, email=email)
@@ -76,7 +118,7 @@ class Workspace:
         return self._git("rev-parse", "HEAD").strip()
 
     def log(self) -> list[str]:
-        if not (self.root / ".git").is_dir():
+        if not self.git_dir.is_dir():
             return []
         try:
             return self._git("log", "--format=%H %an %s").splitlines()
@@ -137,7 +179,7 @@ class Workspace:
         if path.is_dir():
             raise WorkspaceError(f"{relative!r} is a directory; give a file path inside it")
         # Written beside the repository's own files, so no commit can pick up a half-written file.
-        scratch = self.root.resolve() / ".git" / "hq-tmp"
+        scratch = self.git_dir.resolve() / "hq-tmp"
         scratch.mkdir(exist_ok=True)
         temporary = scratch / f"{uuid.uuid4().hex}.tmp"
         try:
@@ -151,7 +193,8 @@ class Workspace:
         shown = path.relative_to(self.root.resolve()).as_posix()
         return WrittenFile(shown, hashlib.sha256(data).hexdigest(), len(data))
 
-    def files(self) -> list[dict[str, object]]:
+    def files(self, pattern: str | None = None) -> list[dict[str, object]]:
+        """Regular files (never git's own, never through a link), or those matching a glob like 'src/**/*.py'."""
         if not self.root.is_dir():
             return []
         root = self.root.resolve()
@@ -159,6 +202,8 @@ class Workspace:
         for path in sorted(root.rglob("*")):
             relative = path.relative_to(root)
             if any(is_git_name(part) for part in relative.parts) or path.is_symlink() or not path.is_file():
+                continue
+            if pattern is not None and not _glob_match(relative.as_posix(), pattern):
                 continue
             found.append({"path": relative.as_posix(), "size_bytes": path.stat().st_size})
             if len(found) >= MAX_FILES_LISTED:

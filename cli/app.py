@@ -33,6 +33,7 @@ COMMANDS = {
     "notifications": "notifications_cmd",
     "telegram": "notifications_cmd",
     "playbooks": "playbooks_cmd",
+    "project": "project_cmd",
     "approve": "decisions_cmd",
     "reject": "decisions_cmd",
     "revise": "decisions_cmd",

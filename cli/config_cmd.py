@@ -46,8 +46,10 @@ def effective_settings() -> dict[str, Any]:
 def check() -> None:
     """Validate the settings, print the effective values (secrets masked), then check the database.
 
-    Connects (never migrates) and reports the server, schema, migration revision,
-    hq_reporter and whether LISTEN works; exits 1 when a check fails.
+    Runs ``true`` in the project-command sandbox (HQ_SANDBOX), then connects (never
+    migrates) and reports the server, schema, migration revision, hq_reporter and
+    whether LISTEN works; exits 1 when a check fails (a sandbox that cannot run a
+    command is one: project issues could not be checked).
     """
     from agents.roster import load_roster
     from cli.output import console, safe
@@ -69,8 +71,11 @@ def check() -> None:
         f"models: ok ({'offline model' if model_map.offline else 'online providers'}, "
         f"{sum(len(d) for d in model_map.tiers.values())} deployments)"
     )
+    sandbox = check_sandbox(get_settings())
     with _connect_timeout():
         failures = check_database(get_settings())
+    if sandbox is not None:
+        failures.insert(0, sandbox)
     if failures:
         from config.errors import HQError
 
@@ -109,6 +114,27 @@ def _first_line(error: BaseException) -> str:
     original = getattr(error, "orig", None) or error
     message = str(original).strip()
     return redact(message.splitlines()[0] if message else type(original).__name__)
+
+
+def check_sandbox(settings: Settings) -> str | None:
+    """Say which sandbox project commands run in and whether it can run one; the failure, or None when it works."""
+    from agents.sandbox import Unconfined, probe, sandbox_for
+    from config.errors import HQError
+
+    try:
+        # HQ_SANDBOX=none directly: sandbox_for would log the warning this check prints anyway
+        works, line = probe(Unconfined() if settings.sandbox == "none" else sandbox_for(settings))
+    except HQError as error:
+        works, line = False, error.message
+    if not works:
+        _say(f"sandbox: FAILED: HQ_SANDBOX={settings.sandbox}: {line}")
+        return f"sandbox (HQ_SANDBOX={settings.sandbox}): {line}"
+    if settings.sandbox == "none":
+        _say("sandbox: none (HQ_SANDBOX=none) can run commands")
+        _say("sandbox: WARNING: project commands run unconfined: no filesystem, network or process isolation")
+    else:
+        _say(f"sandbox: ok (HQ_SANDBOX={settings.sandbox}: {line})")
+    return None
 
 
 def check_database(settings: Settings) -> list[str]:

@@ -119,6 +119,7 @@ def approvals(
 
     from db.engine import read_only
     from db.models import Approval, Issue
+    from db.reads import review_summary
 
     with read_only() as session:
         statement = (
@@ -135,6 +136,7 @@ def approvals(
                 Approval.deadline,
                 Approval.created_at,
                 Approval.decided_by,
+                Issue.project_id,
             )
             .join(Issue, Issue.id == Approval.issue_id)
             .order_by(Approval.deadline, Approval.id)
@@ -142,6 +144,8 @@ def approvals(
         if not all_:
             statement = statement.where(Approval.status == "pending")
         rows = [dict(r._mapping) for r in session.execute(statement)]
+        for row in rows:  # a project issue: what the change is and whether its checks passed
+            row.update(review_summary(session, row["issue_id"], row["project_id"]))
     if as_json:
         from cli.output import print_json
 
@@ -152,7 +156,11 @@ def approvals(
     from cli.output import console, safe, when
 
     table = Table(header_style="bold")
-    for column in ("id", "issue", "kind", "status", "deadline", "requested by", "reason", "decide with"):
+    columns = ["id", "issue", "kind", "status", "deadline", "requested by", "reason"]
+    with_code = any(row["project"] is not None for row in rows)
+    if with_code:
+        columns.append("changes / checks")
+    for column in (*columns, "decide with"):
         table.add_column(column)
     for row in rows:
         hint = {
@@ -160,7 +168,7 @@ def approvals(
             "budget": f"hq budget {row['issue_id']} --add USD",
             "escalation": f"hq unblock {row['issue_id']} --note ...",
         }[row["kind"]]
-        table.add_row(
+        cells = [
             str(row["id"]),
             f"#{row['issue_id']} {safe(row['title'], limit=40)}",
             row["kind"],
@@ -168,7 +176,24 @@ def approvals(
             when(row["deadline"]),
             safe(row["requested_by"]),
             safe(row["reason"], limit=50),
-            hint if row["status"] == "pending" else "",
-        )
+        ]
+        if with_code:
+            cells.append(_code_cell(row))
+        table.add_row(*cells, hint if row["status"] == "pending" else "")
     console.print(table)
     console.print(f"{len(rows)} approval(s)")
+
+
+def _code_cell(row: dict[str, object]) -> str:
+    """``calc: 2 files changed, 10 insertions(+); test ✓, lint ✗ exit 1`` for a project issue; '' otherwise."""
+    from cli.output import safe
+
+    if row["project"] is None:
+        return ""
+    checks = row["checks"] if isinstance(row["checks"], list) else []
+    verdicts = ", ".join(
+        f"{check['command']} ✓" if check["ok"] else f"{check['command']} ✗ exit {check['exit_code']}"
+        for check in checks
+    )
+    parts = [str(row["changes"] or "no commit yet"), verdicts or "no checks yet"]
+    return safe(f"{row['project']}: {'; '.join(parts)}")

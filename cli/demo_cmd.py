@@ -7,6 +7,8 @@ A goal and a dozen issues chosen so that, between them, they walk every path:
 straight to done, review failure and rework, a human approval, a block that
 climbs the chain to a human, an exhausted budget, a research sub-issue, a
 decomposed feature run in dependency waves, and a failed deploy verification.
+Two more work on a real git repository, the sample project (cli/demo_project.py):
+one ships by merge, one fails its tests first and ships after rework.
 Heartbeats are scaled down to seconds; the demo plays the human, running the
 same `hq` commands a person would (and printing them), until every issue settles.
 """
@@ -22,6 +24,9 @@ from pathlib import Path
 from typing import Annotated, Any, TextIO, cast
 
 import typer
+
+from cli import demo_project
+from cli.demo_project import SampleIssue
 
 # Heartbeats in seconds: 15 min -> 1 s, 2 h -> 8 s, the CEO's 8 h -> 32 s.
 DEMO_SCALE = 1 / 900
@@ -127,7 +132,7 @@ def demo(
 
     console.print(banner(settings, offline=resolve_models(settings).offline))
     company = Company(settings, threads=threads)  # refuses to start on an invalid roster
-    goal_id, issues = _seed(settings)
+    goal_id, project, issues = _seed(settings)
     console.print(f"goal #{goal_id} with {len(issues)} issues; starting {len(company.roster.roles)} agents…\n")
     started = time.monotonic()
     company.start()
@@ -137,6 +142,7 @@ def demo(
         company.shutdown(wait=True)
     elapsed = time.monotonic() - started
     _final_report(issues, elapsed)
+    _print_merges(settings, project)
     if not settled:
         from config.errors import HQError
 
@@ -195,7 +201,7 @@ class _CurrentStderr:
         return sys.stderr.isatty()
 
 
-def _seed(settings: Any) -> tuple[int, dict[int, Scenario]]:
+def _seed(settings: Any) -> tuple[int, str, dict[int, Scenario | SampleIssue]]:
     from db.engine import transaction
     from db.models import Goal
     from db.store import create_issue, validate_draft
@@ -210,7 +216,7 @@ def _seed(settings: Any) -> tuple[int, dict[int, Scenario]]:
         )
         session.add(goal)
         session.flush()
-        issues = {}
+        issues: dict[int, Scenario | SampleIssue] = {}
         for scenario in SCENARIOS:
             draft = validate_draft(
                 title=scenario.title,
@@ -229,7 +235,8 @@ def _seed(settings: Any) -> tuple[int, dict[int, Scenario]]:
                 max_attempts=settings.max_attempts,
             )
             issues[issue.id] = scenario
-        return goal.id, issues
+        project, samples = demo_project.seed(session, settings, actor=actor, goal_id=goal.id)
+        return goal.id, project, issues | samples
 
 
 def _hq(*args: str) -> subprocess.CompletedProcess[str]:
@@ -271,8 +278,9 @@ def _rows(issue_ids: list[int]) -> list[dict[str, Any]]:
         return [dict(r._mapping) for r in session.execute(query)]
 
 
-def _act_as_human(rows: list[dict[str, Any]], done: set[tuple[int, str]]) -> None:
+def _act_as_human(rows: list[dict[str, Any]], done: set[tuple[int, str]], issues: dict[int, Any]) -> None:
     for row in rows:
+        note = getattr(issues.get(row["id"]), "human_note", None) or "Take the one-year term; I approve the spend."
         if row["status"] == "pending_approval" and (row["id"], "approve") not in done:
             done.add((row["id"], "approve"))
             _hq("approve", str(row["id"]), "--note", "Looks good, ship it.", "--as", "demo")
@@ -281,13 +289,13 @@ def _act_as_human(rows: list[dict[str, Any]], done: set[tuple[int, str]]) -> Non
             _hq("budget", str(row["id"]), "--add", "2", "--as", "demo")
         elif row["status"] == "blocked" and row["blocked_reason"] == "human" and (row["id"], "unblock") not in done:
             done.add((row["id"], "unblock"))
-            _hq("unblock", str(row["id"]), "--note", "Take the one-year term; I approve the spend.", "--as", "demo")
+            _hq("unblock", str(row["id"]), "--note", note, "--as", "demo")
 
 
 TERMINAL = {"done", "rejected", "cancelled"}
 
 
-def _board(rows: list[dict[str, Any]], issues: dict[int, Scenario], title: str) -> Any:
+def _board(rows: list[dict[str, Any]], issues: dict[int, Scenario | SampleIssue], title: str) -> Any:
     from rich.table import Table
 
     from cli.output import money, safe
@@ -310,7 +318,7 @@ def _board(rows: list[dict[str, Any]], issues: dict[int, Scenario], title: str) 
     return board
 
 
-def _watch(issues: dict[int, Scenario], timeout: int, started: float) -> bool:
+def _watch(issues: dict[int, Scenario | SampleIssue], timeout: int, started: float) -> bool:
     """Poll the board, play the human, and stop once every issue (and sub-issue) has settled."""
     from contextlib import nullcontext
 
@@ -324,7 +332,7 @@ def _watch(issues: dict[int, Scenario], timeout: int, started: float) -> bool:
     with live or nullcontext():
         while time.monotonic() - started < timeout:
             rows = _rows(list(issues))
-            _act_as_human(rows, acted)
+            _act_as_human(rows, acted, issues)
             elapsed = time.monotonic() - started
             counts = "  ".join(f"{s}:{n}" for s, n in sorted(Counter(r["status"] for r in rows).items()))
             if live is not None:
@@ -338,7 +346,7 @@ def _watch(issues: dict[int, Scenario], timeout: int, started: float) -> bool:
     return False
 
 
-def _final_report(issues: dict[int, Scenario], elapsed: float) -> None:
+def _final_report(issues: dict[int, Scenario | SampleIssue], elapsed: float) -> None:
     from rich.table import Table
     from sqlalchemy import func, select
 
@@ -372,3 +380,18 @@ def _final_report(issues: dict[int, Scenario], elapsed: float) -> None:
     costs.add_row("[bold]total[/bold]", "", str(sum(c[2] for c in by_agent)), "", money(total))
     console.print(costs)
     console.print("Explore: .venv/bin/hq issues · hq issue show ID · hq agents · hq approvals · hq db psql")
+
+
+def _print_merges(settings: Any, project: str) -> None:
+    """What the company shipped to the sample project: its base branch, newest first."""
+    from agents.projects.repository import RepositoryError
+    from cli.output import console, safe
+
+    try:
+        lines = demo_project.merged_log(settings, project)
+    except RepositoryError as error:
+        console.print(f"[yellow]could not read the sample project's history: {safe(error.message)}[/yellow]")
+        return
+    console.print(f"[bold]{project}[/bold] main, as merged (git log --oneline):")
+    for line in lines:
+        console.print(f"  {safe(line)}")

@@ -53,9 +53,24 @@ def create(
     label: Annotated[
         list[str] | None, typer.Option("--label", help="A label (repeatable); 'decompose' asks for a playbook.")
     ] = None,
+    project: Annotated[
+        str | None,
+        typer.Option(
+            "--project",
+            metavar="NAME",
+            help="The project (git repository) to work in; default HQ_DEFAULT_PROJECT. '' means none.",
+        ),
+    ] = None,
+    no_project: Annotated[
+        bool, typer.Option("--no-project", help="No project, even with HQ_DEFAULT_PROJECT set: the document project.")
+    ] = False,
     actor: ActorOption = None,
 ) -> None:
-    """Create an issue and print its id."""
+    """Create an issue and print its id.
+
+    Without --project, the issue belongs to HQ_DEFAULT_PROJECT when that is set; --no-project
+    (or --project '') makes it an issue of the built-in document project.
+    """
     from config.settings import get_settings
     from db.engine import transaction
     from db.store import create_issue, require_agent, validate_draft
@@ -71,12 +86,18 @@ def create(
         labels=label or [],
     )
     settings = get_settings()
+    if no_project and project:
+        raise UsageError("give --project or --no-project, not both")
+    source = "--project"
+    if project is None and not no_project and settings.default_project:
+        project, source = settings.default_project, "HQ_DEFAULT_PROJECT"
     with transaction(who) as session:
         if assign:
             from agents.sync import ensure_roster
 
             ensure_roster(session, settings.roles_path)
         assignee = require_agent(session, assign) if assign else None
+        project_id = _project_id(session, project, source) if project and not no_project else None
         issue = create_issue(
             session,
             draft,
@@ -84,9 +105,21 @@ def create(
             assignee=assignee,
             default_budget_usd=settings.default_issue_budget_usd,
             max_attempts=settings.max_attempts,
+            project_id=project_id,
         )
         issue_id = issue.id
     typer.echo(issue_id)
+
+
+def _project_id(session: Any, name: str, source: str) -> int:
+    """The live project's id, held against removal until the issue is in (NotFoundError naming where it came from)."""
+    from config.errors import NotFoundError
+    from db.store import project_by_name
+
+    try:
+        return project_by_name(session, name, for_new_issue=True).id
+    except NotFoundError:
+        raise NotFoundError(f"{source}: no project named {name!r} (hq project list)") from None
 
 
 def list_issues(
@@ -189,6 +222,11 @@ def _print_detail(detail: dict[str, Any]) -> None:
         ("parent", issue["parent_id"] or "-"),
         ("created", f"{when(issue['created_at'])} by {issue['created_by']}"),
     ]
+    project = detail.get("project")
+    if project is not None:
+        fields.append(("project", f"{project['name']} (branch {project['branch']}, into {project['base_branch']})"))
+        if issue.get("merged_sha"):
+            fields.append(("merged", issue["merged_sha"]))
     for name, value in fields:
         console.print(f"  {name:>15}: {safe(value)}")
     if issue["body"]:
@@ -198,6 +236,8 @@ def _print_detail(detail: dict[str, Any]) -> None:
         console.print("\n[bold]depends on[/bold]")
         for dep in detail["dependencies"]:
             console.print(f"  #{dep['id']} {dep['status']:<16} {safe(dep['title'], limit=70)}")
+    if project is not None:
+        _print_code(detail)
     timeline = Table(title="timeline", title_justify="left", header_style="bold")
     for column in ("when", "change", "actor", "workflow", "note"):
         timeline.add_column(column)
@@ -218,3 +258,37 @@ def _print_detail(detail: dict[str, Any]) -> None:
                 f"  {indent}#{node['id']} {node['status']:<16} {money(node['cost_usd'])}  "
                 f"{safe(node['title'], limit=60)}"
             )
+
+
+FAILED_OUTPUT_LINES = 8  # of a failing check's output tail, in `hq issue show`
+
+
+def _print_code(detail: dict[str, Any]) -> None:
+    """A project issue's last recorded commit (its diff stat) and the latest checks, a failing one's output tail."""
+    from cli.output import console, safe, when
+
+    commit = detail.get("commit")
+    console.print("\n[bold]code[/bold]")
+    if commit is None:
+        console.print("  no commit recorded yet")
+    else:
+        console.print(
+            f"  commit {safe(commit['sha'])} on {safe(commit['branch'])}, recorded {when(commit['recorded_at'])}"
+        )
+        for line in (commit["diff_stat"] or "no changes").splitlines():
+            console.print(f"  {safe(line)}")
+    checks = detail.get("checks") or []
+    if not checks:
+        console.print("  no checks run yet")
+        return
+    console.print(f"\n[bold]checks at {safe(checks[-1]['commit_sha'][:12])}[/bold]")
+    for check in checks:
+        verdict = "✓ ok" if check["ok"] else f"✗ exit {check['exit_code']}"
+        console.print(
+            f"  {check['stage']:<7} {safe(check['command']):<12} {verdict:<10} "
+            f"{check['duration_ms'] / 1000:.1f} s  sandbox {check['sandbox']}  {check['commit_sha'][:12]}"
+        )
+        if not check["ok"]:
+            lines = [line for line in check["output_tail"].splitlines() if line.strip()][-FAILED_OUTPUT_LINES:]
+            for line in lines:
+                console.print(f"      | {safe(line, limit=160)}")

@@ -116,3 +116,8 @@ def visible(text: str) -> str:
 def fail(message: str) -> None:
     """One line on stderr, never wrapped: scripts grep for it."""
     sys.stderr.write(f"hq: error: {visible(' '.join(message.split()))}\n")
+
+
+def warn(message: str) -> None:
+    """One warning line on stderr: something to fix that did not stop the command."""
+    sys.stderr.write(f"hq: warning: {visible(' '.join(message.split()))}\n")

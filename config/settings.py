@@ -48,7 +48,7 @@ MonthlyUSD = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=4)]
 """A monthly limit: whatever ``budget_accounts.limit_usd numeric(12, 4)`` holds (finite, unlike a float)."""
 
 COMMAND_PLACEHOLDERS = ("issue_id", "workspace", "published")
-"""The only ``{name}`` a deploy or verify command may use: agents/project.py fills in exactly these."""
+"""The only ``{name}`` a deploy or verify command may use: agents/projects/document.py fills in exactly these."""
 
 
 def _alias(*names: str) -> AliasChoices:
@@ -128,6 +128,17 @@ class Settings(BaseSettings):
     deploy_command: list[str] | None = None
     verify_command: list[str] | None = None
     command_timeout_seconds: int = Field(default=120, ge=1, le=3600)
+
+    # --- projects: real repositories ---------------------------------------------
+    default_project: str | None = Field(
+        default=None, description="The project of `hq issue create` without --project; unset: the document project."
+    )
+    sandbox: Literal["bwrap", "none"] = Field(
+        default="bwrap",
+        description="Where project commands run: `bwrap` (bubblewrap) or `none`, unconfined (warned about at start).",
+    )
+    sandbox_memory_mb: int = Field(default=2048, ge=64, le=1024 * 1024, description="Address-space limit.")
+    sandbox_cpu_seconds: int = Field(default=600, ge=1, le=MAX_DURATION_SECONDS, description="CPU-time limit.")
 
     # --- model providers -------------------------------------------------------
     anthropic_api_key: SecretStr | None = Field(default=None, validation_alias=_alias("ANTHROPIC_API_KEY"))

@@ -83,6 +83,7 @@ BLOCKED_REASONS: tuple[str, ...] = (
     "verify",
     "human",
     "provider_auth",
+    "project_config",
 )
 """Why an issue is blocked (issues.blocked_reason): decides who unblocks it and how reports group it."""
 

@@ -145,6 +145,38 @@ class Issue(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(server_default="now()")
     status_changed_at: Mapped[dt.datetime] = mapped_column(server_default="now()")
     done_at: Mapped[dt.datetime | None]
+    project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id"))
+    merged_sha: Mapped[str | None]
+
+
+class Project(Base):
+    __tablename__ = "projects"
+
+    id: Mapped[int] = mapped_column(Integer, Identity(always=True), primary_key=True)
+    name: Mapped[str]
+    repo: Mapped[str]
+    base_branch: Mapped[str] = mapped_column(server_default="main")
+    created_by: Mapped[str]
+    created_at: Mapped[dt.datetime] = mapped_column(server_default="now()")
+    removed_at: Mapped[dt.datetime | None]
+
+
+class CheckRun(Base):
+    __tablename__ = "check_runs"
+
+    id: Mapped[int] = _pk()
+    issue_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("issues.id"))
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"))
+    commit_sha: Mapped[str]
+    stage: Mapped[str]
+    command: Mapped[str]
+    exit_code: Mapped[int]
+    duration_ms: Mapped[int]
+    output_tail: Mapped[str]
+    sandbox: Mapped[str]
+    run_id: Mapped[uuid.UUID | None]
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(server_default="now()")
 
 
 class IssueDependency(Base):

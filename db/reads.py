@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session
 
 from db.models import Agent, Comment, Issue, IssueDependency, IssueEvent, LLMCall
 from db.sqlfiles import query
-from db.store import cost_so_far, get_issue
+from db.store import Executor, cost_so_far, get_issue, get_project, latest_checks
+from db.store.records import CheckRunRecord
 
 ISSUE_FIELDS = (
     "id",
@@ -40,6 +41,8 @@ ISSUE_FIELDS = (
     "updated_at",
     "status_changed_at",
     "done_at",
+    "project_id",
+    "merged_sha",
 )
 
 
@@ -97,7 +100,67 @@ def issue_detail(session: Session, issue_id: int) -> dict[str, Any]:
         "dependencies": dependencies,
         "timeline": timeline,
         "cost_usd": cost_so_far(session, issue_id),
+        **issue_evidence(session, issue.id, issue.project_id),
     }
+
+
+def issue_evidence(db: Executor, issue_id: int, project_id: int | None) -> dict[str, Any]:
+    """A project issue's code: its project and branch, the last recorded commit (diff stat), the latest checks.
+
+    ``project`` and ``commit`` are None, ``checks`` empty, for an issue of the document project.
+    """
+    if project_id is None:
+        return {"project": None, "commit": None, "checks": []}
+    project = get_project(db, project_id)
+    branch = f"hq/issue-{issue_id}"  # agents.projects.repository.issue_branch: the db layer does not import agents
+    commit = None
+    row = db.execute(query("projects", "latest_commit"), {"issue_id": issue_id}).first()
+    if row is not None:
+        header, _, stat = (row.content or "").partition("\n\n")
+        lines = dict(line.split(" ", 1) for line in header.splitlines() if " " in line)
+        stat = stat.strip("\n")
+        commit = {
+            "sha": row.commit_sha,
+            "branch": lines.get("branch", branch),
+            "base": lines.get("base"),
+            "diff_stat": stat,
+            "summary": diff_summary(stat),
+            "recorded_at": row.created_at,
+        }
+    return {
+        "project": {"id": project.id, "name": project.name, "base_branch": project.base_branch, "branch": branch},
+        "commit": commit,
+        "checks": [check_fields(check) for check in latest_checks(db, issue_id)],
+    }
+
+
+def diff_summary(stat: str) -> str:
+    """The last line of ``git diff --stat`` ("2 files changed, 10 insertions(+)"), or "no changes"."""
+    lines = [line.strip() for line in stat.splitlines() if line.strip()]
+    return lines[-1] if lines else "no changes"
+
+
+def check_fields(check: CheckRunRecord) -> dict[str, Any]:
+    return {
+        "id": check.id,
+        "stage": check.stage,
+        "command": check.command,
+        "exit_code": check.exit_code,
+        "ok": check.ok,
+        "duration_ms": check.duration_ms,
+        "sandbox": check.sandbox,
+        "commit_sha": check.commit_sha,
+        "output_tail": check.output_tail,
+        "created_at": check.created_at,
+    }
+
+
+def check_verdicts(checks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each command's latest result among ``checks`` (check_fields dicts), in the order the commands first ran."""
+    latest: dict[str, dict[str, Any]] = {}
+    for check in checks:  # oldest first: a later run of a command replaces its result, keeping its place
+        latest[check["command"]] = check
+    return [{"command": c["command"], "ok": c["ok"], "exit_code": c["exit_code"]} for c in latest.values()]
 
 
 def issue_tree(session: Session, issue_id: int) -> list[dict[str, Any]]:
@@ -113,3 +176,16 @@ def month_spend(session: Session, agent_id: int) -> Decimal:
             LLMCall.created_at >= func.date_trunc("month", func.now()),
         )
     ) or Decimal(0)
+
+
+def review_summary(db: Executor, issue_id: int, project_id: int | None) -> dict[str, Any]:
+    """What `hq approvals` shows of a project issue: project, the diff stat's summary line, each check's verdict."""
+    if project_id is None:
+        return {"project": None, "changes": None, "checks": []}
+    evidence = issue_evidence(db, issue_id, project_id)
+    commit = evidence["commit"]
+    return {
+        "project": evidence["project"]["name"],
+        "changes": commit["summary"] if commit is not None else None,
+        "checks": check_verdicts(evidence["checks"]),
+    }

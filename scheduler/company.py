@@ -168,7 +168,19 @@ class Company:
         self.scheduler.start()
         self.listener = WakeListener(listen_url(self.settings, self.engine), self.wake, self.stop_event)
         self.listener.start()
-        log.info("company.started", agents=len(agents), threads=self.threads, worker=self.runtime.worker)
+        log.info(
+            "company.started",
+            agents=len(agents),
+            threads=self.threads,
+            worker=self.runtime.worker,
+            sandbox=self.settings.sandbox,
+        )
+        if self.settings.sandbox == "none":
+            log.warning(
+                "sandbox.unconfined",
+                detail="HQ_SANDBOX=none: project commands run as plain processes of this user, with its files "
+                "and network; use bwrap unless this host holds nothing else",
+            )
 
     def wake(self, slug: str) -> None:
         """Run ``slug``'s beat now (coalesced: a running beat is re-run once it ends)."""

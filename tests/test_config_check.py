@@ -34,7 +34,7 @@ def test_config_check_connects_and_reports_the_database(db_url: str) -> None:
     assert "database: ok (PostgreSQL " in out and "as role postgres" in out
     assert "schema: public (HQ_DB_SCHEMA=public)" in out
     assert f"revision: {head_revision()} (head)" in out and "upgrade pending" not in out
-    assert "hq_reporter: ready (login yes, read-only yes, SELECT on 10 of 10 report views, connection limit 10)" in out
+    assert "hq_reporter: ready (login yes, read-only yes, SELECT on 11 of 11 report views, connection limit 10)" in out
     assert "listen: ok (via DATABASE_URL; the notification arrived in " in out
     assert result.stderr == ""
 
@@ -113,5 +113,5 @@ def test_a_reporter_without_grants_is_reported_with_the_fix(db_url: str, raw: ps
     raw.execute("REVOKE SELECT ON ALL TABLES IN SCHEMA public FROM hq_reporter")
     result = run_hq("config", "check")
     assert result.exit_code == 0, result.stderr  # the company runs without its reporter
-    assert "hq_reporter: not ready: SELECT on 0 of 10 report views" in result.stdout
+    assert "hq_reporter: not ready: SELECT on 0 of 11 report views" in result.stdout
     assert "  run: hq db grant-reporter" in result.stdout

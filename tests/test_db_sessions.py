@@ -72,4 +72,4 @@ def test_hq_in_a_schema_of_its_own(empty_db: str, pg_server: PgServer, monkeypat
             "SELECT count(*) FROM information_schema.role_table_grants WHERE grantee = "
             "'hq_reporter' AND table_schema = 'hq_own' AND table_name LIKE 'report%%'"
         ).fetchone()
-        assert views == (10,)  # the reporter's grants follow the schema
+        assert views == (11,)  # the reporter's grants follow the schema

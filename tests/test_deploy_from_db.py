@@ -19,7 +19,7 @@ import psycopg
 import pytest
 
 from agents.default_project import MANIFEST
-from agents.project import deploy_submission
+from agents.projects.document import deploy_submission
 from agents.submission import Snapshot, StoredFile, SubmissionError, latest_snapshot, stage, submitted_snapshot
 from agents.workspace import MAX_FILE_BYTES, Workspace
 from config.settings import Settings, get_settings, load_settings, reset_settings

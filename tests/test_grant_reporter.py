@@ -105,9 +105,9 @@ def test_without_createrole_the_admin_is_told_what_to_run_and_grant_reporter_fin
             admin.execute(statement)
     granted = run_hq("db", "grant-reporter")
     assert granted.exit_code == 0, granted.stderr
-    assert "granted SELECT on 10 report views to hq_reporter" in granted.stdout
+    assert "granted SELECT on 11 report views to hq_reporter" in granted.stdout
     assert (
-        "hq_reporter: ready (login yes, read-only yes, SELECT on 10 of 10 report views, connection limit 10)"
+        "hq_reporter: ready (login yes, read-only yes, SELECT on 11 of 11 report views, connection limit 10)"
         in granted.stdout
     )
     with psycopg.connect(
@@ -124,7 +124,7 @@ def test_without_createrole_the_admin_is_told_what_to_run_and_grant_reporter_fin
     # 5. Twice is fine.
     again = run_hq("db", "grant-reporter")
     assert again.exit_code == 0, again.stderr
-    assert "SELECT on all 10 report views: already granted" in again.stdout and "granted SELECT on" not in again.stdout
+    assert "SELECT on all 11 report views: already granted" in again.stdout and "granted SELECT on" not in again.stdout
     assert "hq_reporter: ready" in run_hq("config", "check").stdout
 
     # 6. The admin's SQL leaves the role as a superuser's migration would (db/reporter.py mirrors
@@ -168,12 +168,12 @@ def test_upgrade_points_at_grant_reporter_which_restores_the_views(
     upgraded = run_hq("db", "upgrade")
     assert upgraded.exit_code == 0, upgraded.stderr
     assert upgraded.stdout.strip() == f"database at revision {head_revision()}"
-    assert "hq: hq_reporter: not ready: SELECT on 0 of 10 report views" in upgraded.stderr
+    assert "hq: hq_reporter: not ready: SELECT on 0 of 11 report views" in upgraded.stderr
     assert "run: hq db grant-reporter" in upgraded.stderr
 
     granted = run_hq("db", "grant-reporter")
     assert granted.exit_code == 0, granted.stderr
-    assert granted.stdout.splitlines()[0] == "granted SELECT on 10 report views to hq_reporter"
+    assert granted.stdout.splitlines()[0] == "granted SELECT on 11 report views to hq_reporter"
     database = raw.info.dbname
     with psycopg.connect(pg_server.libpq(database).replace("postgres@", "hq_reporter@", 1)) as reporter:
         reporter.execute("SELECT * FROM report_issue_board").fetchall()

@@ -4,21 +4,29 @@ Individual contributors take their top `todo` issue (or their own `in_progress`
 issue whose worker died). Managers only assemble issues they decomposed, once
 every sub-issue is done. The result goes to `in_review`, or `blocked` when the
 agent says so, or back to `todo` while a research question is answered.
+
+An issue of a git project is worked in its own worktree on ``hq/issue-<id>``
+(agents/projects/work.py), built from the pushed branch so any host continues
+where the last run stopped; the run's commit is pushed before the issue moves.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from agents.llm.protocol import user_message
 from agents.llm.tool_loop import LoopResult, run_tool_loop
+from agents.projects.repository import RepositoryError
+from agents.projects.work import CodeWork, commit_and_push, prepare, record_commit
 from agents.submission import record_snapshot, restore_workspace
-from agents.tools.context import ToolContext
+from agents.tools.context import ToolContext, ToolOutcome
 from agents.workspace import MAX_FILE_BYTES, Workspace, WorkspaceError
 from config.log import get_logger
 from db import store
 from db.store import Claim, IssueRecord
-from workflows.lib import failures, prompts
+from workflows.lib import failures, projects, prompts
 from workflows.lib.claims import claim
 from workflows.lib.context import WorkflowContext
 from workflows.lib.escalation import block_and_escalate
@@ -28,6 +36,14 @@ INSTRUCTIONS = (
     "deliverable_path with write_file, addressing every checklist item. If you cannot finish, call mark_blocked "
     "with what is missing; if a fact must be researched first, call ask_research. End with a one-sentence "
     "summary of what you did."
+)
+CODE_INSTRUCTIONS = (
+    "Make the change this issue asks for in the project's repository (your worktree; project names its commands "
+    "and gate). Read the code first (list_files, search, read_file), change it with edit_file or write_file, run "
+    "the gate commands with run_command until they pass, and check your change with diff. HQ commits and pushes "
+    "what you leave. If project lists merge_conflicts, the base branch was merged in and those files hold "
+    "conflict markers: resolve them first. If you cannot finish, call mark_blocked with what is missing. End with "
+    "a one-sentence summary."
 )
 STITCH_INSTRUCTIONS = (
     "Every sub-issue of this issue is finished. Assemble their results (children) into one deliverable at "
@@ -47,6 +63,13 @@ def run(ctx: WorkflowContext) -> None:
         return
     stitch = held.issue.playbook is not None and held.issue.module_key is None
     tools = ctx.tools(held.id, held.run_id)
+    project = projects.project_of(ctx, held)
+    if project is not None:
+        try:  # before any model call: a broken project file or remote costs nothing
+            tools.code = prepare(ctx.settings, project, held.id, run_id=held.run_id, deadline=ctx.item_deadline())
+        except projects.PROJECT_FAILURES as error:
+            projects.handle(ctx, held, error)
+            return
     try:
         result = _work(ctx, held, tools, stitch=stitch)
     except failures.MODEL_FAILURES as error:
@@ -58,7 +81,10 @@ def run(ctx: WorkflowContext) -> None:
     if result.timed_out:
         failures.count_failure(ctx, held, "The run passed its maximum duration.")
         return
-    _conclude(ctx, held, result, tools, stitch=stitch)
+    if tools.code is not None:
+        _conclude_code(ctx, held, result, tools, tools.code)
+    else:
+        _conclude(ctx, held, result, tools, stitch=stitch)
 
 
 def _work(ctx: WorkflowContext, held: Claim, tools: ToolContext, *, stitch: bool) -> LoopResult:
@@ -66,11 +92,16 @@ def _work(ctx: WorkflowContext, held: Claim, tools: ToolContext, *, stitch: bool
         issue = store.get_issue(session, held.id)
         system = prompts.system_prompt(ctx, session)
         context = prompts.work_context(ctx, session, issue, stitch=stitch)
-    user = user_message("stitch" if stitch else "execute", STITCH_INSTRUCTIONS if stitch else INSTRUCTIONS, context)
-    workspace = Workspace(tools.workspace_root()).ensure()
-    with ctx.tx(held.run_id) as session:  # earlier work done on another host is here before the agent starts
-        if restore_workspace(session, held.id, workspace):
-            workspace.commit(agent=ctx.agent.slug, run_id=held.run_id, issue_id=held.id, workflow=ctx.workflow)
+    if tools.code is not None:
+        context = code_context(context, tools.code)
+        user = user_message("execute", CODE_INSTRUCTIONS, context)
+    else:
+        instructions = STITCH_INSTRUCTIONS if stitch else INSTRUCTIONS
+        user = user_message("stitch" if stitch else "execute", instructions, context)
+        workspace = Workspace(tools.workspace_root()).ensure()
+        with ctx.tx(held.run_id) as session:  # earlier work done on another host is here before the agent starts
+            if restore_workspace(session, held.id, workspace):
+                workspace.commit(agent=ctx.agent.slug, run_id=held.run_id, issue_id=held.id, workflow=ctx.workflow)
     tier = "reasoning" if stitch else module_tier(held.issue) or ctx.agent.tier
     return run_tool_loop(
         ctx.router(),
@@ -81,6 +112,21 @@ def _work(ctx: WorkflowContext, held: Claim, tools: ToolContext, *, stitch: bool
         user=user,
         deadline=ctx.item_deadline(),
     )
+
+
+def code_context(context: dict[str, Any], work: CodeWork) -> dict[str, Any]:
+    """The work context for a project issue: the repository and its commands instead of a deliverable file."""
+    context = {key: value for key, value in context.items() if key != "deliverable_path"}
+    context["project"] = {
+        "name": work.project.name,
+        "base_branch": work.project.base_branch,
+        "branch": work.branch,
+        "commands": sorted(work.project_file.commands),
+        "gate": list(work.project_file.gate),
+    }
+    if work.conflicts:  # the base moved on and conflicts with this branch: the run's commit concludes the merge
+        context["project"]["merge_conflicts"] = list(work.conflicts)
+    return context
 
 
 def module_tier(issue: IssueRecord) -> str | None:
@@ -114,23 +160,8 @@ def _conclude(ctx: WorkflowContext, held: Claim, result: LoopResult, tools: Tool
     with ctx.tx(held.run_id) as session:
         _record_artifacts(ctx, session, held, workspace)
         moved: IssueRecord | None
-        if outcome.blocked is not None:
-            moved = block_and_escalate(
-                session,
-                held.issue,
-                held=held,
-                reason="agent",
-                actor=ctx.actor,
-                note=outcome.blocked.reason,
-                deadline_hours=ctx.settings.approval_deadline_hours,
-            )
-        elif outcome.research:
-            moved = store.return_to_todo(session, held)
-            if moved is not None:
-                asked = ", ".join(f"#{i}" for i in outcome.research_issue_ids)
-                store.add_comment(
-                    session, held.id, f"Waiting on research: issue(s) {asked}.", author=ctx.actor, kind="system"
-                )
+        if outcome.blocked is not None or outcome.research:
+            moved = _stop_for(ctx, session, held, outcome)
         elif result.exhausted or not written:
             why = "ran out of steps" if result.exhausted else "produced no deliverable"
             moved = failures.count_failure_in(ctx, session, held, f"The work {why}. {result.text[:500]}".strip())
@@ -158,6 +189,90 @@ def _conclude(ctx: WorkflowContext, held: Claim, result: LoopResult, tools: Tool
         run_id=str(held.run_id),
         workflow=ctx.workflow,
     )
+
+
+def _conclude_code(ctx: WorkflowContext, held: Claim, result: LoopResult, tools: ToolContext, work: CodeWork) -> None:
+    """Commit and push what the run left (the compare-and-set), then submit, block or count the attempt."""
+    outcome = tools.outcome
+    with ctx.tx(held.run_id) as session:  # a run that lost the issue pushes nothing (the push is the real CAS)
+        if store.get_issue(session, held.id).lease_owner != held.run_id:
+            log.warning(
+                "execute.not_pushed",
+                issue_id=held.id,
+                reason="lease lost",
+                agent=ctx.agent.slug,
+                run_id=str(held.run_id),
+                workflow=ctx.workflow,
+            )
+            return
+    unresolved = work.worktree.conflicted(work.conflicts)
+    if unresolved:
+        failures.count_failure(
+            ctx, held, f"The base branch's changes conflict and were not resolved in: {', '.join(unresolved)}."
+        )
+        return
+    try:
+        head, push = commit_and_push(work, agent=ctx.agent.slug, run_id=held.run_id, workflow=ctx.workflow)
+    except (RepositoryError, WorkspaceError) as error:
+        failures.count_failure(ctx, held, f"Could not commit and push the work: {error.message}")
+        return
+    if not push.pushed:
+        failures.count_failure(
+            ctx, held, f"The push of {work.branch} was refused: it moved since this run started.\n{push.detail}"
+        )
+        return
+    with ctx.tx(held.run_id) as session:
+        moved: IssueRecord | None
+        if store.get_issue(session, held.id, lock=True).lease_owner != held.run_id:
+            moved = None
+        elif outcome.blocked is not None or outcome.research:
+            moved = _stop_for(ctx, session, held, outcome)
+        elif result.exhausted or work.worktree.unchanged(work.base, head):
+            why = "ran out of steps" if result.exhausted else f"changed nothing on {work.branch}"
+            moved = failures.count_failure_in(ctx, session, held, f"The work {why}. {result.text[:500]}".strip())
+        else:
+            stat = record_commit(session, work, commit=head, run_id=held.run_id, agent_id=ctx.agent.id)
+            moved = store.submit(session, held, reviewer_id=_reviewer(session, ctx))
+            if moved is not None:
+                summary = result.text.removeprefix("DONE:").strip() or f"Pushed {work.branch}."
+                store.add_comment(
+                    session,
+                    held.id,
+                    f"{summary}\n\nCommit {head[:12]} on {work.branch}:\n{stat}",
+                    author=ctx.actor,
+                    kind="note",
+                    run_id=held.run_id,
+                    idempotency_key=f"submitted:{held.run_id}",
+                )
+    log.info(
+        "execute.concluded",
+        issue_id=held.id,
+        status=moved.status if moved else "lease-lost",
+        commit=head,
+        tools=len(result.tool_results),
+        agent=ctx.agent.slug,
+        run_id=str(held.run_id),
+        workflow=ctx.workflow,
+    )
+
+
+def _stop_for(ctx: WorkflowContext, session: Session, held: Claim, outcome: ToolOutcome) -> IssueRecord | None:
+    """The agent said it cannot go on: blocked (escalated), or waiting for research answers in `todo`."""
+    if outcome.blocked is not None:
+        return block_and_escalate(
+            session,
+            held.issue,
+            held=held,
+            reason="agent",
+            actor=ctx.actor,
+            note=outcome.blocked.reason,
+            deadline_hours=ctx.settings.approval_deadline_hours,
+        )
+    moved = store.return_to_todo(session, held)
+    if moved is not None:
+        asked = ", ".join(f"#{i}" for i in outcome.research_issue_ids)
+        store.add_comment(session, held.id, f"Waiting on research: issue(s) {asked}.", author=ctx.actor, kind="system")
+    return moved
 
 
 def _reviewer(session: Session, ctx: WorkflowContext) -> int | None:

@@ -2,6 +2,10 @@
 
 Pass: `pending_approval` (a human must approve) or `approved`. Fail: back to
 `todo` with the notes as a comment. Too many failed rounds: `blocked`, escalated.
+
+An issue of a git project is held to evidence before any model sees it: the
+project's gate commands run at the pushed branch head (workflows/lib/evidence.py);
+a red one is the round's verdict, with its output as the review comment.
 """
 
 from __future__ import annotations
@@ -15,10 +19,11 @@ from agents.llm.structured import complete_json
 from config.log import get_logger
 from db import outbox, store
 from db.store import AgentRecord, Claim, IssueRecord
-from workflows.lib import failures, prompts
+from workflows.lib import failures, projects, prompts
 from workflows.lib.claims import claim
 from workflows.lib.context import WorkflowContext
 from workflows.lib.escalation import block_and_escalate
+from workflows.lib.evidence import Evidence, gather_evidence
 
 PASS_SCORE = 0.7
 PER_BEAT = 10
@@ -48,6 +53,17 @@ def _checklist(ctx: WorkflowContext, issue: IssueRecord, author: AgentRecord | N
 
 
 def _review(ctx: WorkflowContext, held: Claim) -> None:
+    evidence: Evidence | None = None
+    project = projects.project_of(ctx, held)
+    if project is not None:
+        try:  # the gate first: red evidence sends the work back without asking any model
+            evidence = gather_evidence(ctx, held, project)
+        except projects.PROJECT_FAILURES as error:
+            projects.handle(ctx, held, error)
+            return
+        if not evidence.passed:
+            _conclude(ctx, held, passed=False, score=Decimal(0), notes=evidence.report, evidence=evidence)
+            return
     with ctx.tx(held.run_id) as session:
         issue = store.get_issue(session, held.id)
         author = store.get_agent(session, issue.assignee_id) if issue.assignee_id else None
@@ -57,9 +73,12 @@ def _review(ctx: WorkflowContext, held: Claim) -> None:
             "issue": prompts.issue_brief(issue),
             "checklist": _checklist(ctx, issue, author),
             "round": issue.review_rounds + 1,
-            "artifacts": prompts.latest_artifacts(session, issue.id, content_limit=prompts.ARTIFACT_LIMIT),
             "comments": prompts.comments(session, issue.id, limit=10),
         }
+        if evidence is None:
+            context["artifacts"] = prompts.latest_artifacts(session, issue.id, content_limit=prompts.ARTIFACT_LIMIT)
+        else:
+            context |= evidence.for_reviewer()
         system = prompts.system_prompt(ctx, session)
     try:
         verdict = complete_json(
@@ -76,9 +95,21 @@ def _review(ctx: WorkflowContext, held: Claim) -> None:
     passed = verdict.passed and verdict.score >= PASS_SCORE
     notes = "\n".join(f"- {note}" for note in verdict.notes) or "- (no notes)"
     score = Decimal(str(round(verdict.score, 3)))
+    _conclude(ctx, held, passed=passed, score=score, notes=notes, evidence=evidence)
+
+
+def _conclude(
+    ctx: WorkflowContext, held: Claim, *, passed: bool, score: Decimal, notes: str, evidence: Evidence | None
+) -> None:
+    """Move the issue on the verdict (a model's, or the gate's red evidence) and say why in a review comment.
+
+    A change to ``.hq/`` (what HQ runs for the project) always waits for a person's approval.
+    """
     rounds = held.issue.review_rounds + 1
+    changes_what_runs = evidence is not None and evidence.changes_what_runs
+    commit = evidence.commit if evidence is not None else None
     with ctx.tx(held.run_id) as session:
-        if passed and held.issue.needs_approval:
+        if passed and (held.issue.needs_approval or changes_what_runs):
             moved = store.record_review(session, held, "pending_approval", score=score, rounds=rounds)
             if moved is not None:
                 approval = store.open_approval(
@@ -86,7 +117,8 @@ def _review(ctx: WorkflowContext, held: Claim) -> None:
                     held.id,
                     "work",
                     requested_by=ctx.actor,
-                    reason=f"review passed with {score}",
+                    reason=f"review passed with {score}"
+                    + ("; the change edits .hq/ (what HQ runs for this project)" if changes_what_runs else ""),
                     deadline=dt.datetime.now(dt.UTC) + dt.timedelta(hours=ctx.settings.approval_deadline_hours),
                 )
                 outbox.pending_approval(session, moved, approval)
@@ -123,6 +155,7 @@ def _review(ctx: WorkflowContext, held: Claim) -> None:
         passed=passed,
         score=float(score),
         round=rounds,
+        commit=commit,
         status=moved.status if moved else "lease-lost",
         agent=ctx.agent.slug,
         run_id=str(held.run_id),

@@ -17,6 +17,12 @@ demos and tests (documented in the README):
 - ``[offline:escalate]``       every manager escalates; a human decides
 - ``[offline:slow]``           the first step of each work run takes two seconds
                                (to catch a worker in the middle of a task)
+
+An issue of a git project is worked from the code it spells out: fenced blocks
+that name a file (```` ```python file=src/calc.py ````) in the newest review,
+revision or guidance comment by a person that has any, else in the body. The worker writes
+exactly those files, runs the gate once and submits; with no such block, or when
+a review has failed since that code was given, it says it is blocked.
 """
 
 from __future__ import annotations
@@ -121,6 +127,8 @@ def _calls_so_far(messages: list[dict[str, Any]]) -> dict[str, list[dict[str, An
 
 
 def _work(context: dict[str, Any], messages: list[dict[str, Any]], tools: list[str]) -> Reply:
+    if context.get("project"):
+        return _code_work(context, messages, tools)
     done = _calls_so_far(messages)
     flags = directives(context)
     issue = context.get("issue") or {}
@@ -146,6 +154,57 @@ def _work(context: dict[str, Any], messages: list[dict[str, Any]], tools: list[s
         f"'{issue.get('title', '')}', covering {len(agent.get('checklist') or [])} checklist items."
     )
     return Reply(text=f"DONE: {summary}")
+
+
+# ```python file=src/calc.py  ...  ``` : a file the issue (or a review) spells out whole.
+FILE_BLOCK = re.compile(r"^```[\w+.-]*[ \t]+file=(\S+)[^\n]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
+CODE_SOURCES = ("review", "revision", "guidance")
+
+
+def file_blocks(text: str) -> dict[str, str]:
+    """Every fenced block that names a file, as path -> content (a later block for a path wins)."""
+    return {match.group(1): match.group(2) for match in FILE_BLOCK.finditer(text)}
+
+
+def _code_source(context: dict[str, Any]) -> tuple[dict[str, str], bool]:
+    """The newest code given (a review, revision or guidance comment, else the body), and whether a
+    review has failed since it was given (so writing it again would only fail again)."""
+    comments = list(context.get("comments") or [])
+    for index in range(len(comments) - 1, -1, -1):
+        comment = comments[index]
+        # A person's words only: an agent's comment may quote a command's output, and output is never code.
+        given = comment.get("kind") in CODE_SOURCES and str(comment.get("author", "")).startswith("human:")
+        blocks = file_blocks(str(comment.get("body", ""))) if given else {}
+        if blocks:
+            return blocks, _failed_review(comments[index + 1 :])
+    return file_blocks(str((context.get("issue") or {}).get("body", ""))), _failed_review(comments)
+
+
+def _failed_review(comments: list[dict[str, Any]]) -> bool:
+    return any(c.get("kind") == "review" and " failed " in str(c.get("body", ""))[:80] for c in comments)
+
+
+def _code_work(context: dict[str, Any], messages: list[dict[str, Any]], tools: list[str]) -> Reply:
+    """A project issue: write exactly the files the issue gives, run the gate once, submit. Never invent code."""
+    done = _calls_so_far(messages)
+    blocks, already_failed = _code_source(context)
+    gate = [str(name) for name in (context.get("project") or {}).get("gate") or []]
+    if not blocks or already_failed:
+        why = (
+            "The review failed on the code I was given, and no corrected code has been given since."
+            if blocks
+            else "The issue gives no code: put each file in a fenced block naming it, like ```python file=src/app.py"
+        )
+        if "mark_blocked" in tools and "mark_blocked" not in done:
+            return Reply(tool_calls=[("mark_blocked", {"reason": why})])
+        return Reply(text=f"BLOCKED: {why}")
+    if "write_file" in tools and "write_file" not in done:
+        return Reply(tool_calls=[("write_file", {"path": p, "content": c}) for p, c in sorted(blocks.items())])
+    if gate and "run_command" in tools and "run_command" not in done:
+        return Reply(tool_calls=[("run_command", {"name": name}) for name in gate])
+    results = [f"{r.get('name')} exit {r.get('exit_code')}" for r in done.get("run_command", [])]
+    ran = f"; gate: {', '.join(results)}" if results else ""
+    return Reply(text=f"DONE: wrote {', '.join(sorted(blocks))}{ran}.")
 
 
 def _block_reason(issue: dict[str, Any]) -> str:
@@ -240,7 +299,7 @@ def _review(context: dict[str, Any], _messages: list[dict[str, Any]], _tools: li
     if fails:
         notes = [f"Not yet met: {item}" for item in checklist[:2]] or ["The deliverable does not meet the request."]
         return _json(schemas.ReviewVerdict(score=round(0.40 + (seed % 15) / 100, 2), passed=False, notes=notes))
-    artifacts = context.get("artifacts") or []
+    artifacts = context.get("artifacts") or context.get("checks") or []  # a project issue's evidence is its checks
     if not artifacts:
         return _json(schemas.ReviewVerdict(score=0.3, passed=False, notes=["No deliverable was submitted."]))
     return _json(

@@ -6,10 +6,10 @@ or add a module for a new toolset to TOOLSET_MODULES.
 
 from __future__ import annotations
 
-from agents.tools import dashboards, delegate, issues, publish, release, workspace
+from agents.tools import code, dashboards, delegate, issues, publish, release, workspace
 from agents.tools.registry import REGISTRY, Tool
 
-TOOLSET_MODULES = (dashboards, delegate, issues, publish, release, workspace)
+TOOLSET_MODULES = (code, dashboards, delegate, issues, publish, release, workspace)
 
 
 def tools_for(toolsets: list[str] | tuple[str, ...]) -> list[Tool]:

@@ -5,13 +5,16 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from sqlalchemy.engine import Engine
 
 from config.settings import Settings
 from db.store.records import AgentRecord
+
+if TYPE_CHECKING:
+    from agents.projects.work import CodeWork
 
 
 class Blocked(BaseModel):
@@ -73,6 +76,7 @@ class ToolContext:
     settings: Settings
     engine: Engine
     outcome: ToolOutcome = field(default_factory=ToolOutcome)
+    code: CodeWork | None = None  # set for an issue of a git project: its worktree, commands and sandbox
 
     @property
     def actor(self) -> str:
@@ -81,6 +85,8 @@ class ToolContext:
     def workspace_root(self) -> Path:
         if self.issue_id is None:
             raise ValueError("this tool needs an issue")
+        if self.code is not None:
+            return self.code.worktree.root
         return workspace_path(self.settings, self.issue_id)
 
     def published_root(self) -> Path:

@@ -21,11 +21,14 @@ class WriteArgs(PathArgs):
 
 
 class ListArgs(BaseModel):
-    pass
+    pattern: Annotated[
+        str | None, Field(max_length=200, description="A glob such as '*.py' or 'src/**/*.ts'; all files if unset.")
+    ] = None
 
 
 def _workspace(ctx: ToolContext) -> Workspace:
-    return Workspace(ctx.workspace_root())
+    """The issue's worktree for a project issue, else its document workspace."""
+    return ctx.code.worktree if ctx.code is not None else Workspace(ctx.workspace_root())
 
 
 @tool("workspace", PathArgs)
@@ -43,5 +46,5 @@ def write_file(ctx: ToolContext, session: Session, args: WriteArgs) -> dict[str,
 
 @tool("workspace", ListArgs)
 def list_files(ctx: ToolContext, session: Session, args: ListArgs) -> dict[str, Any]:
-    """List the files in this issue's workspace."""
-    return {"files": _workspace(ctx).files()}
+    """List the files in this issue's workspace (or those matching a glob)."""
+    return {"files": _workspace(ctx).files(args.pattern)}

@@ -189,3 +189,17 @@ HAVING sum(u.calls) > 0
  ORDER BY 1, 2;
 COMMENT ON VIEW report_provider_health IS
     'Calls, errors, error rate, fallbacks and p50/p95 latency (histogram bucket bounds) per provider and model (honours hq.report_since).';
+
+CREATE OR REPLACE VIEW report_shipped WITH (security_barrier) AS
+SELECT i.id AS issue_id,
+       i.title,
+       p.name AS project,
+       p.base_branch,
+       i.merged_sha,
+       i.done_at
+  FROM issues i
+  JOIN projects p ON p.id = i.project_id
+ WHERE i.status = 'done' AND i.merged_sha IS NOT NULL
+ ORDER BY i.done_at DESC, i.id DESC;
+COMMENT ON VIEW report_shipped IS
+    'Project issues merged into their base branch: the merge commit each shipped, newest first.';

@@ -1,7 +1,7 @@
 """The issue store: the one door through which issues, their leases and approvals change.
 
 Every write to those rows is a function here running one named statement from
-db/sql/queries/ (issues.sql, claims.sql, moves.sql, decisions.sql, roster.sql),
+db/sql/queries/ (issues.sql, claims.sql, moves.sql, decisions.sql, roster.sql, projects.sql),
 with the lease compare-and-set where a run holds the issue;
 tests/test_store_door.py fails if any other module writes them. The roster
 sync's re-targeting lives in db.store.roster, imported by the sync alone. Reads hand back frozen records
@@ -70,27 +70,42 @@ from db.store.leases import (
     wait_on_parts,
     waiting_parents_ready,
 )
-from db.store.records import AgentRecord, ApprovalRecord, Claim, IssueRecord
+from db.store.projects import (
+    add_project,
+    all_projects,
+    checks_at,
+    get_project,
+    latest_checks,
+    project_by_name,
+    record_check,
+    remove_project,
+)
+from db.store.records import AgentRecord, ApprovalRecord, CheckRunRecord, Claim, IssueRecord, ProjectRecord
 
 __all__ = [
     "AgentRecord",
     "ApprovalRecord",
+    "CheckRunRecord",
     "Claim",
     "Decision",
     "Executor",
     "IssueDraft",
     "IssueRecord",
+    "ProjectRecord",
     "active_chain",
     "active_reports",
     "add_budget",
     "add_comment",
     "add_dependencies",
+    "add_project",
     "agent_by_slug",
     "all_agents",
+    "all_projects",
     "approve",
     "attempts_after",
     "block",
     "cancel",
+    "checks_at",
     "children",
     "close_approvals",
     "cost_so_far",
@@ -103,16 +118,21 @@ __all__ = [
     "finish_deploy",
     "get_agent",
     "get_issue",
+    "get_project",
     "initial_status",
+    "latest_checks",
     "next_manager",
     "open_approval",
     "parent_ready",
+    "project_by_name",
     "reassign_owned",
+    "record_check",
     "record_review",
     "reject",
     "release",
     "release_agent_lease",
     "remind_approval",
+    "remove_project",
     "renew_agent_lease",
     "reprioritise",
     "requeue_expired",

@@ -108,8 +108,12 @@ def create_issue(
     playbook: str | None = None,
     module_key: str | None = None,
     idempotency_key: str | None = None,
+    project_id: int | None = None,
 ) -> IssueRecord:
-    """Insert an issue with its dependency edges; with an idempotency key a replay returns the first one."""
+    """Insert an issue with its dependency edges; with an idempotency key a replay returns the first one.
+
+    Without ``project_id`` a sub-issue inherits its parent's project (research questions excepted).
+    """
     if idempotency_key is not None:
         existing = db.execute(query("issues", "issue_by_key"), {"key": idempotency_key}).first()
         if existing is not None:
@@ -135,6 +139,7 @@ def create_issue(
             "module_key": module_key,
             "created_by": actor,
             "idempotency_key": idempotency_key,
+            "project_id": project_id,
         },
     ).first()
     if row is None:  # a concurrent replay inserted it between our look and our insert

@@ -84,8 +84,8 @@ def submit(db: Executor, held: Claim, *, reviewer_id: int | None) -> IssueRecord
     return _issue_or_none(db.execute(query("moves", "submit"), _held(held, reviewer_id=reviewer_id)).first())
 
 
-def finish_deploy(db: Executor, held: Claim) -> IssueRecord | None:
-    return _issue_or_none(db.execute(query("moves", "finish_deploy"), _held(held)).first())
+def finish_deploy(db: Executor, held: Claim, *, merged_sha: str | None = None) -> IssueRecord | None:
+    return _issue_or_none(db.execute(query("moves", "finish_deploy"), _held(held, merged_sha=merged_sha)).first())
 
 
 def return_to_todo(db: Executor, held: Claim) -> IssueRecord | None:

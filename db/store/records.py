@@ -63,6 +63,8 @@ class IssueRecord(_Record):
     updated_at: dt.datetime
     status_changed_at: dt.datetime
     done_at: dt.datetime | None
+    project_id: int | None = None
+    merged_sha: str | None = None
 
     @property
     def budget_left(self) -> Decimal:
@@ -140,3 +142,38 @@ class Claim:
     @property
     def id(self) -> int:
         return self.issue.id
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectRecord(_Record):
+    """A git repository the company works on: its remote and the branch work merges into."""
+
+    id: int
+    name: str
+    repo: str
+    base_branch: str
+    created_by: str
+    created_at: dt.datetime
+    removed_at: dt.datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class CheckRunRecord(_Record):
+    """One project command's result against one exact commit: the evidence review and deploy rely on."""
+
+    id: int
+    issue_id: int
+    project_id: int
+    commit_sha: str
+    stage: str
+    command: str
+    exit_code: int
+    duration_ms: int
+    output_tail: str
+    sandbox: str
+    run_id: uuid.UUID | None
+    created_at: dt.datetime
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0

@@ -46,10 +46,14 @@ SELECT id FROM issues WHERE id = ANY (:ids);
 
 -- name: create_issue
 -- ON CONFLICT: a replay with the same idempotency key creates nothing and returns nothing.
+-- A sub-issue works on its parent's project unless it names one; a research question is a document, never code.
 INSERT INTO issues (title, body, priority, status, assignee_id, budget_usd, needs_approval, max_attempts, labels,
-                    parent_id, goal_id, playbook, module_key, created_by, idempotency_key)
+                    parent_id, goal_id, playbook, module_key, created_by, idempotency_key, project_id)
 VALUES (:title, :body, :priority, :status, :assignee_id, :budget_usd, :needs_approval, :max_attempts,
-        CAST(:labels AS text[]), :parent_id, :goal_id, :playbook, :module_key, :created_by, :idempotency_key)
+        CAST(:labels AS text[]), :parent_id, :goal_id, :playbook, :module_key, :created_by, :idempotency_key,
+        coalesce(CAST(:project_id AS integer),
+                 CASE WHEN NOT 'research' = ANY (CAST(:labels AS text[]))
+                      THEN (SELECT p.project_id FROM issues p WHERE p.id = :parent_id) END))
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING *;
 

@@ -14,8 +14,9 @@ UPDATE issues SET status = 'in_review', reviewer_id = :reviewer_id, attempts = 0
 RETURNING *;
 
 -- name: finish_deploy
--- Deployed and verified: done.
-UPDATE issues SET status = 'done', lease_owner = NULL, lease_until = NULL
+-- Deployed and verified: done, with the merge commit a project issue became.
+UPDATE issues SET status = 'done', lease_owner = NULL, lease_until = NULL,
+       merged_sha = coalesce(CAST(:merged_sha AS text), merged_sha)
  WHERE id = :issue_id AND status = 'deploying' AND lease_owner = :run_id
 RETURNING *;
 

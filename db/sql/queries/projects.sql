@@ -1,0 +1,78 @@
+-- Projects (git repositories the company works on) and the check runs HQ records against their commits.
+
+-- name: add_project
+-- The partial unique index on live names turns a duplicate into no row.
+INSERT INTO projects (name, repo, base_branch, created_by)
+VALUES (:name, :repo, :base_branch, :created_by)
+ON CONFLICT (name) WHERE removed_at IS NULL DO NOTHING
+RETURNING *;
+
+-- name: project_by_name
+SELECT * FROM projects WHERE name = :name AND removed_at IS NULL;
+
+-- name: project_by_name_shared
+-- Held until the transaction ends, so the project cannot be removed under an issue being created on it.
+SELECT * FROM projects WHERE name = :name AND removed_at IS NULL FOR SHARE;
+
+-- name: project_by_id
+SELECT * FROM projects WHERE id = :project_id;
+
+-- name: all_projects
+SELECT p.*,
+       (SELECT count(*) FROM issues i JOIN issue_statuses s ON s.name = i.status
+         WHERE i.project_id = p.id AND NOT s.is_terminal) AS open_issues
+  FROM projects p
+ WHERE p.removed_at IS NULL
+ ORDER BY p.name;
+
+-- name: lock_project
+SELECT * FROM projects WHERE name = :name AND removed_at IS NULL FOR UPDATE;
+
+-- name: open_issue_ids
+SELECT i.id FROM issues i JOIN issue_statuses s ON s.name = i.status
+ WHERE i.project_id = :project_id AND NOT s.is_terminal
+ ORDER BY i.id
+ LIMIT 20;
+
+-- name: remove_project
+-- Closed issues keep pointing at it (their merged commits stay reportable); the name becomes free again.
+UPDATE projects SET removed_at = now() WHERE id = :project_id AND removed_at IS NULL
+RETURNING *;
+
+-- name: record_check
+INSERT INTO check_runs (issue_id, project_id, commit_sha, stage, command, exit_code, duration_ms, output_tail,
+                        sandbox, run_id, agent_id)
+VALUES (:issue_id, :project_id, :commit_sha, :stage, :command, :exit_code, :duration_ms, :output_tail,
+        :sandbox, :run_id, :agent_id)
+RETURNING *;
+
+-- name: checks_at
+-- The evidence for one exact commit, oldest first: nothing recorded for another commit counts.
+SELECT * FROM check_runs WHERE issue_id = :issue_id AND commit_sha = :commit_sha ORDER BY id;
+
+-- name: latest_checks
+-- What people see: the checks of the most recent commit anything ran on.
+SELECT c.* FROM check_runs c
+ WHERE c.issue_id = :issue_id
+   AND c.commit_sha = (SELECT l.commit_sha FROM check_runs l WHERE l.issue_id = :issue_id ORDER BY l.id DESC LIMIT 1)
+ ORDER BY c.id;
+
+-- name: open_issue_count
+SELECT count(*) FROM issues i JOIN issue_statuses s ON s.name = i.status
+ WHERE i.project_id = :project_id AND NOT s.is_terminal;
+
+-- name: shipped_issues
+-- What `hq project show` lists: the project's issues merged into its base branch, newest first.
+SELECT i.id, i.title, i.merged_sha, i.done_at
+  FROM issues i
+ WHERE i.project_id = :project_id AND i.status = 'done' AND i.merged_sha IS NOT NULL
+ ORDER BY i.done_at DESC NULLS LAST, i.id DESC
+ LIMIT :limit;
+
+-- name: latest_commit
+-- The issue's branch head as execute last recorded it (artifact content: commit, branch, base, diff stat).
+SELECT a.commit_sha, a.content, a.created_at
+  FROM artifacts a
+ WHERE a.issue_id = :issue_id AND a.content_type = 'text/x-git-commit'
+ ORDER BY a.id DESC
+ LIMIT 1;
