@@ -82,24 +82,10 @@ class Worktree(Workspace):
 
     def merge(self, commit: str, message: str, *, author: str, email: str) -> MergeResult:
         """Merge ``commit`` into what is checked out with a merge commit; a conflict is aborted and named."""
-        result = git(
-            self.root,
-            "merge",
-            "--no-ff",
-            "--no-edit",
-            "-m",
-            message,
-            commit,
-            git_dir=self.git_dir,
-            author=author,
-            email=email,
-        )
-        if result.returncode == 0:
-            return MergeResult(self.head(), ())
-        conflicts = self._unmerged()
-        git(self.root, "merge", "--abort", git_dir=self.git_dir)
+        conflicts = self.update_from(commit, message, author=author, email=email)
         if not conflicts:
-            raise RepositoryError(f"git merge failed: {(result.stderr or result.stdout).strip()[:300]}")
+            return MergeResult(self.head(), ())
+        git(self.root, "merge", "--abort", git_dir=self.git_dir)
         return MergeResult(None, conflicts)
 
     def update_from(self, commit: str, message: str, *, author: str, email: str) -> tuple[str, ...]:

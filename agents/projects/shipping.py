@@ -139,13 +139,7 @@ def _deploy(
     """Run ``deploy`` (if any) in a fresh tree of the merged commit, not the one the gate's code ran in."""
     if project_file.deploy is None:
         return None
-    tree = repository.scratch_worktree(what.issue_id, merged)
-    try:
-        deployed = checks.run_named(
-            settings, sandbox, project_file, "deploy", tree, issue_id=what.issue_id, deadline=what.deadline
-        )
-    finally:
-        repository.drop(tree)
+    deployed = _run_at(settings, repository, project_file, sandbox, what, merged, "deploy")
     record([deployed], merged, "deploy")
     return None if deployed.ok else Shipped(False, "deploy failed.\n" + checks.report([deployed], commit=merged))
 
@@ -161,13 +155,7 @@ def _verify(
 ) -> Shipped:
     if project_file.verify is None:
         return Shipped(True, f"Merged as {merged[:12]}; the gate passed on the merged commit.", merged=merged)
-    tree = repository.scratch_worktree(what.issue_id, merged)
-    try:
-        verified = checks.run_named(
-            settings, sandbox, project_file, "verify", tree, issue_id=what.issue_id, deadline=what.deadline
-        )
-    finally:
-        repository.drop(tree)
+    verified = _run_at(settings, repository, project_file, sandbox, what, merged, "verify")
     if not_started(verified):  # no time left in this run: the merge stands; a later run verifies it
         return Shipped(False, verified.result.output, merged=merged, unfinished=True)
     record([verified], merged, "verify")
@@ -181,6 +169,25 @@ def _verify(
     if revert is None:
         return Shipped(False, f"{failed}\n\nThe revert could not be pushed.", revert_failed=True)
     return Shipped(False, f"{failed}\n\nReverted by {revert[:12]}.", reverted=revert)
+
+
+def _run_at(
+    settings: Settings,
+    repository: Repository,
+    project_file: ProjectFile,
+    sandbox: Sandbox,
+    what: Shipment,
+    commit: str,
+    name: str,
+) -> Check:
+    """One project command in a fresh tree of ``commit``: never in a tree another command already ran in."""
+    tree = repository.scratch_worktree(what.issue_id, commit)
+    try:
+        return checks.run_named(
+            settings, sandbox, project_file, name, tree, issue_id=what.issue_id, deadline=what.deadline
+        )
+    finally:
+        repository.drop(tree)
 
 
 def _revert(repository: Repository, what: Shipment, merged: str) -> str | None:
