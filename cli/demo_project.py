@@ -9,7 +9,6 @@ and the demo (playing that human) answers with corrected code, which ships.
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,11 +93,6 @@ SAMPLE_ISSUES = (
 )
 
 
-def _git(cwd: Path, *args: str) -> None:
-    identity = ["-c", "user.name=Demo", "-c", "user.email=demo@heartbeat-hq.invalid", "-c", "core.hooksPath=/dev/null"]
-    subprocess.run(["git", *identity, *args], cwd=cwd, check=True, capture_output=True, timeout=60)
-
-
 def create_remote(data_dir: Path) -> Path:
     """A fresh bare repository (the project's remote) under the data dir, holding the sample project."""
     root = data_dir / "demo-projects"
@@ -110,10 +104,22 @@ def create_remote(data_dir: Path) -> Path:
     (source / ".hq").mkdir()
     for name, content in {".hq/project.yaml": PROJECT_YAML, "calc.py": CALC, "test_calc.py": TEST_CALC}.items():
         (source / name).write_text(content, encoding="utf-8")
-    _git(source, "init", "-q", "-b", "main")
-    _git(source, "add", "-A")
-    _git(source, "commit", "-q", "-m", "A calculator whose test for mul fails")
-    _git(root, "clone", "-q", "--bare", str(source), str(remote))
+    from agents.git import run_git  # hardened like every git call HQ makes
+
+    run_git(source, "init", "-q", "-b", "main")
+    run_git(source, "add", "-A")
+    run_git(
+        source,
+        "commit",
+        "-q",
+        "-m",
+        "A calculator whose test for mul fails",
+        author="Demo",
+        email="demo@heartbeat-hq.invalid",
+    )
+    remote.mkdir()
+    run_git(None, "init", "-q", "--bare", "-b", "main", git_dir=remote)
+    run_git(source, "push", "-q", str(remote), "main", remote=True)
     return remote
 
 
