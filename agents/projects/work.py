@@ -34,7 +34,6 @@ class CodeWork:
     worktree: Worktree
     sandbox: Sandbox
     base: str  # the base branch's commit the branch is compared with (their merge base)
-    start: str  # the commit the worktree started from: what the branch must still be when this run pushes
     deadline: float  # time.monotonic() when the run must end: no command outlives it
     conflicts: tuple[str, ...] = ()  # paths the base's changes conflict with, left for the agent to resolve
 
@@ -65,15 +64,16 @@ def prepare(
         conflicts = worktree.update_from(base_head, message, author=HQ_AUTHOR, email=HQ_EMAIL)
     base = worktree.run("merge-base", base_head, "HEAD").strip() if not conflicts else base_head
     sandbox = sandbox_for(settings)
-    return CodeWork(issue_id, project, repository, project_file, worktree, sandbox, base, start, deadline, conflicts)
+    return CodeWork(issue_id, project, repository, project_file, worktree, sandbox, base, deadline, conflicts)
 
 
 def commit_and_push(work: CodeWork, *, agent: str, run_id: uuid.UUID, workflow: str) -> tuple[str, PushResult]:
     """Commit what the run left (author: the agent) and push the branch, never forced.
 
     Returns the branch head after the run and the push's result; with nothing to
-    commit the head is where the run started and nothing is pushed unless the
-    branch does not exist on the remote yet.
+    commit the head is the worktree's (where the run started, or its merge of the
+    base) and it is pushed only if the remote branch is not there yet. The push is
+    fast-forward only, so a branch another run moved since this one started refuses it.
     """
     committed = work.worktree.commit(agent=agent, run_id=run_id, issue_id=work.issue_id, workflow=workflow)
     head = committed or work.worktree.head()  # a clean merge of the base may be the run's only commit
