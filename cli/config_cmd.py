@@ -71,6 +71,7 @@ def check() -> None:
         f"models: ok ({'offline model' if model_map.offline else 'online providers'}, "
         f"{sum(len(d) for d in model_map.tiers.values())} deployments)"
     )
+    _say(telegram_line(get_settings()))
     sandbox = check_sandbox(get_settings())
     with _connect_timeout():
         failures = check_database(get_settings())
@@ -114,6 +115,20 @@ def _first_line(error: BaseException) -> str:
     original = getattr(error, "orig", None) or error
     message = str(original).strip()
     return redact(message.splitlines()[0] if message else type(original).__name__)
+
+
+def telegram_line(settings: Settings) -> str:
+    """Whether notifications go to Telegram, who may decide there, and how updates arrive."""
+    if settings.telegram_bot_token is None or settings.telegram_chat_id is None:
+        return "telegram: off (notifications go to the log; set TELEGRAM_BOT_TOKEN and TELEGRAM_CHAT_ID)"
+    if not settings.telegram_approvers:
+        return f"telegram: chat {settings.telegram_chat_id}; no buttons or decisions (HQ_TELEGRAM_APPROVERS is empty)"
+    key = "HQ_TELEGRAM_CALLBACK_SECRET" if settings.telegram_callback_secret else "a key derived from the bot token"
+    receive = f"webhook {settings.telegram_webhook_url}" if settings.telegram_webhook_url else "long polling"
+    return (
+        f"telegram: chat {settings.telegram_chat_id}; {len(settings.telegram_approvers)} approver(s) may decide; "
+        f"buttons signed with {key}; updates by {receive}"
+    )
 
 
 def check_sandbox(settings: Settings) -> str | None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from config.errors import ConfigError
 from db.urls import url_problem
@@ -150,6 +150,27 @@ class Settings(BaseSettings):
     telegram_bot_token: SecretStr | None = Field(default=None, validation_alias=_alias("TELEGRAM_BOT_TOKEN"))
     telegram_chat_id: str | None = Field(default=None, validation_alias=_alias("TELEGRAM_CHAT_ID"))
     telegram_api_base: str | None = Field(default=None, validation_alias=_alias("TELEGRAM_API_BASE"))
+    telegram_approvers: Annotated[tuple[int, ...], NoDecode] = Field(
+        default=(),
+        description="Telegram user ids (comma-separated) who may decide from Telegram; nobody when empty.",
+    )
+    telegram_callback_secret: SecretStr | None = Field(
+        default=None,
+        min_length=32,
+        description="Signs the approval buttons (32 characters or more); default: a key derived from the bot token.",
+    )
+    telegram_webhook_url: str | None = Field(
+        default=None,
+        description="Receive updates on this public https URL instead of long polling (served on "
+        "HQ_TELEGRAM_WEBHOOK_LISTEN, behind your TLS proxy).",
+    )
+    telegram_webhook_listen: str = Field(
+        default="127.0.0.1:8443", pattern=r"^[^\s:]+:[0-9]{1,5}$", description="host:port the webhook is served on."
+    )
+    telegram_poll_seconds: int = Field(default=25, ge=1, le=50, description="Long-poll wait of one getUpdates.")
+    telegram_lease_seconds: int = Field(
+        default=60, ge=2, le=3600, description="How long a silent poller keeps the right to receive updates."
+    )
     notify_max_attempts: int = Field(default=8, ge=1, le=100)
     notify_send_retries: int = Field(default=4, ge=1, le=20, description="Tries per run before a row waits.")
     notify_inflight_seconds: float = Field(
@@ -169,6 +190,10 @@ class Settings(BaseSettings):
         # A heartbeat lease shorter than one workflow run would let two processes beat the same agent.
         if self.agent_lease_ttl_seconds < self.workflow_max_seconds + 10:
             raise ValueError("HQ_AGENT_LEASE_TTL_SECONDS must exceed HQ_WORKFLOW_MAX_SECONDS by at least 10")
+        # The poller renews its lease between long polls: one poll (its wait, plus the client's own read
+        # timeout and a connect) must end well inside the lease.
+        if self.telegram_lease_seconds < self.telegram_poll_seconds + 10:
+            raise ValueError("HQ_TELEGRAM_LEASE_SECONDS must exceed HQ_TELEGRAM_POLL_SECONDS by at least 10")
         return self
 
     @field_validator("database_url", "listen_database_url")
@@ -224,6 +249,26 @@ class Settings(BaseSettings):
         if not (value.lstrip("-").isdigit() or value.startswith("@")):
             raise ValueError("must be a numeric chat id or an @channel name")
         return value
+
+    @field_validator("telegram_approvers", mode="before")
+    @classmethod
+    def _user_ids(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        parts = [part.strip() for part in value.split(",") if part.strip()]
+        bad = [part for part in parts if not (part.isdigit() and 0 < int(part) < 2**63)]
+        if bad:
+            raise ValueError(f"not Telegram user ids: {', '.join(bad)} (comma-separated numbers)")
+        return tuple(dict.fromkeys(int(part) for part in parts))
+
+    @field_validator("telegram_webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not value.startswith("https://"):
+            raise ValueError("must be an https:// URL (Telegram delivers webhooks over TLS only)")
+        return value.strip()
 
     @field_validator("telegram_api_base", "anthropic_api_base")
     @classmethod

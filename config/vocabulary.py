@@ -101,6 +101,14 @@ AGENT_STATUSES: tuple[str, ...] = ("active", "paused")
 RESEARCH_ROLE = "researcher"
 """The slug of the role research questions go to first (the ask_research tool files them to it)."""
 
+PERSON_ACTORS = ("human:", "telegram:")
+"""Actor prefixes of people: at the CLI (``human:<name>``) and deciding from Telegram (``telegram:<user id>``)."""
+
+
+def is_person(actor: object) -> bool:
+    return isinstance(actor, str) and actor.startswith(PERSON_ACTORS)
+
+
 SPLIT_PLAYBOOK = "split"
 """issues.playbook on a parent its manager split into sub-issues while escalating (no playbook file has
 this name): the parent waits on its parts and is then stitched like any decomposed issue."""

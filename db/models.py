@@ -244,6 +244,7 @@ class Approval(Base):
     deadline: Mapped[dt.datetime]
     reminded_at: Mapped[dt.datetime | None]
     escalations: Mapped[int] = mapped_column(server_default="0")
+    reminders_sent: Mapped[int] = mapped_column(SmallInteger, server_default="0")
     decided_by: Mapped[str | None]
     decided_at: Mapped[dt.datetime | None]
     decision_note: Mapped[str | None]

@@ -44,6 +44,11 @@ def _issue(issue: IssueRecord) -> dict[str, Any]:
     return {"id": issue.id, "title": issue.title, "status": issue.status, "priority": issue.priority}
 
 
+def _approval(approval: ApprovalRecord) -> dict[str, Any]:
+    """What an approval message's buttons are made from (workflows/lib/buttons.py)."""
+    return {"approval_id": approval.id, "approval_kind": approval.kind, "approval_version": approval.version}
+
+
 def cost_summary(session: Session, issue_id: int) -> dict[str, Any]:
     """Model spend for an issue and everything below it, by tier."""
     tree = select(Issue.id).where(Issue.id == issue_id).cte("tree", recursive=True)
@@ -75,7 +80,7 @@ def pending_approval(session: Session, issue: IssueRecord, approval: ApprovalRec
         f"pending_approval:{issue.id}:{_last_event_id(session, issue.id)}",
         {
             "issue": _issue(issue),
-            "approval_id": approval.id,
+            **_approval(approval),
             "quality_score": str(issue.quality_score or ""),
             "deadline": approval.deadline.isoformat(),
             "commands": [
@@ -112,6 +117,7 @@ def needs_human(session: Session, issue: IssueRecord, approval: ApprovalRecord) 
         f"needs_human:{approval.id}",
         {
             "issue": _issue(issue),
+            **_approval(approval),
             "reason": approval.reason[:1000],
             "chain": _climbed(session, issue),
             "deadline": approval.deadline.isoformat(),
@@ -128,6 +134,7 @@ def budget_exhausted(session: Session, issue: IssueRecord, approval: ApprovalRec
         f"budget:{approval.id}",
         {
             "issue": _issue(issue),
+            **_approval(approval),
             "budget_usd": str(issue.budget_usd),
             "spent_usd": str(issue.spent_usd),
             "needed_usd": str(approval.amount_usd),
@@ -144,7 +151,7 @@ def approval_deadline(session: Session, approval: ApprovalRecord, issue: IssueRe
         f"deadline:{approval.id}:{stage}:{approval.escalations}",
         {
             "issue": _issue(issue),
-            "approval_id": approval.id,
+            **_approval(approval),
             "kind": approval.kind,
             "stage": stage,
             "deadline": approval.deadline.isoformat(),

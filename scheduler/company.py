@@ -71,6 +71,7 @@ class Company:
         )
         self.scheduler: Any = None
         self.listener: WakeListener | None = None
+        self.telegram: Any = None  # scheduler.telegram.poller.TelegramPoller, when a bot is configured
         self._lock = threading.Lock()
         self._running: set[str] = set()
         self._rewake: set[str] = set()
@@ -168,6 +169,11 @@ class Company:
         self.scheduler.start()
         self.listener = WakeListener(listen_url(self.settings, self.engine), self.wake, self.stop_event)
         self.listener.start()
+        if self.settings.telegram_bot_token is not None and self.settings.telegram_chat_id is not None:
+            from scheduler.telegram.poller import TelegramPoller  # python-telegram-bot loads only with a bot
+
+            self.telegram = TelegramPoller(self.settings, self.engine, self.runtime.worker)
+            self.telegram.start()
         log.info(
             "company.started",
             agents=len(agents),
@@ -201,6 +207,8 @@ class Company:
     def shutdown(self, wait: bool = True) -> None:
         """Stop taking new work; running workflows finish (bounded) and release their leases."""
         self.stop_event.set()
+        if self.telegram is not None:
+            self.telegram.stop()
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=wait)
         if self.listener is not None:

@@ -1,4 +1,5 @@
-"""The issue store is the only door: no module outside db/store/ writes issues, leases or approvals.
+"""The issue store is the only door: no module outside db/store/ writes issues, leases or approvals
+(nor the Telegram poller's lease, offset, audit and prompts).
 
 The scan reads the source, not the running code, so a write path nobody has
 exercised yet is caught too. It looks for four ways to write those rows:
@@ -52,7 +53,7 @@ GUARDED_COLUMNS = {c.name for model in (Issue, Approval) for c in model.__table_
 }
 WRITES = re.compile(
     r"\b(?:UPDATE|INSERT\s+INTO|DELETE\s+FROM|MERGE\s+INTO|COPY|TRUNCATE(?:\s+TABLE)?)\s+(?:ONLY\s+)?"
-    r"(?:\"?\w+\"?\.)?\"?(issues|approvals|issue_dependencies)\b",
+    r"(?:\"?\w+\"?\.)?\"?(issues|approvals|issue_dependencies|telegram_poller|telegram_updates|telegram_prompts)\b",
     re.IGNORECASE,
 )
 AGENT_LEASE = re.compile(r"\bUPDATE\s+agents\b[^;]*\blease_(?:owner|until)\s*=", re.IGNORECASE | re.DOTALL)

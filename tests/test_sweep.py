@@ -140,3 +140,63 @@ def test_circuit_breaker_stops_an_agent_looping_on_one_issue(ids: dict[str, int]
     run_beat("eng-lead-platform", Runtime(get_settings(), get_engine(), roster, "test"))
     row = raw.execute("SELECT status, blocked_reason, escalated_to_id FROM issues WHERE id = %s", (issue,)).fetchone()
     assert row == ("blocked", "circuit_breaker", ids["eng-lead-platform"])
+
+
+def test_open_approvals_are_reminded_at_half_and_at_ninety_percent_once_each(
+    ids: dict[str, int], raw: psycopg.Connection
+) -> None:
+    def stages() -> list[tuple[str, int]]:
+        return raw.execute(
+            "SELECT payload->>'stage', (payload->>'approval_version')::int FROM notifications "
+            "WHERE event = 'approval_deadline' ORDER BY id"
+        ).fetchall()
+
+    def given(approval: int, *, elapsed_hours: float, left_hours: float) -> None:
+        raw.execute(
+            "UPDATE approvals SET created_at = now() - make_interval(secs => %s), "
+            "deadline = now() + make_interval(secs => %s) WHERE id = %s",
+            (elapsed_hours * 3600, left_hours * 3600, approval),
+        )
+
+    issue = new_issue(raw, status="todo")
+    approval = one(
+        raw.execute(
+            "INSERT INTO approvals (issue_id, kind, requested_by, deadline) "
+            "VALUES (%s, 'work', 'agent:x', now() + interval '24 hours') RETURNING id",
+            (issue,),
+        ).fetchone()
+    )[0]
+    given(approval, elapsed_hours=11, left_hours=13)  # 46 %: nothing yet
+    run_sweep()
+    assert stages() == []
+    given(approval, elapsed_hours=13, left_hours=11)  # 54 %
+    run_sweep()
+    run_sweep()
+    assert stages() == [("half", 0)]
+    given(approval, elapsed_hours=22, left_hours=2)  # 92 %
+    run_sweep()
+    run_sweep()
+    assert stages() == [("half", 0), ("ninety", 0)]
+    # The deadline passes: the policy re-issues the approval, and its reminders start over.
+    given(approval, elapsed_hours=24, left_hours=-0.01)
+    run_sweep()
+    assert stages()[-1] == ("passed", 1)
+    raw.execute(
+        "UPDATE approvals SET reminded_at = now() - interval '23 hours', deadline = now() + interval '1 hour' "
+        "WHERE id = %s",
+        (approval,),
+    )
+    run_sweep()  # first seen past 90 % of its new time: the second reminder only
+    assert stages()[-1] == ("ninety", 1) and len(stages()) == 4
+
+
+def test_a_decided_approval_is_not_reminded(ids: dict[str, int], raw: psycopg.Connection) -> None:
+    issue = new_issue(raw, status="todo")
+    raw.execute(
+        "INSERT INTO approvals (issue_id, kind, requested_by, deadline, created_at, status, decided_at, decided_by) "
+        "VALUES (%s, 'work', 'agent:x', now() + interval '1 hour', now() - interval '23 hours', 'approved', now(), "
+        "'human:x')",
+        (issue,),
+    )
+    run_sweep()
+    assert raw.execute("SELECT count(*) FROM notifications WHERE event = 'approval_deadline'").fetchone() == (0,)

@@ -31,6 +31,7 @@ from config.secrets import redact
 from config.settings import Settings
 from db.engine import transaction
 from db.models import Notification
+from workflows.lib.buttons import keyboard, signing_key
 from workflows.lib.messages import render, split
 
 NAME = "notify"
@@ -120,9 +121,14 @@ async def _deliver_telegram(
         async with Bot(token, base_url=base) as bot:
             while pending:
                 row_id, event, payload, attempts = pending[0]
+                buttons = _markup(settings, event, payload)
                 try:
-                    for part in split(render(event, payload)):
-                        await send(bot, settings.telegram_chat_id or "", part, settings.notify_send_retries)
+                    parts = split(render(event, payload))
+                    for index, part in enumerate(parts):
+                        markup = buttons if index == len(parts) - 1 else None
+                        await send(
+                            bot, settings.telegram_chat_id or "", part, settings.notify_send_retries, markup=markup
+                        )
                 except DeliveryFailed as failure:
                     if failure.permanent or attempts >= settings.notify_max_attempts:
                         _mark(engine, row_id, status="dead", channel="telegram", last_error=failure.reason)
@@ -165,6 +171,18 @@ async def _deliver_telegram(
         log.error("notify.failed", error=report.error, workflow=NAME)
 
 
+def _markup(settings: Settings, event: str, payload: dict[str, Any]) -> Any:
+    """Decision buttons for a message about an open approval, when someone may press them."""
+    from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+
+    rows = keyboard(signing_key(settings), event, payload) if settings.telegram_approvers else []
+    if not rows:
+        return None
+    return InlineKeyboardMarkup(
+        [[InlineKeyboardButton(label, callback_data=data) for label, data in row] for row in rows]
+    )
+
+
 def _is_transient(error: BaseException) -> bool:
     from telegram.error import BadRequest, NetworkError, RetryAfter, TimedOut
 
@@ -184,7 +202,7 @@ def _wait(state: RetryCallState) -> float:
     return min(8.0, 0.5 * 2 ** (state.attempt_number - 1))
 
 
-async def send(bot: Any, chat_id: str, text: str, retries: int) -> None:
+async def send(bot: Any, chat_id: str, text: str, retries: int, *, markup: Any = None) -> None:
     """Send one message, retrying what may pass; raise DeliveryFailed with a clear reason otherwise."""
     from telegram.constants import ParseMode
     from telegram.error import BadRequest, ChatMigrated, Forbidden, InvalidToken, TelegramError
@@ -195,7 +213,11 @@ async def send(bot: Any, chat_id: str, text: str, retries: int) -> None:
         ):
             with attempt:
                 await bot.send_message(
-                    chat_id=chat_id, text=text, parse_mode=ParseMode.HTML, disable_web_page_preview=True
+                    chat_id=chat_id,
+                    text=text,
+                    parse_mode=ParseMode.HTML,
+                    disable_web_page_preview=True,
+                    reply_markup=markup,
                 )
     except Forbidden as error:
         raise DeliveryFailed(f"the bot may not post to chat {chat_id}: {error}", permanent=True) from error

@@ -30,7 +30,7 @@ NAME = "sweep"
 ACTOR = "system:sweeper"
 BATCH = 200
 FAILING_BEATS = 3
-NEAR_FRACTION = 0.1
+REMINDERS = {1: "half", 2: "ninety"}  # approvals_to_remind's numbering: half, then 90 %, of the time given
 
 # What a passed deadline does, the first time and every time after. "escalate" re-notifies
 # with a rising count: the approval is already with the humans, so louder is all that is left.
@@ -91,14 +91,19 @@ def _expired_work(settings: Settings, engine: Engine, run_id: uuid.UUID, report:
 
 
 def _deadlines(settings: Settings, engine: Engine, run_id: uuid.UUID, report: SweepReport) -> None:
+    """Remind at half and at 90 % of an approval's time (once each), then apply the policy once it passes."""
     period = dt.timedelta(hours=settings.approval_deadline_hours)
     now = dt.datetime.now(dt.UTC)
     with transaction(ACTOR, workflow=NAME, run_id=run_id, engine=engine) as session:
-        for approval in store.due_approvals(session, near_seconds=period.total_seconds() * NEAR_FRACTION, limit=BATCH):
+        for approval, reminder in store.approvals_to_remind(session, limit=BATCH):
+            reminded = store.mark_reminded(session, approval, reminder)
+            if reminded is not None:
+                outbox.approval_deadline(
+                    session, reminded, store.get_issue(session, reminded.issue_id), REMINDERS[reminder]
+                )
+                report.approvals["reminded"] = report.approvals.get("reminded", 0) + 1
+        for approval in store.due_approvals(session, limit=BATCH):
             issue = store.get_issue(session, approval.issue_id)
-            if approval.deadline > now:
-                outbox.approval_deadline(session, approval, issue, "near")
-                continue
             first, later = DEADLINE_POLICY[approval.kind]
             action = first if approval.reminded_at is None else later
             if action == "expire":

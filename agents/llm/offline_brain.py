@@ -35,6 +35,7 @@ from typing import Any
 
 from agents.llm import schemas
 from agents.llm.protocol import parse_user_message
+from config.vocabulary import is_person
 
 DIRECTIVE = re.compile(r"\[offline:([a-z-]+)\]")
 WORD = re.compile(r"[a-z0-9][a-z0-9-]+")
@@ -53,10 +54,7 @@ def directives(context: dict[str, Any]) -> set[str]:
     """The issue's directives, minus those a human has already answered with guidance."""
     issue = context.get("issue") or {}
     found = set(DIRECTIVE.findall(f"{issue.get('title', '')}\n{issue.get('body', '')}"))
-    if any(
-        c.get("kind") == "guidance" and str(c.get("author", "")).startswith("human:")
-        for c in context.get("comments") or []
-    ):
+    if any(c.get("kind") == "guidance" and is_person(c.get("author")) for c in context.get("comments") or []):
         found -= {"block", "escalate"}
     if "research" in (issue.get("labels") or []):
         found.discard("research")  # a research issue answers questions; it does not ask them
@@ -173,7 +171,7 @@ def _code_source(context: dict[str, Any]) -> tuple[dict[str, str], bool]:
     for index in range(len(comments) - 1, -1, -1):
         comment = comments[index]
         # A person's words only: an agent's comment may quote a command's output, and output is never code.
-        given = comment.get("kind") in CODE_SOURCES and str(comment.get("author", "")).startswith("human:")
+        given = comment.get("kind") in CODE_SOURCES and is_person(comment.get("author"))
         blocks = file_blocks(str(comment.get("body", ""))) if given else {}
         if blocks:
             return blocks, _failed_review(comments[index + 1 :])

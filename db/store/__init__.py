@@ -20,13 +20,18 @@ from db.store.agents import (
     require_agent,
 )
 from db.store.approvals import (
+    APPROVAL_ACTIONS,
     Decision,
+    StaleApproval,
     add_budget,
+    approvals_to_remind,
     approve,
     cancel,
     close_approvals,
+    decide_approval,
     due_approvals,
     expire_approval,
+    mark_reminded,
     open_approval,
     reject,
     remind_approval,
@@ -83,6 +88,7 @@ from db.store.projects import (
 from db.store.records import AgentRecord, ApprovalRecord, CheckRunRecord, Claim, IssueRecord, ProjectRecord
 
 __all__ = [
+    "APPROVAL_ACTIONS",
     "AgentRecord",
     "ApprovalRecord",
     "CheckRunRecord",
@@ -92,6 +98,7 @@ __all__ = [
     "IssueDraft",
     "IssueRecord",
     "ProjectRecord",
+    "StaleApproval",
     "active_chain",
     "active_reports",
     "add_budget",
@@ -101,6 +108,7 @@ __all__ = [
     "agent_by_slug",
     "all_agents",
     "all_projects",
+    "approvals_to_remind",
     "approve",
     "attempts_after",
     "block",
@@ -110,6 +118,7 @@ __all__ = [
     "close_approvals",
     "cost_so_far",
     "create_issue",
+    "decide_approval",
     "dependencies",
     "due_approvals",
     "escalate_further",
@@ -121,6 +130,7 @@ __all__ = [
     "get_project",
     "initial_status",
     "latest_checks",
+    "mark_reminded",
     "next_manager",
     "open_approval",
     "parent_ready",

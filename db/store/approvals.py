@@ -29,6 +29,22 @@ from db.store.records import ApprovalRecord
 BUDGET_COLUMN_MAX = Decimal("99999999.9999")  # issues.budget_usd is numeric(12, 4)
 
 
+# What each kind of approval can be answered with, from a button or a note prompt.
+APPROVAL_ACTIONS: dict[str, tuple[str, ...]] = {
+    "work": ("approve", "revise", "reject"),
+    "budget": ("budget", "reject"),
+    "escalation": ("unblock", "cancel"),
+}
+
+
+class StaleApproval(StateError):
+    """The approval a button was made for is decided, or was re-issued since: the button decides nothing."""
+
+    def __init__(self, approval: ApprovalRecord, message: str) -> None:
+        super().__init__(message)
+        self.approval = approval
+
+
 @dataclass(frozen=True)
 class Decision:
     """What a human action did, for the CLI to report."""
@@ -96,10 +112,23 @@ def open_approval(
     return ApprovalRecord.of(row)
 
 
-def due_approvals(db: Executor, *, near_seconds: float, limit: int) -> list[ApprovalRecord]:
-    """Pending approvals whose deadline is near or past, locked (SKIP LOCKED) for this transaction."""
-    params = {"limit": limit, "near_seconds": near_seconds}
-    return [ApprovalRecord.of(row) for row in db.execute(query("claims", "due_approvals"), params)]
+def due_approvals(db: Executor, *, limit: int) -> list[ApprovalRecord]:
+    """Pending approvals whose deadline has passed, locked (SKIP LOCKED) for this transaction."""
+    return [ApprovalRecord.of(row) for row in db.execute(query("claims", "due_approvals"), {"limit": limit})]
+
+
+def approvals_to_remind(db: Executor, *, limit: int) -> list[tuple[ApprovalRecord, int]]:
+    """Pending approvals owed a reminder, each with which one (1: half its time gone, 2: 90 %)."""
+    rows = db.execute(query("claims", "approvals_to_remind"), {"limit": limit})
+    return [(ApprovalRecord.of(row), int(row.reminder)) for row in rows]
+
+
+def mark_reminded(db: Executor, approval: ApprovalRecord, reminder: int) -> ApprovalRecord | None:
+    """Record that ``reminder`` is going out; None if another sweeper got there first (or it was decided)."""
+    row = db.execute(
+        query("decisions", "mark_reminded"), {"id": approval.id, "version": approval.version, "reminder": reminder}
+    ).first()
+    return ApprovalRecord.of(row) if row is not None else None
 
 
 def expire_approval(db: Executor, approval: ApprovalRecord, *, actor: str, note: str) -> ApprovalRecord | None:
@@ -165,7 +194,7 @@ def cancel(db: Executor, issue_id: int, *, actor: str, reason: str | None = None
     return Decision(issue_id, issue.status, "cancelled", closed)
 
 
-def add_budget(db: Executor, issue_id: int, *, actor: str, amount_usd: Decimal) -> Decision:
+def add_budget(db: Executor, issue_id: int, *, actor: str, amount_usd: Decimal, note: str | None = None) -> Decision:
     """Raise the budget; a budget-blocked issue goes back to work and its approval closes."""
     if amount_usd <= 0:
         raise UsageError("--add must be a positive amount of USD")
@@ -177,12 +206,59 @@ def add_budget(db: Executor, issue_id: int, *, actor: str, amount_usd: Decimal) 
             f"issue {issue_id} has a budget of {issue.budget_usd} USD; adding {amount_usd} would pass "
             f"the largest budget an issue can hold, {BUDGET_COLUMN_MAX} USD"
         )
+    why = f" ({_text(note, 'note')})" if note else ""
     raised = db.execute(query("decisions", "raise_budget"), {"issue_id": issue_id, "amount": amount_usd}).one()
-    closed = close_approvals(db, issue_id, kinds=("budget",), status="approved", actor=actor, note=f"+{amount_usd} USD")
+    closed = close_approvals(
+        db, issue_id, kinds=("budget",), status="approved", actor=actor, note=f"+{amount_usd} USD{why}"
+    )
     add_comment(
-        db, issue_id, f"Budget raised by {amount_usd} USD to {raised.budget_usd} USD.", author=actor, kind="note"
+        db, issue_id, f"Budget raised by {amount_usd} USD to {raised.budget_usd} USD{why}.", author=actor, kind="note"
     )
     return Decision(issue_id, issue.status, raised.status, closed)
+
+
+def decide_approval(
+    db: Executor,
+    approval_id: int,
+    *,
+    version: int,
+    action: str,
+    actor: str,
+    note: str | None = None,
+    amount_usd: Decimal | None = None,
+) -> Decision:
+    """Answer one approval as it was when the person saw it, through the same decisions as the CLI.
+
+    The issue is locked first, as by every decision, then the approval: a button
+    pressed twice, or by two people at once, finds the approval decided the
+    second time (``StaleApproval``), and a button from before a deadline
+    re-issued the approval finds another version. Reject on a budget request
+    stops the work: the issue is cancelled, as by `hq cancel`.
+    """
+    found = db.execute(query("decisions", "approval"), {"id": approval_id}).first()
+    if found is None:
+        raise NotFoundError(f"approval {approval_id} does not exist")
+    _locked(db, found.issue_id)
+    approval = ApprovalRecord.of(db.execute(query("decisions", "approval_for_update"), {"id": approval_id}).one())
+    if approval.status != "pending":
+        raise StaleApproval(approval, f"approval {approval.id} was already {approval.status} by {approval.decided_by}")
+    if approval.version != version:
+        raise StaleApproval(approval, f"approval {approval.id} was re-issued since; answer its latest message")
+    if action not in APPROVAL_ACTIONS[approval.kind]:
+        raise UsageError(f"a {approval.kind} approval cannot be answered with {action}")
+    issue_id = approval.issue_id
+    if action == "approve":
+        return approve(db, issue_id, actor=actor, note=note)
+    if action == "revise":
+        return revise(db, issue_id, actor=actor, note=note or "")
+    if action == "unblock":
+        return unblock(db, issue_id, actor=actor, note=note or "")
+    if action == "budget":
+        return add_budget(db, issue_id, actor=actor, amount_usd=amount_usd or Decimal(0), note=note)
+    if action == "reject" and approval.kind == "work":
+        return reject(db, issue_id, actor=actor, reason=note or "")
+    reason = f"budget refused: {note}" if approval.kind == "budget" and note else note
+    return cancel(db, issue_id, actor=actor, reason=reason)
 
 
 def _text(value: str | None, option: str) -> str:

@@ -88,6 +88,12 @@ class ApprovalRecord(_Record):
     decided_at: dt.datetime | None
     decision_note: str | None
     created_at: dt.datetime
+    reminders_sent: int = 0
+
+    @property
+    def version(self) -> int:
+        """Which issue of this approval a button was made for: a passed deadline re-issues it (escalations + 1)."""
+        return self.escalations
 
 
 @dataclass(frozen=True, slots=True)

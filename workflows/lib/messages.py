@@ -60,7 +60,8 @@ def render(event: str, payload: dict[str, Any]) -> str:
     elif event == "approval_deadline":
         stage = str(payload.get("stage", "passed"))
         headline = {
-            "near": "Approval deadline is near",
+            "half": "Approval waiting: half its time has gone",
+            "ninety": "Approval deadline is near",
             "passed": "Approval deadline passed",
             "escalate": "Approval still unanswered",
             "expire": "Approval expired",

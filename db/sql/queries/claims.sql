@@ -212,11 +212,24 @@ SELECT id FROM issues
  FOR UPDATE SKIP LOCKED;
 
 -- name: due_approvals
+-- Pending approvals whose deadline has passed: the deadline policy applies.
 SELECT * FROM approvals
- WHERE status = 'pending' AND deadline < now() + make_interval(secs => :near_seconds)
+ WHERE status = 'pending' AND deadline <= now()
  ORDER BY deadline
  LIMIT :limit
  FOR UPDATE SKIP LOCKED;
+
+-- name: approvals_to_remind
+-- Pending approvals past half (reminder 1) or 90 % (reminder 2) of the time they were given, counted
+-- from when they were issued (opened, or re-issued by a passed deadline), not yet reminded of that
+-- point. An approval first seen past 90 % gets the second reminder only.
+SELECT a.*, CASE WHEN now() >= a.issued + (a.deadline - a.issued) * 0.9 THEN 2 ELSE 1 END AS reminder
+  FROM (SELECT *, coalesce(reminded_at, created_at) AS issued FROM approvals
+         WHERE status = 'pending' AND deadline > now()) a
+ WHERE now() >= a.issued + (a.deadline - a.issued) * 0.5
+   AND a.reminders_sent < CASE WHEN now() >= a.issued + (a.deadline - a.issued) * 0.9 THEN 2 ELSE 1 END
+ ORDER BY a.deadline
+ LIMIT :limit;
 
 -- name: recent_touches
 -- The circuit breaker: how often this agent's beats touched the issue in the last hour without moving it.

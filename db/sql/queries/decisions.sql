@@ -56,6 +56,13 @@ VALUES (:issue_id, :kind, :requested_by, :reason, :deadline, :amount_usd)
 ON CONFLICT (issue_id, kind) WHERE status = 'pending' DO NOTHING
 RETURNING *;
 
+-- name: approval
+SELECT * FROM approvals WHERE id = :id;
+
+-- name: approval_for_update
+-- Taken after the issue's lock, in the order every decision locks them.
+SELECT * FROM approvals WHERE id = :id FOR UPDATE;
+
 -- name: pending_approval
 SELECT * FROM approvals WHERE issue_id = :issue_id AND kind = :kind AND status = 'pending';
 
@@ -66,6 +73,13 @@ UPDATE approvals
 RETURNING *;
 
 -- name: remind_approval
-UPDATE approvals SET escalations = escalations + 1, reminded_at = now(), deadline = :deadline
+-- A passed deadline re-issues the approval: a new version, a new deadline, its reminders to send again.
+UPDATE approvals SET escalations = escalations + 1, reminded_at = now(), deadline = :deadline, reminders_sent = 0
  WHERE id = :id AND status = 'pending'
+RETURNING *;
+
+-- name: mark_reminded
+-- Compare-and-set: of two sweepers, one enqueues the reminder.
+UPDATE approvals SET reminders_sent = :reminder
+ WHERE id = :id AND status = 'pending' AND escalations = :version AND reminders_sent < :reminder
 RETURNING *;
