@@ -151,3 +151,23 @@ def execute_run(
             ).first()
             assert moved is not None
     return run_id
+
+
+def notify_approval(issue: int, kind: str) -> None:
+    """Open a ``kind`` approval on ``issue`` and enqueue its notification, as the workflows do."""
+    import datetime as dt
+
+    from db import outbox, store
+    from db.engine import get_engine, transaction
+
+    with transaction("test", engine=get_engine()) as session:
+        approval = store.open_approval(
+            session,
+            issue,
+            kind,
+            requested_by="agent:ceo",
+            reason="please decide",
+            deadline=dt.datetime.now(dt.UTC) + dt.timedelta(hours=24),
+        )
+        notice = {"work": outbox.pending_approval, "budget": outbox.budget_exhausted, "escalation": outbox.needs_human}
+        notice[kind](session, store.get_issue(session, issue), approval)

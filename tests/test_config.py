@@ -252,3 +252,42 @@ def test_data_dir_problem_is_rc_2_in_a_real_process() -> None:
     assert result.stderr.strip().splitlines() == [
         "hq: error: invalid settings: HQ_DATA_DIR: cannot create /proc/nope: No such file or directory"
     ]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "fragment"),
+    [
+        ("HQ_TELEGRAM_APPROVERS", "12,alice", "HQ_TELEGRAM_APPROVERS: not Telegram user ids: alice"),
+        ("HQ_TELEGRAM_APPROVERS", "-5", "not Telegram user ids: -5"),
+        ("HQ_TELEGRAM_CALLBACK_SECRET", "short", "HQ_TELEGRAM_CALLBACK_SECRET"),
+        ("HQ_TELEGRAM_WEBHOOK_URL", "http://hq.example/telegram", "must be an https:// URL"),
+        ("HQ_TELEGRAM_LEASE_SECONDS", "20", "must exceed HQ_TELEGRAM_POLL_SECONDS by at least 10"),
+        ("HQ_TELEGRAM_POLL_SECONDS", "0", "HQ_TELEGRAM_POLL_SECONDS"),
+    ],
+)
+def test_telegram_decision_settings_are_checked_at_start(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, fragment: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert fragment in caught.value.message and "\n" not in caught.value.message
+    assert value not in caught.value.message or name != "HQ_TELEGRAM_CALLBACK_SECRET"  # a secret is not echoed
+
+
+def test_telegram_approvers_are_comma_separated_ids(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HQ_TELEGRAM_APPROVERS", " 12, 34 ,12,")
+    assert load_settings().telegram_approvers == (12, 34)
+
+
+def test_config_check_says_who_may_decide_from_telegram(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cli.config_cmd import telegram_line
+
+    assert telegram_line(load_settings()).startswith("telegram: off")
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TELEGRAM_CANARY)
+    monkeypatch.setenv("TELEGRAM_CHAT_ID", "4242")
+    assert "no buttons or decisions (HQ_TELEGRAM_APPROVERS is empty)" in telegram_line(load_settings())
+    monkeypatch.setenv("HQ_TELEGRAM_APPROVERS", "1,2")
+    line = telegram_line(load_settings())
+    assert "2 approver(s) may decide" in line and "derived from the bot token" in line and "long polling" in line
+    assert TELEGRAM_CANARY not in line

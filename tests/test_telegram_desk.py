@@ -7,7 +7,6 @@ confirmed offset), never for a fixed time.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import time
 import urllib.error
@@ -22,14 +21,13 @@ import pytest
 from agents.tools.context import workspace_path
 from agents.workspace import Workspace
 from config.settings import Settings, get_settings, load_settings, reset_settings
-from db import outbox, store
-from db.engine import get_engine, transaction
+from db.engine import get_engine
 from scheduler.company import Company
 from scheduler.telegram.poller import TelegramPoller
 from tests.conftest import run_hq
 from tests.fakes.telegram_server import FakeTelegram, callback_update, message_update
 from tests.fault.support import wait_for_progress, wait_until
-from tests.helpers import execute_run, force_status, new_issue, one, status_of
+from tests.helpers import execute_run, force_status, new_issue, notify_approval, one, status_of
 from workflows import notify, sweep
 from workflows.lib.buttons import Button, sign
 
@@ -74,15 +72,30 @@ def _at(items: list[dict[str, Any]], index: int) -> dict[str, Any] | None:
     return items[index] if len(items) > index else None
 
 
+def use_telegram(monkeypatch: pytest.MonkeyPatch, fake: FakeTelegram, **settings: str) -> None:
+    """Point this process's bot at the fake, with ALICE as an approver (and ``settings`` on top)."""
+    values = {
+        "TELEGRAM_BOT_TOKEN": TOKEN,
+        "TELEGRAM_CHAT_ID": str(CHAT),
+        "TELEGRAM_API_BASE": fake.url,
+        "HQ_TELEGRAM_APPROVERS": str(ALICE),
+        **settings,
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    reset_settings()
+
+
 @pytest.fixture()
 def desk(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Desk]:
     fake = FakeTelegram(TOKEN).start()
-    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)
-    monkeypatch.setenv("TELEGRAM_CHAT_ID", str(CHAT))
-    monkeypatch.setenv("TELEGRAM_API_BASE", fake.url)
-    monkeypatch.setenv("HQ_TELEGRAM_APPROVERS", f"{ALICE},{BOB}")
-    monkeypatch.setenv("HQ_TELEGRAM_LEASE_SECONDS", "15")
-    monkeypatch.setenv("HQ_TELEGRAM_POLL_SECONDS", "5")
+    use_telegram(
+        monkeypatch,
+        fake,
+        HQ_TELEGRAM_APPROVERS=f"{ALICE},{BOB}",
+        HQ_TELEGRAM_LEASE_SECONDS="15",
+        HQ_TELEGRAM_POLL_SECONDS="5",
+    )
     settings = load_settings()
     poller = TelegramPoller(settings, get_engine(settings), "test")
     poller.start()
@@ -129,18 +142,7 @@ def open_approval(
         force_status(raw, issue, "pending_approval")
     else:
         force_status(raw, issue, "blocked", blocked_reason="budget" if kind == "budget" else "human")
-    with transaction("test", engine=get_engine()) as session:
-        approval = store.open_approval(
-            session,
-            issue,
-            kind,
-            requested_by="agent:ceo",
-            reason="please decide",
-            deadline=dt.datetime.now(dt.UTC) + dt.timedelta(hours=24),
-            amount_usd=None,
-        )
-        notice = {"work": outbox.pending_approval, "budget": outbox.budget_exhausted, "escalation": outbox.needs_human}
-        notice[kind](session, store.get_issue(session, issue), approval)
+    notify_approval(issue, kind)
     report = notify.run(desk.settings, get_engine())
     assert len(report.sent) == 1, report
     return issue, int(desk.fake.messages[-1]["message_id"])
@@ -393,14 +395,7 @@ def test_approve_from_telegram_reaches_deploying_with_hour_long_heartbeats(
     db_url: str, raw: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake = FakeTelegram(TOKEN).start()
-    for name, value in {
-        "TELEGRAM_BOT_TOKEN": TOKEN,
-        "TELEGRAM_CHAT_ID": str(CHAT),
-        "TELEGRAM_API_BASE": fake.url,
-        "HQ_TELEGRAM_APPROVERS": str(ALICE),
-    }.items():
-        monkeypatch.setenv(name, value)
-    reset_settings()
+    use_telegram(monkeypatch, fake)
     company = Company(get_settings(), threads=4)
     raw.execute("UPDATE agents SET heartbeat_seconds = 3600, jitter_seconds = 0")
     company.start()
@@ -414,16 +409,7 @@ def test_approve_from_telegram_reaches_deploying_with_hour_long_heartbeats(
             issue, writer, "content-writer", Workspace(workspace_path(get_settings(), issue)), {"news.md": "# News\n"}
         )  # a real submission: deploy ships what it recorded
         force_status(raw, issue, "pending_approval")
-        with transaction("test", engine=get_engine()) as session:
-            approval = store.open_approval(
-                session,
-                issue,
-                "work",
-                requested_by="agent:editor",
-                reason="review passed",
-                deadline=dt.datetime.now(dt.UTC) + dt.timedelta(hours=24),
-            )
-            outbox.pending_approval(session, store.get_issue(session, issue), approval)
+        notify_approval(issue, "work")
         fake.wait_for(lambda: [m for m in fake.messages if m.get("reply_markup")], what="the approval message")
         message = int(fake.messages[-1]["message_id"])
         pressed = time.monotonic()
@@ -459,15 +445,12 @@ def test_a_webhook_receives_updates_and_answers_only_after_the_commit(
     db_url: str, raw: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake = FakeTelegram(TOKEN).start()
-    for name, value in {
-        "TELEGRAM_BOT_TOKEN": TOKEN,
-        "TELEGRAM_CHAT_ID": str(CHAT),
-        "TELEGRAM_API_BASE": fake.url,
-        "HQ_TELEGRAM_APPROVERS": str(ALICE),
-        "HQ_TELEGRAM_WEBHOOK_URL": "https://hq.example.invalid/telegram/updates",
-        "HQ_TELEGRAM_WEBHOOK_LISTEN": "127.0.0.1:0",
-    }.items():
-        monkeypatch.setenv(name, value)
+    use_telegram(
+        monkeypatch,
+        fake,
+        HQ_TELEGRAM_WEBHOOK_URL="https://hq.example.invalid/telegram/updates",
+        HQ_TELEGRAM_WEBHOOK_LISTEN="127.0.0.1:0",
+    )
     settings = load_settings()
     poller = TelegramPoller(settings, get_engine(settings), "test")
     poller.start()

@@ -224,9 +224,7 @@ class Desk:
                 version=button.version,
                 action=button.action,
                 actor=verdict.actor,
-                note=self._note(None, verdict, "Approved")
-                if button.action == "approve"
-                else f"{verdict.who} via Telegram",
+                note=self._note(None, verdict, "Approved") if button.action == "approve" else verdict.signature,
                 amount_usd=button.amount_usd,
             )
             self._decided(verdict, button.action, decision, button.amount_usd)

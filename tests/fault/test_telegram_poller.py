@@ -3,7 +3,6 @@ receiving a button press and committing its decision loses nothing and decides o
 
 from __future__ import annotations
 
-import datetime as dt
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -12,11 +11,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from db import outbox, store
-from db.engine import get_engine, transaction
 from tests.fakes.telegram_server import FakeTelegram, callback_update
 from tests.fault.support import start, stop, wait_for_progress, wait_until
-from tests.helpers import force_status, new_issue, one
+from tests.helpers import force_status, new_issue, notify_approval, one
 
 TOKEN = "123456789:AApollerTOKENpollerTOKENpollerTOK"
 CHAT = 4242
@@ -56,16 +53,7 @@ def pending_approval(raw: psycopg.Connection, fake: FakeTelegram) -> tuple[int, 
     """An issue waiting for approval, its notification delivered by a running `hq run`: (issue, message id)."""
     issue = new_issue(raw, "Ship it", status="todo")
     force_status(raw, issue, "pending_approval")
-    with transaction("test", engine=get_engine()) as session:
-        approval = store.open_approval(
-            session,
-            issue,
-            "work",
-            requested_by="agent:ceo",
-            reason="review passed",
-            deadline=dt.datetime.now(dt.UTC) + dt.timedelta(hours=24),
-        )
-        outbox.pending_approval(session, store.get_issue(session, issue), approval)
+    notify_approval(issue, "work")
     fake.wait_for(lambda: [m for m in fake.messages if m.get("reply_markup")], what="the approval message")
     return issue, int(fake.messages[-1]["message_id"])
 
