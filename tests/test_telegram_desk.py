@@ -551,3 +551,65 @@ def test_names_and_notes_that_postgres_cannot_store_are_cleaned(desk: Desk, raw:
         0
     ]
     assert body.startswith("fix it ?") and "@ali?ce via Telegram" in body
+
+
+def test_a_webhook_set_behind_the_pollers_back_is_removed_and_polling_resumes(
+    desk: Desk, raw: psycopg.Connection
+) -> None:
+    issue, message = open_approval(desk, raw, "work")
+    request = urllib.request.Request(
+        f"{desk.fake.url}/bot{TOKEN}/setWebhook",
+        data=json.dumps({"url": "https://elsewhere.invalid/hook"}).encode(),
+        headers={"content-type": "application/json"},
+    )
+    urllib.request.urlopen(request, timeout=30).close()  # another deployment with the same token, say
+    desk.fake.wait_for(lambda: desk.fake.conflicts, what="a refused poll")
+    assert "Approved by @alice" in desk.press(message, "Approve")["text"]  # the poller deleted it
+    assert status_of(raw, issue) == "approved"
+
+
+def test_stopping_a_poller_whose_token_was_refused_is_quiet(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeTelegram("987654321:AAanotherTOKENanotherTOKENanother1").start()  # our token is not its bot's
+    use_telegram(monkeypatch, fake)
+    poller = TelegramPoller(load_settings(), get_engine(), "test")
+    poller.start()
+    try:
+        poller.join(30)
+        assert not poller.is_alive()  # getMe was refused: it stopped, and said why
+    finally:
+        poller.stop()  # used to raise "Event loop is closed" here, and hq run's shutdown stopped half-way
+        fake.stop()
+
+
+def test_an_early_webhook_answer_never_reads_the_body_as_another_request() -> None:
+    import socket
+
+    from scheduler.telegram.webhook import WebhookServer
+
+    delivered: list[dict[str, Any]] = []
+
+    def deliver(data: dict[str, Any]) -> bool:
+        delivered.append(data)
+        return True
+
+    server = WebhookServer("127.0.0.1:0", "https://hq.invalid/hook", "s3cret", deliver)
+    server.start()
+    try:
+        inner = json.dumps({"update_id": 5}).encode()
+        smuggled = (
+            b"POST /hook HTTP/1.1\r\nHost: x\r\nX-Telegram-Bot-Api-Secret-Token: s3cret\r\n"
+            b"content-type: application/json\r\ncontent-length: " + str(len(inner)).encode() + b"\r\n\r\n" + inner
+        )
+        outer = (
+            b"POST /hook HTTP/1.1\r\nHost: x\r\nX-Telegram-Bot-Api-Secret-Token: wrong\r\n"
+            b"content-length: " + str(len(smuggled)).encode() + b"\r\n\r\n" + smuggled
+        )
+        with socket.create_connection(server.address, timeout=30) as connection:
+            connection.sendall(outer)
+            replies = b""
+            while chunk := connection.recv(65536):
+                replies += chunk
+        assert replies.count(b"HTTP/1.1") == 1 and replies.startswith(b"HTTP/1.1 403")
+        assert delivered == []
+    finally:
+        server.stop()

@@ -18,6 +18,7 @@ from the committed offset.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import uuid
 from typing import Any
@@ -39,6 +40,7 @@ ALLOWED_UPDATES = ["message", "callback_query"]
 IDLE_SECONDS = 2.0  # how often a process without the lease looks again (capped by the lease)
 MAX_BACKOFF_SECONDS = 30.0
 DELIVER_SECONDS = 60.0  # a webhook request waits this long for its update's commit, then answers 500
+RELEASE_AFTER = 5  # failures in a row (Telegram unreachable, the webhook not set) before the lease is given up
 POISON_TRIES = 3  # an update that fails this often, for a reason other than an outage, is passed over
 
 log = get_logger(__name__)
@@ -66,22 +68,34 @@ class TelegramPoller(threading.Thread):
     def stop(self, timeout: float = 10.0) -> None:
         """Stop polling, give the lease back, and wait for the thread."""
         self._stopping.set()
-        if self._loop is not None and self._task is not None:
-            self._loop.call_soon_threadsafe(self._task.cancel)
+        if self.is_alive() and self._loop is not None and self._task is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed since the check: nothing left to cancel
+                self._loop.call_soon_threadsafe(self._task.cancel)
         self.join(timeout)
 
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._task = asyncio.current_task()
         try:
-            await self._serve()
+            while not self._stopping.is_set():
+                try:
+                    if not await self._serve():
+                        return  # the token was refused: a configuration problem, logged; restarting cannot help
+                except asyncio.CancelledError:
+                    return
+                except Exception as error:  # a bug: say so, give the lease up, and start over
+                    log.error("telegram.crashed", error=redact(describe(error)), exc_info=error, workflow=WORKFLOW)
+                    self.polling.clear()
+                    self._release()
+                    await asyncio.sleep(IDLE_SECONDS)
         except asyncio.CancelledError:
             pass
         finally:
             self.polling.clear()
             self._release()
 
-    async def _serve(self) -> None:
+    async def _serve(self) -> bool:
+        """Receive until stopped; False when Telegram refused the token."""
         from telegram.error import InvalidToken
         from telegram.ext import Application
 
@@ -90,16 +104,17 @@ class TelegramPoller(threading.Thread):
         application = Application.builder().token(token).base_url(f"{base}/bot").updater(None).build()
         application.add_handlers(self.desk.handlers())
         application.add_error_handler(self.desk.on_error)
-        while not self._stopping.is_set():
-            try:
-                await application.initialize()
-                break
-            except InvalidToken as error:
-                log.error("telegram.token_rejected", error=redact(str(error)), workflow=WORKFLOW)
-                return
-            except Exception as error:
-                await self._pause("telegram.unreachable", error)
         try:
+            while not self._stopping.is_set():
+                try:
+                    await application.initialize()
+                    break
+                except InvalidToken as error:
+                    log.error("telegram.token_rejected", error=redact(str(error)), workflow=WORKFLOW)
+                    return False
+                except Exception as error:
+                    await self._pause("telegram.unreachable", error)
+            self._failures = 0
             while not self._stopping.is_set():
                 offset = self._lease()
                 if offset is None:
@@ -109,8 +124,10 @@ class TelegramPoller(threading.Thread):
                     await self._serve_webhook(application, self.settings.telegram_webhook_url)
                 else:
                     await self._poll(application, offset)
+            return True
         finally:
             await application.shutdown()
+            await application.bot.shutdown()  # its HTTP clients, also when initialize() failed half-way
 
     async def _poll(self, application: Any, offset: int) -> None:
         """One long poll from the committed offset, then each update in turn until one fails."""
@@ -128,6 +145,10 @@ class TelegramPoller(threading.Thread):
                 offset=offset, timeout=self.settings.telegram_poll_seconds, allowed_updates=ALLOWED_UPDATES
             )
         except Exception as error:
+            from telegram.error import Conflict
+
+            if isinstance(error, Conflict):  # a webhook was set meanwhile: delete it before the next poll
+                self.polling.clear()
             await self._pause("telegram.poll_failed", error)
             return
         for update in updates:
@@ -144,27 +165,41 @@ class TelegramPoller(threading.Thread):
         secret = webhook_secret(self.desk.key)
 
         def deliver(data: dict[str, Any]) -> bool:
-            update = Update.de_json(data, application.bot)
-            return asyncio.run_coroutine_threadsafe(self._deliver(application, update), loop).result(DELIVER_SECONDS)
+            try:
+                update = Update.de_json(data, application.bot)
+            except Exception as error:  # a shape the library cannot read: recorded (as "other") and passed
+                log.warning("telegram.update_unreadable", error=redact(describe(error)), workflow=WORKFLOW)
+                update = Update(update_id=data["update_id"])
+            future = asyncio.run_coroutine_threadsafe(self._deliver(application, update), loop)
+            try:
+                return future.result(DELIVER_SECONDS)
+            finally:
+                future.cancel()
 
-        try:
-            await application.bot.set_webhook(
-                url, secret_token=secret, allowed_updates=ALLOWED_UPDATES, max_connections=1
-            )
+        try:  # listen first, so Telegram's first delivery finds the listener
             server = WebhookServer(self.settings.telegram_webhook_listen, url, secret, deliver)
-        except Exception as error:
+        except OSError as error:
             await self._pause("telegram.webhook_failed", error)
             return
         server.start()
-        self.webhook = server
-        self.polling.set()
-        log.info("telegram.webhook", owner=self.owner, listen=self.settings.telegram_webhook_listen, workflow=WORKFLOW)
         try:
-            while not self._stopping.is_set():
+            try:
+                await application.bot.set_webhook(
+                    url, secret_token=secret, allowed_updates=ALLOWED_UPDATES, max_connections=1
+                )
+            except Exception as error:
+                await self._pause("telegram.webhook_failed", error)
+                return
+            self._failures = 0
+            self.webhook = server
+            self.polling.set()
+            log.info(
+                "telegram.webhook", owner=self.owner, listen=self.settings.telegram_webhook_listen, workflow=WORKFLOW
+            )
+            while not self._stopping.is_set() and self._lease() is not None:  # renewed at once, then every third
                 await asyncio.sleep(self.settings.telegram_lease_seconds / 3)
-                if await asyncio.to_thread(self._lease) is None:
-                    log.warning("telegram.lease_lost", owner=self.owner, workflow=WORKFLOW)
-                    return
+            if not self._stopping.is_set():
+                log.warning("telegram.lease_lost", owner=self.owner, workflow=WORKFLOW)
         finally:
             self.polling.clear()
             self.webhook = None
@@ -217,4 +252,8 @@ class TelegramPoller(threading.Thread):
             event, error=redact(describe(error)) if error else None, attempt=self._failures, workflow=WORKFLOW, **fields
         )
         seconds = min(MAX_BACKOFF_SECONDS, 0.5 * 2 ** (self._failures - 1), self.settings.telegram_lease_seconds / 2)
+        if self._failures % RELEASE_AFTER == 0:  # this host keeps failing: let another process try meanwhile
+            self.polling.clear()
+            self._release()
+            seconds = max(seconds, 2 * IDLE_SECONDS)
         await asyncio.sleep(seconds)

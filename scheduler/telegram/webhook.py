@@ -20,7 +20,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
+from config.errors import describe
 from config.log import get_logger
+from config.secrets import redact
 
 MAX_BODY_BYTES = 1 << 20  # an update is a few KiB; Telegram's own limit for a message is 4096 characters
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
@@ -90,22 +92,27 @@ class WebhookServer:
                 except (ValueError, RecursionError):
                     self._answer(400)
                     return
-                if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
+                update_id = data.get("update_id") if isinstance(data, dict) else None
+                if type(update_id) is not int or not 0 <= update_id < 2**63:
                     self._answer(400)
                     return
                 try:
                     handled = receiver.deliver(data)
-                except Exception as error:  # the desk logged why; Telegram delivers it again
-                    log.warning("telegram.webhook_failed", error=type(error).__name__, workflow="telegram")
+                except Exception as error:  # Telegram delivers it again
+                    log.warning("telegram.webhook_failed", error=redact(describe(error)), workflow="telegram")
                     handled = False
                 self._answer(200 if handled else 500)
 
             def _answer(self, status: int) -> None:
+                # One request per connection: an early answer leaves the body unread, and an unread body
+                # must never be taken for the next request.
+                self.close_connection = True
                 body = b"{}" if status == 200 else b""
                 try:
                     self.send_response(status)
                     self.send_header("content-type", "application/json")
                     self.send_header("content-length", str(len(body)))
+                    self.send_header("connection", "close")
                     self.end_headers()
                     self.wfile.write(body)
                 except (BrokenPipeError, ConnectionResetError):
