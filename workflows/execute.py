@@ -195,7 +195,7 @@ def _conclude_code(ctx: WorkflowContext, held: Claim, result: LoopResult, tools:
     """Commit and push what the run left (the compare-and-set), then submit, block or count the attempt."""
     outcome = tools.outcome
     with ctx.tx(held.run_id) as session:  # a run that lost the issue pushes nothing (the push is the real CAS)
-        if store.get_issue(session, held.id).lease_owner != held.run_id:
+        if not store.still_held(session, held):
             log.warning(
                 "execute.not_pushed",
                 issue_id=held.id,
@@ -223,7 +223,7 @@ def _conclude_code(ctx: WorkflowContext, held: Claim, result: LoopResult, tools:
         return
     with ctx.tx(held.run_id) as session:
         moved: IssueRecord | None
-        if store.get_issue(session, held.id, lock=True).lease_owner != held.run_id:
+        if not store.still_held(session, held, lock=True):
             moved = None
         elif outcome.blocked is not None or outcome.research:
             moved = _stop_for(ctx, session, held, outcome)
@@ -292,7 +292,7 @@ def _record_artifacts(ctx: WorkflowContext, session: Session, held: Claim, works
     The rows carry the workspace's HEAD as it is then: bringing back files from another host's run may
     add a commit of its own.
     """
-    if store.get_issue(session, held.id, lock=True).lease_owner != held.run_id:
+    if not store.still_held(session, held, lock=True):
         log.warning(
             "execute.artifacts_not_recorded",
             issue_id=held.id,

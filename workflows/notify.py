@@ -31,7 +31,7 @@ from config.secrets import redact
 from config.settings import Settings
 from db.engine import transaction
 from db.models import Notification
-from workflows.lib.buttons import keyboard, signing_key
+from workflows.lib.buttons import inline_markup, keyboard, signing_key
 from workflows.lib.messages import render, split
 
 NAME = "notify"
@@ -173,14 +173,7 @@ async def _deliver_telegram(
 
 def _markup(settings: Settings, event: str, payload: dict[str, Any]) -> Any:
     """Decision buttons for a message about an open approval, when someone may press them."""
-    from telegram import InlineKeyboardButton, InlineKeyboardMarkup
-
-    rows = keyboard(signing_key(settings), event, payload) if settings.telegram_approvers else []
-    if not rows:
-        return None
-    return InlineKeyboardMarkup(
-        [[InlineKeyboardButton(label, callback_data=data) for label, data in row] for row in rows]
-    )
+    return inline_markup(keyboard(signing_key(settings), event, payload) if settings.telegram_approvers else [])
 
 
 def _is_transient(error: BaseException) -> bool:

@@ -217,6 +217,21 @@ def add_budget(db: Executor, issue_id: int, *, actor: str, amount_usd: Decimal, 
     return Decision(issue_id, issue.status, raised.status, closed)
 
 
+def current_approval(db: Executor, approval_id: int, *, version: int) -> ApprovalRecord:
+    """The approval, locked (after its issue, in the order every decision locks them), if it is still open
+    at ``version``; StaleApproval when it was decided or re-issued since."""
+    found = db.execute(query("decisions", "approval"), {"id": approval_id}).first()
+    if found is None:
+        raise NotFoundError(f"approval {approval_id} does not exist")
+    _locked(db, found.issue_id)
+    approval = ApprovalRecord.of(db.execute(query("decisions", "approval_for_update"), {"id": approval_id}).one())
+    if approval.status != "pending":
+        raise StaleApproval(approval, f"approval {approval.id} was already {approval.status} by {approval.decided_by}")
+    if approval.version != version:
+        raise StaleApproval(approval, f"approval {approval.id} was re-issued since; answer its latest message")
+    return approval
+
+
 def decide_approval(
     db: Executor,
     approval_id: int,
@@ -235,15 +250,7 @@ def decide_approval(
     re-issued the approval finds another version. Reject on a budget request
     stops the work: the issue is cancelled, as by `hq cancel`.
     """
-    found = db.execute(query("decisions", "approval"), {"id": approval_id}).first()
-    if found is None:
-        raise NotFoundError(f"approval {approval_id} does not exist")
-    _locked(db, found.issue_id)
-    approval = ApprovalRecord.of(db.execute(query("decisions", "approval_for_update"), {"id": approval_id}).one())
-    if approval.status != "pending":
-        raise StaleApproval(approval, f"approval {approval.id} was already {approval.status} by {approval.decided_by}")
-    if approval.version != version:
-        raise StaleApproval(approval, f"approval {approval.id} was re-issued since; answer its latest message")
+    approval = current_approval(db, approval_id, version=version)
     if action not in APPROVAL_ACTIONS[approval.kind]:
         raise UsageError(f"a {approval.kind} approval cannot be answered with {action}")
     issue_id = approval.issue_id

@@ -16,6 +16,7 @@ from sqlalchemy import Connection
 
 from db.sqlfiles import query
 from db.store.executor import Executor
+from db.store.issues import get_issue
 from db.store.records import Claim, IssueRecord
 
 # The claims that move the issue into work count an attempt as they claim it (attempts + 1).
@@ -70,6 +71,12 @@ def release(db: Executor, held: Claim, *, counts: bool) -> IssueRecord | None:
             _held(held, counts=counts, counted=held.counted, from_status=held.issue.status),
         ).first()
     )
+
+
+def still_held(db: Executor, held: Claim, *, lock: bool = False) -> bool:
+    """Whether this run still holds the issue; with ``lock``, the row stays locked until the transaction
+    ends, so the answer holds for everything the transaction then writes."""
+    return get_issue(db, held.id, lock=lock).lease_owner == held.run_id
 
 
 def attempts_after(held: Claim, issue: IssueRecord, *, counts: bool) -> int:

@@ -141,8 +141,3 @@ def approval_of_issue(db: Executor, issue_id: int) -> ApprovalRecord | None:
     """The issue's open approval (work before budget before escalation), if it has one."""
     row = db.execute(query("telegram", "approval_of_issue"), {"issue_id": issue_id}).first()
     return ApprovalRecord.of(row) if row is not None else None
-
-
-def approval(db: Executor, approval_id: int) -> ApprovalRecord | None:
-    row = db.execute(query("decisions", "approval"), {"id": approval_id}).first()
-    return ApprovalRecord.of(row) if row is not None else None

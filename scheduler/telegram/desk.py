@@ -30,7 +30,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from cli.arguments import parse_id, parse_usd
-from config.errors import NotFoundError, UsageError, describe
+from config.errors import UsageError, describe
 from config.log import get_logger
 from config.settings import Settings
 from db import store
@@ -38,7 +38,7 @@ from db.engine import connection
 from db.store import StaleApproval
 from db.store import telegram as desk_rows
 from scheduler.telegram import replies
-from workflows.lib.buttons import Button, approval_keyboard, signing_key, verify
+from workflows.lib.buttons import Button, approval_keyboard, inline_markup, signing_key, verify
 from workflows.lib.messages import TELEGRAM_LIMIT
 
 if TYPE_CHECKING:
@@ -135,16 +135,7 @@ class Desk:
         with connection(verdict.actor, workflow=WORKFLOW, engine=self.engine) as db:
             # A worker may hold the issue for a moment; the person should hear back soon all the same.
             db.execute(text("SELECT set_config('lock_timeout', '5000ms', true)"))
-            claimed = desk_rows.claim_update(
-                db,
-                update.update_id,
-                owner=self.owner,
-                kind=kind,
-                chat_id=chat.id if chat else None,
-                user_id=user.id if user else None,
-                username=verdict.who if user else None,
-            )
-            if not claimed:
+            if not self._claim(db, update, kind, username=verdict.who if user else None):
                 self.handled = update.update_id
                 return None
             if self._in_chat(chat):
@@ -172,6 +163,19 @@ class Desk:
             workflow=WORKFLOW,
         )
         return verdict
+
+    def _claim(self, db: Connection, update: Update, kind: str, *, username: str | None) -> bool:
+        """Move the offset past ``update`` and record it (db/store/telegram.py); False if it was handled before."""
+        user, chat = update.effective_user, update.effective_chat
+        return desk_rows.claim_update(
+            db,
+            update.update_id,
+            owner=self.owner,
+            kind=kind,
+            chat_id=chat.id if chat else None,
+            user_id=user.id if user else None,
+            username=username,
+        )
 
     @staticmethod
     def _decide(db: Connection, verdict: Verdict, decide: Callable[[Connection, Verdict], None]) -> None:
@@ -244,11 +248,7 @@ class Desk:
 
     def _ask(self, db: Connection, verdict: Verdict, button: Button) -> None:
         """Revise, Reject and Unblock need words: check the approval can still take them, then ask."""
-        approval = desk_rows.approval(db, button.approval_id)
-        if approval is None:
-            raise NotFoundError(f"approval {button.approval_id} does not exist")
-        if approval.status != "pending" or approval.version != button.version:
-            raise StaleApproval(approval, "stale")
+        approval = store.current_approval(db, button.approval_id, version=button.version)
         verdict.outcome, verdict.issue_id, verdict.ask = "asked", approval.issue_id, approval
         verdict.answer = f"Reply to the next message with your note to {button.label.lower()} #{approval.issue_id}."
 
@@ -351,13 +351,7 @@ class Desk:
         verdict = self._handle(update, "command", decide)
         if verdict is None or verdict.outcome == "ignored":
             return
-        markup = None
-        if verdict.buttons:
-            from telegram import InlineKeyboardButton, InlineKeyboardMarkup
-
-            markup = InlineKeyboardMarkup(
-                [[InlineKeyboardButton(label, callback_data=data) for label, data in row] for row in verdict.buttons]
-            )
+        markup = inline_markup(verdict.buttons)
         body = (verdict.edit if verdict.outcome == "decided" else verdict.html) or escape(verdict.answer)
         await _quietly(message.reply_text(body, parse_mode="HTML", reply_markup=markup))
 
@@ -412,20 +406,12 @@ class Desk:
     def give_up(self, update: Update, why: str) -> None:
         """Record an update that kept failing for a reason other than an outage as ``failed`` and pass it:
         one update the desk cannot handle must not stop every decision after it."""
-        user, chat = update.effective_user, update.effective_chat
+        user = update.effective_user
         with connection(
             f"telegram:{user.id}" if user else "system:telegram", workflow=WORKFLOW, engine=self.engine
         ) as db:
-            claimed = desk_rows.claim_update(
-                db,
-                update.update_id,
-                owner=self.owner,
-                kind="other",
-                chat_id=chat.id if chat else None,
-                user_id=user.id if user else None,
-                username=None,  # nothing the update chose: it is what may have made it fail
-            )
-            if claimed:
+            # No username: nothing the update chose, since that may be what made it fail.
+            if self._claim(db, update, "other", username=None):
                 desk_rows.settle_update(db, update.update_id, "failed", detail=why)
         self.handled = update.update_id
         log.error("telegram.update_skipped", update=update.update_id, error=why, workflow=WORKFLOW)

@@ -106,3 +106,14 @@ def keyboard(key: bytes, event: str, payload: dict[str, Any]) -> list[list[tuple
 def approval_keyboard(key: bytes, approval_id: int, kind: str, version: int) -> list[list[tuple[str, str]]]:
     buttons = [Button(code, approval_id, version) for code in KEYBOARDS.get(kind, ())]
     return [[(button.label, sign(key, button)) for button in buttons]] if buttons else []
+
+
+def inline_markup(rows: list[list[tuple[str, str]]]) -> Any:
+    """python-telegram-bot's InlineKeyboardMarkup for ``rows`` of (label, data); None when there are none."""
+    if not rows:
+        return None
+    from telegram import InlineKeyboardButton, InlineKeyboardMarkup  # loads only when there are buttons to send
+
+    return InlineKeyboardMarkup(
+        [[InlineKeyboardButton(label, callback_data=data) for label, data in row] for row in rows]
+    )

@@ -45,7 +45,7 @@ def record_checks(
 ) -> None:
     """Store the evidence, only while this run still holds the issue (a run that lost it records nothing)."""
     with ctx.tx(held.run_id) as session:
-        if store.get_issue(session, held.id, lock=True).lease_owner == held.run_id:
+        if store.still_held(session, held, lock=True):
             checks.record(
                 session,
                 ran,
