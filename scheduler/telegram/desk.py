@@ -247,7 +247,7 @@ class Desk:
             await self._send_prompt(context, update, verdict.ask, button, message)
 
     def _ask(self, db: Connection, verdict: Verdict, button: Button) -> None:
-        """Revise, Reject and Unblock need words: check the approval can still take them, then ask."""
+        """Revise, Reject, Unblock and Cancel need words: check the approval can still take them, then ask."""
         approval = store.current_approval(db, button.approval_id, version=button.version)
         verdict.outcome, verdict.issue_id, verdict.ask = "asked", approval.issue_id, approval
         verdict.answer = f"Reply to the next message with your note to {button.label.lower()} #{approval.issue_id}."
