@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PIP_FLAGS := --disable-pip-version-check --no-input --quiet
 
-.PHONY: demo check test test-deps sandbox-deps test-fault bench install clean
+.PHONY: demo check test test-deps sandbox-deps claude-code test-fault bench install clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,7 @@ check: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: $(STAMP) test-deps sandbox-deps
+test: $(STAMP) test-deps sandbox-deps claude-code
 	$(BIN)/pytest -q
 
 # What some tests need from the system: a PostgreSQL server and PgBouncer, as operators run them.
@@ -52,6 +52,21 @@ sandbox-deps:
 	  fi; \
 	fi
 
+# The Claude Code CLI, for roles with `runtime: claude-code` and its tests: pinned, under tools/ (git-ignored),
+# never a global install. Needs npm (Node.js 20); without it those tests are skipped and say why.
+CLAUDE_CODE_VERSION := 2.1.197
+CLAUDE_CODE := tools/claude-code/node_modules/.bin/claude
+claude-code:
+	@if [ -x $(CLAUDE_CODE) ] && $(CLAUDE_CODE) --version 2>/dev/null | grep -q '^$(CLAUDE_CODE_VERSION) '; then :; \
+	elif command -v npm >/dev/null; then \
+	  echo "installing Claude Code $(CLAUDE_CODE_VERSION) under tools/claude-code"; \
+	  mkdir -p tools/claude-code && npm install --prefix tools/claude-code --no-save --no-package-lock --no-audit \
+	    --no-fund --loglevel=error @anthropic-ai/claude-code@$(CLAUDE_CODE_VERSION) >/dev/null \
+	    || echo "could not install Claude Code: its tests will be skipped"; \
+	else \
+	  echo "npm is missing: the Claude Code tests will be skipped (install Node.js 20 and npm)"; \
+	fi
+
 test-fault: $(STAMP)
 	$(BIN)/pytest -q -m 'slow or not slow' tests/fault
 
@@ -59,4 +74,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.all
 
 clean:
-	rm -rf $(VENV) var build *.egg-info
+	rm -rf $(VENV) var build tools *.egg-info

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from config.errors import ConfigError, validation_problems
 from config.vocabulary import Tier
@@ -62,6 +62,22 @@ class Skill(BaseModel):
         return [k.strip().lower() for k in keywords]
 
 
+RUNTIMES = ("builtin", "claude-code")
+CLI_EXTRA_TOOLS = ("NotebookEdit", "TodoWrite")
+"""Claude Code tools a role may add to those its toolsets give; no web tool is among them, ever."""
+
+
+class RuntimeOptions(BaseModel):
+    """How the ``claude-code`` runtime runs the CLI for this role (agents/runtimes/claude_code.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_turns: Annotated[int, Field(ge=1, le=200)] = 40
+    tier: Tier | None = None  # the main model's tier; the role's own tier when not set
+    fast_tier: Tier = "utility"  # the CLI's small, fast model (titles, summaries, quick checks)
+    allowed_tools: list[Literal[CLI_EXTRA_TOOLS]] = Field(default_factory=list)  # type: ignore[valid-type]
+
+
 class RoleSpec(BaseModel):
     """The front matter of one AGENTS.md."""
 
@@ -79,6 +95,22 @@ class RoleSpec(BaseModel):
     reviewer: Annotated[str, Field(pattern=_SLUG)] | None = None
     checklist: Annotated[list[Annotated[str, Field(min_length=3, max_length=300)]], Field(min_length=1, max_length=20)]
     monthly_budget_usd: Annotated[float, Field(ge=0, le=1_000_000)]
+    runtime: Literal[RUNTIMES] = "builtin"  # type: ignore[valid-type]
+    runtime_options: RuntimeOptions | None = None
+
+    @model_validator(mode="after")
+    def _runtime(self) -> RoleSpec:
+        if self.runtime_options is not None and self.runtime != "claude-code":
+            raise ValueError("runtime_options: only for runtime: claude-code")
+        if self.runtime == "claude-code" and ("execute" not in self.workflows or "code" not in self.toolsets):
+            raise ValueError(
+                "runtime: claude-code works repositories: the role needs the execute workflow and the code toolset"
+            )
+        return self
+
+    @property
+    def runtime_settings(self) -> RuntimeOptions:
+        return self.runtime_options or RuntimeOptions()
 
     @field_validator("heartbeat")
     @classmethod

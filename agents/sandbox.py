@@ -187,11 +187,30 @@ class SandboxResult:
         return self.exit_code == 0 and not self.timed_out
 
 
+@dataclass(frozen=True)
+class Mount:
+    """A host path the caller shows inside the sandbox at ``target``: a program HQ trusts, or a socket HQ serves.
+
+    Read-only unless ``writable`` (connecting to a Unix socket needs a writable mount).
+    Never a path an agent chose: the sandbox is only as tight as what is mounted into it.
+    """
+
+    source: Path
+    target: str
+    writable: bool = False
+
+
 class Sandbox(Protocol):
     name: str
 
     def run(
-        self, argv: Sequence[str], *, workdir: Path, limits: Limits, env: Mapping[str, str] | None = None
+        self,
+        argv: Sequence[str],
+        *,
+        workdir: Path,
+        limits: Limits,
+        env: Mapping[str, str] | None = None,
+        mounts: Sequence[Mount] = (),
     ) -> SandboxResult: ...
 
 
@@ -205,24 +224,39 @@ class Bubblewrap:
         self.interpreter = Path(sys.base_prefix).resolve()
 
     def run(
-        self, argv: Sequence[str], *, workdir: Path, limits: Limits, env: Mapping[str, str] | None = None
+        self,
+        argv: Sequence[str],
+        *,
+        workdir: Path,
+        limits: Limits,
+        env: Mapping[str, str] | None = None,
+        mounts: Sequence[Mount] = (),
     ) -> SandboxResult:
         command = tuple(argv)
-        problem = _refusal(command, workdir, env)
+        problem = _refusal(command, workdir, env) or _mount_refusal(mounts)
         if problem is None and shutil.which(self.executable) is None:
             problem = f"bwrap not found ({self.executable}): {INSTALL_HINT}"
         if problem:
             return _not_started(command, self.name, problem)
         environment = {**base_environment(self.interpreter), "PWD": WORKSPACE, **(env or {})}
         limiter, preexec = _limiter(limits)
-        wrapper = [*limiter, self.executable, *self.arguments(workdir, limits, environment)]
-        # `exec "$@"` in the sandbox's own sh: a missing command exits 127 and an unexecutable one 126,
-        # with the shell's message, where bwrap itself would exit 1 like any failing command.
-        wrapper += ["--", "/bin/sh", "-c", 'exec "$@"', "sh", *command]
-        return _execute(wrapper, command, self.name, limits=limits, cwd=None, env=None, preexec=preexec)
+        # The environment reaches bwrap through a file descriptor (``--args``), not its command line,
+        # which every user of the host can read in /proc: a run's gateway token is in it.
+        with tempfile.TemporaryFile(prefix="hq-sandbox-env-") as settings:
+            settings.write(b"".join(f"--setenv\0{name}\0{value}\0".encode() for name, value in environment.items()))
+            settings.flush()
+            settings.seek(0)
+            descriptor = settings.fileno()
+            wrapper = [*limiter, self.executable, *self.arguments(workdir, limits, mounts), "--args", str(descriptor)]
+            # `exec "$@"` in the sandbox's own sh: a missing command exits 127 and an unexecutable one 126,
+            # with the shell's message, where bwrap itself would exit 1 like any failing command.
+            wrapper += ["--", "/bin/sh", "-c", 'exec "$@"', "sh", *command]
+            return _execute(
+                wrapper, command, self.name, limits=limits, cwd=None, env=None, preexec=preexec, keep=(descriptor,)
+            )
 
-    def arguments(self, workdir: Path, limits: Limits, environment: Mapping[str, str]) -> list[str]:
-        """bwrap's options for one run, up to (not including) ``--`` and the command."""
+    def arguments(self, workdir: Path, limits: Limits, mounts: Sequence[Mount] = ()) -> list[str]:
+        """bwrap's options for one run, up to the environment (given with ``--args``), ``--`` and the command."""
         options = ["--unshare-all", "--unshare-user"]
         if _supports(self.executable, "--disable-userns"):
             options.append("--disable-userns")
@@ -236,10 +270,10 @@ class Bubblewrap:
         options += ["--ro-bind-try", "/proc/sysrq-trigger", "/proc/sysrq-trigger"]
         options += [*size, "--tmpfs", "/tmp"]
         options += ["--bind", str(workdir.resolve()), WORKSPACE, "--chdir", WORKSPACE]
+        for mount in mounts:
+            options += ["--bind" if mount.writable else "--ro-bind", str(mount.source), mount.target]
         options += ["--remount-ro", "/", "--remount-ro", "/dev"]
-        options.append("--clearenv")
-        for name, value in environment.items():
-            options += ["--setenv", name, value]
+        options.append("--clearenv")  # what the sandbox's environment holds is set after it, and only that
         return options
 
     def version(self) -> str | None:
@@ -255,10 +289,18 @@ class Unconfined:
         self.interpreter = Path(sys.base_prefix).resolve()
 
     def run(
-        self, argv: Sequence[str], *, workdir: Path, limits: Limits, env: Mapping[str, str] | None = None
+        self,
+        argv: Sequence[str],
+        *,
+        workdir: Path,
+        limits: Limits,
+        env: Mapping[str, str] | None = None,
+        mounts: Sequence[Mount] = (),
     ) -> SandboxResult:
         command = tuple(argv)
         problem = _refusal(command, workdir, env)
+        if problem is None and mounts:
+            problem = "sandbox 'none' cannot mount anything: this needs HQ_SANDBOX=bwrap"
         if problem:
             return _not_started(command, self.name, problem)
         limiter, preexec = _limiter(limits)
@@ -337,6 +379,18 @@ def _refusal(command: tuple[str, ...], workdir: Path, env: Mapping[str, str] | N
     return None
 
 
+def _mount_refusal(mounts: Sequence[Mount]) -> str | None:
+    """Why a mount cannot be made as asked (None: each can)."""
+    for mount in mounts:
+        if not mount.target.startswith("/") or mount.target == "/" or ".." in mount.target.split("/"):
+            return f"a mount target must be an absolute path below /: {mount.target!r}"
+        if mount.target == WORKSPACE or mount.target.startswith(WORKSPACE + "/"):
+            return f"nothing may be mounted over the workspace: {mount.target!r}"
+        if not mount.source.exists():
+            return f"the mount source {mount.source} does not exist"
+    return None
+
+
 def _not_started(command: tuple[str, ...], sandbox: str, why: str) -> SandboxResult:
     log.warning("sandbox.not_started", sandbox=sandbox, argv=list(command), why=why)
     return SandboxResult(command, EXIT_CANNOT_START, 0.0, redact(f"could not start: {why}"), False, sandbox)
@@ -369,8 +423,12 @@ def _execute(
     cwd: Path | None,
     env: Mapping[str, str] | None,
     preexec: Callable[[], None] | None,
+    keep: tuple[int, ...] = (),
 ) -> SandboxResult:
-    """Start ``wrapper`` in its own process group, keep the tail of its output, kill the group at the end."""
+    """Start ``wrapper`` in its own process group, keep the tail of its output, kill the group at the end.
+
+    ``keep``: file descriptors the wrapper inherits (every other one of HQ's is closed in it).
+    """
     started = time.monotonic()
     try:
         process = subprocess.Popen(
@@ -382,6 +440,7 @@ def _execute(
             stderr=subprocess.STDOUT,
             process_group=0,
             preexec_fn=preexec,  # None unless prlimit is missing (see _limiter)
+            pass_fds=keep,
         )
     except OSError as error:
         code = EXIT_NOT_EXECUTABLE if isinstance(error, PermissionError) else EXIT_CANNOT_START

@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 
-BENCHMARKS = ("transitions", "router", "cli", "wake", "telegram", "scale", "sandbox")
+BENCHMARKS = ("transitions", "router", "gateway", "cli", "wake", "telegram", "scale", "sandbox")
 
 
 def run(name: str) -> tuple[str, float]:

@@ -72,11 +72,16 @@ def check() -> None:
         f"{sum(len(d) for d in model_map.tiers.values())} deployments)"
     )
     _say(telegram_line(get_settings()))
+    from agents.runtimes.install import runtime_line, runtime_problems
+
+    _say(runtime_line(get_settings(), roster))
+    runtimes = [] if model_map.offline else runtime_problems(get_settings(), roster)  # offline: the built-in loop
     sandbox = check_sandbox(get_settings())
     with _connect_timeout():
         failures = check_database(get_settings())
     if sandbox is not None:
         failures.insert(0, sandbox)
+    failures[:0] = runtimes
     if failures:
         from config.errors import HQError
 

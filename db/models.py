@@ -267,6 +267,8 @@ class LLMCall(Base):
     deployment: Mapped[str | None]
     input_tokens: Mapped[int] = mapped_column(server_default="0")
     output_tokens: Mapped[int] = mapped_column(server_default="0")
+    cache_write_tokens: Mapped[int] = mapped_column(server_default="0")  # migration 0012
+    cache_read_tokens: Mapped[int] = mapped_column(server_default="0")
     cost_usd: Mapped[Decimal] = mapped_column(Numeric(14, 8), server_default="0")
     reserved_usd: Mapped[Decimal] = mapped_column(Numeric(14, 8), server_default="0")
     latency_ms: Mapped[int | None]

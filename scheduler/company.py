@@ -26,6 +26,7 @@ from agents.llm.config import resolve_models
 from agents.playbooks import load_playbooks
 from agents.roster import Roster, load_roster
 from agents.sync import sync_roster
+from config.errors import ConfigError
 from config.log import ensure_configured, get_logger
 from config.settings import Settings
 from config.vocabulary import SWEEP_JOB
@@ -138,6 +139,7 @@ class Company:
         return seconds, min(agent.jitter_seconds * scale, seconds / 2)
 
     def start(self) -> None:
+        self._check_runtimes()
         self.scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(self.threads)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -187,6 +189,17 @@ class Company:
                 detail="HQ_SANDBOX=none: project commands run as plain processes of this user, with its files "
                 "and network; use bwrap unless this host holds nothing else",
             )
+
+    def _check_runtimes(self) -> None:
+        """A role on Claude Code that could not run here stops `hq run` at start, not at its first issue."""
+        from agents.llm.config import resolve_models
+        from agents.runtimes.install import runtime_problems
+
+        if resolve_models(self.settings).offline:
+            return  # no provider the CLI can talk to: such roles work with the built-in loop
+        problems = runtime_problems(self.settings, self.roster)
+        if problems:
+            raise ConfigError("; ".join(problems))
 
     def wake(self, slug: str) -> None:
         """Run ``slug``'s beat now (coalesced: a running beat is re-run once it ends)."""

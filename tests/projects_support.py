@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -37,6 +38,18 @@ ADD_TESTS = (
 PIPELINE = ("backend-engineer", "eng-lead-platform", "devops-engineer")
 ENGINEER, LEAD, DEVOPS = PIPELINE
 _clones = itertools.count()
+
+
+def tool_result_texts(body: dict[str, Any]) -> list[str]:
+    """Every tool_result's text a Messages API request carries back to the model, oldest first."""
+    found = []
+    for message in body["messages"]:
+        for block in message["content"] if isinstance(message["content"], list) else []:
+            if block.get("type") != "tool_result":
+                continue
+            content = block["content"]
+            found.append(content if isinstance(content, str) else "".join(p.get("text", "") for p in content))
+    return found
 
 
 def git(cwd: Path, *args: str) -> str:

@@ -35,6 +35,7 @@ from tests.projects_support import (
     remote_file,
     remote_log,
     remote_rev,
+    tool_result_texts,
 )
 from tests.test_router import KEY, write_models
 
@@ -70,15 +71,7 @@ def use(tool: str, /, **arguments: Any) -> Reply:
 
 def tool_results(body: dict[str, Any]) -> list[dict[str, Any]]:
     """Every tool_result the request carries back to the model, oldest first, as the tools' JSON."""
-    found = []
-    for message in body["messages"]:
-        for block in message["content"] if isinstance(message["content"], list) else []:
-            if block.get("type") != "tool_result":
-                continue
-            content = block["content"]
-            text = content if isinstance(content, str) else "".join(part.get("text", "") for part in content)
-            found.append(json.loads(text))
-    return found
+    return [json.loads(text) for text in tool_result_texts(body)]
 
 
 def test_a_model_reads_edits_tests_fixes_and_ships(

@@ -20,6 +20,8 @@ from agents.llm.protocol import user_message
 from agents.llm.tool_loop import LoopResult, run_tool_loop
 from agents.projects.repository import RepositoryError
 from agents.projects.work import CodeWork, commit_and_push, prepare, record_commit
+from agents.roster import RuntimeOptions
+from agents.runtimes import RuntimeFailed
 from agents.submission import record_snapshot, restore_workspace
 from agents.tools.context import ToolContext, ToolOutcome
 from agents.workspace import MAX_FILE_BYTES, Workspace, WorkspaceError
@@ -78,6 +80,9 @@ def run(ctx: WorkflowContext) -> None:
     except WorkspaceError as error:  # e.g. the workspace cannot even be created
         failures.count_failure(ctx, held, f"The workspace is unusable: {error.message}")
         return
+    except RuntimeFailed as error:  # the coding agent's CLI gave nothing usable
+        failures.count_failure(ctx, held, error.message)
+        return
     if result.timed_out:
         failures.count_failure(ctx, held, "The run passed its maximum duration.")
         return
@@ -92,8 +97,27 @@ def _work(ctx: WorkflowContext, held: Claim, tools: ToolContext, *, stitch: bool
         issue = store.get_issue(session, held.id)
         system = prompts.system_prompt(ctx, session)
         context = prompts.work_context(ctx, session, issue, stitch=stitch)
+    tier = "reasoning" if stitch else module_tier(held.issue) or ctx.agent.tier
     if tools.code is not None:
         context = code_context(context, tools.code)
+        runtime = _coding_agent(ctx, tier)
+        if runtime is not None:
+            from agents.llm.passthrough import forwarder_for  # the CLI's runtime: only a role that has it pays
+            from agents.runtimes import claude_code
+
+            return claude_code.run(
+                ctx.settings,
+                forwarder_for(ctx.router()),
+                ctx.call(held.id, held.run_id),
+                tools,
+                tools.code,
+                tier=tier,
+                options=runtime,
+                system=system,
+                user=user_message("execute", claude_code.CLI_INSTRUCTIONS, context),
+                remaining_usd=issue.budget_usd - issue.spent_usd,
+                deadline=ctx.item_deadline(),
+            )
         user = user_message("execute", CODE_INSTRUCTIONS, context)
     else:
         instructions = STITCH_INSTRUCTIONS if stitch else INSTRUCTIONS
@@ -102,7 +126,6 @@ def _work(ctx: WorkflowContext, held: Claim, tools: ToolContext, *, stitch: bool
         with ctx.tx(held.run_id) as session:  # earlier work done on another host is here before the agent starts
             if restore_workspace(session, held.id, workspace):
                 workspace.commit(agent=ctx.agent.slug, run_id=held.run_id, issue_id=held.id, workflow=ctx.workflow)
-    tier = "reasoning" if stitch else module_tier(held.issue) or ctx.agent.tier
     return run_tool_loop(
         ctx.router(),
         ctx.call(held.id, held.run_id),
@@ -112,6 +135,30 @@ def _work(ctx: WorkflowContext, held: Claim, tools: ToolContext, *, stitch: bool
         user=user,
         deadline=ctx.item_deadline(),
     )
+
+
+def _coding_agent(ctx: WorkflowContext, tier: str) -> RuntimeOptions | None:
+    """The role's coding-agent options, when it has one and a provider the CLI can talk to serves its tier.
+
+    The CLI speaks only Anthropic's Messages API: with no Anthropic deployment (the offline
+    model, say) the role works with HQ's own tool loop, and says so once per run.
+    """
+    role = ctx.roster.roles.get(ctx.agent.slug)
+    if role is None or role.spec.runtime != "claude-code":
+        return None
+    from agents.runtimes.claude_code import serves
+
+    options = role.spec.runtime_settings
+    if serves(ctx.router().models, options.tier or tier):
+        return options
+    log.info(
+        "execute.builtin_runtime",
+        reason="no Anthropic deployment serves the tier",
+        tier=options.tier or tier,
+        agent=ctx.agent.slug,
+        workflow=ctx.workflow,
+    )
+    return None
 
 
 def code_context(context: dict[str, Any], work: CodeWork) -> dict[str, Any]:

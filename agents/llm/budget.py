@@ -24,7 +24,7 @@ from db.urls import libpq_url
 
 BUDGET_STATEMENT_TIMEOUT_MS = 10_000  # one budget statement is a few row locks: waiting longer means trouble
 _RESERVE = "SELECT hq_reserve(%s, %s, %s, %s, %s, %s, %s, %s)"
-_RECORD = "SELECT hq_record_call(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+_RECORD = "SELECT hq_record_call(" + ", ".join(["%s"] * 20) + ")"
 
 
 class BudgetExceeded(HQError):
@@ -149,6 +149,8 @@ class CallRow:
     outcome: str
     input_tokens: int = 0
     output_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_read_tokens: int = 0
     cost: Decimal = Decimal(0)
     reserved: Decimal = Decimal(0)
     latency_ms: int | None = None
@@ -173,6 +175,8 @@ def record(engine: Engine, row: CallRow, reservation: Reservation | None = None)
                 row.deployment,
                 row.input_tokens,
                 row.output_tokens,
+                row.cache_write_tokens,
+                row.cache_read_tokens,
                 row.cost,
                 row.reserved,
                 row.latency_ms,

@@ -26,6 +26,9 @@ from config.vocabulary import TIERS, Tier
 
 OFFLINE_PROVIDER = "hq-offline"
 MILLION = Decimal(1_000_000)
+# Anthropic's published multipliers of the input price, used when neither the models file nor the table says.
+CACHE_WRITE_FACTOR = Decimal("1.25")
+CACHE_READ_FACTOR = Decimal("0.1")
 
 
 class DeploymentSpec(BaseModel):
@@ -37,6 +40,9 @@ class DeploymentSpec(BaseModel):
     api_base_env: Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_]*$")] | None = None
     input_usd_per_mtok: Annotated[float, Field(ge=0, le=10_000)] | None = None
     output_usd_per_mtok: Annotated[float, Field(ge=0, le=10_000)] | None = None
+    # Prompt caching (Anthropic's Messages API): writing to the cache and reading from it are priced apart.
+    cache_write_usd_per_mtok: Annotated[float, Field(ge=0, le=10_000)] | None = None
+    cache_read_usd_per_mtok: Annotated[float, Field(ge=0, le=10_000)] | None = None
     # LiteLLM answers with this text instead of calling the provider (benchmarks, dry runs).
     mock_response: Annotated[str, Field(max_length=10_000)] | None = None
 
@@ -104,6 +110,16 @@ class Deployment:
     output_price: Decimal
     price_source: str
     mock_response: str | None = None
+    cache_write_price: Decimal | None = None  # USD per token; None: CACHE_WRITE_FACTOR times input_price
+    cache_read_price: Decimal | None = None
+
+    @property
+    def cache_write(self) -> Decimal:
+        return self.cache_write_price if self.cache_write_price is not None else self.input_price * CACHE_WRITE_FACTOR
+
+    @property
+    def cache_read(self) -> Decimal:
+        return self.cache_read_price if self.cache_read_price is not None else self.input_price * CACHE_READ_FACTOR
 
     @property
     def provider(self) -> str:
@@ -113,8 +129,21 @@ class Deployment:
     def offline(self) -> bool:
         return self.provider == OFFLINE_PROVIDER
 
-    def cost(self, input_tokens: int, output_tokens: int) -> Decimal:
-        return self.input_price * input_tokens + self.output_price * output_tokens
+    def cost(
+        self, input_tokens: int, output_tokens: int, cache_write_tokens: int = 0, cache_read_tokens: int = 0
+    ) -> Decimal:
+        """Each kind of token at its own price: what the provider bills for the usage it reports."""
+        return (
+            self.input_price * input_tokens
+            + self.output_price * output_tokens
+            + self.cache_write * cache_write_tokens
+            + self.cache_read * cache_read_tokens
+        )
+
+    @property
+    def dearest_input(self) -> Decimal:
+        """The most an input token can cost: a prompt may be written to the cache whole."""
+        return max(self.input_price, self.cache_write)
 
 
 @dataclass(frozen=True)
@@ -163,11 +192,24 @@ def litellm_price_table() -> dict[str, dict[str, object]]:
 
 
 def table_price(model: str) -> tuple[Decimal, Decimal] | None:
+    entry = _table_entry(model)
+    if entry and "input_cost_per_token" in entry and "output_cost_per_token" in entry:
+        return Decimal(repr(entry["input_cost_per_token"])), Decimal(repr(entry["output_cost_per_token"]))
+    return None
+
+
+def table_cache_prices(model: str) -> tuple[Decimal | None, Decimal | None]:
+    """(cache write, cache read) USD per token from the table, each None when it does not say."""
+    entry = _table_entry(model) or {}
+    write, read = entry.get("cache_creation_input_token_cost"), entry.get("cache_read_input_token_cost")
+    return (Decimal(repr(write)) if write is not None else None, Decimal(repr(read)) if read is not None else None)
+
+
+def _table_entry(model: str) -> dict[str, object] | None:
     table = litellm_price_table()
     for key in (model, model.split("/", 1)[1]):
-        entry = table.get(key)
-        if entry and "input_cost_per_token" in entry and "output_cost_per_token" in entry:
-            return Decimal(repr(entry["input_cost_per_token"])), Decimal(repr(entry["output_cost_per_token"]))
+        if key in table:
+            return table[key]
     return None
 
 
@@ -221,8 +263,14 @@ def resolve_models(settings: Settings) -> ModelMap:
                     (_per_token(deployment.input_usd_per_mtok), _per_token(deployment.output_usd_per_mtok)),
                     "models file",
                 )
+                cache: tuple[Decimal | None, Decimal | None] = (None, None)
             else:
                 prices, source = table_price(deployment.model), "litellm price table"  # type: ignore[assignment]
+                cache = table_cache_prices(deployment.model)
+            if deployment.cache_write_usd_per_mtok is not None:
+                cache = (_per_token(deployment.cache_write_usd_per_mtok), cache[1])
+            if deployment.cache_read_usd_per_mtok is not None:
+                cache = (cache[0], _per_token(deployment.cache_read_usd_per_mtok))
             if prices is None:
                 problems.append(
                     f"tiers.{tier}.{index}: no price known for {deployment.model}; "
@@ -241,6 +289,7 @@ def resolve_models(settings: Settings) -> ModelMap:
                     prices[1],
                     source,
                     deployment.mock_response,
+                    *cache,
                 )
             )
         tiers[tier] = resolved

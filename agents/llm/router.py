@@ -305,11 +305,44 @@ class ModelRouter:
     ) -> Decimal:
         """The worst case: the dearest deployment the call could land on, with every output token used."""
         self._build()
-        input_tokens = sum(len(self._encoding.encode(_text_of(m), disallowed_special=())) + 4 for m in messages)
+        input_tokens = sum(self.count_tokens(_text_of(m)) + 4 for m in messages)
         if tools:
-            input_tokens += len(self._encoding.encode(json.dumps(tools), disallowed_special=()))
+            input_tokens += self.count_tokens(json.dumps(tools))
         input_tokens = int(Decimal(input_tokens) * INPUT_MARGIN) + 16
         return max(d.cost(input_tokens, max_tokens) for d in self.models.candidates(tier))
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` by LiteLLM's bundled tokenizer: an estimate for any provider, no network."""
+        self._build()
+        return len(self._encoding.encode(text, disallowed_special=()))
+
+    def reserve(self, ctx: CallContext, tier: str, estimate: Decimal) -> Reservation:
+        """Set the call's worst case aside for its issue, agent and company, or record the refusal and raise."""
+        payer = Payer(
+            ctx.issue_id,
+            ctx.agent_slug,
+            ctx.agent_monthly_limit,
+            Decimal(str(self.settings.company_monthly_budget_usd)),
+        )
+        try:
+            return reserve(
+                get_engine(self.settings), payer, estimate, ctx.run_id, self.settings.reservation_ttl_seconds
+            )
+        except BudgetExceeded as refused:
+            self._refuse(ctx, tier, refused, estimate)
+            raise
+
+    def note_failure(self, deployment: Deployment, error: BaseException) -> None:
+        """A failed attempt: the deployment counts as failing now, and refused credentials pause their key."""
+        self._failed_at[deployment.id] = time.monotonic()
+        if _is_auth_failure(error):
+            self._pause_credentials(deployment, error)
+
+    def cooling(self, deployment: Deployment) -> bool:
+        """Failed within the cooldown period in this process, or its credentials were refused."""
+        if deployment.id in self.paused:
+            return True
+        return time.monotonic() - self._failed_at.get(deployment.id, -1e9) <= self.models.router.cooldown_seconds
 
     def _refuse(self, ctx: CallContext, tier: str, refused: BudgetExceeded, estimate: Decimal) -> None:
         """The refusal's cost row; what it does to the issue is the failure policy's."""
@@ -342,19 +375,7 @@ class ModelRouter:
         messages = redact_obj(messages)
         max_tokens = max_tokens or self.models.max_output_tokens[tier]
         estimate = self.estimate(tier, messages, tools, max_tokens)
-        payer = Payer(
-            ctx.issue_id,
-            ctx.agent_slug,
-            ctx.agent_monthly_limit,
-            Decimal(str(self.settings.company_monthly_budget_usd)),
-        )
-        try:
-            reservation = reserve(
-                get_engine(self.settings), payer, estimate, ctx.run_id, self.settings.reservation_ttl_seconds
-            )
-        except BudgetExceeded as refused:
-            self._refuse(ctx, tier, refused, estimate)
-            raise
+        reservation = self.reserve(ctx, tier, estimate)
         attempts: list[_Attempt] = []
         started = time.monotonic()
         try:
@@ -451,10 +472,8 @@ class ModelRouter:
                         _skip_mcp_handler=True,
                     )
                 except Exception as error:
-                    self._failed_at[deployment.id] = time.monotonic()
                     attempts.append(_Attempt(deployment, error, time.monotonic() - started))
-                    if _is_auth_failure(error):
-                        self._pause_credentials(deployment, error)
+                    self.note_failure(deployment, error)
                     raise
                 return response, deployment
         raise AssertionError("unreachable")  # pragma: no cover
@@ -512,7 +531,7 @@ class ModelRouter:
             final = ctx.row(tier, None, "error", error=_error_text(failure or RuntimeError("failed")))
         else:  # the last failed attempt's row settles (to nothing)
             final = rows.pop()
-        _write(get_engine(self.settings), rows, final, reservation)
+        write_call_rows(get_engine(self.settings), rows, final, reservation)
 
 
 @retry(
@@ -521,7 +540,7 @@ class ModelRouter:
     wait=wait_exponential(multiplier=0.2, max=5),
     reraise=True,
 )
-def _write(engine: Engine, rows: list[CallRow], final: CallRow, reservation: Reservation) -> None:
+def write_call_rows(engine: Engine, rows: list[CallRow], final: CallRow, reservation: Reservation) -> None:
     """Retried if the database blinks: sequence numbers are fixed, so a rewrite cannot count twice."""
     for row in rows:
         record(engine, row)

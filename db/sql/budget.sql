@@ -18,7 +18,8 @@
 -- Months are UTC months (hq_month), whatever the session's time zone, so every
 -- host agrees which account a call belongs to.
 --
--- Applied by migration 0005 (0003's version is frozen in frozen/budget_0003.sql).
+-- Applied by migration 0012, which added the cache token counts to hq_record_call (0005's version is
+-- frozen in frozen/budget_0005.sql, 0003's in frozen/budget_0003.sql).
 
 CREATE OR REPLACE FUNCTION hq_month(p_at timestamptz) RETURNS date
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
@@ -123,7 +124,7 @@ $$;
 CREATE OR REPLACE FUNCTION hq_record_call(
     p_run_id uuid, p_seq integer, p_issue_id bigint, p_agent_id integer, p_workflow text, p_tier text,
     p_provider text, p_model text, p_deployment text, p_input_tokens integer, p_output_tokens integer,
-    p_cost numeric, p_reserved numeric, p_latency_ms integer, p_outcome text, p_error text, p_reservation uuid,
+    p_cache_write_tokens integer, p_cache_read_tokens integer, p_cost numeric, p_reserved numeric, p_latency_ms integer, p_outcome text, p_error text, p_reservation uuid,
     p_agent_scope text
 ) RETURNS boolean
 LANGUAGE plpgsql AS $$
@@ -156,10 +157,10 @@ BEGIN
         END IF;
     END IF;
     INSERT INTO llm_calls (run_id, call_seq, issue_id, agent_id, workflow, tier, provider, model, deployment,
-                           input_tokens, output_tokens, cost_usd, reserved_usd, latency_ms, outcome, error,
-                           reservation_id, budget_month)
+                           input_tokens, output_tokens, cache_write_tokens, cache_read_tokens, cost_usd,
+                           reserved_usd, latency_ms, outcome, error, reservation_id, budget_month)
     VALUES (p_run_id, p_seq, p_issue_id, p_agent_id, p_workflow, p_tier, p_provider, p_model, p_deployment,
-            p_input_tokens, p_output_tokens, v_cost, p_reserved, p_latency_ms, p_outcome, p_error, p_reservation,
+            p_input_tokens, p_output_tokens, p_cache_write_tokens, p_cache_read_tokens, v_cost, p_reserved, p_latency_ms, p_outcome, p_error, p_reservation,
             CASE WHEN p_reservation IS NOT NULL THEN v_period END)
     ON CONFLICT (run_id, call_seq) DO NOTHING;
     IF NOT FOUND THEN

@@ -1,0 +1,482 @@
+"""Messages API calls that HQ does not compose: a coding agent's, forwarded through the router.
+
+An external CLI (Claude Code) writes its own requests to the Anthropic Messages
+API. The gateway (agents/runtimes/gateway.py) hands each one here, and it is
+treated exactly like a call of HQ's own tool loop:
+
+1. the requested model names a tier (``hq-<tier>``, or opus / sonnet / haiku);
+   the tier's Anthropic deployments, fallback tiers included, may serve it;
+2. the worst case is reserved before anything is sent: every input token at
+   the dearest input price (a prompt may be written to the cache whole) and
+   ``max_tokens`` of output, ``max_tokens`` capped at the tier's configured
+   maximum. No reservation, no call: the refusal is recorded and raised;
+3. the request goes upstream with HQ's provider key (the CLI holds only the
+   run's gateway token), the deployment chosen and retried as the router
+   chooses and retries (cooldown, retry-after, fallback), but only until the
+   first byte of an answer: a started stream is never replayed;
+4. the answer is passed through as it comes, its usage read on the way
+   (``message_start``, ``message_delta``), and the reservation is settled to
+   that usage, input, output, cache-write and cache-read tokens each at its own
+   price, in one ``llm_calls`` row. A stream that ends before its final usage
+   is charged its worst case for output: the ledger may over-count a call,
+   never lose one.
+
+The anthropic SDK is the client (``with_streaming_response`` hands over the raw
+bytes); it is imported on first use only.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from functools import cache
+from typing import Any
+
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+
+from agents.llm.budget import BudgetExceeded, CallRow, Reservation
+from agents.llm.config import Deployment, ModelMap
+from agents.llm.router import (
+    INPUT_MARGIN,
+    CallContext,
+    ModelError,
+    ModelRequestError,
+    ModelRouter,
+    _Attempt,
+    _error_text,
+    _is_auth_failure,
+    _is_transient,
+    _NoDeployment,
+    _retry_after,
+    write_call_rows,
+)
+from config.log import get_logger
+from config.vocabulary import TIERS
+from db.engine import get_engine
+
+ANTHROPIC = "anthropic"
+FORWARDED_HEADERS = ("anthropic-beta",)  # what of the CLI's headers may reach the provider; never a credential
+TIER_PREFIX = "hq-"
+FAMILY_TIERS = (("opus", "reasoning"), ("sonnet", "execution"), ("haiku", "utility"))
+MIN_THINKING_TOKENS = 1024  # the API's smallest thinking budget
+MAX_EVENT_BYTES = 16 * 1024 * 1024  # an SSE event longer than this is passed on unread
+
+log = get_logger(__name__)
+
+
+class ApiFailure(Exception):
+    """An answer for the CLI in the API's error shape; ``cause`` is what the failure policy should see."""
+
+    def __init__(
+        self, status: int, error_type: str, message: str, cause: BudgetExceeded | ModelError | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_type = error_type
+        self.message = message
+        self.cause = cause
+
+    def body(self) -> bytes:
+        return json.dumps({"type": "error", "error": {"type": self.error_type, "message": self.message}}).encode()
+
+
+@dataclass
+class Usage:
+    """A call's usage as the provider reports it; ``final`` once ``message_delta`` (or the whole body) said so."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_read_tokens: int = 0
+    seen: bool = False
+    final: bool = False
+
+    def update(self, usage: Any) -> None:
+        if not isinstance(usage, Mapping):
+            return
+        self.seen = True
+        for name, key in (
+            ("input_tokens", "input_tokens"),
+            ("output_tokens", "output_tokens"),
+            ("cache_write_tokens", "cache_creation_input_tokens"),
+            ("cache_read_tokens", "cache_read_input_tokens"),
+        ):
+            value = usage.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31:
+                setattr(self, name, value)
+
+
+@dataclass
+class _Events:
+    """Reads the usage out of a Messages API event stream as it passes; the bytes themselves are not changed."""
+
+    usage: Usage
+    buffer: bytearray = field(default_factory=bytearray)
+    stop_reason: str | None = None
+    blind: bool = False  # an event too long to keep: the rest passes unread, the output charged in full
+
+    def feed(self, chunk: bytes) -> None:
+        if self.blind:
+            return
+        self.buffer += chunk.replace(b"\r\n", b"\n")
+        while (end := self.buffer.find(b"\n\n")) >= 0:
+            event = bytes(self.buffer[:end])
+            del self.buffer[: end + 2]
+            self._event(event)
+        if len(self.buffer) > MAX_EVENT_BYTES:
+            self.blind, self.usage.final = True, False
+            self.buffer.clear()
+
+    def _event(self, raw: bytes) -> None:
+        data = b"\n".join(line[5:].lstrip() for line in raw.split(b"\n") if line.startswith(b"data:"))
+        try:
+            event = json.loads(data) if data else None
+        except ValueError:
+            return
+        if not isinstance(event, dict):
+            return
+        if event.get("type") == "message_start" and isinstance(event.get("message"), dict):
+            self.usage.update(event["message"].get("usage"))
+        elif event.get("type") == "message_delta":
+            self.usage.update(event.get("usage"))
+            self.usage.final = True
+            delta = event.get("delta")
+            if isinstance(delta, dict) and isinstance(delta.get("stop_reason"), str):
+                self.stop_reason = delta["stop_reason"]
+
+
+class StreamCut(Exception):
+    """The provider's stream broke off: the CLI must see its stream end unfinished, not end well."""
+
+
+class Forwarded:
+    """The provider's answer on its way to the CLI: iterate it for the bytes, then close it.
+
+    The call is settled exactly once: when the stream ends, when it breaks, or at
+    ``close()`` if the CLI went away first (at the usage seen by then).
+    """
+
+    def __init__(self, status: int, content_type: str, request_id: str | None, chunks: Iterator[bytes]) -> None:
+        self.status = status
+        self.content_type = content_type
+        self.request_id = request_id
+        self._chunks = chunks
+        self._close: Callable[[], None] = lambda: None
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._chunks
+
+    def close(self) -> None:
+        self._close()
+
+
+def tier_for(model: str, default: str, models: ModelMap) -> str:
+    """The tier a requested model name asks for.
+
+    A deployment's own model name (what HQ tells the CLI to use), the role's tier first;
+    else ``hq-<tier>``; else a model family (opus, sonnet, haiku); else the role's tier.
+    Whatever is asked for, the tier's deployment serves it: the name only picks the tier.
+    """
+    name = model.lower()
+    for tier in (default, *(t for t in TIERS if t != default)):
+        if any(provider_model(d).lower() == name for d in models.tiers.get(tier, [])):
+            return tier
+    if name.startswith(TIER_PREFIX) and name[len(TIER_PREFIX) :] in TIERS:
+        return name[len(TIER_PREFIX) :]
+    return next((tier for family, tier in FAMILY_TIERS if family in name), default)
+
+
+def anthropic_deployments(models: ModelMap, tier: str) -> list[Deployment]:
+    """Who may serve a forwarded call on ``tier``: its Anthropic deployments, then its fallback tiers'."""
+    return [d for d in models.candidates(tier) if d.provider == ANTHROPIC]
+
+
+def provider_model(deployment: Deployment) -> str:
+    return deployment.model.split("/", 1)[1]
+
+
+@cache
+def forwarder_for(router: ModelRouter) -> Forwarder:
+    """The process's forwarder for a router (one per router: it keeps the provider clients)."""
+    return Forwarder(router)
+
+
+class Forwarder:
+    """Forwards Messages API requests for one process's router; thread-safe (the gateway serves in threads)."""
+
+    def __init__(self, router: ModelRouter) -> None:
+        self.router = router
+        self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def count_tokens(self, body: Mapping[str, Any]) -> int:
+        """``count_tokens`` answered here, free: the tokenizer's count of what the request would send."""
+        return self.router.count_tokens(_prompt_text(body))
+
+    def forward(
+        self, ctx: CallContext, default_tier: str, body: dict[str, Any], headers: Mapping[str, str]
+    ) -> Forwarded:
+        """Reserve, send, and hand back the answer; raises ApiFailure for anything the CLI must be told."""
+        request = _valid(body)
+        tier = tier_for(request["model"], default_tier, self.router.models)
+        deployments = anthropic_deployments(self.router.models, tier)
+        if not deployments:
+            raise ApiFailure(
+                400,
+                "invalid_request_error",
+                f"no Anthropic deployment serves the {tier} tier",
+                ModelRequestError(f"no Anthropic deployment serves the {tier} tier"),
+            )
+        request["max_tokens"] = min(request["max_tokens"], self.router.models.max_output_tokens[tier])
+        _fit_thinking(request)
+        input_tokens = int(Decimal(self.router.count_tokens(_prompt_text(request))) * INPUT_MARGIN) + 16
+        estimate = max(d.dearest_input * input_tokens + d.output_price * request["max_tokens"] for d in deployments)
+        try:
+            reservation = self.router.reserve(ctx, tier, estimate)
+        except BudgetExceeded as refused:
+            raise ApiFailure(400, "invalid_request_error", refused.message, refused) from None
+        call = _Call(ctx, tier, deployments, reservation, estimate, request["max_tokens"], self.router)
+        extra_headers = {name: headers[name] for name in FORWARDED_HEADERS if headers.get(name)}
+        try:
+            response, deployment = self._send(call, request, extra_headers)
+        except Exception as failure:
+            raise call.failed(failure) from None
+        return call.answer(response, deployment, bool(request.get("stream")))
+
+    # --- upstream ------------------------------------------------------------------------
+    def _client(self, deployment: Deployment) -> Any:
+        with self._lock:
+            client = self._clients.get(deployment.id)
+            if client is None:
+                import anthropic  # only a process that forwards pays for it
+
+                client = anthropic.Anthropic(
+                    api_key=deployment.api_key,
+                    base_url=deployment.api_base,
+                    max_retries=0,  # retries are the router's, counted and recorded
+                    timeout=self.router.models.router.timeout_seconds,
+                )
+                self._clients[deployment.id] = client
+            return client
+
+    def _send(self, call: _Call, request: dict[str, Any], extra_headers: dict[str, str]) -> tuple[Any, Deployment]:
+        """Until the first byte: pick, send, and on failure retry as the router's policy says."""
+        router = self.router
+        paused_all = lambda: all(d.id in router.paused for d in call.deployments)  # noqa: E731
+
+        def wait(state: RetryCallState) -> float:
+            error = state.outcome.exception() if state.outcome else None
+            if call.attempts and not paused_all() and call.pick().id != call.attempts[-1].deployment.id:
+                return 0.0
+            after = _retry_after(error) if error is not None else None
+            return after if after is not None else min(8.0, 0.5 * 2 ** (state.attempt_number - 1))
+
+        def may_retry(error: BaseException) -> bool:
+            return not paused_all() if _is_auth_failure(error) else _is_transient(error)
+
+        fields = {k: v for k, v in request.items() if k not in ("model", "max_tokens", "messages", "stream")}
+        for attempt in Retrying(
+            stop=stop_after_attempt(router.models.router.num_retries + 1),
+            wait=wait,
+            retry=retry_if_exception(may_retry),
+            reraise=True,
+        ):
+            with attempt:
+                deployment = call.pick()
+                started = time.monotonic()
+                try:
+                    pending = self._client(deployment).messages.with_streaming_response.create(
+                        model=provider_model(deployment),
+                        max_tokens=request["max_tokens"],
+                        messages=request["messages"],
+                        stream=bool(request.get("stream")),
+                        extra_body=fields,
+                        extra_headers=extra_headers,
+                    )
+                    response = pending.__enter__()
+                except Exception as error:
+                    call.attempts.append(_Attempt(deployment, error, time.monotonic() - started))
+                    router.note_failure(deployment, error)
+                    raise
+                return response, deployment
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+@dataclass
+class _Call:
+    """One forwarded call from reservation to settlement: its attempts, and the rows it writes once."""
+
+    ctx: CallContext
+    tier: str
+    deployments: list[Deployment]
+    reservation: Reservation
+    estimate: Decimal
+    max_tokens: int
+    router: ModelRouter
+    attempts: list[_Attempt] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+
+    def pick(self) -> Deployment:
+        """The first deployment not cooling down, else the first whose key is not refused."""
+        usable = [d for d in self.deployments if d.id not in self.router.paused]
+        if not usable:
+            raise _NoDeployment("every Anthropic deployment's credentials were refused")
+        return next((d for d in usable if not self.router.cooling(d)), usable[0])
+
+    def failed(self, failure: BaseException) -> ApiFailure:
+        """Nothing was answered: the attempts' rows, the reservation released, and what to tell the CLI."""
+        rows = [self._row(a.deployment, "error", error=_error_text(a.error), seconds=a.seconds) for a in self.attempts]
+        final = rows.pop() if rows else self.ctx.row(self.tier, None, "error", error=_error_text(failure))
+        write_call_rows(get_engine(self.router.settings), rows, final, self.reservation)
+        cause = self.router._error(failure, self.attempts, _error_text(failure))
+        status = getattr(failure, "status_code", None)
+        log.warning(
+            "gateway.call_failed",
+            tier=self.tier,
+            error=cause.message,
+            attempts=len(self.attempts),
+            issue_id=self.ctx.issue_id,
+            agent=self.ctx.agent_slug,
+            run_id=str(self.ctx.run_id),
+            workflow=self.ctx.workflow,
+        )
+        if isinstance(cause, ModelRequestError) and isinstance(status, int) and 400 <= status < 500:
+            return ApiFailure(status, _upstream_error_type(failure), cause.message, cause)
+        # Answered as a request error, which the CLI does not retry: HQ has retried already, and its
+        # failure policy, not the CLI, decides what the issue does next.
+        return ApiFailure(400, "invalid_request_error", f"HQ could not reach a model: {cause.message}", cause)
+
+    def answer(self, response: Any, deployment: Deployment, stream: bool) -> Forwarded:
+        content_type = response.headers.get("content-type", "application/json")
+        request_id = response.headers.get("request-id")
+        if stream:
+            relay = _Relay(self, response, deployment)
+            forwarded = Forwarded(response.status_code, content_type, request_id, relay)
+            forwarded._close = relay.close
+            return forwarded
+        usage = Usage()
+        try:
+            data = response.read()
+        except Exception as error:
+            self.settle(deployment, usage, error=error)
+            raise ApiFailure(400, "invalid_request_error", f"the answer was cut: {_error_text(error)}") from None
+        finally:
+            response.close()
+        try:
+            parsed = json.loads(data)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict):
+            usage.update(parsed.get("usage"))
+            usage.final = usage.seen
+        self.settle(deployment, usage)
+        return Forwarded(response.status_code, content_type, request_id, iter([data]))
+
+    def settle(self, deployment: Deployment, usage: Usage, *, error: BaseException | None = None) -> None:
+        """The call's one row at the provider's usage; output unknown (a cut stream) is charged in full."""
+        output = usage.output_tokens if usage.final else self.max_tokens
+        primary = deployment.tier == self.tier and deployment.order == 1
+        outcome = "error" if not usage.final else "ok" if primary else "fallback"
+        problem = None
+        if not usage.final:
+            why = _error_text(error) if error is not None else "the stream ended before its final usage"
+            problem = f"{why}; output charged at max_tokens"
+        rows = [self._row(a.deployment, "error", error=_error_text(a.error), seconds=a.seconds) for a in self.attempts]
+        final = self._row(
+            deployment,
+            outcome,
+            input_tokens=usage.input_tokens,
+            output_tokens=output,
+            cache_write_tokens=usage.cache_write_tokens,
+            cache_read_tokens=usage.cache_read_tokens,
+            cost=deployment.cost(usage.input_tokens, output, usage.cache_write_tokens, usage.cache_read_tokens),
+            reserved=self.estimate,
+            seconds=time.monotonic() - self.started,
+            error=problem,
+        )
+        write_call_rows(get_engine(self.router.settings), rows, final, self.reservation)
+
+    def _row(self, deployment: Deployment | None, outcome: str, *, seconds: float, **values: Any) -> CallRow:
+        return self.ctx.row(self.tier, deployment, outcome, latency_ms=int(seconds * 1000), **values)
+
+
+class _Relay:
+    """The stream's chunks as they come, their usage read on the way; settles once, however it ends."""
+
+    def __init__(self, call: _Call, response: Any, deployment: Deployment) -> None:
+        self.call, self.response, self.deployment = call, response, deployment
+        self.events = _Events(Usage())
+        self.chunks = response.iter_bytes()
+        self.settled = False
+
+    def __iter__(self) -> _Relay:
+        return self
+
+    def __next__(self) -> bytes:
+        try:
+            chunk: bytes = next(self.chunks)
+        except StopIteration:
+            self._finish(None)
+            raise
+        except Exception as error:
+            self._finish(error)
+            raise StreamCut(_error_text(error)) from None
+        self.events.feed(chunk)
+        return chunk
+
+    def close(self) -> None:
+        """The CLI went away (or the stream was read to its end): settle at what the provider reported."""
+        self._finish(None)
+
+    def _finish(self, error: BaseException | None) -> None:
+        if self.settled:
+            return
+        self.settled = True
+        try:
+            self.response.close()
+        finally:
+            self.call.settle(self.deployment, self.events.usage, error=error)
+
+
+def _valid(body: Any) -> dict[str, Any]:
+    """The request's shape, enough to price it; the provider judges the rest."""
+    if not isinstance(body, dict):
+        raise ApiFailure(400, "invalid_request_error", "the request body must be a JSON object")
+    model, messages, max_tokens = body.get("model"), body.get("messages"), body.get("max_tokens")
+    if not isinstance(model, str) or not model:
+        raise ApiFailure(400, "invalid_request_error", "model: a model name is required")
+    if not isinstance(messages, list) or not messages:
+        raise ApiFailure(400, "invalid_request_error", "messages: a non-empty list is required")
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+        raise ApiFailure(400, "invalid_request_error", "max_tokens: a positive integer is required")
+    return dict(body)
+
+
+def _fit_thinking(request: dict[str, Any]) -> None:
+    """A thinking budget must stay below max_tokens: shrink it to fit, or drop it when nothing fits."""
+    thinking = request.get("thinking")
+    if not isinstance(thinking, dict) or thinking.get("type") != "enabled":
+        return
+    budget = thinking.get("budget_tokens")
+    if isinstance(budget, int) and budget < request["max_tokens"]:
+        return
+    if request["max_tokens"] - 1 >= MIN_THINKING_TOKENS:
+        request["thinking"] = {**thinking, "budget_tokens": request["max_tokens"] - 1}
+    else:
+        request.pop("thinking")
+
+
+def _prompt_text(body: Mapping[str, Any]) -> str:
+    """Everything in a request that is billed as input."""
+    return json.dumps([body.get("system"), body.get("messages"), body.get("tools")], ensure_ascii=False, default=str)
+
+
+def _upstream_error_type(error: BaseException) -> str:
+    body = getattr(error, "body", None)
+    inner = body.get("error") if isinstance(body, dict) else None
+    kind = inner.get("type") if isinstance(inner, dict) else None
+    return kind if isinstance(kind, str) and kind.replace("_", "").isalnum() else "invalid_request_error"
