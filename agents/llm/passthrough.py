@@ -213,6 +213,13 @@ class Forwarder:
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
 
+    def close(self) -> None:
+        """Close the provider clients' connections (a process's own forwarder lives as long as it does)."""
+        with self._lock:
+            clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            client.close()
+
     def count_tokens(self, body: Mapping[str, Any]) -> int:
         """``count_tokens`` answered here, free: the tokenizer's count of what the request would send."""
         return self.router.count_tokens(_prompt_text(body))
