@@ -306,6 +306,9 @@ class Forwarder:
                     )
                     response = pending.__enter__()
                 except Exception as error:
+                    failed = getattr(error, "response", None)
+                    if failed is not None:  # an error answer's connection goes back to the pool, not to the GC
+                        failed.close()
                     call.attempts.append(_Attempt(deployment, error, time.monotonic() - started))
                     router.note_failure(deployment, error)
                     raise
@@ -460,6 +463,8 @@ def _valid(body: Any) -> dict[str, Any]:
         raise ApiFailure(400, "invalid_request_error", "messages: a non-empty list is required")
     if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
         raise ApiFailure(400, "invalid_request_error", "max_tokens: a positive integer is required")
+    if not isinstance(body.get("stream", False), bool):
+        raise ApiFailure(400, "invalid_request_error", "stream: must be true or false")
     return dict(body)
 
 
