@@ -128,7 +128,8 @@ def answers_ping(path: Path) -> bool:
         try:
             peer.connect(str(path))
             peer.sendall(b'{"jsonrpc": "2.0", "id": 7, "method": "ping"}\n')
-            line = peer.makefile("rb").readline()
+            with peer.makefile("rb") as reader:  # closed, so the socket really closes with its `with`
+                line = reader.readline()
         except OSError:
             return False
     return bool(line) and json.loads(line) == {"jsonrpc": "2.0", "id": 7, "result": {}}
@@ -271,12 +272,12 @@ def test_hostile_bytes_drop_only_their_connection(served: Served, raw: psycopg.C
             b'{"jsonrpc": "2.0", "id": 99, "result": {}}\n'
             b'{"jsonrpc": "2.0", "id": 3, "method": "ping"}\n'
         )
-        lines = peer.makefile("rb")
         answers: dict[int, dict[str, Any]] = {}
-        while len(answers) < 3:
-            message = json.loads(lines.readline())
-            if "id" in message:
-                answers[message["id"]] = message
+        with peer.makefile("rb") as lines:
+            while len(answers) < 3:
+                message = json.loads(lines.readline())
+                if "id" in message:
+                    answers[message["id"]] = message
         assert answers[1]["error"]["code"] == types.INVALID_PARAMS
         assert "error" in answers[2]  # a call before initialization is refused by the SDK
         assert answers[3]["result"] == {}
@@ -297,7 +298,8 @@ def raw_call(path: Path, name: str, arguments: dict[str, Any]) -> socket.socket:
         "clientInfo": {"name": "t", "version": "0"},
     }
     peer.sendall(json.dumps({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": hello}).encode() + b"\n")
-    assert json.loads(peer.makefile("rb").readline())["result"]["serverInfo"]["name"] == "hq"
+    with peer.makefile("rb") as reader:
+        assert json.loads(reader.readline())["result"]["serverInfo"]["name"] == "hq"
     called = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": name, "arguments": arguments}}
     peer.sendall(b'{"jsonrpc": "2.0", "method": "notifications/initialized"}\n' + json.dumps(called).encode() + b"\n")
     return peer
@@ -309,8 +311,8 @@ def test_requests_beyond_the_in_flight_limit_wait_and_are_all_answered(served: S
         peer.connect(str(served.socket))
         count = MAX_IN_FLIGHT * 3
         peer.sendall(b"".join(b'{"jsonrpc": "2.0", "id": %d, "method": "ping"}\n' % n for n in range(count)))
-        lines = peer.makefile("rb")
-        assert sorted(json.loads(lines.readline())["id"] for _ in range(count)) == list(range(count))
+        with peer.makefile("rb") as lines:
+            assert sorted(json.loads(lines.readline())["id"] for _ in range(count)) == list(range(count))
 
 
 def test_a_call_in_flight_is_finished_and_recorded(
