@@ -60,6 +60,7 @@ from db.engine import get_engine
 
 ANTHROPIC = "anthropic"
 FORWARDED_HEADERS = ("anthropic-beta",)  # what of the CLI's headers may reach the provider; never a credential
+SERVER_SIDE_KEYS = ("mcp_servers", "container")
 TIER_PREFIX = "hq-"
 FAMILY_TIERS = (("opus", "reasoning"), ("sonnet", "execution"), ("haiku", "utility"))
 MIN_THINKING_TOKENS = 1024  # the API's smallest thinking budget
@@ -387,14 +388,20 @@ class _Call:
         return Forwarded(response.status_code, content_type, request_id, iter([data]))
 
     def settle(self, deployment: Deployment, usage: Usage, *, error: BaseException | None = None) -> None:
-        """The call's one row at the provider's usage; output unknown (a cut stream) is charged in full."""
+        """The call's one row at the provider's usage.
+
+        Usage that never became final (a cut stream, a client gone before the first byte) is charged
+        at least the reserved worst case: the provider bills the prompt it received whether or not
+        HQ saw its usage, so such a call may over-count, never go free.
+        """
         output = usage.output_tokens if usage.final else self.max_tokens
         primary = deployment.tier == self.tier and deployment.order == 1
         outcome = "error" if not usage.final else "ok" if primary else "fallback"
         problem = None
         if not usage.final:
             why = _error_text(error) if error is not None else "the stream ended before its final usage"
-            problem = f"{why}; output charged at max_tokens"
+            problem = f"{why}; charged its worst case"
+        cost = deployment.cost(usage.input_tokens, output, usage.cache_write_tokens, usage.cache_read_tokens)
         rows = [self._row(a.deployment, "error", error=_error_text(a.error), seconds=a.seconds) for a in self.attempts]
         final = self._row(
             deployment,
@@ -403,7 +410,7 @@ class _Call:
             output_tokens=output,
             cache_write_tokens=usage.cache_write_tokens,
             cache_read_tokens=usage.cache_read_tokens,
-            cost=deployment.cost(usage.input_tokens, output, usage.cache_write_tokens, usage.cache_read_tokens),
+            cost=cost if usage.final else max(cost, self.estimate),
             reserved=self.estimate,
             seconds=time.monotonic() - self.started,
             error=problem,
@@ -465,6 +472,15 @@ def _valid(body: Any) -> dict[str, Any]:
         raise ApiFailure(400, "invalid_request_error", "max_tokens: a positive integer is required")
     if not isinstance(body.get("stream", False), bool):
         raise ApiFailure(400, "invalid_request_error", "stream: must be true or false")
+    # The provider's own tools (web fetch and search, code execution, MCP connectors) would reach the
+    # network the sandbox has not, and are billed apart from tokens: only the caller's tools go through.
+    if any(key in body for key in SERVER_SIDE_KEYS):
+        raise ApiFailure(400, "invalid_request_error", f"{', '.join(SERVER_SIDE_KEYS)}: not allowed through HQ")
+    tools = body.get("tools") or []
+    if not isinstance(tools, list) or any(
+        not isinstance(t, dict) or t.get("type", "custom") != "custom" for t in tools
+    ):
+        raise ApiFailure(400, "invalid_request_error", "tools: only custom tools are allowed through HQ")
     return dict(body)
 
 
