@@ -123,7 +123,9 @@ class _Events:
     def feed(self, chunk: bytes) -> None:
         if self.blind:
             return
-        self.buffer += chunk.replace(b"\r\n", b"\n")
+        self.buffer += chunk
+        # Normalised in the buffer, not per chunk: a chunk may end between the \r and the \n of one CRLF.
+        self.buffer[:] = self.buffer.replace(b"\r\n", b"\n")
         while (end := self.buffer.find(b"\n\n")) >= 0:
             event = bytes(self.buffer[:end])
             del self.buffer[: end + 2]
