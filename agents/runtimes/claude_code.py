@@ -43,7 +43,7 @@ from agents.roster import RuntimeOptions
 from agents.runtimes import RuntimeFailed
 from agents.runtimes.gateway import Gateway
 from agents.runtimes.install import claude_binary
-from agents.runtimes.mcp_tools import BRIDGE_PATH, ToolServer, mcp_config
+from agents.runtimes.mcp_tools import BRIDGE_PATH, SERVER_NAME, ToolServer, mcp_config
 from agents.sandbox import Limits, Mount
 from agents.tools.catalog import tools_for
 from agents.tools.context import ToolContext
@@ -54,7 +54,6 @@ from db.storable import storable_text
 
 RUN_DIR = "/run/hq"  # where the run's sockets and the bridge appear inside the sandbox
 CLAUDE_IN_SANDBOX = "/opt/hq/claude"
-SERVER_NAME = "hq"
 CLI_TOOLS = ("Read", "Glob", "Grep", "Edit", "Write", "Bash")
 """What the ``code`` toolset gives the CLI; Bash runs in the sandbox, like everything the CLI starts."""
 NEVER = ("WebFetch", "WebSearch")
