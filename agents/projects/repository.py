@@ -238,7 +238,9 @@ class Repository:
         patch = self._git("diff", "--no-color", "--no-ext-diff", "--no-textconv", base, head)
         if len(patch) > MAX_DIFF_CHARS:
             patch = patch[:MAX_DIFF_CHARS] + "\n… (diff truncated)\n"
-        paths = tuple(self._git("diff", "--name-only", "-z", base, head).split("\0")[:-1])
+        # Both sides of every change: with rename detection a moved file shows only its new path, and moving
+        # .hq/project.yaml away would look like a change elsewhere.
+        paths = tuple(self._git("diff", "--name-only", "--no-renames", "-z", base, head).split("\0")[:-1])
         return stat, patch, paths
 
     def merge_base(self, a: str, b: str) -> str:

@@ -35,8 +35,9 @@ class Evidence:
 
     @property
     def changes_what_runs(self) -> bool:
-        """Whether the change touches HQ's own file of the project: then a person must approve it."""
-        return any(path == PROJECT_FILE or path.startswith(".hq/") for path in self.paths)
+        """Whether the change touches HQ's own folder of the project (a path in it, or ``.hq`` itself made a
+        file or a link): then a person must approve it. ``paths`` holds both sides of a rename."""
+        return any(path in (PROJECT_FILE, ".hq") or path.startswith(".hq/") for path in self.paths)
 
     @property
     def passed(self) -> bool:
