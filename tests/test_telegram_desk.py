@@ -613,3 +613,22 @@ def test_an_early_webhook_answer_never_reads_the_body_as_another_request() -> No
         assert delivered == []
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize(
+    "unreadable",
+    [
+        {"message": {"message_id": 1, "chat": {"id": CHAT, "type": "group"}}},  # no date
+        {"callback_query": {"id": "x", "from": {"id": ALICE, "is_bot": False, "first_name": "a"}}},  # no chat_instance
+        {"message": {"message_id": 1, "date": "soon", "chat": {"id": CHAT, "type": "group"}}},  # a date that is text
+    ],
+)
+def test_a_batch_the_library_cannot_read_does_not_stall_polling(
+    desk: Desk, raw: psycopg.Connection, unreadable: dict[str, Any]
+) -> None:
+    """python-telegram-bot refuses a whole getUpdates batch when one update has a shape it cannot read: that
+    update is recorded and passed over, as the webhook does, and the ones after it are still handled."""
+    bad = desk.fake.push(unreadable)
+    assert "Waiting for a decision: 0" in desk.say("/status")
+    recorded = raw.execute("SELECT update_id, kind FROM telegram_updates ORDER BY update_id").fetchall()
+    assert recorded == [(bad, "other"), (bad + 1, "command")]

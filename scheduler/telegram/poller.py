@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import threading
 import uuid
+import warnings
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -44,6 +45,21 @@ RELEASE_AFTER = 5  # failures in a row (Telegram unreachable, the webhook not se
 POISON_TRIES = 3  # an update that fails this often, for a reason other than an outage, is passed over
 
 log = get_logger(__name__)
+
+
+def read_update(data: dict[str, Any], bot: Any) -> Any:
+    """The update as the desk handles it. One whose shape python-telegram-bot cannot read (a field missing
+    or of another type) becomes a bare update with its id, which the desk records (as "other") and passes:
+    refusing it would bring it back on every poll and hold up every decision after it."""
+    from telegram import Update
+
+    try:
+        return Update.de_json(data, bot)
+    except Exception as error:
+        log.warning(
+            "telegram.update_unreadable", update=data["update_id"], error=redact(describe(error)), workflow=WORKFLOW
+        )
+        return Update(update_id=data["update_id"])
 
 
 class TelegramPoller(threading.Thread):
@@ -145,31 +161,58 @@ class TelegramPoller(threading.Thread):
                 offset=offset, timeout=self.settings.telegram_poll_seconds, allowed_updates=ALLOWED_UPDATES
             )
         except Exception as error:
-            from telegram.error import Conflict
+            from telegram.error import Conflict, TelegramError
 
-            if isinstance(error, Conflict):  # a webhook was set meanwhile: delete it before the next poll
-                self.polling.clear()
-            await self._pause("telegram.poll_failed", error)
-            return
+            if isinstance(error, TelegramError):
+                if isinstance(error, Conflict):  # a webhook was set meanwhile: delete it before the next poll
+                    self.polling.clear()
+                await self._pause("telegram.poll_failed", error)
+                return
+            read = await self._read_each(application.bot, offset)  # the batch came; the library could not read it
+            if read is None:
+                return
+            updates = read
+        await self._handle(application, updates)
+
+    async def _handle(self, application: Any, updates: Any) -> None:
+        """Each update of a batch in turn, until one is not committed."""
         for update in updates:
             if not await self._deliver(application, update):
                 await self._pause("telegram.update_not_handled", None, update=update.update_id)
                 return  # its transaction failed: poll again from the committed offset
         self._failures = 0
 
+    async def _read_each(self, bot: Any, offset: int) -> list[Any] | None:
+        """The batch again, read raw and one update at a time (None: it could not be fetched).
+
+        The library's get_updates refuses a whole batch when one update has a shape it cannot read, and the
+        same batch would come back on every poll: polling would stall for good. Each update is read as the
+        webhook reads it instead, so the unreadable one is recorded and passed and the rest are handled.
+        """
+        try:
+            with warnings.catch_warnings():  # its hint to use get_updates, which is what just failed
+                warnings.simplefilter("ignore", UserWarning)
+                batch = await bot.do_api_request(
+                    "getUpdates", {"offset": offset, "timeout": 0, "allowed_updates": ALLOWED_UPDATES}
+                )
+        except Exception as error:
+            await self._pause("telegram.poll_failed", error)
+            return None
+        updates = []
+        for data in batch if isinstance(batch, list) else []:
+            if isinstance(data, dict) and type(data.get("update_id")) is int:
+                updates.append(read_update(data, bot))
+            else:
+                log.warning("telegram.update_without_id", workflow=WORKFLOW)  # nothing to confirm or pass it by
+        return updates
+
     async def _serve_webhook(self, application: Any, url: str) -> None:
         """Register the webhook and serve it while the lease holds; a lost lease stops the listener."""
-        from telegram import Update
-
         loop = asyncio.get_running_loop()
         secret = webhook_secret(self.desk.key)
 
         def deliver(data: dict[str, Any]) -> bool:
-            try:
-                update = Update.de_json(data, application.bot)
-            except Exception as error:  # a shape the library cannot read: recorded (as "other") and passed
-                log.warning("telegram.update_unreadable", error=redact(describe(error)), workflow=WORKFLOW)
-                update = Update(update_id=data["update_id"])
+            update = read_update(data, application.bot)
             future = asyncio.run_coroutine_threadsafe(self._deliver(application, update), loop)
             try:
                 return future.result(DELIVER_SECONDS)
