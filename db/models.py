@@ -302,6 +302,19 @@ class BudgetReservation(Base):
     expires_at: Mapped[dt.datetime]
 
 
+class BudgetCarve(Base):
+    """A sub-issue's budget, carved out of its parent's; what the child leaves unused comes back (db/sql/carves.sql)."""
+
+    __tablename__ = "budget_carves"
+
+    child_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("issues.id"), primary_key=True)
+    parent_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("issues.id"))
+    amount_usd: Mapped[Decimal] = mapped_column(MONEY)
+    returned_usd: Mapped[Decimal] = mapped_column(MONEY, server_default="0")
+    created_at: Mapped[dt.datetime] = mapped_column(server_default="now()")
+    returned_at: Mapped[dt.datetime | None]
+
+
 class ToolCall(Base):
     __tablename__ = "tool_calls"
 

@@ -36,6 +36,7 @@ from agents.runtimes.mcp_tools import (
     MAX_CONNECTIONS,
     MAX_IN_FLIGHT,
     MAX_LINE_BYTES,
+    TOKEN_ENV,
     ToolServer,
     mcp_config,
 )
@@ -50,6 +51,25 @@ OFFERED = ("comment", "mark_blocked", "create_subissue", "no_such_tool")
 """dev (toolsets issues, workspace) is offered two of its tools, one outside its toolsets, and one that is no tool."""
 
 T = TypeVar("T")
+
+TOKENS: dict[str, str] = {}
+"""Each served socket's token, as the CLI would hold it: a legitimate peer presents it first."""
+
+
+@contextlib.contextmanager
+def serving(ctx: ToolContext, names: Any, path: Path, **options: Any) -> Iterator[ToolServer]:
+    with ToolServer(ctx, names, path, **options) as server:
+        TOKENS[str(path)] = server.token
+        try:
+            yield server
+        finally:
+            TOKENS.pop(str(path), None)
+
+
+def connect(peer: socket.socket, path: Path) -> None:
+    """Connect as the bridge does: the run's token first."""
+    peer.connect(str(path))
+    peer.sendall(TOKENS[str(path)].encode() + b"\n")
 
 
 @dataclass
@@ -86,7 +106,7 @@ def tool_context(raw: psycopg.Connection, slug: str = "dev") -> tuple[ToolContex
 def served(db_url: str, raw: psycopg.Connection, run_dir: Path) -> Iterator[Served]:
     ctx, issue = tool_context(raw)
     path = run_dir / "mcp.sock"
-    with ToolServer(ctx, OFFERED, path, first_step=5) as server:
+    with serving(ctx, OFFERED, path, first_step=5) as server:
         yield Served(server, ctx, issue, path)
 
 
@@ -94,7 +114,8 @@ def with_client(path: Path, work: Callable[[ClientSession], Awaitable[T]]) -> T:
     """Run ``work`` in an initialized session of the SDK's stdio client, spawning the bridge as the CLI would."""
 
     async def session() -> T:
-        params = StdioServerParameters(command=sys.executable, args=[str(BRIDGE_PATH), str(path)])
+        env = {"PATH": os.environ.get("PATH", ""), TOKEN_ENV: TOKENS[str(path)]}
+        params = StdioServerParameters(command=sys.executable, args=[str(BRIDGE_PATH), str(path)], env=env)
         with tempfile.TemporaryFile("w+") as errlog:
             async with stdio_client(params, errlog=errlog) as (read, write), ClientSession(read, write) as client:
                 await client.initialize()
@@ -126,7 +147,7 @@ def answers_ping(path: Path) -> bool:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as peer:
         peer.settimeout(5)
         try:
-            peer.connect(str(path))
+            connect(peer, path)
             peer.sendall(b'{"jsonrpc": "2.0", "id": 7, "method": "ping"}\n')
             with peer.makefile("rb") as reader:  # closed, so the socket really closes with its `with`
                 line = reader.readline()
@@ -254,18 +275,18 @@ def test_hostile_bytes_drop_only_their_connection(served: Served, raw: psycopg.C
     for data in hostile:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as peer:
             peer.settimeout(5)
-            peer.connect(str(served.socket))
+            connect(peer, served.socket)
             peer.sendall(data)
             assert dropped(peer), data[:40]
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as peer:
         peer.settimeout(5)
-        peer.connect(str(served.socket))
+        connect(peer, served.socket)
         with contextlib.suppress(OSError):  # the server stops reading past the limit: the rest may not go through
             peer.sendall(b"a" * (MAX_LINE_BYTES + 2))
         assert dropped(peer)
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as peer:  # well-formed nonsense is answered, not fatal
         peer.settimeout(5)
-        peer.connect(str(served.socket))
+        connect(peer, served.socket)
         peer.sendall(
             b'{"jsonrpc": "2.0", "id": 1, "method": "evil/method", "params": {}}\n'
             b'{"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "comment", "arguments": {}}}\n'
@@ -291,7 +312,7 @@ def raw_call(path: Path, name: str, arguments: dict[str, Any]) -> socket.socket:
     """A peer that initializes by hand, sends one tool call and returns without reading its answer."""
     peer = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     peer.settimeout(5)
-    peer.connect(str(path))
+    connect(peer, path)
     hello = {
         "protocolVersion": types.LATEST_PROTOCOL_VERSION,
         "capabilities": {},
@@ -308,7 +329,7 @@ def raw_call(path: Path, name: str, arguments: dict[str, Any]) -> socket.socket:
 def test_requests_beyond_the_in_flight_limit_wait_and_are_all_answered(served: Served) -> None:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as peer:
         peer.settimeout(5)
-        peer.connect(str(served.socket))
+        connect(peer, served.socket)
         count = MAX_IN_FLIGHT * 3
         peer.sendall(b"".join(b'{"jsonrpc": "2.0", "id": %d, "method": "ping"}\n' % n for n in range(count)))
         with peer.makefile("rb") as lines:
@@ -328,7 +349,7 @@ def test_a_call_in_flight_is_finished_and_recorded(
     monkeypatch.setattr(mcp_tools, "dispatch", slow)
     ctx, _ = tool_context(raw)
     path = run_dir / "mcp.sock"
-    with ToolServer(ctx, ["comment", "mark_blocked"], path) as server:
+    with serving(ctx, ["comment", "mark_blocked"], path) as server:
         raw_call(path, "comment", {"body": "Left before the answer."}).close()  # the CLI killed mid-call
         assert started.wait(5)
         deadline = time.monotonic() + 5
@@ -349,7 +370,7 @@ def test_connections_beyond_the_limit_are_closed(served: Served) -> None:
     try:
         for peer in idle:
             peer.settimeout(5)
-            peer.connect(str(served.socket))
+            connect(peer, served.socket)
         assert answers_ping(served.socket) is False
     finally:
         for peer in idle:
@@ -377,6 +398,7 @@ def test_exit_removes_the_socket_and_the_bridge_says_why_it_cannot_connect(
     assert not path.exists()
     bridge = subprocess.run(
         [sys.executable, str(BRIDGE_PATH), str(path)],
+        env={TOKEN_ENV: "a token"},
         capture_output=True,
         text=True,
         timeout=30,

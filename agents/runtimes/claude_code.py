@@ -43,7 +43,7 @@ from agents.roster import RuntimeOptions
 from agents.runtimes import RuntimeFailed
 from agents.runtimes.gateway import Gateway
 from agents.runtimes.install import claude_binary
-from agents.runtimes.mcp_tools import BRIDGE_PATH, SERVER_NAME, ToolServer, mcp_config
+from agents.runtimes.mcp_tools import BRIDGE_PATH, SERVER_NAME, TOKEN_ENV, ToolServer, mcp_config
 from agents.sandbox import Limits, Mount
 from agents.tools.catalog import tools_for
 from agents.tools.context import ToolContext
@@ -199,6 +199,7 @@ def run(
                 "ANTHROPIC_BASE_URL": "http://localhost",
                 "ANTHROPIC_UNIX_SOCKET": f"{RUN_DIR}/gateway.sock",
                 "ANTHROPIC_API_KEY": gateway.token,
+                TOKEN_ENV: server.token,  # the bridge's, for HQ's tool socket: the CLI passes it to its MCP child
                 "ANTHROPIC_MODEL": main_model,
                 "ANTHROPIC_SMALL_FAST_MODEL": provider_model(fast[0]),
                 "ANTHROPIC_DEFAULT_HAIKU_MODEL": provider_model(fast[0]),

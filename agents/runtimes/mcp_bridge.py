@@ -7,7 +7,13 @@ the sandbox has, so it imports nothing but the standard library and nothing of
 HQ. Everything it could do wrong is HQ's to guard against: the peer on either
 side may be hostile.
 
-    python3 mcp_bridge.py /run/hq/mcp.sock
+The server takes only connections that first send the run's token: the bridge
+reads it from ``HQ_MCP_TOKEN`` in its environment (never its argv, which every
+process in the sandbox can list), drops it from its environment, makes itself
+non-dumpable (so its /proc files, environ included, are not readable by other
+processes of its uid) where Linux allows, and sends it as its first line.
+
+    HQ_MCP_TOKEN=... python3 mcp_bridge.py /run/hq/mcp.sock
 """
 
 from __future__ import annotations
@@ -19,6 +25,18 @@ import sys
 import threading
 
 CHUNK = 65536
+TOKEN_ENV = "HQ_MCP_TOKEN"  # agents/runtimes/mcp_tools.py TOKEN_ENV
+PR_SET_DUMPABLE = 4
+
+
+def _not_dumpable() -> None:
+    """Best effort: a process that is not dumpable keeps /proc/<pid>/environ and mem from its own uid's peers."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -42,9 +60,15 @@ def main(argv: list[str]) -> int:
     if len(argv) != 2:
         sys.stderr.write("usage: mcp_bridge.py SOCKET\n")
         return 2
+    token = os.environ.pop(TOKEN_ENV, "")
+    if not token:
+        sys.stderr.write(f"mcp_bridge: no token in {TOKEN_ENV}\n")
+        return 2
+    _not_dumpable()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(argv[1])
+        sock.sendall(token.encode() + b"\n")
     except OSError as error:
         sys.stderr.write(f"mcp_bridge: cannot connect to {argv[1]}: {error.strerror or error}\n")
         return 1

@@ -10,12 +10,19 @@ the CLI starts the stdlib-only bridge (mcp_bridge.py, at ``BRIDGE_PATH``) that
 copies its stdio onto this socket.
 
 The peer is untrusted: the sandbox runs code the model wrote, and that code can
-connect too. So the socket is 0600 in a directory only this run mounts; a line
+connect too. So the socket is 0600 in a directory only this run mounts; a
+connection must first present the run's token (``token``, made per server like
+the gateway's: the CLI holds it in ``TOKEN_ENV`` and its MCP child, the bridge,
+sends it as its first line), compared in constant time: a peer that sends
+anything else, more than ``TOKEN_LINE_BYTES`` before a newline, or nothing for
+``AUTH_SECONDS`` is dropped before anything else it sent is read. A line
 is at most ``MAX_LINE_BYTES`` (beyond it, or on anything that is not JSON-RPC,
 the connection is dropped); at most ``MAX_CONNECTIONS`` connections are served
 at once and ``MAX_IN_FLIGHT`` requests each; only the offered tools are called;
 tool calls run one at a time, as in the built-in loop, since a ToolContext (its
-outcome, its worktree) is not made for concurrent tools. Nothing a peer sends
+outcome, its worktree) is not made for concurrent tools; and the dispatcher caps
+the calls of a run, tighter for tools that open issues, whose budgets are
+carved out of the run's issue (agents/tools/dispatch.py). Nothing a peer sends
 can stop the server for the others or hold up HQ past ``STOP_SECONDS``.
 
 The mcp SDK costs ~0.4 s to import, so it is loaded when a server starts, not
@@ -25,7 +32,9 @@ when this module is imported.
 from __future__ import annotations
 
 import contextlib
+import hmac
 import os
+import secrets
 import socket
 import threading
 from collections.abc import Sequence
@@ -56,6 +65,9 @@ SERVER_NAME = "hq"
 MAX_LINE_BYTES = 1024 * 1024  # the largest tool call HQ takes (write_file's 1 MiB is its own limit, checked later)
 MAX_CONNECTIONS = 4  # the CLI needs one; a few more let it reconnect while a stale one is still closing
 MAX_IN_FLIGHT = 8  # requests read but not yet answered, per connection: the rest wait in the socket
+TOKEN_ENV = "HQ_MCP_TOKEN"  # the bridge's own name for it (mcp_bridge.py): the CLI passes its environment on
+TOKEN_LINE_BYTES = 128  # a token is 43 characters: nothing larger is read from a peer that has not shown it
+AUTH_SECONDS = 5.0  # the bridge sends the token as soon as it connects
 START_SECONDS = 5.0
 STOP_SECONDS = 10.0  # how long exit waits for a tool call in flight and the server's thread
 NAME_SHOWN = 100  # characters of a peer-chosen tool name kept in answers and logs
@@ -82,6 +94,7 @@ class ToolServer:
 
     def __init__(self, tool_ctx: ToolContext, names: Sequence[str], socket_path: Path, *, first_step: int = 1) -> None:
         self.tool_ctx = tool_ctx
+        self.token = secrets.token_urlsafe(32)
         self.names = tuple(dict.fromkeys(names))
         self.socket_path = socket_path
         self._next_step = first_step
@@ -207,11 +220,14 @@ class ToolServer:
 
         try:
             async with stream:
+                buffered = BufferedByteReceiveStream(stream)
+                if not await self._authenticated(buffered):
+                    return
                 incoming_w, incoming_r = anyio.create_memory_object_stream[SessionMessage | Exception](0)
                 outgoing_w, outgoing_r = anyio.create_memory_object_stream[SessionMessage](0)
                 in_flight = anyio.Semaphore(MAX_IN_FLIGHT)
                 async with anyio.create_task_group() as group:
-                    group.start_soon(self._read, stream, incoming_w, in_flight)
+                    group.start_soon(self._read, buffered, incoming_w, in_flight)
                     group.start_soon(self._write, stream, outgoing_r, in_flight)
                     try:
                         await server.run(incoming_r, outgoing_w, options)
@@ -223,9 +239,22 @@ class ToolServer:
         finally:
             self._active -= 1
 
+    async def _authenticated(self, buffered: BufferedByteReceiveStream) -> bool:
+        """Whether the peer's first line is this run's token (a bounded read, a bounded wait)."""
+        line = b""
+        with anyio.move_on_after(AUTH_SECONDS):
+            try:
+                line = await buffered.receive_until(b"\n", TOKEN_LINE_BYTES)
+            except (anyio.IncompleteRead, anyio.DelimiterNotFound, *_DISCONNECTED):
+                pass
+        if hmac.compare_digest(line, self.token.encode()):
+            return True
+        self._log.warning("tool_server.unauthenticated", size=len(line))
+        return False
+
     async def _read(
         self,
-        stream: anyio.abc.SocketStream,
+        buffered: BufferedByteReceiveStream,
         sink: MemoryObjectSendStream[SessionMessage | Exception],
         in_flight: anyio.Semaphore,
     ) -> None:
@@ -233,7 +262,6 @@ class ToolServer:
         from mcp import types
         from mcp.shared.message import SessionMessage
 
-        buffered = BufferedByteReceiveStream(stream)
         async with sink:
             while True:
                 try:

@@ -1,4 +1,10 @@
-"""Toolset `delegate`: hand work to the caller's own direct reports, and only to them."""
+"""Toolset `delegate`: hand work to the caller's own direct reports, and only to them.
+
+A sub-issue's budget is carved out of the parent's (db/store/issues.py
+``create_funded_issue``), never added to the company's money: asking for more
+than the parent has left is refused, and what the child leaves unused comes
+back to the parent when it ends.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +16,9 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from agents.tools.context import ToolContext
-from agents.tools.registry import ToolError, tool
+from agents.tools.registry import ToolError, ToolRefused, tool
 from db import store
-from db.store import AgentRecord, IssueDraft
+from db.store import AgentRecord, CarveRefused, IssueDraft
 
 
 class SubissueArgs(BaseModel):
@@ -39,7 +45,7 @@ def direct_report(session: Session, ctx: ToolContext, slug: str) -> AgentRecord:
     return agent
 
 
-@tool("delegate", SubissueArgs)
+@tool("delegate", SubissueArgs, creates_issues=True)
 def create_subissue(ctx: ToolContext, session: Session, args: SubissueArgs) -> dict[str, Any]:
     """Create a sub-issue of the current issue for one of your direct reports."""
     if ctx.issue_id is None:
@@ -49,25 +55,23 @@ def create_subissue(ctx: ToolContext, session: Session, args: SubissueArgs) -> d
     left = parent.budget_left
     budget = Decimal(str(args.budget_usd)) if args.budget_usd is not None else left / 4
     if budget > left:
-        raise ToolError(f"budget {budget} exceeds what is left on the parent ({left})")
-    draft = IssueDraft(
-        title=args.title,
-        body=args.body,
-        priority=parent.priority,
-        budget_usd=budget.quantize(Decimal("0.0001")),
-        depends_on=args.depends_on,
-    )
+        raise ToolRefused(f"budget {budget} exceeds what is left on the parent ({left})")
+    draft = IssueDraft(title=args.title, body=args.body, priority=parent.priority, depends_on=args.depends_on)
     digest = hashlib.sha256(" ".join(args.title.lower().split()).encode()).hexdigest()[:16]
-    child = store.create_issue(
-        session,
-        draft,
-        actor=ctx.actor,
-        assignee=assignee,
-        parent_id=parent.id,
-        goal_id=parent.goal_id,
-        max_attempts=parent.max_attempts,
-        idempotency_key=f"subissue:{parent.id}:{digest}",
-    )
+    try:
+        child = store.create_funded_issue(
+            session,
+            draft,
+            parent_id=parent.id,
+            amount_usd=budget,
+            actor=ctx.actor,
+            assignee=assignee,
+            goal_id=parent.goal_id,
+            max_attempts=parent.max_attempts,
+            idempotency_key=f"subissue:{parent.id}:{digest}",
+        )
+    except CarveRefused as refused:
+        raise ToolRefused(f"no sub-issue opened: {refused.message}") from None
     return {"issue_id": child.id, "assignee": assignee.slug, "status": child.status}
 
 

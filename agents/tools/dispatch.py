@@ -5,6 +5,13 @@ validates arguments against the tool's pydantic model, runs the tool inside a
 savepoint, and writes one ``tool_calls`` row with redacted arguments and the
 outcome — all in one transaction. The row's idempotency key is ``run_id:step``:
 replaying a step returns the stored result and runs nothing twice.
+
+Calls are capped per run, counted from the run's ``tool_calls`` rows, so the
+caps hold whatever drives the run (the built-in loop, or a coding agent and
+anything in its sandbox through the MCP server): past ``MAX_TOOL_CALLS_PER_RUN``
+a call is refused without a row (the audit trail stays bounded too); a tool
+that opens issues past ``MAX_ISSUES_CREATED_PER_RUN`` is refused with one. A
+tool's ToolRefused (a budget the issue cannot fund) is outcome ``refused``.
 """
 
 from __future__ import annotations
@@ -15,12 +22,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from agents.tools.catalog import get_tool
 from agents.tools.context import ToolContext
+from agents.tools.registry import REGISTRY, ToolRefused
 from config.errors import HQError
 from config.log import get_logger
 from config.secrets import redact_obj
@@ -29,6 +37,12 @@ from db.models import ToolCall
 from db.storable import problem, storable, storable_text
 
 STORED_STRING_LIMIT = 2000
+MAX_TOOL_CALLS_PER_RUN = 200
+"""A session calls HQ's tools a few dozen times (a command after each edit, a comment); a loop that goes on is a
+model or sandboxed code hammering the database, and its rows and side effects stop here."""
+MAX_ISSUES_CREATED_PER_RUN = 5
+"""A run asks a question or two, or splits its work into a handful of parts (larger splits are a playbook's, with
+a budget share each); each opened issue takes budget and a researcher's or report's time, so few are allowed."""
 
 log = get_logger(__name__)
 
@@ -53,6 +67,26 @@ class ToolResult:
 
 class _LostRace(Exception):
     """Another process stored this step first; ours must not count."""
+
+
+class _OverCap(Exception):
+    """The run has made all the calls it may: refused, and not recorded."""
+
+
+def _over_cap(ctx: ToolContext, session: Session, name: str) -> ToolResult | None:
+    """The refusal for a call past the run's caps, or None; raises _OverCap past the cap on all calls."""
+    creating = sorted(t.name for t in REGISTRY.values() if t.creates_issues)
+    made, opened = session.execute(
+        select(func.count(), func.count().filter(ToolCall.tool.in_(creating))).where(ToolCall.run_id == ctx.run_id)
+    ).one()
+    if made >= MAX_TOOL_CALLS_PER_RUN:
+        raise _OverCap
+    tool = get_tool(name)
+    if tool is not None and tool.creates_issues and opened >= MAX_ISSUES_CREATED_PER_RUN:
+        return ToolResult(
+            name, "refused", None, f"this run has already asked to open {opened} issues, the most one run may"
+        )
+    return None
 
 
 def _compact(value: Any) -> Any:
@@ -119,6 +153,8 @@ def _execute(ctx: ToolContext, session: Session, name: str, raw: dict[str, Any])
     try:
         with session.begin_nested():
             result = tool.func(ctx, session, args)
+    except ToolRefused as refused:
+        return ToolResult(name, "refused", None, refused.message)
     except HQError as error:
         return ToolResult(name, "error", None, error.message)
     except Exception as error:
@@ -139,7 +175,10 @@ def dispatch(ctx: ToolContext, name: str, arguments: str | dict[str, Any] | None
         with transaction(ctx.actor, workflow=ctx.workflow, run_id=ctx.run_id, engine=ctx.engine) as session:
             outcome = _stored(session, key)
             if outcome is None:
+                outcome = _over_cap(ctx, session, name)
+            if outcome is None:
                 outcome = ToolResult(name, "invalid", None, bad_json) if bad_json else _execute(ctx, session, name, raw)
+            if not outcome.replayed:
                 tool = get_tool(name)
                 inserted = session.scalar(
                     insert(ToolCall)
@@ -161,6 +200,10 @@ def dispatch(ctx: ToolContext, name: str, arguments: str | dict[str, Any] | None
                 )
                 if inserted is None:
                     raise _LostRace
+    except _OverCap:
+        outcome = ToolResult(
+            name, "refused", None, f"this run has made {MAX_TOOL_CALLS_PER_RUN} tool calls, the most one run may"
+        )
     except _LostRace:
         with read_only(ctx.engine) as session:
             stored = _stored(session, key)

@@ -1,4 +1,11 @@
-"""Toolset `issues`: talk about the current issue, say it is stuck, or ask for research."""
+"""Toolset `issues`: talk about the current issue, say it is stuck, or ask for research.
+
+A research question is paid for by the asking issue: its budget is carved out
+of what the issue has left (``RESEARCH_SHARE`` of it, at most the default
+issue budget) and what the researcher leaves unused comes back when the
+research issue ends (db/store/issues.py ``create_funded_issue``). An issue
+that cannot fund it gets a refusal, not a crash.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +17,13 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from agents.tools.context import Blocked, ToolContext, WaitingOnResearch
-from agents.tools.registry import ToolError, tool
+from agents.tools.registry import ToolError, ToolRefused, tool
 from config.vocabulary import RESEARCH_ROLE
 from db import store
-from db.store import AgentRecord, IssueDraft
+from db.store import AgentRecord, CarveRefused, IssueDraft
+
+RESEARCH_SHARE = Decimal("0.5")
+"""Of what the asking issue has left, the most one question takes: the issue keeps the rest to finish its turn."""
 
 
 class CommentArgs(BaseModel):
@@ -94,31 +104,34 @@ def find_researcher(session: Session) -> AgentRecord:
     raise ToolError("no active researcher in the roster; mark the issue blocked instead")
 
 
-@tool("issues", ResearchArgs)
+@tool("issues", ResearchArgs, creates_issues=True)
 def ask_research(ctx: ToolContext, session: Session, args: ResearchArgs) -> dict[str, Any]:
     """Ask the researcher a question. This issue pauses until the answer is in, then resumes with it."""
     issue_id = _current_issue_id(ctx)
     asking = store.get_issue(session, issue_id)
     researcher = find_researcher(session)
-    budget = min(asking.budget_left, Decimal(str(ctx.settings.default_issue_budget_usd))).quantize(Decimal("0.0001"))
+    budget = min(asking.budget_left * RESEARCH_SHARE, Decimal(str(ctx.settings.default_issue_budget_usd)))
     title = "Research: " + " ".join(args.question.split())
     draft = IssueDraft(
         title=title[:500],
         body=f"Asked by {ctx.actor} while working on issue #{issue_id}.\n\nQuestion:\n{args.question}",
         priority=max(0, asking.priority - 1),
-        budget_usd=budget,
         labels=["research"],
     )
-    research = store.create_issue(
-        session,
-        draft,
-        actor=ctx.actor,
-        assignee=researcher,
-        parent_id=issue_id,
-        max_attempts=ctx.settings.max_attempts,
-        goal_id=asking.goal_id,
-        idempotency_key=f"research:{issue_id}:{_digest(args.question)}",
-    )
+    try:
+        research = store.create_funded_issue(
+            session,
+            draft,
+            parent_id=issue_id,
+            amount_usd=budget,
+            actor=ctx.actor,
+            assignee=researcher,
+            max_attempts=ctx.settings.max_attempts,
+            goal_id=asking.goal_id,
+            idempotency_key=f"research:{issue_id}:{_digest(args.question)}",
+        )
+    except CarveRefused as refused:
+        raise ToolRefused(f"no research issue opened: {refused.message}") from None
     # The question as asked, kept apart from the body so the answer can be paired with it (prompts.py).
     store.add_comment(
         session,

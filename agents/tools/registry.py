@@ -21,6 +21,10 @@ class ToolError(HQError):
     """The tool refused or failed; the message goes back to the model as the tool's result."""
 
 
+class ToolRefused(ToolError):
+    """The tool was asked for what the run may not have (a budget the issue cannot fund): outcome ``refused``."""
+
+
 ToolFunc = Callable[..., dict[str, Any]]
 
 
@@ -31,6 +35,7 @@ class Tool:
     description: str
     args: type[BaseModel]
     func: ToolFunc
+    creates_issues: bool = False  # opens funded issues: capped tighter per run (agents/tools/dispatch.py)
 
     def schema(self) -> dict[str, Any]:
         """The OpenAI-style function schema LiteLLM passes to every provider."""
@@ -45,14 +50,17 @@ class Tool:
 REGISTRY: dict[str, Tool] = {}
 
 
-def tool(toolset: str, args: type[BaseModel]) -> Callable[[ToolFunc], ToolFunc]:
-    """Register ``func`` as a tool of ``toolset``; its docstring's first paragraph is the description."""
+def tool(toolset: str, args: type[BaseModel], *, creates_issues: bool = False) -> Callable[[ToolFunc], ToolFunc]:
+    """Register ``func`` as a tool of ``toolset``; its docstring's first paragraph is the description.
+
+    ``creates_issues`` marks a tool that opens issues, which the dispatcher caps tighter than other calls.
+    """
 
     def register(func: ToolFunc) -> ToolFunc:
         description = (func.__doc__ or func.__name__).strip().split("\n\n")[0].replace("\n", " ")
         if func.__name__ in REGISTRY:
             raise ValueError(f"tool {func.__name__} registered twice")
-        REGISTRY[func.__name__] = Tool(func.__name__, toolset, description, args, func)
+        REGISTRY[func.__name__] = Tool(func.__name__, toolset, description, args, func, creates_issues)
         return func
 
     return register

@@ -1,7 +1,7 @@
 """The issue store: the one door through which issues, their leases and approvals change.
 
 Every write to those rows is a function here running one named statement from
-db/sql/queries/ (issues.sql, claims.sql, moves.sql, decisions.sql, roster.sql, projects.sql),
+db/sql/queries/ (issues.sql, carves.sql, claims.sql, moves.sql, decisions.sql, roster.sql, projects.sql),
 with the lease compare-and-set where a run holds the issue;
 tests/test_store_door.py fails if any other module writes them. The roster
 sync's re-targeting lives in db.store.roster, imported by the sync alone. Reads hand back frozen records
@@ -41,11 +41,13 @@ from db.store.approvals import (
 )
 from db.store.executor import Executor
 from db.store.issues import (
+    CarveRefused,
     IssueDraft,
     add_comment,
     add_dependencies,
     children,
     cost_so_far,
+    create_funded_issue,
     create_issue,
     dependencies,
     get_issue,
@@ -93,6 +95,7 @@ __all__ = [
     "APPROVAL_ACTIONS",
     "AgentRecord",
     "ApprovalRecord",
+    "CarveRefused",
     "CheckRunRecord",
     "Claim",
     "Decision",
@@ -119,6 +122,7 @@ __all__ = [
     "children",
     "close_approvals",
     "cost_so_far",
+    "create_funded_issue",
     "create_issue",
     "current_approval",
     "decide_approval",

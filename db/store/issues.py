@@ -3,18 +3,24 @@
 Shared by the CLI and the workflows so both create issues the same way. The
 database enforces legality (the transition trigger); this module turns the
 common failures into one-line messages before the database has to.
+
+People fund the issues they open (``create_issue``); an agent's tool or
+workflow never does: a sub-issue it opens is funded by ``create_funded_issue``,
+which carves the child's budget out of the parent's in one compare-and-set,
+to the cent, and the database gives back what the child leaves unused when it
+ends (db/sql/carves.sql).
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from config.errors import NotFoundError, UsageError, validation_problems
+from config.errors import HQError, NotFoundError, UsageError, validation_problems
 from config.settings import MAX_BUDGET_USD
 from config.vocabulary import TERMINAL_STATUSES
 from db.sqlfiles import query
@@ -22,6 +28,7 @@ from db.store.executor import Executor
 from db.store.records import AgentRecord, IssueRecord
 
 MAX_TITLE = 500
+CENT = Decimal("0.01")
 MAX_BODY = 200_000
 LABEL = r"^[a-z0-9][a-z0-9:_-]{0,39}$"
 
@@ -149,6 +156,59 @@ def create_issue(
         add_dependencies(db, issue.id, draft.depends_on)
         issue = get_issue(db, issue.id)  # unmet_deps changed with the edges
     return issue
+
+
+class CarveRefused(HQError):
+    """The parent cannot fund the sub-issue: its spent + reserved + the carve would pass its budget."""
+
+
+def create_funded_issue(
+    db: Executor,
+    draft: IssueDraft,
+    *,
+    parent_id: int,
+    amount_usd: Decimal,
+    actor: str,
+    idempotency_key: str,
+    assignee: AgentRecord | None = None,
+    max_attempts: int = 3,
+    goal_id: int | None = None,
+    module_key: str | None = None,
+) -> IssueRecord:
+    """A sub-issue of ``parent_id`` funded with ``amount_usd`` (to the cent, rounded down) out of the parent's budget.
+
+    The child and its carve land together or not at all (a savepoint): raises
+    CarveRefused, with nothing written, when the parent cannot cover the carve
+    now. A replay of ``idempotency_key`` returns the child made the first time
+    and carves nothing again.
+    """
+    existing = db.execute(query("issues", "issue_by_key"), {"key": idempotency_key}).first()
+    if existing is not None:
+        return IssueRecord.of(existing)
+    amount = amount_usd.quantize(CENT, rounding=ROUND_DOWN)
+    if amount <= 0:
+        raise CarveRefused(f"issue {parent_id} has no budget left to fund a sub-issue ({amount_usd} asked)")
+    with db.begin_nested():
+        child = create_issue(
+            db,
+            draft.model_copy(update={"budget_usd": amount}),
+            actor=actor,
+            assignee=assignee,
+            max_attempts=max_attempts,
+            parent_id=parent_id,
+            goal_id=goal_id,
+            module_key=module_key,
+            idempotency_key=idempotency_key,
+        )
+        outcome = db.execute(
+            query("carves", "carve"), {"child_id": child.id, "parent_id": parent_id, "amount": amount}
+        ).one()
+        if not (outcome.carved or outcome.replayed):
+            raise CarveRefused(
+                f"issue {parent_id}'s budget cannot fund a sub-issue of {amount} USD: "
+                "what it has spent and reserved plus that would pass its budget"
+            )
+    return child
 
 
 def missing_issue_ids(db: Executor, ids: Iterable[int]) -> list[int]:
