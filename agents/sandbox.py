@@ -59,15 +59,18 @@ What the sandbox does NOT protect against:
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import os
 import resource
 import selectors
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -142,6 +145,95 @@ ETC_ALLOWED = (
 """What of /etc the sandbox sees: what programs need to start, nothing that holds a secret or a host's
 identity (shadow, ssh host keys, ssl/private, pip.conf and .npmrc tokens, gitconfig, machine-id, resolv.conf)."""
 
+CREDENTIAL_NAMES = (
+    # package managers: npm, yarn, pip, twine, gem, cargo, composer, maven, gradle
+    "npmrc",
+    ".npmrc",
+    "yarnrc",
+    ".yarnrc",
+    ".yarnrc.yml",
+    "pip.conf",
+    "pip.ini",
+    "pypirc",
+    ".pypirc",
+    "gemrc",
+    ".gemrc",
+    "cargo-credentials*",
+    "auth.json",
+    "settings-security.xml",
+    "gradle.properties",
+    # git and anything that speaks HTTP with a stored login
+    "gitconfig",
+    ".gitconfig",
+    "git-credentials",
+    ".git-credentials",
+    "netrc",
+    ".netrc",
+    "_netrc",
+    "wgetrc",
+    ".wgetrc",
+    "curlrc",
+    ".curlrc",
+    # cloud and container CLIs
+    "credentials",
+    "credentials.*",
+    "*credentials*.json",
+    "access_tokens.db",
+    "boto",
+    ".boto",
+    "boto.cfg",
+    "s3cfg",
+    ".s3cfg",
+    "dockercfg",
+    ".dockercfg",
+    "kubeconfig",
+    "hosts.yml",
+    ".env",
+    "*.env",
+    # private keys
+    "*.key",
+    "id_rsa",
+    "id_dsa",
+    "id_ecdsa",
+    "id_ed25519",
+    "*.p12",
+    "*.pfx",
+    "*.keytab",
+)
+"""Names (lower case, fnmatch) of files that hold credentials: hidden wherever the rule looks (credential_masks)."""
+
+CREDENTIAL_DIRS = (
+    "aws",
+    ".aws",
+    "gcloud",
+    ".gcloud",
+    "azure",
+    ".azure",
+    "docker",
+    ".docker",
+    "containers",
+    "kube",
+    ".kube",
+    "gh",
+    "hub",
+    "ssh",
+    ".ssh",
+    "gnupg",
+    ".gnupg",
+    "private",
+    "secrets",
+    "cargo",
+    ".cargo",
+)
+"""Names of directories that hold credentials (cloud and container CLIs' configuration, keys): hidden whole."""
+
+MASK_DEPTH = 4
+MASK_SCAN_ENTRIES = 2000
+"""How deep and how wide the rule looks in each ``etc``: a system configuration tree is small."""
+
+_masks: tuple[tuple[Path, ...], tuple[tuple[Path, int | None], ...], tuple[Path, ...]] | None = None
+_empty: Path | None = None
+
 READ_CHUNK = 65536
 REDACTION_MARGIN = 4096
 """Raw bytes kept before the tail, so a secret cut by the tail's edge is still whole when redacted."""
@@ -154,6 +246,16 @@ KILL_DRAIN_SECONDS = 2.0
 
 TICK_SECONDS = 0.1
 
+DEFAULT_MAX_PROCESSES = 1024
+"""Processes (threads included) one sandbox may hold at once, unless HQ_SANDBOX_MAX_PROCESSES says otherwise."""
+
+SANDBOX_OVERHEAD_PROCESSES = 2
+"""bubblewrap's two processes (the monitor outside and the sandbox's init), counted on top of the command's."""
+
+CGROUP_PREFIX = "hq-sandbox-"
+CGROUP_EMPTY_SECONDS = 10.0
+"""After a run: how long its cgroup's last processes get to die of SIGKILL before the cgroup is left behind."""
+
 
 class SandboxUnavailable(HQError):
     """The configured sandbox cannot run on this host (bubblewrap not installed)."""
@@ -165,12 +267,15 @@ class Limits:
     cpu_seconds: int  # RLIMIT_CPU
     memory_bytes: int  # RLIMIT_AS
     output_bytes: int = 8000  # how much of the combined stdout+stderr tail is kept
+    processes: int = DEFAULT_MAX_PROCESSES  # processes and threads at once (a pids cgroup, see process_cap())
 
     def __post_init__(self) -> None:
         if not self.timeout_seconds > 0:
             raise ValueError("timeout_seconds must be positive")
         if self.cpu_seconds < 1 or self.memory_bytes < 1 or self.output_bytes < 0:
             raise ValueError("cpu_seconds and memory_bytes must be positive, output_bytes not negative")
+        if self.processes < 1:
+            raise ValueError("processes must be positive")
 
 
 @dataclass(frozen=True)
@@ -239,21 +344,35 @@ class Bubblewrap:
         if problem:
             return _not_started(command, self.name, problem)
         environment = {**base_environment(self.interpreter), "PWD": WORKSPACE, **(env or {})}
-        limiter, preexec = _limiter(limits)
-        # The environment reaches bwrap through a file descriptor (``--args``), not its command line,
-        # which every user of the host can read in /proc: a run's gateway token is in it.
-        with tempfile.TemporaryFile(prefix="hq-sandbox-env-") as settings:
-            settings.write(b"".join(f"--setenv\0{name}\0{value}\0".encode() for name, value in environment.items()))
-            settings.flush()
-            settings.seek(0)
-            descriptor = settings.fileno()
-            wrapper = [*limiter, self.executable, *self.arguments(workdir, limits, mounts), "--args", str(descriptor)]
-            # `exec "$@"` in the sandbox's own sh: a missing command exits 127 and an unexecutable one 126,
-            # with the shell's message, where bwrap itself would exit 1 like any failing command.
-            wrapper += ["--", "/bin/sh", "-c", 'exec "$@"', "sh", *command]
-            return _execute(
-                wrapper, command, self.name, limits=limits, cwd=None, env=None, preexec=preexec, keep=(descriptor,)
-            )
+        try:
+            mover, nproc, group = _process_cap(limits)
+        except OSError as error:
+            return _not_started(command, self.name, f"cannot make the run's pids cgroup: {error}")
+        limiter, preexec = _limiter(limits, nproc)
+        # Every option and the environment reach bwrap through a file descriptor (``--args``), not its
+        # command line: that is PID 1's inside the sandbox (/proc/1/cmdline), where host paths (the data
+        # dir, the worktree's) would show, and every user of the host can read it in /proc (a run's
+        # gateway token is in the environment).
+        try:
+            with tempfile.TemporaryFile(prefix="hq-sandbox-args-") as settings:
+                options = self.arguments(workdir, limits, mounts)
+                options += [part for name, value in environment.items() for part in ("--setenv", name, value)]
+                settings.write(b"".join(f"{part}\0".encode() for part in options))
+                settings.flush()
+                settings.seek(0)
+                descriptor = settings.fileno()
+                wrapper = [*mover, *limiter, self.executable, "--args", str(descriptor)]
+                # `exec "$@"` in the sandbox's own sh: a missing command exits 127 and an unexecutable one
+                # 126, with the shell's message, where bwrap itself would exit 1 like any failing command.
+                wrapper += ["--", "/bin/sh", "-c", 'exec "$@"', "sh", *command]
+                result = _execute(
+                    wrapper, command, self.name, limits=limits, cwd=None, env=None, preexec=preexec, keep=(descriptor,)
+                )
+        finally:
+            if group is not None:
+                _remove_cgroup(group)
+        tame_tree(workdir)
+        return result
 
     def arguments(self, workdir: Path, limits: Limits, mounts: Sequence[Mount] = ()) -> list[str]:
         """bwrap's options for one run, up to the environment (given with ``--args``), ``--`` and the command."""
@@ -303,14 +422,25 @@ class Unconfined:
             problem = "sandbox 'none' cannot mount anything: this needs HQ_SANDBOX=bwrap"
         if problem:
             return _not_started(command, self.name, problem)
-        limiter, preexec = _limiter(limits)
-        # HOME and TMPDIR of this run only, removed after it
-        with tempfile.TemporaryDirectory(prefix="hq-unconfined-", ignore_cleanup_errors=True) as home:
-            environment = {**base_environment(self.interpreter), "HOME": home, "TMPDIR": home, "PWD": str(workdir)}
-            environment.update(env or {})
-            return _execute(
-                [*limiter, *command], command, self.name, limits=limits, cwd=workdir, env=environment, preexec=preexec
-            )
+        try:
+            mover, nproc, group = _process_cap(limits)
+        except OSError as error:
+            return _not_started(command, self.name, f"cannot make the run's pids cgroup: {error}")
+        limiter, preexec = _limiter(limits, nproc)
+        try:
+            # HOME and TMPDIR of this run only, removed after it
+            with tempfile.TemporaryDirectory(prefix="hq-unconfined-", ignore_cleanup_errors=True) as home:
+                environment = {**base_environment(self.interpreter), "HOME": home, "TMPDIR": home, "PWD": str(workdir)}
+                environment.update(env or {})
+                wrapper = [*mover, *limiter, *command]
+                result = _execute(
+                    wrapper, command, self.name, limits=limits, cwd=workdir, env=environment, preexec=preexec
+                )
+        finally:
+            if group is not None:
+                _remove_cgroup(group)
+        tame_tree(workdir)
+        return result
 
 
 def base_environment(interpreter: Path) -> dict[str, str]:
@@ -338,6 +468,7 @@ def limits_for(settings: Settings, timeout_seconds: float) -> Limits:
         timeout_seconds=timeout_seconds,
         cpu_seconds=settings.sandbox_cpu_seconds,
         memory_bytes=settings.sandbox_memory_mb * 1024 * 1024,
+        processes=settings.sandbox_max_processes,
     )
 
 
@@ -396,12 +527,16 @@ def _not_started(command: tuple[str, ...], sandbox: str, why: str) -> SandboxRes
     return SandboxResult(command, EXIT_CANNOT_START, 0.0, redact(f"could not start: {why}"), False, sandbox)
 
 
-def _limiter(limits: Limits) -> tuple[list[str], Callable[[], None] | None]:
-    """The ``prlimit ... --`` prefix that sets the limits, or (no prlimit binary) a preexec_fn that does."""
+def _limiter(limits: Limits, extra: Sequence[str] = ()) -> tuple[list[str], Callable[[], None] | None]:
+    """The ``prlimit ... --`` prefix that sets the limits, or (no prlimit binary) a preexec_fn that does.
+
+    ``extra``: further prlimit options (``--nproc=N`` where RLIMIT_NPROC is the process cap).
+    """
     prlimit = shutil.which("prlimit") or ("/usr/bin/prlimit" if os.access("/usr/bin/prlimit", os.X_OK) else None)
     cpu, memory = limits.cpu_seconds, limits.memory_bytes
+    nproc = next((int(option.split("=", 1)[1]) for option in extra if option.startswith("--nproc=")), None)
     if prlimit:
-        return [prlimit, f"--cpu={cpu}:{cpu + 1}", f"--as={memory}", "--core=0", "--"], None
+        return [prlimit, f"--cpu={cpu}:{cpu + 1}", f"--as={memory}", "--core=0", *extra, "--"], None
 
     # Fallback only: preexec_fn runs Python between fork and exec, which is unsafe in a multi-threaded
     # process (HQ has scheduler and LISTEN threads: a lock held by another thread at fork stays held).
@@ -410,6 +545,8 @@ def _limiter(limits: Limits) -> tuple[list[str], Callable[[], None] | None]:
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if nproc is not None:
+            resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
 
     return [], apply
 
@@ -593,7 +730,91 @@ def _system_mounts(interpreter: Path) -> list[str]:
             options += ["--symlink", os.readlink(entry), str(entry)]
         else:
             options += ["--ro-bind", str(entry), str(entry)]
+    for masked in credential_masks(_bound_trees(interpreter)):
+        if masked.is_dir():
+            options += ["--tmpfs", str(masked), "--remount-ro", str(masked)]
+        else:
+            options += ["--ro-bind", str(_empty_file()), str(masked)]
     return options
+
+
+def _empty_file() -> Path:
+    """An empty read-only file of HQ's own, bound over a hidden file: a reader finds nothing, not an error
+    (/dev/null would be refused: bubblewrap binds with nodev). Made again should a /tmp cleaner take it."""
+    global _empty
+    if _empty is None or not _empty.is_file() or _empty.stat().st_size:
+        descriptor, name = tempfile.mkstemp(prefix="hq-sandbox-empty-")
+        os.close(descriptor)
+        os.chmod(name, 0o444)
+        _empty = Path(name)
+    return _empty
+
+
+def _bound_trees(interpreter: Path) -> tuple[Path, ...]:
+    """The host trees the sandbox sees whole: where configuration with credentials must be looked for."""
+    trees = [Path("/usr"), Path("/usr/local")]
+    trees += [Path(top) for top in MERGED_USR if Path(top).is_dir() and not Path(top).is_symlink()]
+    if not interpreter.is_relative_to("/usr") and interpreter != Path("/"):
+        trees.append(interpreter)
+    trees += [entry for entry in _etc_entries() if entry.is_dir() and not entry.is_symlink()]
+    return tuple(trees)
+
+
+def credential_masks(trees: Sequence[Path]) -> tuple[Path, ...]:
+    """What of the bound trees is hidden in the sandbox: configuration that holds credentials, by rule.
+
+    The rule (``CREDENTIAL_NAMES``, ``CREDENTIAL_DIRS``) is matched against each tree's top level, its
+    ``etc`` and npm's own configuration directory, where package managers, git and cloud CLIs keep a
+    system-wide configuration. Found once and kept while none of the scanned directories changes
+    (one stat each per run), so a token file written later is hidden from the next run on.
+    """
+    global _masks
+    if _masks is not None and _masks[0] == tuple(trees) and all(_mtime(d) == m for d, m in _masks[1]):
+        return _masks[2]
+    scanned: list[tuple[Path, int | None]] = []
+    found: list[Path] = []
+    for tree in trees:
+        for place, depth in ((tree, 0), (tree / "etc", MASK_DEPTH), (tree / "lib" / "node_modules" / "npm", 0)):
+            _scan_for_credentials(place, depth, trees, scanned, found)
+    _masks = (tuple(trees), tuple(scanned), tuple(dict.fromkeys(found)))
+    return _masks[2]
+
+
+def _scan_for_credentials(
+    directory: Path, depth: int, trees: Sequence[Path], scanned: list[tuple[Path, int | None]], found: list[Path]
+) -> None:
+    scanned.append((directory, _mtime(directory)))
+    try:
+        with os.scandir(directory) as listing:
+            entries = sorted(listing, key=lambda entry: entry.name)[:MASK_SCAN_ENTRIES]
+    except OSError:
+        return
+    for entry in entries:
+        name = entry.name.lower()
+        path = Path(entry.path)
+        if entry.is_symlink():
+            name = path.resolve().name.lower() if _is_credential(name, entry.is_dir()) else ""
+            target = path.resolve()
+            if name and target.exists() and any(target.is_relative_to(tree) for tree in trees):
+                found.append(target)  # bwrap mounts through the link: the file it names is what is hidden
+            continue
+        is_directory = entry.is_dir(follow_symlinks=False)
+        if _is_credential(name, is_directory):
+            found.append(path)
+        elif is_directory and depth > 0:
+            _scan_for_credentials(path, depth - 1, trees, scanned, found)
+
+
+def _is_credential(name: str, is_directory: bool) -> bool:
+    patterns = CREDENTIAL_DIRS if is_directory else CREDENTIAL_NAMES
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+
+
+def _mtime(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
 
 
 @cache
@@ -623,3 +844,253 @@ def _supports(executable: str, option: str) -> bool:
     except (OSError, subprocess.TimeoutExpired):
         return False
     return option in completed.stdout + completed.stderr
+
+
+# --- the process cap ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProcessCap:
+    """How this host caps one sandbox's processes: ``mechanism`` and, for a cgroup, where runs get theirs."""
+
+    mechanism: str  # "cgroup v2", "cgroup v1", "rlimit" or "none"
+    parent: Path | None = None  # the pids cgroup each run's own cgroup is made in
+
+    def describe(self) -> str:
+        if self.parent is not None:
+            return f"a pids cgroup per run ({self.mechanism}, under {self.parent})"
+        if self.mechanism == "rlimit":
+            return "RLIMIT_NPROC (no writable pids cgroup: the cap counts every process of HQ's user)"
+        return "none: no writable pids cgroup, and RLIMIT_NPROC does not bind root"
+
+
+@cache
+def process_cap() -> ProcessCap:
+    """The best cap this host offers, found once: a pids cgroup HQ may create children in, else RLIMIT_NPROC
+    for a non-root HQ, else none (root without a writable pids cgroup)."""
+    for mechanism, parent in _pids_cgroup_candidates():
+        if _can_make_cgroup(parent):
+            return ProcessCap(mechanism, parent)
+    return ProcessCap("rlimit" if os.geteuid() != 0 else "none")
+
+
+def _pids_cgroup_candidates() -> list[tuple[str, Path]]:
+    """Where a child pids cgroup could be made: HQ's own cgroup, then the hierarchy's root; v2 before v1."""
+    try:
+        mounts = Path("/proc/self/mounts").read_text().splitlines()
+        membership = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return []
+    own: dict[str, str] = {}
+    for line in membership:
+        number, controllers, path = [*line.split(":", 2), "", ""][:3]
+        own["v2" if number == "0" and not controllers else controllers] = path
+    found: list[tuple[str, Path]] = []
+    for line in mounts:
+        fields = line.split()
+        if len(fields) < 4:
+            continue
+        root, kind, options = Path(fields[1]), fields[2], fields[3].split(",")
+        if kind == "cgroup2":
+            for place in (_below(root, own.get("v2")), root):
+                if place is not None and "pids" in _words(place / "cgroup.subtree_control"):
+                    found.insert(0, ("cgroup v2", place))
+        elif kind == "cgroup" and "pids" in options:
+            key = next((k for k in own if "pids" in k.split(",")), None)
+            found += [("cgroup v1", place) for place in (_below(root, own.get(key or "")), root) if place is not None]
+    return list(dict.fromkeys(found))
+
+
+def _below(root: Path, own: str | None) -> Path | None:
+    if not own or own == "/" or ".." in own.split("/"):
+        return None
+    return root / own.lstrip("/")
+
+
+def _words(path: Path) -> list[str]:
+    try:
+        return path.read_text().split()
+    except OSError:
+        return []
+
+
+def _can_make_cgroup(parent: Path) -> bool:
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return False
+    try:
+        group = _make_cgroup(parent, 8)
+    except OSError:
+        return False
+    _remove_cgroup(group)
+    return True
+
+
+def _make_cgroup(parent: Path, processes: int) -> Path:
+    """A new pids cgroup for one run, at most ``processes`` tasks; OSError when it cannot be made."""
+    group = parent / f"{CGROUP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]}"
+    group.mkdir(mode=0o755)
+    try:
+        (group / "pids.max").write_text(str(processes))
+    except OSError:
+        with contextlib.suppress(OSError):
+            group.rmdir()
+        raise
+    return group
+
+
+def _remove_cgroup(group: Path) -> bool:
+    """Kill what is left in a run's cgroup, wait until it is empty, remove it: True when it is gone.
+
+    Once it is empty no process of the run exists anywhere, so what it left on disk holds still.
+    """
+    deadline = time.monotonic() + CGROUP_EMPTY_SECONDS
+    killer = group / "cgroup.kill"  # cgroup v2, Linux 5.14+
+    while True:
+        left = _words(group / "cgroup.procs")
+        if not left:
+            break
+        if time.monotonic() > deadline:
+            log.warning("sandbox.cgroup_not_empty", cgroup=str(group), processes=len(left))
+            return False
+        if killer.exists():
+            with contextlib.suppress(OSError):
+                killer.write_text("1")
+        else:
+            for pid in left:
+                with contextlib.suppress(ProcessLookupError, PermissionError, ValueError):
+                    os.kill(int(pid), signal.SIGKILL)
+        time.sleep(0.005)
+    for _ in range(200):  # the last task may still be leaving the cgroup: EBUSY for a moment
+        try:
+            group.rmdir()
+            return True
+        except FileNotFoundError:
+            return True
+        except OSError:
+            time.sleep(0.005)
+    log.warning("sandbox.cgroup_not_removed", cgroup=str(group))
+    return False
+
+
+def _process_cap(limits: Limits) -> tuple[list[str], list[str], Path | None]:
+    """(the prefix that moves the command into its cgroup, prlimit options, the run's cgroup) for one run.
+
+    The caller removes the cgroup (_remove_cgroup) once the command has ended; OSError when it cannot
+    be made (the run must not start uncapped on a host that caps).
+    """
+    cap = process_cap()
+    allowed = limits.processes + SANDBOX_OVERHEAD_PROCESSES
+    if cap.parent is None:
+        return [], ([f"--nproc={allowed}"] if cap.mechanism == "rlimit" else []), None
+    group = _make_cgroup(cap.parent, allowed)
+    # The shell moves itself into the cgroup (writing 0 means "the writer") before it execs the rest:
+    # every process of the run starts inside, nothing forked before the move.
+    return ["/bin/sh", "-c", 'echo 0 > "$0" && exec "$@"', str(group / "cgroup.procs")], [], group
+
+
+# --- what the command left in the worktree ------------------------------------------------------------
+
+
+@dataclass
+class Tamed:
+    """What the walk after a run changed: counts, for the log."""
+
+    entries: int = 0
+    stripped: int = 0  # setuid/setgid bits removed (or capabilities)
+    removed: int = 0  # device nodes, FIFOs, sockets
+
+
+SETID = stat.S_ISUID | stat.S_ISGID
+CAPABILITY_XATTR = "security.capability"
+
+
+def tame_tree(root: Path) -> Tamed:
+    """Make what a sandboxed command left under ``root`` harmless to the host.
+
+    Every setuid/setgid bit is removed (files and directories), file capabilities too, and device
+    nodes, FIFOs and sockets are deleted; directories get back their owner's rwx (one the command made
+    unreadable is still walked). Symlinks are never followed: directories are opened with O_NOFOLLOW
+    relative to their parent, and a change goes through an O_PATH descriptor checked to be what was
+    walked. Called once every process of the run is gone, so nothing changes under the walk.
+    """
+    tamed = Tamed()
+    try:
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as error:
+        log.warning("sandbox.tame_failed", root=str(root), error=str(error))
+        return tamed
+    try:
+        info = os.fstat(fd)
+        if info.st_mode & SETID or info.st_mode & 0o700 != 0o700:
+            os.fchmod(fd, (stat.S_IMODE(info.st_mode) & ~SETID) | 0o700)
+            tamed.stripped += bool(info.st_mode & SETID)
+        _tame_directory(fd, str(root), tamed)
+    finally:
+        os.close(fd)
+    if tamed.stripped or tamed.removed:
+        log.warning("sandbox.tamed", root=str(root), stripped=tamed.stripped, removed=tamed.removed)
+    return tamed
+
+
+def _tame_directory(fd: int, where: str, tamed: Tamed) -> None:
+    with os.scandir(fd) as listing:
+        found = list(listing)
+    for entry in found:
+        tamed.entries += 1
+        try:
+            mode = entry.stat(follow_symlinks=False).st_mode
+        except FileNotFoundError:
+            continue
+        kind = stat.S_IFMT(mode)
+        if kind == stat.S_IFLNK:
+            continue
+        if kind not in (stat.S_IFREG, stat.S_IFDIR):  # a device node, FIFO or socket: never left on the host
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.name, dir_fd=fd)
+            tamed.removed += 1
+            continue
+        if kind == stat.S_IFDIR:
+            if mode & SETID or mode & 0o700 != 0o700:
+                _chmod_at(fd, entry.name, kind, (stat.S_IMODE(mode) & ~SETID) | 0o700)
+                tamed.stripped += bool(mode & SETID)
+            child = os.open(entry.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            try:
+                _tame_directory(child, f"{where}/{entry.name}", tamed)
+            finally:
+                os.close(child)
+            continue
+        if mode & SETID:
+            _chmod_at(fd, entry.name, kind, stat.S_IMODE(mode) & ~SETID)
+            tamed.stripped += 1
+        if _has_capability(f"{where}/{entry.name}"):
+            _drop_capability(fd, entry.name)
+            tamed.stripped += 1
+
+
+def _chmod_at(dir_fd: int, name: str, kind: int, mode: int) -> None:
+    """chmod of ``name`` in ``dir_fd`` if it is (still) of ``kind``: through an O_PATH descriptor, so a
+    name swapped for a symlink is never followed."""
+    handle = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        if stat.S_IFMT(os.fstat(handle).st_mode) == kind:
+            os.chmod(f"/proc/self/fd/{handle}", mode)
+    finally:
+        os.close(handle)
+
+
+def _has_capability(path: str) -> bool:
+    try:
+        os.getxattr(path, CAPABILITY_XATTR, follow_symlinks=False)
+    except OSError:
+        return False
+    return True
+
+
+def _drop_capability(dir_fd: int, name: str) -> None:
+    handle = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        if stat.S_ISREG(os.fstat(handle).st_mode):
+            with contextlib.suppress(OSError):
+                os.removexattr(f"/proc/self/fd/{handle}", CAPABILITY_XATTR)
+    finally:
+        os.close(handle)

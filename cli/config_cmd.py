@@ -138,7 +138,7 @@ def telegram_line(settings: Settings) -> str:
 
 def check_sandbox(settings: Settings) -> str | None:
     """Say which sandbox project commands run in and whether it can run one; the failure, or None when it works."""
-    from agents.sandbox import Unconfined, probe, sandbox_for
+    from agents.sandbox import Unconfined, probe, process_cap, sandbox_for
     from config.errors import HQError
 
     try:
@@ -154,6 +154,10 @@ def check_sandbox(settings: Settings) -> str | None:
         _say("sandbox: WARNING: project commands run unconfined: no filesystem, network or process isolation")
     else:
         _say(f"sandbox: ok (HQ_SANDBOX={settings.sandbox}: {line})")
+    cap = process_cap()
+    _say(f"sandbox processes: at most {settings.sandbox_max_processes} per command, capped by {cap.describe()}")
+    if cap.mechanism == "none":
+        _say("sandbox: WARNING: a command's process count is not capped: a fork bomb can exhaust the host's PIDs")
     return None
 
 

@@ -139,6 +139,9 @@ class Settings(BaseSettings):
     )
     sandbox_memory_mb: int = Field(default=2048, ge=64, le=1024 * 1024, description="Address-space limit.")
     sandbox_cpu_seconds: int = Field(default=600, ge=1, le=MAX_DURATION_SECONDS, description="CPU-time limit.")
+    sandbox_max_processes: int = Field(
+        default=1024, ge=8, le=1_000_000, description="Processes (threads included) one sandboxed command may hold."
+    )
 
     # --- coding agents (runtime: claude-code) -------------------------------------
     claude_bin: str | None = Field(

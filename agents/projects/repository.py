@@ -26,6 +26,7 @@ from pathlib import Path
 from agents.git import GitError, git, run_git
 from agents.projects.project_file import PROJECT_FILE, ProjectFile, parse_project_file
 from agents.workspace import Workspace, WorkspaceError
+from config.datadir import private_data_dir
 from config.errors import HQError
 from config.settings import Settings
 from db.store.records import ProjectRecord
@@ -142,6 +143,7 @@ class Repository:
     def __init__(self, settings: Settings, project: ProjectRecord, *, home: Path | None = None) -> None:
         """``home`` other than the project's own place under the data dir: a scratch clone (hq project add)."""
         self.project = project
+        self.data_path = None if home else settings.data_path
         self.home = home or settings.data_path / "projects" / f"{project.id}-{project.name}"
         self.git_dir = self.home / "repo.git"
 
@@ -159,6 +161,8 @@ class Repository:
         Concurrent fetches, pushes and worktree changes of one repository would fail on git's own
         ref and index locks instead of waiting; project commands run outside this lock.
         """
+        if self.data_path is not None:
+            private_data_dir(self.data_path)
         self.home.mkdir(parents=True, exist_ok=True)
         with open(self.home / "clone.lock", "a+b") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)

@@ -1,0 +1,286 @@
+"""What sandboxed code must not hand to the host (issue 23, items 1-5), attacked through the real path.
+
+The hostile code is committed to a real project's repository and run as the agent would run it: by the
+``run_command`` tool, through dispatch(), in the issue's worktree built by the product, inside the real
+bubblewrap sandbox. What each test checks is the host afterwards (or what the code could read).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from agents import sandbox as sandbox_module
+from agents.projects.work import CodeWork, prepare
+from agents.tools.context import ToolContext
+from agents.tools.dispatch import dispatch
+from config.settings import get_settings
+from db import store
+from db.engine import get_engine, read_only
+from tests.conftest import run_hq
+from tests.helpers import agent_record
+from tests.projects_support import add_project, make_remote, needs_bwrap, project_issue, sample_files
+
+pytestmark = needs_bwrap
+
+HOSTILE = r"""
+import errno, os, shutil, socket, stat, sys, time
+
+def setuid():
+    shutil.copy("/bin/sh", "rootshell")
+    os.chmod("rootshell", 0o4755)
+    os.makedirs("deep/er")
+    shutil.copy("/bin/sh", "deep/er/groupshell")
+    os.chmod("deep/er/groupshell", 0o2755)
+    os.chmod("deep", 0o2777)
+    os.mkfifo("fifo")
+    socket.socket(socket.AF_UNIX).bind("deep/sock")
+    try:
+        os.mknod("null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        print("mknod worked")
+    except OSError as error:
+        print("mknod refused", error.errno)
+    os.makedirs("locked/inner")
+    shutil.copy("/bin/sh", "locked/inner/hidden")
+    os.chmod("locked/inner/hidden", 0o6755)
+    os.chmod("locked/inner", 0)
+    os.chmod("locked", 0)
+    os.symlink("/usr/bin/env", "link-to-host")
+    print("planted", oct(os.stat("rootshell").st_mode))
+
+def forkbomb():
+    started = 0
+    try:
+        while started < 3000:
+            if os.fork() == 0:
+                time.sleep(120)
+                os._exit(0)
+            started += 1
+    except OSError as error:
+        print("fork refused:", errno.errorcode.get(error.errno), "after", started)
+        return
+    print("no cap: started", started)
+
+def proc():
+    for pid in sorted(name for name in os.listdir("/proc") if name.isdigit()):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                print("cmdline", pid, handle.read().replace(b"\0", b" ").decode())
+        except OSError:
+            pass
+
+def read():
+    for path in sys.argv[2:]:
+        try:
+            with open(path, errors="replace") as handle:
+                print("READ", path, repr(handle.read()))
+        except OSError as error:
+            print("REFUSED", path, error.errno)
+
+def trap():
+    os.makedirs("planted/objects", exist_ok=True)
+    os.makedirs("planted/refs", exist_ok=True)
+    with open("planted/HEAD", "w") as handle:
+        handle.write("ref: refs/heads/main\n")
+    with open("planted/config", "w") as handle:
+        handle.write("[core]\n\trepositoryformatversion = 0\n\tfsmonitor = touch /tmp/hq-trap-fired\n")
+    with open(".git", "w") as handle:
+        handle.write("gitdir: planted\n")
+    print("trap set")
+
+globals()[sys.argv[1]]()
+"""
+
+PROJECT_YAML = (
+    "commands:\n"
+    "  test: [python3, -m, unittest, -q]\n"
+    "  setuid: [python3, hostile.py, setuid]\n"
+    "  forkbomb: [python3, hostile.py, forkbomb]\n"
+    "  proc: [python3, hostile.py, proc]\n"
+    "  trap: [python3, hostile.py, trap]\n"
+    "  creds: [python3, hostile.py, read, /usr/etc/npmrc, /usr/local/etc/npmrc, {files}]\n"
+    "gate: [test]\n"
+)
+
+
+class Run:
+    """One execute run's tools on a project issue, called as a model calls them."""
+
+    def __init__(self, ctx: ToolContext) -> None:
+        self.ctx = ctx
+        self.step = 0
+
+    @property
+    def work(self) -> CodeWork:
+        assert self.ctx.code is not None
+        return self.ctx.code
+
+    def command(self, name: str) -> dict[str, Any]:
+        self.step += 1
+        result = dispatch(self.ctx, "run_command", {"name": name}, step=self.step)
+        assert result.ok and result.result is not None, result
+        return result.result
+
+
+CANARY = "hq-canary-" + uuid.uuid4().hex
+PLANTED = f"/usr/local/etc/hq-test-{uuid.uuid4().hex[:12]}"
+MASKED = (f"{PLANTED}/pip.conf", f"{PLANTED}/gcloud/access_tokens.db")
+
+
+def start_run(raw: psycopg.Connection, tmp_path: Path, **overrides: Any) -> Run:
+    assert run_hq("agents", "sync").exit_code == 0
+    files = sample_files() | {".hq/project.yaml": PROJECT_YAML.format(files=", ".join(MASKED)), "hostile.py": HOSTILE}
+    remote = make_remote(tmp_path, files)
+    project_id = add_project(raw, remote)
+    issue = project_issue(raw, project_id, "Hostile", "")
+    with read_only() as session:
+        project = store.get_project(session, project_id)
+    settings = get_settings().model_copy(update=overrides)
+    run_id = uuid.uuid4()
+    code = prepare(settings, project, issue, run_id=run_id, deadline=time.monotonic() + 600)
+    agent = agent_record("backend-engineer")
+    ctx = ToolContext(
+        agent=agent,
+        issue_id=issue,
+        run_id=run_id,
+        workflow="execute",
+        settings=settings,
+        engine=get_engine(),
+        code=code,
+    )
+    return Run(ctx)
+
+
+def entries(root: Path) -> Iterator[tuple[Path, os.stat_result]]:
+    """Every entry under ``root`` (root can read a 000 directory; HQ's user owns them), symlinks not followed."""
+    for directory, names, files in os.walk(root):
+        for name in names + files:
+            path = Path(directory) / name
+            yield path, path.lstat()
+
+
+# --- 1. setuid files and device nodes ---------------------------------------------------------------------
+
+
+def test_nothing_the_sandbox_leaves_carries_setuid_bits_or_special_files(
+    db_url: str, raw: psycopg.Connection, tmp_path: Path
+) -> None:
+    run = start_run(raw, tmp_path)
+    tree = run.work.worktree.root
+    result = run.command("setuid")
+    assert result["exit_code"] == 0 and "planted 0o104755" in result["output_tail"], result
+    found = dict(entries(tree))
+    assert (tree / "rootshell") in found and (tree / "locked" / "inner" / "hidden") in found  # kept, but tamed
+    for path, info in found.items():
+        assert not info.st_mode & (stat.S_ISUID | stat.S_ISGID), f"{path} is {oct(info.st_mode)} on the host"
+        assert stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode) or stat.S_ISLNK(info.st_mode), path
+    assert stat.S_IMODE(found[tree / "rootshell"].st_mode) == 0o755
+    assert os.readlink(tree / "link-to-host") == "/usr/bin/env"  # a symlink is left alone, its target untouched
+    assert not Path("/usr/bin/env").lstat().st_mode & stat.S_ISUID
+    data = run.ctx.settings.data_path
+    assert stat.S_IMODE(data.stat().st_mode) & 0o077 == 0, oct(data.stat().st_mode)
+
+
+def test_an_existing_data_dir_is_made_private(db_url: str, raw: psycopg.Connection, tmp_path: Path) -> None:
+    data = get_settings().data_path
+    data.mkdir(parents=True, exist_ok=True)
+    data.chmod(0o755)
+    run = start_run(raw, tmp_path)
+    assert stat.S_IMODE(run.ctx.settings.data_path.stat().st_mode) & 0o077 == 0
+
+
+# --- 3. processes ---------------------------------------------------------------------------------------------
+
+
+def host_processes() -> int:
+    return sum(1 for name in os.listdir("/proc") if name.isdigit())
+
+
+def test_a_fork_bomb_is_capped_and_the_host_never_sees_more_than_the_cap(
+    db_url: str, raw: psycopg.Connection, tmp_path: Path
+) -> None:
+    cap = 64
+    run = start_run(raw, tmp_path, sandbox_max_processes=cap)
+    baseline = host_processes()
+    peak = [baseline]
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], host_processes())
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        result = run.command("forkbomb")
+    finally:
+        done.set()
+        watcher.join()
+    assert "fork refused: EAGAIN" in result["output_tail"], result
+    started = int(result["output_tail"].split("after")[-1].split()[0])
+    assert started < cap
+    assert peak[0] - baseline <= cap + 16, (baseline, peak[0])
+    assert not result["timed_out"]
+
+
+def test_config_check_names_what_caps_processes(db_url: str) -> None:
+    result = run_hq("config", "check")
+    line = next((line for line in result.stdout.splitlines() if line.startswith("sandbox processes:")), None)
+    assert line is not None, result.stdout
+    assert "pids cgroup" in line or "RLIMIT_NPROC" in line or "none" in line
+
+
+# --- 4. host configuration with credentials ------------------------------------------------------------------
+
+
+@pytest.fixture()
+def planted_credentials() -> Iterator[None]:
+    """Credential files under a bound tree, as a host's npm, pip or cloud CLI would leave them."""
+    made = [Path(path) for path in MASKED]
+    try:
+        for path in made:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(f"token = {CANARY}\n")
+        yield
+    finally:
+        for path in made:
+            path.unlink(missing_ok=True)
+        for path in sorted({p.parent for p in made} | {made[0].parent}, key=lambda p: len(p.parts), reverse=True):
+            if path.is_dir():
+                path.rmdir()
+
+
+def test_credentials_in_the_bound_system_trees_are_hidden(
+    db_url: str, raw: psycopg.Connection, tmp_path: Path, planted_credentials: None
+) -> None:
+    run = start_run(raw, tmp_path)
+    output = run.command("creds")["output_tail"]
+    assert CANARY not in output, output
+    for host in ("/usr/etc/npmrc", "/usr/local/etc/npmrc", *MASKED):
+        if Path(host).is_file() and Path(host).stat().st_size:
+            assert f"READ {host} ''" in output or f"REFUSED {host}" in output, output
+
+
+# --- 5. host paths ---------------------------------------------------------------------------------------------
+
+
+def test_the_sandbox_command_line_tells_nothing_of_the_host(
+    db_url: str, raw: psycopg.Connection, tmp_path: Path
+) -> None:
+    run = start_run(raw, tmp_path)
+    output = run.command("proc")["output_tail"]
+    assert "cmdline 1 " in output, output
+    data = str(run.ctx.settings.data_path)
+    assert data not in output and str(run.work.worktree.root) not in output, output
+    assert "--bind" not in output and "--ro-bind" not in output, output
+    assert str(sandbox_module.Bubblewrap().interpreter) not in output.split("cmdline 1 ", 1)[1].split("\n", 1)[0]
