@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 
 import psycopg
@@ -118,10 +118,12 @@ def test_keyword_match_decomposes_without_a_classification_call(db_url: str, raw
         ).fetchall()
     )
     assert owners["api"] == "backend-engineer" and owners["design"] == "ux-designer"
-    budgets = {r[0] for r in raw.execute("SELECT budget_usd FROM issues WHERE parent_id = %s", (parent,))}
-    spent = one(raw.execute("SELECT spent_usd FROM issues WHERE id = %s", (parent,)).fetchone())[0]
-    # An equal share of what was left after deciding, one share kept back for the assembly.
-    assert budgets == {((Decimal(5) - spent) / 7).quantize(Decimal("0.0001"))}
+    budgets = [r[0] for r in raw.execute("SELECT budget_usd FROM issues WHERE parent_id = %s", (parent,))]
+    kept, spent = one(raw.execute("SELECT budget_usd, spent_usd FROM issues WHERE id = %s", (parent,)).fetchone())
+    # An equal share of what was left after deciding, to the cent, one share kept back for the assembly:
+    # carved out of the parent's budget, so parent and parts hold the 5 USD it had, not a cent more.
+    assert set(budgets) == {((Decimal(5) - spent) / 7).quantize(Decimal("0.01"), rounding=ROUND_DOWN)}
+    assert kept + sum(budgets) == Decimal(5)
     deps = raw.execute("SELECT count(*) FROM issue_dependencies WHERE issue_id = %s", (parts["ui"],)).fetchone()
     assert deps == (2,)  # design and api
 

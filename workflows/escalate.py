@@ -9,7 +9,6 @@ to (a report that is not its own) becomes an escalation instead.
 from __future__ import annotations
 
 import hashlib
-from decimal import Decimal
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -157,24 +156,30 @@ def _split(
     """
     if issue.lease_owner != held.run_id:
         return False
-    share = issue.budget_left / len(decision.subissues)
+    share = issue.budget_left / len(decision.subissues)  # carved out of the parent, never minted
     children = []
-    for spec in decision.subissues:
-        target = reports[spec.assignee]
-        digest = hashlib.sha256(spec.title.lower().encode()).hexdigest()[:16]
-        child = store.create_issue(
-            session,
-            IssueDraft(
-                title=spec.title, body=spec.body, priority=issue.priority, budget_usd=share.quantize(Decimal("0.0001"))
-            ),
-            actor=ctx.actor,
-            assignee=target,
-            parent_id=issue.id,
-            goal_id=issue.goal_id,
-            max_attempts=issue.max_attempts,
-            idempotency_key=f"split:{issue.id}:{digest}",
+    try:
+        with session.begin_nested():  # every part funded, or none opened
+            for spec in decision.subissues:
+                digest = hashlib.sha256(spec.title.lower().encode()).hexdigest()[:16]
+                child = store.create_funded_issue(
+                    session,
+                    IssueDraft(title=spec.title, body=spec.body, priority=issue.priority),
+                    parent_id=issue.id,
+                    amount_usd=share,
+                    actor=ctx.actor,
+                    assignee=reports[spec.assignee],
+                    goal_id=issue.goal_id,
+                    max_attempts=issue.max_attempts,
+                    idempotency_key=f"split:{issue.id}:{digest}",
+                )
+                children.append(child.id)
+    except store.CarveRefused as refused:
+        reason = f"cannot fund a split into {len(decision.subissues)} parts: {refused.message}"
+        moved = escalate_further(
+            session, held, manager, actor=ctx.actor, reason=reason, deadline_hours=ctx.settings.approval_deadline_hours
         )
-        children.append(child.id)
+        return moved is not None
     store.add_dependencies(session, issue.id, children)
     row = store.wait_on_parts(session, held, assignee_id=manager.id, playbook=SPLIT_PLAYBOOK)
     if row is not None:

@@ -8,7 +8,10 @@
    validated (known roles, no cycles) and the playbook as written is used if it
    fails validation.
 4. Create every sub-issue, its dependency edges and budget share in one
-   transaction. Claims skip issues with unfinished dependencies, so the modules
+   transaction, each share carved out of the parent's budget (never minted:
+   the parent keeps one share for the assembly, and what a part leaves unused
+   comes back to it when the part ends); if the parent cannot fund them all,
+   nothing is created and the issue is routed whole. Claims skip issues with unfinished dependencies, so the modules
    run in waves; the parent waits (`blocked`, reason `waiting`) and comes back to
    this manager to assemble once every part is done.
 """
@@ -16,7 +19,6 @@
 from __future__ import annotations
 
 import re
-from decimal import Decimal
 
 from sqlalchemy.orm import Session
 
@@ -124,8 +126,12 @@ def decompose(ctx: WorkflowContext, held: Claim, issue: IssueRecord) -> bool:
         if failures.decide(error) is not failures.Action.BLOCK_FOR_AUTH:
             return False
         return failures.handle(ctx, held, error)
-    with ctx.tx(held.run_id) as session:
-        created = _create(ctx, session, held, playbook, modules)
+    try:
+        with ctx.tx(held.run_id) as session:
+            created = _create(ctx, session, held, playbook, modules)
+    except store.CarveRefused as refused:  # the transaction rolled back: no part exists, the issue goes whole
+        log.warning("decompose.unfunded", issue_id=issue.id, error=refused.message, workflow=ctx.workflow)
+        return False
     log.info(
         "decompose.done",
         issue_id=issue.id,
@@ -145,7 +151,7 @@ def _create(ctx: WorkflowContext, session: Session, held: Claim, playbook: Playb
     if issue.lease_owner != held.run_id:
         return False
     agents = {a.slug: a for a in store.all_agents(session).values() if a.active}
-    share = (issue.budget_left / (len(modules) + 1)).quantize(Decimal("0.0001"))  # one share stays for the assembly
+    share = issue.budget_left / (len(modules) + 1)  # one share stays for the assembly; funding rounds to the cent
     children: dict[str, int] = {}
     for module in modules:
         draft = IssueDraft(
@@ -155,15 +161,15 @@ def _create(ctx: WorkflowContext, session: Session, held: Claim, playbook: Playb
                 f"The request:\n{issue.body[:4000]}"
             ),
             priority=issue.priority,
-            budget_usd=share,
             labels=["module", f"tier:{module.tier}"],
         )
-        child = store.create_issue(
+        child = store.create_funded_issue(
             session,
             draft,
+            parent_id=issue.id,
+            amount_usd=share,
             actor=ctx.actor,
             assignee=agents[module.role],
-            parent_id=issue.id,
             goal_id=issue.goal_id,
             max_attempts=issue.max_attempts,
             module_key=module.id,
