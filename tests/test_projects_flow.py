@@ -53,7 +53,6 @@ from tests.projects_support import (
     remote_tree,
     sample_files,
     status,
-    worktree_path,
 )
 from workflows.lib.evidence import passed_at
 
@@ -129,10 +128,10 @@ def test_two_issues_of_one_project_never_touch_each_others_files(
     second = project_issue(raw, project, "Add sub", fenced_all(SUB))
     assert beat(runtime, raw, ENGINEER, first) == "in_review"
     assert beat(runtime, raw, ENGINEER, second) == "in_review"
-    data = get_settings().data_path
-    trees = {issue: worktree_path(data, project, issue) for issue in (first, second)}
-    assert trees[first] != trees[second] and all(tree.is_dir() for tree in trees.values())
-    assert not (trees[first] / "sub.py").exists() and not (trees[second] / "mul.py").exists()
+    # Each branch holds only its own change; no worktree outlives its run.
+    assert changed_paths(remote, base, f"hq/issue-{first}") == {"mul.py", "test_mul.py"}
+    assert changed_paths(remote, base, f"hq/issue-{second}") == {"sub.py", "test_sub.py"}
+    assert not list((get_settings().data_path / "projects").glob(f"{project}-*/worktrees/*"))
     run_beat(LEAD, runtime)  # reviews both: the first is red, the second green
     assert (status(raw, first), status(raw, second)) == ("todo", "approved")
     assert beat(runtime, raw, DEVOPS, second) == "done"
@@ -185,8 +184,7 @@ def test_two_engineers_at_once_work_in_their_own_worktrees(
     assert len(spans) == 2 and spans[1][0] < spans[0][1], "the two beats did not overlap: nothing was concurrent"
     told = {issue: comments(raw, issue, "failure") + comments(raw, issue, "system") for issue in (first, second)}
     assert (status(raw, first), status(raw, second)) == ("in_review", "in_review"), told
-    data = get_settings().data_path
-    assert worktree_path(data, project, first) != worktree_path(data, project, second)
+    assert not list((get_settings().data_path / "projects").glob(f"{project}-*/worktrees/*"))
     assert changed_paths(remote, base, f"hq/issue-{first}") == {"mul.py", "test_mul.py"}
     assert changed_paths(remote, base, f"hq/issue-{second}") == {"sub.py", "test_sub.py"}
     run_beat(LEAD, runtime)

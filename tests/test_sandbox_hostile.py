@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
 import threading
 import time
 import uuid
@@ -23,12 +24,25 @@ from agents import sandbox as sandbox_module
 from agents.projects.work import CodeWork, prepare
 from agents.tools.context import ToolContext
 from agents.tools.dispatch import dispatch
-from config.settings import get_settings
+from config.settings import get_settings, load_settings
 from db import store
 from db.engine import get_engine, read_only
+from scheduler.company import Company
 from tests.conftest import run_hq
 from tests.helpers import agent_record
-from tests.projects_support import add_project, make_remote, needs_bwrap, project_issue, sample_files
+from tests.projects_support import (
+    ENGINEER,
+    LEAD,
+    add_project,
+    beat,
+    comments,
+    fenced_all,
+    make_remote,
+    needs_bwrap,
+    passing_files,
+    project_issue,
+    sample_files,
+)
 
 pytestmark = needs_bwrap
 
@@ -86,17 +100,6 @@ def read():
         except OSError as error:
             print("REFUSED", path, error.errno)
 
-def trap():
-    os.makedirs("planted/objects", exist_ok=True)
-    os.makedirs("planted/refs", exist_ok=True)
-    with open("planted/HEAD", "w") as handle:
-        handle.write("ref: refs/heads/main\n")
-    with open("planted/config", "w") as handle:
-        handle.write("[core]\n\trepositoryformatversion = 0\n\tfsmonitor = touch /tmp/hq-trap-fired\n")
-    with open(".git", "w") as handle:
-        handle.write("gitdir: planted\n")
-    print("trap set")
-
 globals()[sys.argv[1]]()
 """
 
@@ -106,7 +109,6 @@ PROJECT_YAML = (
     "  setuid: [python3, hostile.py, setuid]\n"
     "  forkbomb: [python3, hostile.py, forkbomb]\n"
     "  proc: [python3, hostile.py, proc]\n"
-    "  trap: [python3, hostile.py, trap]\n"
     "  creds: [python3, hostile.py, read, /usr/etc/npmrc, /usr/local/etc/npmrc, {files}]\n"
     "gate: [test]\n"
 )
@@ -196,6 +198,57 @@ def test_an_existing_data_dir_is_made_private(db_url: str, raw: psycopg.Connecti
     data.chmod(0o755)
     run = start_run(raw, tmp_path)
     assert stat.S_IMODE(run.ctx.settings.data_path.stat().st_mode) & 0o077 == 0
+
+
+# --- 2. a trap for the next person ---------------------------------------------------------------------------
+
+TRAP_TEST = """
+import os
+import unittest
+
+os.makedirs("planted/objects", exist_ok=True)
+os.makedirs("planted/refs", exist_ok=True)
+with open("planted/HEAD", "w") as handle:
+    handle.write("ref: refs/heads/main\\n")
+with open("planted/config", "w") as handle:
+    handle.write("[core]\\n\\trepositoryformatversion = 0\\n")
+    handle.write("\\tfsmonitor = touch {marker}\\n\\tpager = touch {marker}\\n")
+with open(".git", "w") as handle:
+    handle.write("gitdir: planted\\n")
+
+
+class Trap(unittest.TestCase):
+    def test_nothing(self):
+        pass
+"""
+
+
+def test_a_worktree_whose_git_was_redirected_is_quarantined_and_none_is_left(
+    db_url: str, raw: psycopg.Connection, tmp_path: Path
+) -> None:
+    """The gate's tests (run by the engineer's run_command, then by the review) plant a repository whose
+    configuration runs a program; HQ's own git never runs it, and no worktree is left where a person works."""
+    assert run_hq("agents", "sync").exit_code == 0
+    runtime = Company(load_settings(), threads=1).runtime
+    marker = tmp_path / "trap-fired"
+    remote = make_remote(tmp_path, passing_files())
+    project = add_project(raw, remote)
+    files = {"test_trap.py": TRAP_TEST.format(marker=marker), "mul.py": "def mul(a, b):\n    return a * b\n"}
+    issue = project_issue(raw, project, "Add mul", fenced_all(files))
+    assert beat(runtime, raw, ENGINEER, issue) == "in_review", comments(raw, issue, "failure")
+    assert beat(runtime, raw, LEAD, issue) == "approved", comments(raw, issue, "review")
+    data = get_settings().data_path
+    assert not list((data / "projects").glob("*/worktrees/*")), "a worktree was left after its run"
+    quarantined = sorted((data / "quarantine").iterdir())
+    assert len(quarantined) == 2  # the engineer's tree and the review's
+    assert stat.S_IMODE((data / "quarantine").stat().st_mode) == 0o700
+    for tree in quarantined:
+        assert not (tree / ".git").exists() and (tree / ".git.quarantined").is_file()
+        assert not (tree / "planted" / "HEAD").exists()
+        for where in (tree, tree / "planted"):  # what a person's shell prompt would run there
+            subprocess.run(["git", "status"], cwd=where, capture_output=True, timeout=60)
+            subprocess.run(["git", "log", "-1"], cwd=where, capture_output=True, timeout=60)
+    assert not marker.exists(), "the planted configuration ran a program"
 
 
 # --- 3. processes ---------------------------------------------------------------------------------------------

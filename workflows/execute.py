@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from agents.llm.protocol import user_message
 from agents.llm.tool_loop import LoopResult, run_tool_loop
 from agents.projects.repository import RepositoryError
-from agents.projects.work import CodeWork, commit_and_push, prepare, record_commit
+from agents.projects.work import CodeWork, commit_and_push, prepare, record_commit, release
 from agents.roster import RuntimeOptions
 from agents.runtimes import RuntimeFailed
 from agents.submission import record_snapshot, restore_workspace
@@ -72,6 +72,14 @@ def run(ctx: WorkflowContext) -> None:
         except projects.PROJECT_FAILURES as error:
             projects.handle(ctx, held, error)
             return
+    try:
+        _run_claimed(ctx, held, tools, stitch=stitch)
+    finally:
+        if tools.code is not None:  # the worktree lives only while the run holds it
+            release(tools.code)
+
+
+def _run_claimed(ctx: WorkflowContext, held: Claim, tools: ToolContext, *, stitch: bool) -> None:
     try:
         result = _work(ctx, held, tools, stitch=stitch)
     except failures.MODEL_FAILURES as error:

@@ -8,6 +8,9 @@ says another run moved the branch (its lease was lost) or the base moved.
 Worktrees are rebuilt from a commit at the start of every step that needs one:
 whatever the last step's commands left behind (build output, a nested
 repository, a rewritten ``.git`` file) is deleted, never cleaned up in place.
+A worktree lives only while a run holds it: the run removes it when it ends (its
+work is on the remote by then), and one whose ``.git`` a command redirected is
+quarantined, made inert, never left for a person's git to run what it planted.
 Every git call is hardened (agents/git.py); remote transports are limited to
 file, http(s) and git (ssh would need the operator's keys in a home HQ does not read).
 """
@@ -15,6 +18,7 @@ file, http(s) and git (ssh would need the operator's keys in a home HQ does not 
 from __future__ import annotations
 
 import fcntl
+import os
 import re
 import shutil
 import uuid
@@ -28,12 +32,17 @@ from agents.projects.project_file import PROJECT_FILE, ProjectFile, parse_projec
 from agents.workspace import Workspace, WorkspaceError
 from config.datadir import private_data_dir
 from config.errors import HQError
+from config.log import get_logger
 from config.settings import Settings
 from db.store.records import ProjectRecord
 
 FETCH_TIMEOUT_SECONDS = 300
+QUARANTINE = "quarantine"
+"""Under the data dir: worktrees whose ``.git`` a command redirected, made inert and kept private."""
 CONFLICT_MARKER = re.compile(r"^(<{7}|>{7})( |$)", re.MULTILINE)
 MAX_DIFF_CHARS = 60_000
+
+log = get_logger(__name__)
 
 
 class RepositoryError(HQError):
@@ -330,6 +339,60 @@ class Repository:
         return self.worktree(f"check-{issue_id}-{uuid.uuid4().hex[:8]}", commit)
 
     def drop(self, tree: Worktree) -> None:
+        """Remove a worktree once its run is over, so nothing a command left waits for a person.
+
+        A tree whose ``.git`` no longer points where HQ put it (a command rewrote it, to plant a
+        repository whose configuration runs a program) is never removed silently nor left in place:
+        it is quarantined (see quarantine()). Git is never run in it to find out.
+        """
         with self._exclusive():
+            if tree.root.exists() and not _points_home(tree):
+                self._quarantine(tree)
             shutil.rmtree(tree.root, ignore_errors=True)
             shutil.rmtree(tree.git_dir, ignore_errors=True)
+
+    def _quarantine(self, tree: Worktree) -> None:
+        """Move a tampered worktree to ``<data>/quarantine`` (0700), every git entry point in it renamed.
+
+        Kept for a person to see what was attempted, and made inert for them first: each ``.git`` in the
+        tree and each directory that git would take for a repository (HEAD, objects, refs) gets its
+        ``HEAD``/``.git`` renamed, so no git command run there, by a person or a shell prompt, finds a
+        configuration to execute.
+        """
+        parent = (self.data_path or self.home) / QUARANTINE
+        parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        parent.chmod(0o700)
+        target = parent / f"{self.project.id}-{tree.root.name}-{uuid.uuid4().hex[:8]}"
+        tree.root.rename(target)
+        neutralised = _neutralise(target)
+        log.warning(
+            "worktree.quarantined",
+            project=self.project.name,
+            worktree=tree.root.name,
+            moved_to=str(target),
+            neutralised=neutralised,
+        )
+
+
+def _points_home(tree: Worktree) -> bool:
+    """Whether the tree's ``.git`` is still the file git wrote, naming the administrative directory HQ made."""
+    dotgit = tree.root / ".git"
+    try:
+        if not dotgit.is_file() or dotgit.is_symlink() or dotgit.stat().st_size > 4096:
+            return False
+        return dotgit.read_text(encoding="utf-8", errors="replace").strip() == f"gitdir: {tree.git_dir}"
+    except OSError:
+        return False
+
+
+def _neutralise(root: Path) -> int:
+    """Rename every ``.git`` (any case) and the HEAD of every directory git would take for a repository."""
+    renamed = 0
+    for directory, names, files in os.walk(root):  # symlinks to directories are not followed
+        here = Path(directory)
+        for name in names + files:
+            if name.lower() == ".git" or (name == "HEAD" and {"objects", "refs"} <= set(names)):
+                (here / name).rename(here / f"{name}.quarantined")
+                renamed += 1
+        names[:] = [name for name in names if name.lower() != ".git"]
+    return renamed

@@ -17,12 +17,15 @@ from sqlalchemy.orm import Session
 from agents.projects.project_file import ProjectFile
 from agents.projects.repository import PushResult, Repository, Worktree, issue_branch
 from agents.sandbox import Sandbox, sandbox_for
+from config.log import get_logger
 from config.settings import Settings
 from db.models import Artifact
 from db.store.records import ProjectRecord
 
 COMMIT_CONTENT_TYPE = "text/x-git-commit"
 HQ_AUTHOR, HQ_EMAIL = "hq", "hq@heartbeat-hq.invalid"
+
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,18 @@ def prepare(
     base = worktree.run("merge-base", base_head, "HEAD").strip() if not conflicts else base_head
     sandbox = sandbox_for(settings)
     return CodeWork(issue_id, project, repository, project_file, worktree, sandbox, base, deadline, conflicts)
+
+
+def release(work: CodeWork) -> None:
+    """The run is over: its worktree goes (quarantined if a command redirected its ``.git``).
+
+    What the run did is on the remote's branch by now (or deliberately not: a lost lease, a failed
+    attempt), so nothing is lost; any later run, on any host, starts from the pushed branch.
+    """
+    try:
+        work.repository.drop(work.worktree)
+    except OSError as error:  # never hide what ended the run; the next run of the issue on this host retries
+        log.warning("worktree.not_released", issue_id=work.issue_id, worktree=str(work.worktree.root), error=str(error))
 
 
 def commit_and_push(work: CodeWork, *, agent: str, run_id: uuid.UUID, workflow: str) -> tuple[str, PushResult]:
