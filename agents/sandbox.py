@@ -15,6 +15,12 @@ network (PostgreSQL on loopback included) and from outliving its timeout.
   a short allow-list of ``/etc`` (``ETC_ALLOWED``: name service, dynamic linker, time zone,
   certificates, alternatives, ...). Never the host's ``/``: not ``/etc/shadow``, ``/etc/ssh``,
   ``pip.conf`` or ``.npmrc`` (tokens), not ``/root`` or ``/home``, not ``/var``, not the data dir.
+* hidden inside those trees, by rule (credential_masks): configuration that carries credentials,
+  found by name (``CREDENTIAL_NAMES``: npmrc, pip.conf, gitconfig, .git-credentials, netrc, pypirc,
+  credentials*, boto, kubeconfig, private keys, ...; ``CREDENTIAL_DIRS``: aws, gcloud, azure, docker,
+  kube, ssh, gnupg, private, ...) in each bound tree's top level, its ``etc`` (four levels deep) and
+  npm's own directory: a file reads as empty, a directory as an empty read-only tmpfs. Scanned once,
+  kept while none of the scanned directories changes.
 * writable: the worktree, at ``/workspace`` (the same path on every host, and one that tells nothing
   about the host's layout: no data dir, no issue numbers); a private ``/tmp`` and ``/dev/shm``, tmpfs
   of at most ``memory_bytes`` each. The new root itself and ``/dev`` are remounted read-only.
@@ -26,6 +32,9 @@ network (PostgreSQL on loopback included) and from outliving its timeout.
   plus what the caller adds. Nothing of HQ's environment passes, so no key, token or DATABASE_URL can;
   nor does any of HQ's file descriptors (database connections): stdin is /dev/null, stdout and stderr
   one pipe.
+* bubblewrap's command line holds no option: every mount and variable reaches it through a file
+  descriptor (``--args``). Its command line is what the sandbox sees as ``/proc/1/cmdline``; it reads
+  ``bwrap --args N -- /bin/sh -c exec "$@" sh <the project's command>``, nothing of the host.
 * uid/gid 65534 (nobody) inside, mapped to HQ's own uid outside, so files the command writes in the
   worktree belong to HQ's user on the host, and tools that refuse to run as root (PostgreSQL) run.
 
@@ -36,24 +45,53 @@ and because bubblewrap's init is PID 1 of the sandbox's PID namespace, its death
 in the sandbox with it, however deep or detached. Output is read as it comes into a bounded tail
 (a command printing gigabytes costs a few times ``output_bytes`` of memory), then redacted.
 
+Processes (``Limits.processes``, ``HQ_SANDBOX_MAX_PROCESSES``, threads included) are capped per run
+by the first of these that the host offers (process_cap(), found once; ``hq config check`` says which):
+
+* a pids cgroup of the run's own (``hq-sandbox-<pid>-<random>``), made under HQ's own cgroup or the
+  hierarchy's root, of cgroup v2 where the pids controller is delegated there (``pids`` in its
+  ``cgroup.subtree_control`` and writable), else of cgroup v1's pids hierarchy where writable (root,
+  usually). The command is moved in by a shell before it execs prlimit and bwrap, so nothing forks
+  outside it; at the cap ``fork`` fails with EAGAIN. After the run every process left in it is killed
+  and waited for, and the cgroup removed: no process of the run survives it, the Unconfined one included.
+* else, when HQ is not root, ``RLIMIT_NPROC``: the kernel counts it per user, so the cap is shared
+  with every other process of HQ's user (HQ's own threads and concurrent runs), a coarse backstop.
+* else (root without a writable pids cgroup) nothing caps processes: RLIMIT_NPROC does not bind uid 0,
+  which the sandbox's user is outside. ``hq config check`` warns.
+
+After every run, its processes gone, the worktree is walked (tame_tree: no symlink followed, opened
+relative to its parent with O_NOFOLLOW): setuid and setgid bits and file capabilities are removed,
+device nodes, FIFOs and sockets deleted, so nothing the command made can be run as HQ's user by
+anyone else. The data dir is 0700 (config/datadir.py), so nobody else can reach the worktrees anyway.
+
 What the sandbox does NOT protect against:
 
 * kernel bugs: namespaces share one kernel; there is no seccomp filter.
-* exhaustion beyond the limits: the limits are per process (a fork bomb of busy processes each gets
-  its own CPU seconds and address space, and the process count is not limited: RLIMIT_NPROC does
-  not bind processes of root, which a sandbox started by root is outside) until the timeout;
-  disk fill in the worktree (it is on the host's disk); tmpfs sized per mount, not in total.
+* exhaustion beyond the limits: CPU time and address space are per process (a capped number of busy
+  processes each gets its own) until the timeout; no cap on processes where the host offers neither a
+  writable pids cgroup nor a non-root HQ (above); disk fill in the worktree (it is on the host's disk);
+  tmpfs sized per mount, not in total.
 * uid mapping: the command's files are HQ's user's. When HQ runs as root, the command is root without
   capabilities: read-only mounts and the allow-lists above are what keep it in, and it can read
-  root-only files in the bound system trees. Run HQ as an ordinary user where you can.
+  root-only files in the bound system trees that the credential rule does not name.
+* what the sandbox can still see of the host: ``/proc/self/mountinfo`` lists every mount with its
+  source's path within its filesystem (the worktree's under the data dir, the interpreter tree's,
+  the hidden credential files' names); the interpreter tree is at its host path; the kernel's version
+  and the host's CPU and memory in /proc. Only the command line is kept clean.
+* without a pids cgroup, a command killed at its timeout may leave processes the kernel has not yet
+  reaped when the worktree is walked (the cgroup is what proves the run empty first).
 * timing and other side channels, and what the command prints: its output is data for a model and a
   person, redacted of known secrets, never executed by HQ.
 * git: the worktree's ``.git`` points into the repository outside the sandbox, which is not mounted,
   so git commands inside see no repository (by design: the command cannot rewrite refs or hooks).
-* ``Unconfined`` (``HQ_SANDBOX=none``): the same limits, cleared environment and process-group kill,
-  but no filesystem, network, PID or user isolation at all: the command runs as HQ's user, can read
-  everything HQ can (the data dir included), reach the network, and escape the kill with ``setsid``.
-  For development on hosts without bubblewrap only.
+  A command may rewrite ``.git`` to plant a repository of its own: HQ never runs git through it
+  (every call names the git dir HQ made), removes every worktree when its run ends, and quarantines
+  one whose ``.git`` was redirected (agents/projects/repository.py).
+* ``Unconfined`` (``HQ_SANDBOX=none``): the same limits, process cap, post-run walk, cleared environment
+  and process-group kill, but no filesystem, network, PID or user isolation at all: the command runs
+  as HQ's user, can read everything HQ can (the data dir included), reach the network, and escape the
+  kill with ``setsid`` (unless a pids cgroup holds the run). For development on hosts without
+  bubblewrap only.
 """
 
 from __future__ import annotations
@@ -349,6 +387,7 @@ class Bubblewrap:
         except OSError as error:
             return _not_started(command, self.name, f"cannot make the run's pids cgroup: {error}")
         limiter, preexec = _limiter(limits, nproc)
+        started_ns = time.time_ns() - CTIME_SLACK_NS
         # Every option and the environment reach bwrap through a file descriptor (``--args``), not its
         # command line: that is PID 1's inside the sandbox (/proc/1/cmdline), where host paths (the data
         # dir, the worktree's) would show, and every user of the host can read it in /proc (a run's
@@ -371,7 +410,7 @@ class Bubblewrap:
         finally:
             if group is not None:
                 _remove_cgroup(group)
-        tame_tree(workdir)
+        tame_tree(workdir, started_ns)
         return result
 
     def arguments(self, workdir: Path, limits: Limits, mounts: Sequence[Mount] = ()) -> list[str]:
@@ -427,6 +466,7 @@ class Unconfined:
         except OSError as error:
             return _not_started(command, self.name, f"cannot make the run's pids cgroup: {error}")
         limiter, preexec = _limiter(limits, nproc)
+        started_ns = time.time_ns() - CTIME_SLACK_NS
         try:
             # HOME and TMPDIR of this run only, removed after it
             with tempfile.TemporaryDirectory(prefix="hq-unconfined-", ignore_cleanup_errors=True) as home:
@@ -439,7 +479,7 @@ class Unconfined:
         finally:
             if group is not None:
                 _remove_cgroup(group)
-        tame_tree(workdir)
+        tame_tree(workdir, started_ns)
         return result
 
 
@@ -1001,10 +1041,12 @@ class Tamed:
 
 
 SETID = stat.S_ISUID | stat.S_ISGID
+CTIME_SLACK_NS = 2_000_000_000
+"""File times come from a coarse clock that may lag the one a run's start is read from: this much."""
 CAPABILITY_XATTR = "security.capability"
 
 
-def tame_tree(root: Path) -> Tamed:
+def tame_tree(root: Path, since_ns: int = 0) -> Tamed:
     """Make what a sandboxed command left under ``root`` harmless to the host.
 
     Every setuid/setgid bit is removed (files and directories), file capabilities too, and device
@@ -1012,6 +1054,10 @@ def tame_tree(root: Path) -> Tamed:
     unreadable is still walked). Symlinks are never followed: directories are opened with O_NOFOLLOW
     relative to their parent, and a change goes through an O_PATH descriptor checked to be what was
     walked. Called once every process of the run is gone, so nothing changes under the walk.
+
+    ``since_ns``: when the run started. File capabilities are looked for (one more system call per
+    file) only on files changed since (a ctime no process can set back: setting an attribute, writing,
+    creating all move it to now).
     """
     tamed = Tamed()
     try:
@@ -1024,7 +1070,7 @@ def tame_tree(root: Path) -> Tamed:
         if info.st_mode & SETID or info.st_mode & 0o700 != 0o700:
             os.fchmod(fd, (stat.S_IMODE(info.st_mode) & ~SETID) | 0o700)
             tamed.stripped += bool(info.st_mode & SETID)
-        _tame_directory(fd, str(root), tamed)
+        _tame_directory(fd, str(root), since_ns, tamed)
     finally:
         os.close(fd)
     if tamed.stripped or tamed.removed:
@@ -1032,15 +1078,16 @@ def tame_tree(root: Path) -> Tamed:
     return tamed
 
 
-def _tame_directory(fd: int, where: str, tamed: Tamed) -> None:
+def _tame_directory(fd: int, where: str, since_ns: int, tamed: Tamed) -> None:
     with os.scandir(fd) as listing:
         found = list(listing)
     for entry in found:
         tamed.entries += 1
         try:
-            mode = entry.stat(follow_symlinks=False).st_mode
+            info = entry.stat(follow_symlinks=False)
         except FileNotFoundError:
             continue
+        mode = info.st_mode
         kind = stat.S_IFMT(mode)
         if kind == stat.S_IFLNK:
             continue
@@ -1055,14 +1102,14 @@ def _tame_directory(fd: int, where: str, tamed: Tamed) -> None:
                 tamed.stripped += bool(mode & SETID)
             child = os.open(entry.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
             try:
-                _tame_directory(child, f"{where}/{entry.name}", tamed)
+                _tame_directory(child, f"{where}/{entry.name}", since_ns, tamed)
             finally:
                 os.close(child)
             continue
         if mode & SETID:
             _chmod_at(fd, entry.name, kind, stat.S_IMODE(mode) & ~SETID)
             tamed.stripped += 1
-        if _has_capability(f"{where}/{entry.name}"):
+        if info.st_ctime_ns >= since_ns and _has_capability(f"{where}/{entry.name}"):
             _drop_capability(fd, entry.name)
             tamed.stripped += 1
 
