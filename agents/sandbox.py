@@ -910,8 +910,18 @@ def process_cap() -> ProcessCap:
     for a non-root HQ, else none (root without a writable pids cgroup)."""
     for mechanism, parent in _pids_cgroup_candidates():
         if _can_make_cgroup(parent):
+            _remove_orphans(parent)
             return ProcessCap(mechanism, parent)
     return ProcessCap("rlimit" if os.geteuid() != 0 else "none")
+
+
+def _remove_orphans(parent: Path) -> None:
+    """Runs' cgroups whose HQ process died (kill -9) before removing them: emptied and removed now."""
+    for group in parent.glob(f"{CGROUP_PREFIX}*"):
+        owner = group.name.removeprefix(CGROUP_PREFIX).split("-", 1)[0]
+        if owner.isdigit() and int(owner) != os.getpid() and not Path(f"/proc/{owner}").exists():
+            log.warning("sandbox.orphan_cgroup", cgroup=str(group))
+            _remove_cgroup(group)
 
 
 def _pids_cgroup_candidates() -> list[tuple[str, Path]]:
