@@ -150,7 +150,7 @@ def serving(
 ) -> Iterator[tuple[Gateway, anthropic.Anthropic, Recorder]]:
     """A run's gateway and a client holding what the CLI holds: the socket and (unless told) the run's token."""
     forwarder = Forwarder(router)
-    with Gateway(forwarder, ctx, "execution", path) as gateway:
+    with Gateway(forwarder, ctx, "execution", path, fast_tier="utility") as gateway:
         recorder = Recorder(path)
         client = anthropic.Anthropic(
             api_key=token if token is not None else gateway.token,  # never None: the SDK would read the env's key
@@ -652,7 +652,8 @@ def test_the_request_is_fitted_to_its_tier(
     socket_path: Path,
 ) -> None:
     """The tier, not the CLI, decides the model and the most a call may cost: the requested name only picks
-    the tier, max_tokens is capped at its maximum, and a thinking budget is kept below max_tokens."""
+    between the role's tier and its fast tier (never a dearer one), max_tokens is capped at its maximum, and a
+    thinking budget is kept below max_tokens."""
     router = router_for(
         models(tmp_path, fake, max_tokens={"execution": 2000, "utility": 300, "reasoning": 4000}), monkeypatch
     )
@@ -663,7 +664,7 @@ def test_the_request_is_fitted_to_its_tier(
         (MODEL, 1500, {"type": "enabled", "budget_tokens": 1200}),  # within both: untouched
         (UTILITY, 5000, {"type": "enabled", "budget_tokens": 2000}),  # utility's 300 leave no room to think
         ("claude-haiku-4-5-20251001", 100, None),  # a haiku, not the deployment's name: still the utility tier
-        ("hq-reasoning", 9000, None),
+        ("hq-reasoning", 9000, None),  # not the role's tiers: the role's own
         ("claude-opus-4-7", 10, None),
         ("some-other-model", 10, None),  # the role's tier
     ]
@@ -684,7 +685,7 @@ def test_the_request_is_fitted_to_its_tier(
         (MODEL, 1500, {"type": "enabled", "budget_tokens": 1200}),
         (UTILITY, 300, None),
         (UTILITY, 100, None),
-        (MODEL, 4000, None),
+        (MODEL, 2000, None),
         (MODEL, 10, None),
         (MODEL, 10, None),
     ]
@@ -694,8 +695,8 @@ def test_the_request_is_fitted_to_its_tier(
         ("execution", "execution-1", "ok"),
         ("utility", "utility-1", "ok"),
         ("utility", "utility-1", "ok"),
-        ("reasoning", "reasoning-1", "ok"),
-        ("reasoning", "reasoning-1", "ok"),
+        ("execution", "execution-1", "ok"),
+        ("execution", "execution-1", "ok"),
         ("execution", "execution-1", "ok"),
     ]
     # Each reservation was the worst case of what was really sent: its capped max_tokens of output.

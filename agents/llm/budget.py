@@ -1,14 +1,20 @@
 """Reserve before, settle after: the only code that moves money between budget columns.
 
 The rules live in SQL (db/sql/budget.sql): `hq_reserve` and `hq_record_call`
-are single statements, run here in autocommit on a pooled driver connection, so
-a model call pays two round trips for its accounting and nothing else.
+are single statements, run here in autocommit on a connection borrowed from a
+small per-process pool (POOL_SIZE), so a model call pays two round trips for its
+accounting and nothing else, and no number of threads can open more connections.
 """
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 import uuid
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -22,6 +28,8 @@ from config.settings import get_settings
 from db.engine import configure_session, driver_options
 from db.urls import libpq_url
 
+POOL_SIZE = 4  # connections per process and database: a budget statement holds one for one round trip
+POOL_WAIT_SECONDS = 30.0  # longer than a statement may run (BUDGET_STATEMENT_TIMEOUT_MS), so waiting means trouble
 BUDGET_STATEMENT_TIMEOUT_MS = 10_000  # one budget statement is a few row locks: waiting longer means trouble
 _RESERVE = "SELECT hq_reserve(%s, %s, %s, %s, %s, %s, %s, %s)"
 _RECORD = "SELECT hq_record_call(" + ", ".join(["%s"] * 20) + ")"
@@ -64,42 +72,102 @@ class Payer:
         return f"agent:{self.agent_slug}" if self.agent_slug and self.agent_monthly_limit is not None else None
 
 
-_local = threading.local()
+class _Pool:
+    """A few autocommit connections for budget statements, shared by every thread of the process.
 
+    One connection per thread let any source of threads (a flood of gateway connections from a sandbox)
+    open as many PostgreSQL connections as it liked and lock every other client of the database out. A
+    statement borrows a connection for its one round trip and gives it back: POOL_SIZE connections at
+    most, and a caller beyond that waits (never longer than POOL_WAIT_SECONDS) instead of connecting.
+    """
 
-class _ThreadConnections(dict[str, "psycopg.Connection[Any]"]):
-    """A thread's budget connections, closed when the thread ends and its locals go."""
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.idle: list[psycopg.Connection[Any]] = []
+        self.opened = 0
+        self.ready = threading.Condition()
+        self.closed = False
 
-    def __del__(self) -> None:
-        for conn in self.values():
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        conn = self._take()
+        try:
+            yield conn
+        except psycopg.OperationalError:
+            conn.close()  # the connection (or the server) broke: never lent again
+            raise
+        finally:
+            self._give(conn)
+
+    def _take(self) -> psycopg.Connection[Any]:
+        deadline = time.monotonic() + POOL_WAIT_SECONDS
+        with self.ready:
+            while not self.idle and self.opened >= POOL_SIZE:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self.ready.wait(left):
+                    raise psycopg.OperationalError(f"no budget connection free within {POOL_WAIT_SECONDS:.0f} s")
+            if self.idle:
+                return self.idle.pop()
+            self.opened += 1
+        try:
+            return self._connect()
+        except BaseException:
+            with self.ready:
+                self.opened -= 1
+                self.ready.notify()
+            raise
+
+    def _give(self, conn: psycopg.Connection[Any]) -> None:
+        with self.ready:
+            if conn.closed or self.closed:
+                conn.close()
+                self.opened -= 1
+            else:
+                self.idle.append(conn)
+            self.ready.notify()
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        settings = get_settings()
+        options: dict[str, Any] = {**driver_options(settings), "application_name": "hq-budget"}
+        conn = psycopg.connect(libpq_url(self.url), autocommit=True, **options)
+        configure_session(conn, settings.model_copy(update={"statement_timeout_ms": BUDGET_STATEMENT_TIMEOUT_MS}))
+        return conn
+
+    def close(self) -> None:
+        with self.ready:
+            self.closed = True
+            idle, self.idle = self.idle, []
+        for conn in idle:
             conn.close()
 
 
-def _connection(engine: Engine) -> psycopg.Connection[Any]:
-    """This thread's autocommit connection for budget statements: no pool checkout, no ping, one round trip."""
-    connections: _ThreadConnections | None = getattr(_local, "connections", None)
-    if connections is None:
-        connections = _local.connections = _ThreadConnections()
-    key = engine.url.render_as_string(hide_password=False)
-    conn = connections.get(key)
-    if conn is None or conn.closed:
-        settings = get_settings()
-        options: dict[str, Any] = {**driver_options(settings), "application_name": "hq-budget"}
-        conn = psycopg.connect(libpq_url(key), autocommit=True, **options)
-        configure_session(conn, settings.model_copy(update={"statement_timeout_ms": BUDGET_STATEMENT_TIMEOUT_MS}))
-        connections[key] = conn
-    return conn
+_pools: weakref.WeakKeyDictionary[Engine, _Pool] = weakref.WeakKeyDictionary()
+_pools_lock = threading.Lock()
+_pools_pid = os.getpid()
+
+
+def _pool(engine: Engine) -> _Pool:
+    """The engine's budget pool in this process: a forked child never touches its parent's connections."""
+    global _pools_pid
+    with _pools_lock:
+        if _pools_pid != os.getpid():  # forked: the parent's connections are its own, left alone
+            _pools.clear()
+            _pools_pid = os.getpid()
+        pool = _pools.get(engine)
+        if pool is None:
+            pool = _pools[engine] = _Pool(engine.url.render_as_string(hide_password=False))
+            weakref.finalize(engine, pool.close)  # a disposed engine's budget connections go with it
+        return pool
 
 
 def _one(engine: Engine, sql: str, params: tuple[Any, ...]) -> Any:
-    """One statement on this thread's budget connection; a broken connection is dropped and tried once more."""
+    """One statement on a pooled budget connection; a broken connection is dropped and tried once more."""
     for attempt in (1, 2):
-        conn = _connection(engine)
         try:
-            row = conn.execute(sql, params).fetchone()
-            return row[0] if row else None
+            with _pool(engine).connection() as conn:
+                row = conn.execute(sql, params).fetchone()
+                return row[0] if row else None
         except psycopg.OperationalError:
-            conn.close()
             if attempt == 2:
                 raise
     return None  # pragma: no cover

@@ -26,8 +26,10 @@ from config.vocabulary import TIERS, Tier
 
 OFFLINE_PROVIDER = "hq-offline"
 MILLION = Decimal(1_000_000)
-# Anthropic's published multipliers of the input price, used when neither the models file nor the table says.
+# Anthropic's published multipliers of the input price, used when neither the models file nor the table says:
+# a cache write with the default 5-minute lifetime, one with ``ttl: "1h"``, and a cache read.
 CACHE_WRITE_FACTOR = Decimal("1.25")
+CACHE_WRITE_1H_FACTOR = Decimal(2)
 CACHE_READ_FACTOR = Decimal("0.1")
 
 
@@ -43,6 +45,7 @@ class DeploymentSpec(BaseModel):
     # Prompt caching (Anthropic's Messages API): writing to the cache and reading from it are priced apart.
     cache_write_usd_per_mtok: Annotated[float, Field(ge=0, le=10_000)] | None = None
     cache_read_usd_per_mtok: Annotated[float, Field(ge=0, le=10_000)] | None = None
+    cache_write_1h_usd_per_mtok: Annotated[float, Field(ge=0, le=10_000)] | None = None  # ttl "1h" writes
     # LiteLLM answers with this text instead of calling the provider (benchmarks, dry runs).
     mock_response: Annotated[str, Field(max_length=10_000)] | None = None
 
@@ -112,10 +115,18 @@ class Deployment:
     mock_response: str | None = None
     cache_write_price: Decimal | None = None  # USD per token; None: CACHE_WRITE_FACTOR times input_price
     cache_read_price: Decimal | None = None
+    cache_write_1h_price: Decimal | None = None  # None: CACHE_WRITE_1H_FACTOR times input_price
 
     @property
     def cache_write(self) -> Decimal:
         return self.cache_write_price if self.cache_write_price is not None else self.input_price * CACHE_WRITE_FACTOR
+
+    @property
+    def cache_write_1h(self) -> Decimal:
+        """A write with the 1-hour lifetime (``cache_control: {ttl: "1h"}``): 2x input where nothing says."""
+        if self.cache_write_1h_price is not None:
+            return self.cache_write_1h_price
+        return self.input_price * CACHE_WRITE_1H_FACTOR
 
     @property
     def cache_read(self) -> Decimal:
@@ -130,20 +141,32 @@ class Deployment:
         return self.provider == OFFLINE_PROVIDER
 
     def cost(
-        self, input_tokens: int, output_tokens: int, cache_write_tokens: int = 0, cache_read_tokens: int = 0
+        self,
+        input_tokens: int,
+        output_tokens: int,
+        cache_write_tokens: int = 0,
+        cache_read_tokens: int = 0,
+        *,
+        cache_write_1h_tokens: int = 0,
     ) -> Decimal:
-        """Each kind of token at its own price: what the provider bills for the usage it reports."""
+        """Each kind of token at its own price: what the provider bills for the usage it reports.
+
+        ``cache_write_tokens`` counts every cache write (the API's ``cache_creation_input_tokens``);
+        ``cache_write_1h_tokens`` says how many of them had the 1-hour lifetime, billed at its own price.
+        """
+        long_lived = min(max(cache_write_1h_tokens, 0), cache_write_tokens)
         return (
             self.input_price * input_tokens
             + self.output_price * output_tokens
-            + self.cache_write * cache_write_tokens
+            + self.cache_write * (cache_write_tokens - long_lived)
+            + self.cache_write_1h * long_lived
             + self.cache_read * cache_read_tokens
         )
 
     @property
     def dearest_input(self) -> Decimal:
-        """The most an input token can cost: a prompt may be written to the cache whole."""
-        return max(self.input_price, self.cache_write)
+        """The most an input token can cost: a prompt may be written to the 1-hour cache whole."""
+        return max(self.input_price, self.cache_write, self.cache_write_1h)
 
 
 @dataclass(frozen=True)
@@ -198,11 +221,16 @@ def table_price(model: str) -> tuple[Decimal, Decimal] | None:
     return None
 
 
-def table_cache_prices(model: str) -> tuple[Decimal | None, Decimal | None]:
-    """(cache write, cache read) USD per token from the table, each None when it does not say."""
+def table_cache_prices(model: str) -> tuple[Decimal | None, Decimal | None, Decimal | None]:
+    """(cache write, cache read, 1-hour cache write) USD per token from the table, each None when it does not say."""
     entry = _table_entry(model) or {}
-    write, read = entry.get("cache_creation_input_token_cost"), entry.get("cache_read_input_token_cost")
-    return (Decimal(repr(write)) if write is not None else None, Decimal(repr(read)) if read is not None else None)
+    keys = (
+        "cache_creation_input_token_cost",
+        "cache_read_input_token_cost",
+        "cache_creation_input_token_cost_above_1hr",
+    )
+    write, read, long_write = (entry.get(key) for key in keys)
+    return tuple(Decimal(repr(v)) if v is not None else None for v in (write, read, long_write))  # type: ignore[return-value]
 
 
 def _table_entry(model: str) -> dict[str, object] | None:
@@ -263,14 +291,16 @@ def resolve_models(settings: Settings) -> ModelMap:
                     (_per_token(deployment.input_usd_per_mtok), _per_token(deployment.output_usd_per_mtok)),
                     "models file",
                 )
-                cache: tuple[Decimal | None, Decimal | None] = (None, None)
+                cache: tuple[Decimal | None, Decimal | None, Decimal | None] = (None, None, None)
             else:
                 prices, source = table_price(deployment.model), "litellm price table"  # type: ignore[assignment]
                 cache = table_cache_prices(deployment.model)
             if deployment.cache_write_usd_per_mtok is not None:
-                cache = (_per_token(deployment.cache_write_usd_per_mtok), cache[1])
+                cache = (_per_token(deployment.cache_write_usd_per_mtok), cache[1], cache[2])
             if deployment.cache_read_usd_per_mtok is not None:
-                cache = (cache[0], _per_token(deployment.cache_read_usd_per_mtok))
+                cache = (cache[0], _per_token(deployment.cache_read_usd_per_mtok), cache[2])
+            if deployment.cache_write_1h_usd_per_mtok is not None:
+                cache = (cache[0], cache[1], _per_token(deployment.cache_write_1h_usd_per_mtok))
             if prices is None:
                 problems.append(
                     f"tiers.{tier}.{index}: no price known for {deployment.model}; "

@@ -27,10 +27,12 @@ bytes); it is imported on first use only.
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cache
@@ -41,6 +43,8 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 from agents.llm.budget import BudgetExceeded, CallRow, Reservation
 from agents.llm.config import Deployment, ModelMap
 from agents.llm.router import (
+    AUTH_STATUSES,
+    ERROR_LIMIT,
     INPUT_MARGIN,
     CallContext,
     ModelError,
@@ -48,22 +52,74 @@ from agents.llm.router import (
     ModelRouter,
     _Attempt,
     _error_text,
-    _is_auth_failure,
     _is_transient,
     _NoDeployment,
     _retry_after,
     write_call_rows,
 )
 from config.log import get_logger
-from config.vocabulary import TIERS
 from db.engine import get_engine
 
 ANTHROPIC = "anthropic"
-FORWARDED_HEADERS = ("anthropic-beta",)  # what of the CLI's headers may reach the provider; never a credential
-SERVER_SIDE_KEYS = ("mcp_servers", "container")
+# Of the CLI's headers only ``anthropic-beta`` may reach the provider, and only with allowed values; never a credential.
+# Betas that neither change what a token costs nor make the provider reach anything: what the pinned Claude Code
+# CLI (2.1.197) sends on every turn (its own marker, interleaved and counted thinking, clearing old thinking,
+# cache scope, effort), and prompt caching with its 1-hour lifetime (priced), token-efficient tools, fine-grained
+# tool streaming and structured outputs. Anything else (context-1m's premium, files, code execution, MCP ...)
+# is refused: a beta HQ has not read is a price HQ does not know.
+ALLOWED_BETAS = (
+    "claude-code-20250219",
+    "interleaved-thinking-2025-05-14",
+    "thinking-token-count-2026-05-13",
+    "context-management-2025-06-27",
+    "prompt-caching-scope-2026-01-05",
+    "effort-2025-11-24",
+    "prompt-caching-2024-07-31",
+    "extended-cache-ttl-2025-04-11",
+    "token-efficient-tools-2025-02-19",
+    "fine-grained-tool-streaming-2025-05-14",
+    "structured-outputs-2025-11-13",
+)
+# Body fields forwarded: the request, sampling, thinking and output settings, each priced by its tokens.
+# Others (speed / fast mode, inference_geo, container, mcp_servers, anything new) change the price or reach out.
+ALLOWED_FIELDS = frozenset(
+    {
+        "model",
+        "messages",
+        "max_tokens",
+        "stream",
+        "system",
+        "tools",
+        "tool_choice",
+        "temperature",
+        "top_p",
+        "top_k",
+        "stop_sequences",
+        "metadata",
+        "thinking",
+        "output_config",
+        "output_format",
+        "context_management",
+        "service_tier",
+    }
+)
+SERVICE_TIERS = ("auto", "standard_only")  # priority capacity is billed apart
+CONTEXT_EDITS = ("clear_thinking_", "clear_tool_uses_")  # edits that only drop content (compaction makes calls)
+BLOCK_TYPES = frozenset({"text", "image", "document", "tool_use", "tool_result", "thinking", "redacted_thinking"})
+INLINE_SOURCES = {"image": ("base64",), "document": ("base64", "text", "content")}  # never url or file
 TIER_PREFIX = "hq-"
 FAMILY_TIERS = (("opus", "reasoning"), ("sonnet", "execution"), ("haiku", "utility"))
 MIN_THINKING_TOKENS = 1024  # the API's smallest thinking budget
+# Worst cases of inline media, counted instead of the JSON text of their base64:
+# - a context window: no prompt the provider accepts (and bills) is longer; the 1M window needs a refused beta;
+CONTEXT_TOKENS = 200_000
+# - an image: (width x height) / 750 tokens, scaled down by the API to a 1568-pixel long edge and about 1,600
+#   tokens; 1568 x 1568 / 750 = 3,278 holds even without the ~1,600 cap, so 3,300 a picture whatever its bytes;
+IMAGE_TOKENS = 3_300
+# - a PDF page: up to about 3,000 tokens of text plus the page as an image (1,600): 4,600 a page counted in the
+#   file (``/Type /Page``); a PDF whose pages cannot be counted (compressed object streams) is a full context.
+PDF_PAGE_TOKENS = 4_600
+PDF_PAGE = re.compile(rb"/Type\s*/Page(?![A-Za-z])")
 MAX_EVENT_BYTES = 16 * 1024 * 1024  # an SSE event longer than this is passed on unread
 
 log = get_logger(__name__)
@@ -93,6 +149,7 @@ class Usage:
     output_tokens: int = 0
     cache_write_tokens: int = 0
     cache_read_tokens: int = 0
+    cache_write_1h_tokens: int = 0  # of cache_write_tokens, those with the 1-hour lifetime (a dearer price)
     seen: bool = False
     final: bool = False
 
@@ -107,8 +164,21 @@ class Usage:
             ("cache_read_tokens", "cache_read_input_tokens"),
         ):
             value = usage.get(key)
-            if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31:
+            if _count(value):
                 setattr(self, name, value)
+        lifetimes = usage.get("cache_creation")
+        if isinstance(lifetimes, Mapping):
+            short, long = (_tokens(lifetimes.get(f"ephemeral_{ttl}_input_tokens")) for ttl in ("5m", "1h"))
+            self.cache_write_1h_tokens = long
+            self.cache_write_tokens = max(self.cache_write_tokens, short + long)  # never fewer than their parts
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31
+
+
+def _tokens(value: Any) -> int:
+    return value if _count(value) else 0
 
 
 @dataclass
@@ -177,20 +247,21 @@ class Forwarded:
         self._close()
 
 
-def tier_for(model: str, default: str, models: ModelMap) -> str:
-    """The tier a requested model name asks for.
+def tier_for(model: str, tiers: Sequence[str], models: ModelMap) -> str:
+    """Which of the run's tiers (the role's, then its fast tier) a requested model name asks for.
 
-    A deployment's own model name (what HQ tells the CLI to use), the role's tier first;
-    else ``hq-<tier>``; else a model family (opus, sonnet, haiku); else the role's tier.
-    Whatever is asked for, the tier's deployment serves it: the name only picks the tier.
+    The role's tiers decide; a name only chooses among them: a model one of them serves (what HQ tells the
+    CLI to use), else ``hq-<tier>``, else a model family (opus, sonnet, haiku), of one of them; anything
+    else, ``hq-reasoning`` or an opus for an execution-tier role included, gets the role's own tier.
     """
     name = model.lower()
-    for tier in (default, *(t for t in TIERS if t != default)):
-        if any(provider_model(d).lower() == name for d in models.tiers.get(tier, [])):
+    for tier in tiers:
+        if any(provider_model(d).lower() == name for d in anthropic_deployments(models, tier)):
             return tier
-    if name.startswith(TIER_PREFIX) and name[len(TIER_PREFIX) :] in TIERS:
+    if name.startswith(TIER_PREFIX) and name[len(TIER_PREFIX) :] in tiers:
         return name[len(TIER_PREFIX) :]
-    return next((tier for family, tier in FAMILY_TIERS if family in name), default)
+    family = next((tier for family, tier in FAMILY_TIERS if family in name), tiers[0])
+    return family if family in tiers else tiers[0]
 
 
 def anthropic_deployments(models: ModelMap, tier: str) -> list[Deployment]:
@@ -225,14 +296,27 @@ class Forwarder:
 
     def count_tokens(self, body: Mapping[str, Any]) -> int:
         """``count_tokens`` answered here, free: the tokenizer's count of what the request would send."""
-        return self.router.count_tokens(_prompt_text(body))
+        try:
+            media = _media_tokens(body)
+        except ApiFailure:
+            media = 0  # nothing is sent: a count is only a count
+        return self.router.count_tokens(_prompt_text(body)) + media
 
     def forward(
-        self, ctx: CallContext, default_tier: str, body: dict[str, Any], headers: Mapping[str, str]
+        self,
+        ctx: CallContext,
+        default_tier: str,
+        body: dict[str, Any],
+        headers: Mapping[str, str],
+        *,
+        fast_tier: str | None = None,
     ) -> Forwarded:
         """Reserve, send, and hand back the answer; raises ApiFailure for anything the CLI must be told."""
         request = _valid(body)
-        tier = tier_for(request["model"], default_tier, self.router.models)
+        betas = _betas(headers)
+        media = _media_tokens(request)
+        tiers = (default_tier, fast_tier) if fast_tier and fast_tier != default_tier else (default_tier,)
+        tier = tier_for(request["model"], tiers, self.router.models)
         deployments = anthropic_deployments(self.router.models, tier)
         if not deployments:
             raise ApiFailure(
@@ -243,14 +327,15 @@ class Forwarder:
             )
         request["max_tokens"] = min(request["max_tokens"], self.router.models.max_output_tokens[tier])
         _fit_thinking(request)
-        input_tokens = int(Decimal(self.router.count_tokens(_prompt_text(request))) * INPUT_MARGIN) + 16
+        text_tokens = int(Decimal(self.router.count_tokens(_prompt_text(request))) * INPUT_MARGIN) + 16
+        input_tokens = text_tokens + media
         estimate = max(d.dearest_input * input_tokens + d.output_price * request["max_tokens"] for d in deployments)
         try:
             reservation = self.router.reserve(ctx, tier, estimate)
         except BudgetExceeded as refused:
             raise ApiFailure(400, "invalid_request_error", refused.message, refused) from None
         call = _Call(ctx, tier, deployments, reservation, estimate, request["max_tokens"], self.router)
-        extra_headers = {name: headers[name] for name in FORWARDED_HEADERS if headers.get(name)}
+        extra_headers = {"anthropic-beta": betas} if betas else {}
         try:
             response, deployment = self._send(call, request, extra_headers)
         except Exception as failure:
@@ -286,7 +371,11 @@ class Forwarder:
             return after if after is not None else min(8.0, 0.5 * 2 ** (state.attempt_number - 1))
 
         def may_retry(error: BaseException) -> bool:
-            return not paused_all() if _is_auth_failure(error) else _is_transient(error)
+            if _key_refused(error):
+                return not paused_all()
+            if _may_have_reached_provider(error):
+                return False  # a POST the provider may have run (and billed) is not sent again blindly
+            return _is_transient(error)
 
         fields = {k: v for k, v in request.items() if k not in ("model", "max_tokens", "messages", "stream")}
         for attempt in Retrying(
@@ -313,7 +402,9 @@ class Forwarder:
                     if failed is not None:  # an error answer's connection goes back to the pool, not to the GC
                         failed.close()
                     call.attempts.append(_Attempt(deployment, error, time.monotonic() - started))
-                    router.note_failure(deployment, error)
+                    # Only the provider refusing HQ's key (401) pauses it: a 403 may be this request's own
+                    # doing (a permission it asks for), and the sandbox must not switch HQ's key off.
+                    router.note_failure(deployment, error, credentials_refused=_key_refused(error))
                     raise
                 return response, deployment
         raise AssertionError("unreachable")  # pragma: no cover
@@ -341,12 +432,28 @@ class _Call:
         return next((d for d in usable if not self.router.cooling(d)), usable[0])
 
     def failed(self, failure: BaseException) -> ApiFailure:
-        """Nothing was answered: the attempts' rows, the reservation released, and what to tell the CLI."""
-        rows = [self._row(a.deployment, "error", error=_error_text(a.error), seconds=a.seconds) for a in self.attempts]
-        final = rows.pop() if rows else self.ctx.row(self.tier, None, "error", error=_error_text(failure))
-        write_call_rows(get_engine(self.router.settings), rows, final, self.reservation)
-        cause = self.router._error(failure, self.attempts, _error_text(failure))
+        """Nothing was answered: the attempts' rows, and what to tell the CLI.
+
+        A request that failed after it may have reached the provider (a timeout waiting for the answer, a
+        connection lost after sending) is charged its reserved worst case: the provider may have run it
+        and bills what it generated. Only a failure before sending, or an error the provider answered
+        (which it does not bill), settles at $0 and releases the reservation.
+        """
+        last = self.attempts[-1] if self.attempts else None
+        if last is not None and last.error is failure and _may_have_reached_provider(failure):
+            self.attempts.pop()
+            self.settle(last.deployment, Usage(), error=failure, sent=True)
+        else:
+            rows = [
+                self._row(a.deployment, "error", error=_error_text(a.error), seconds=a.seconds) for a in self.attempts
+            ]
+            final = rows.pop() if rows else self.ctx.row(self.tier, None, "error", error=_error_text(failure))
+            write_call_rows(get_engine(self.router.settings), rows, final, self.reservation)
         status = getattr(failure, "status_code", None)
+        if status in AUTH_STATUSES and not _key_refused(failure):
+            cause: ModelError = ModelRequestError(_error_text(failure))  # the request's own doing, not HQ's key
+        else:
+            cause = self.router._error(failure, self.attempts, _error_text(failure))
         log.warning(
             "gateway.call_failed",
             tier=self.tier,
@@ -389,7 +496,9 @@ class _Call:
         self.settle(deployment, usage)
         return Forwarded(response.status_code, content_type, request_id, iter([data]))
 
-    def settle(self, deployment: Deployment, usage: Usage, *, error: BaseException | None = None) -> None:
+    def settle(
+        self, deployment: Deployment, usage: Usage, *, error: BaseException | None = None, sent: bool = False
+    ) -> None:
         """The call's one row at the provider's usage.
 
         Usage that never became final (a cut stream, a client gone before the first byte) is charged
@@ -402,8 +511,14 @@ class _Call:
         problem = None
         if not usage.final:
             why = _error_text(error) if error is not None else "the stream ended before its final usage"
-            problem = f"{why}; charged its worst case"
-        cost = deployment.cost(usage.input_tokens, output, usage.cache_write_tokens, usage.cache_read_tokens)
+            problem = f"{why}; {'sent, no answer: ' if sent else ''}charged its worst case"
+        cost = deployment.cost(
+            usage.input_tokens,
+            output,
+            usage.cache_write_tokens,
+            usage.cache_read_tokens,
+            cache_write_1h_tokens=usage.cache_write_1h_tokens,
+        )
         rows = [self._row(a.deployment, "error", error=_error_text(a.error), seconds=a.seconds) for a in self.attempts]
         final = self._row(
             deployment,
@@ -415,7 +530,7 @@ class _Call:
             cost=cost if usage.final else max(cost, self.estimate),
             reserved=self.estimate,
             seconds=time.monotonic() - self.started,
-            error=problem,
+            error=problem[:ERROR_LIMIT] if problem else None,
         )
         write_call_rows(get_engine(self.router.settings), rows, final, self.reservation)
 
@@ -474,16 +589,108 @@ def _valid(body: Any) -> dict[str, Any]:
         raise ApiFailure(400, "invalid_request_error", "max_tokens: a positive integer is required")
     if not isinstance(body.get("stream", False), bool):
         raise ApiFailure(400, "invalid_request_error", "stream: must be true or false")
-    # The provider's own tools (web fetch and search, code execution, MCP connectors) would reach the
-    # network the sandbox has not, and are billed apart from tokens: only the caller's tools go through.
-    if any(key in body for key in SERVER_SIDE_KEYS):
-        raise ApiFailure(400, "invalid_request_error", f"{', '.join(SERVER_SIDE_KEYS)}: not allowed through HQ")
+    # Fields that change the price or make the provider reach out (the provider's MCP connectors and
+    # containers, fast mode, a region, what HQ has not read) are refused: only priced ones go through.
+    unknown = sorted(key for key in body if key not in ALLOWED_FIELDS)
+    if unknown:
+        raise ApiFailure(400, "invalid_request_error", f"{', '.join(unknown)}: not allowed through HQ")
+    if body.get("service_tier", "auto") not in SERVICE_TIERS:
+        raise ApiFailure(
+            400, "invalid_request_error", "service_tier: other than auto or standard_only, not allowed through HQ"
+        )
+    _check_context_management(body.get("context_management"))
+    # The provider's own tools (web fetch and search, code execution) would reach the network the sandbox
+    # has not, and are billed apart from tokens: only the caller's tools go through.
     tools = body.get("tools") or []
     if not isinstance(tools, list) or any(
         not isinstance(t, dict) or t.get("type", "custom") != "custom" for t in tools
     ):
         raise ApiFailure(400, "invalid_request_error", "tools: only custom tools are allowed through HQ")
     return dict(body)
+
+
+def _check_context_management(value: Any) -> None:
+    """Context editing that only drops old content is priced by the tokens left; compaction makes calls of its own."""
+    if value is None:
+        return
+    edits = value.get("edits") if isinstance(value, dict) else None
+    if (
+        not isinstance(value, dict)
+        or set(value) - {"edits"}
+        or not isinstance(edits, list)
+        or any(not isinstance(e, dict) or not str(e.get("type", "")).startswith(CONTEXT_EDITS) for e in edits)
+    ):
+        raise ApiFailure(
+            400, "invalid_request_error", "context_management: edits other than clearing, not allowed through HQ"
+        )
+
+
+def _betas(headers: Mapping[str, str]) -> str | None:
+    """The ``anthropic-beta`` header to forward, if every value in it is on the allow-list; else refused."""
+    header = headers.get("anthropic-beta")
+    if not header:
+        return None
+    refused = [value for value in (v.strip() for v in header.split(",")) if value and value not in ALLOWED_BETAS]
+    if refused:
+        raise ApiFailure(400, "invalid_request_error", f"anthropic-beta: {', '.join(refused)} not allowed through HQ")
+    return header
+
+
+def _media_tokens(body: Mapping[str, Any]) -> int:
+    """Refuses any content the provider would fetch; the worst case, in tokens, of the inline media left.
+
+    Content blocks are walked where the API reads them: the system prompt, each message, tool results
+    and documents made of content. Only inline sources pass (never ``url`` or ``file``), and only block
+    types that carry the caller's own content (no search results, container uploads, server tool blocks).
+    """
+    tokens = 0
+    system = body.get("system")
+    if isinstance(system, list):
+        tokens += _blocks(system, "system")
+    messages = body.get("messages")
+    for index, message in enumerate(messages if isinstance(messages, list) else []):
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list):
+            tokens += _blocks(content, f"messages.{index}.content")
+    return tokens
+
+
+def _blocks(blocks: list[Any], where: str) -> int:
+    tokens = 0
+    for index, block in enumerate(blocks):
+        if not isinstance(block, dict):
+            continue  # the provider refuses a malformed block itself, unbilled
+        kind, here = block.get("type"), f"{where}.{index}"
+        if kind not in BLOCK_TYPES:
+            raise ApiFailure(400, "invalid_request_error", f"{here}: {kind} blocks are not allowed through HQ")
+        if kind == "tool_result" and isinstance(block.get("content"), list):
+            tokens += _blocks(block["content"], f"{here}.content")
+        elif kind in INLINE_SOURCES:
+            source = block.get("source")
+            source_type = source.get("type") if isinstance(source, dict) else None
+            if not isinstance(source, dict) or source_type not in INLINE_SOURCES[kind]:
+                raise ApiFailure(
+                    400,
+                    "invalid_request_error",
+                    f"{here}: {kind} sources of type {source_type} are not allowed through HQ",
+                )
+            if source_type == "content" and isinstance(source.get("content"), list):
+                tokens += _blocks(source["content"], f"{here}.source.content")
+            elif kind == "image":
+                tokens += IMAGE_TOKENS
+            elif source_type == "base64":
+                tokens += _pdf_tokens(source.get("data"))
+    return tokens
+
+
+def _pdf_tokens(data: Any) -> int:
+    """A PDF's worst case: PDF_PAGE_TOKENS a page counted in it, or a whole context when none can be counted."""
+    try:
+        pdf = base64.b64decode(data if isinstance(data, str) else "", validate=False)
+    except ValueError:
+        return CONTEXT_TOKENS
+    pages = len(PDF_PAGE.findall(pdf))
+    return min(pages * PDF_PAGE_TOKENS, CONTEXT_TOKENS) if pages else CONTEXT_TOKENS
 
 
 def _fit_thinking(request: dict[str, Any]) -> None:
@@ -501,8 +708,42 @@ def _fit_thinking(request: dict[str, Any]) -> None:
 
 
 def _prompt_text(body: Mapping[str, Any]) -> str:
-    """Everything in a request that is billed as input."""
-    return json.dumps([body.get("system"), body.get("messages"), body.get("tools")], ensure_ascii=False, default=str)
+    """Everything in a request that is billed as text input (inline media are counted apart, by _media_tokens)."""
+    parts = [body.get("system"), _without_media(body.get("messages")), body.get("tools")]
+    return json.dumps(parts, ensure_ascii=False, default=str)
+
+
+def _without_media(value: Any) -> Any:
+    """``value`` with base64 payloads emptied: their text is not what they cost (an image is tokens by its size)."""
+    if isinstance(value, list):
+        return [_without_media(item) for item in value]
+    if isinstance(value, dict):
+        if value.get("type") == "base64" and "data" in value:
+            return {**value, "data": ""}
+        return {key: _without_media(item) for key, item in value.items()}
+    return value
+
+
+def _key_refused(error: BaseException) -> bool:
+    """The provider refused HQ's key itself (401): no request of the sandbox's can cause that."""
+    return getattr(error, "status_code", None) == 401
+
+
+def _may_have_reached_provider(error: BaseException) -> bool:
+    """Whether a failed attempt may have been received (and billed): no answer, and not a failure to connect.
+
+    Connection refused, a name that does not resolve, a connect timeout or no free connection happen before a
+    byte is sent; an error status is the provider's own answer, which it does not bill. Anything else (a read
+    timeout, a connection lost after writing) may have come after the provider took the request.
+    """
+    if isinstance(error, _NoDeployment) or getattr(error, "status_code", None) is not None:
+        return False
+    cause: BaseException | None = error
+    while cause is not None:
+        if type(cause).__name__ in ("ConnectError", "ConnectTimeout", "PoolTimeout", "UnsupportedProtocol"):
+            return False
+        cause = cause.__cause__ or cause.__context__
+    return True
 
 
 def _upstream_error_type(error: BaseException) -> str:

@@ -332,10 +332,16 @@ class ModelRouter:
             self._refuse(ctx, tier, refused, estimate)
             raise
 
-    def note_failure(self, deployment: Deployment, error: BaseException) -> None:
-        """A failed attempt: the deployment counts as failing now, and refused credentials pause their key."""
+    def note_failure(
+        self, deployment: Deployment, error: BaseException, *, credentials_refused: bool | None = None
+    ) -> None:
+        """A failed attempt: the deployment counts as failing now, and refused credentials pause their key.
+
+        ``credentials_refused`` overrides the default reading (any 401/403): a forwarded request HQ did not
+        compose may earn a 403 of its own, which says nothing of the key.
+        """
         self._failed_at[deployment.id] = time.monotonic()
-        if _is_auth_failure(error):
+        if _is_auth_failure(error) if credentials_refused is None else credentials_refused:
             self._pause_credentials(deployment, error)
 
     def cooling(self, deployment: Deployment) -> bool:

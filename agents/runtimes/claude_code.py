@@ -159,7 +159,7 @@ def run(
         run_dir = Path(scratch)
         gateway_socket, tools_socket = run_dir / "gateway.sock", run_dir / "mcp.sock"
         with (
-            Gateway(forwarder, call, main_tier, gateway_socket) as gateway,
+            Gateway(forwarder, call, main_tier, gateway_socket, fast_tier=fast[0].tier) as gateway,
             ToolServer(tool_ctx, offered, tools_socket) as server,
         ):
             interpreter = str(Path(sys.base_prefix).resolve() / "bin" / "python3")

@@ -53,6 +53,9 @@ class Reply:
     client sees a broken transfer, not a short but complete one), as when a provider's stream breaks off."""
     delay_seconds: float = 0.0
     """Wait this long before answering, to exercise timeouts and concurrency."""
+    cache_creation_1h_input_tokens: int = 0
+    """Of ``cache_creation_input_tokens``, those written with ``ttl: "1h"`` (billed at 2x input, not 1.25x). When
+    set, usage also carries the real API's ``cache_creation`` breakdown (``ephemeral_5m/1h_input_tokens``)."""
 
 
 def error(status: int, message: str = "boom", **headers: str) -> Reply:
@@ -107,13 +110,25 @@ def content_blocks(reply: Reply) -> list[dict[str, Any]]:
     return content
 
 
-def stream_events(reply: Reply, model: str | None) -> Iterator[tuple[str, dict[str, Any]]]:
-    """The event stream the real API sends for ``reply``, in order, as (event type, data) pairs."""
-    message_id = f"msg_{uuid.uuid4().hex[:24]}"
-    cache = {
+def cache_usage(reply: Reply) -> dict[str, Any]:
+    """The usage block's cache fields, with the per-TTL breakdown the real API adds when 1-hour writes happened."""
+    cache: dict[str, Any] = {
         "cache_creation_input_tokens": reply.cache_creation_input_tokens,
         "cache_read_input_tokens": reply.cache_read_input_tokens,
     }
+    if reply.cache_creation_1h_input_tokens:
+        long = reply.cache_creation_1h_input_tokens
+        cache["cache_creation"] = {
+            "ephemeral_5m_input_tokens": reply.cache_creation_input_tokens - long,
+            "ephemeral_1h_input_tokens": long,
+        }
+    return cache
+
+
+def stream_events(reply: Reply, model: str | None) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The event stream the real API sends for ``reply``, in order, as (event type, data) pairs."""
+    message_id = f"msg_{uuid.uuid4().hex[:24]}"
+    cache = cache_usage(reply)
     yield (
         "message_start",
         {
@@ -174,6 +189,9 @@ class FakeAnthropic:
         """Computes a reply from the request body; when it returns one, scripts and defaults are not consulted."""
         self.count_tokens_answer: int | None = None
         """What ``count_tokens`` answers; unset, a rough estimate from the body's size."""
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        """The most Messages calls it was answering at once (a gateway must bound its concurrent upstream calls)."""
         self.lock = threading.Lock()
         handler = self._handler()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -280,6 +298,18 @@ class FakeAnthropic:
                 if not path.endswith("/v1/messages"):
                     self._send(404, _envelope("not_found_error", self.path))
                     return
+                with fake.lock:
+                    fake.in_flight += 1
+                    fake.peak_in_flight = max(fake.peak_in_flight, fake.in_flight)
+                try:
+                    self._answer(body)
+                except OSError:
+                    self.close_connection = True  # the client gave up waiting (a timeout): nothing to answer
+                finally:
+                    with fake.lock:
+                        fake.in_flight -= 1
+
+            def _answer(self, body: dict[str, Any]) -> None:
                 reply = fake._next(body)
                 if reply.delay_seconds:
                     time.sleep(reply.delay_seconds)
@@ -300,8 +330,7 @@ class FakeAnthropic:
                             "stop_sequence": None,
                             "usage": {
                                 "input_tokens": reply.input_tokens,
-                                "cache_creation_input_tokens": reply.cache_creation_input_tokens,
-                                "cache_read_input_tokens": reply.cache_read_input_tokens,
+                                **cache_usage(reply),
                                 "output_tokens": reply.output_tokens,
                             },
                         },
