@@ -2,24 +2,42 @@
 
 An external CLI (Claude Code) writes its own requests to the Anthropic Messages
 API. The gateway (agents/runtimes/gateway.py) hands each one here, and it is
-treated exactly like a call of HQ's own tool loop:
+treated exactly like a call of HQ's own tool loop, with what it may ask for
+limited to what HQ prices:
 
-1. the requested model names a tier (``hq-<tier>``, or opus / sonnet / haiku);
-   the tier's Anthropic deployments, fallback tiers included, may serve it;
-2. the worst case is reserved before anything is sent: every input token at
-   the dearest input price (a prompt may be written to the cache whole) and
-   ``max_tokens`` of output, ``max_tokens`` capped at the tier's configured
-   maximum. No reservation, no call: the refusal is recorded and raised;
-3. the request goes upstream with HQ's provider key (the CLI holds only the
-   run's gateway token), the deployment chosen and retried as the router
-   chooses and retries (cooldown, retry-after, fallback), but only until the
-   first byte of an answer: a started stream is never replayed;
-4. the answer is passed through as it comes, its usage read on the way
+1. the request is refused (400, nothing sent) if it would make the provider
+   reach out or bill what HQ does not price: ``url`` and ``file`` sources of
+   images and documents anywhere (system, messages, tool results, content
+   documents), block types other than the caller's own content (search
+   results, container uploads, server tool blocks), the provider's tools and
+   MCP connectors, body fields off ALLOWED_FIELDS (fast mode, a region, a
+   container ...), ``service_tier`` other than auto / standard_only, context
+   edits other than clearing, and ``anthropic-beta`` values off ALLOWED_BETAS
+   (the 1M-context premium, files, anything new);
+2. the role's tiers decide: the requested model name only chooses between the
+   role's tier and its fast tier (``hq-reasoning`` or an opus name on an
+   execution-tier run gets the execution tier); the tier's Anthropic
+   deployments, fallback tiers included, may serve it;
+3. the worst case is reserved before anything is sent: every input token at
+   the dearest input price (a prompt may be written to the 1-hour cache whole,
+   2x input), inline images at IMAGE_TOKENS each and PDFs at PDF_PAGE_TOKENS a
+   page (not the text of their base64), and ``max_tokens`` of output, capped at
+   the tier's configured maximum. No reservation, no call;
+4. the request goes upstream with HQ's provider key (the CLI holds only the
+   run's gateway token), retried as the router retries (cooldown, retry-after,
+   fallback) only while it cannot have reached the provider: a failure to
+   connect, or an error the provider answered (which it does not bill). A
+   request that may have been received (a timeout waiting for the answer, a
+   connection lost after sending) is not sent again, and is charged its
+   reserved worst case. Only a 401 pauses HQ's key: a 403 may be the request's
+   own doing and is passed back to the CLI;
+5. the answer is passed through as it comes, its usage read on the way
    (``message_start``, ``message_delta``), and the reservation is settled to
-   that usage, input, output, cache-write and cache-read tokens each at its own
-   price, in one ``llm_calls`` row. A stream that ends before its final usage
-   is charged its worst case for output: the ledger may over-count a call,
-   never lose one.
+   that usage, input, output, cache-write (5-minute and 1-hour apart, from the
+   ``cache_creation`` breakdown) and cache-read tokens each at its own price,
+   in one ``llm_calls`` row. A stream that ends before its final usage is
+   charged at least its worst case: the ledger may over-count a call, never
+   lose one.
 
 The anthropic SDK is the client (``with_streaming_response`` hands over the raw
 bytes); it is imported on first use only.

@@ -7,9 +7,26 @@ accepts only the run's own token, made for it and never stored. Every request
 goes through the router's forwarder (agents/llm/passthrough.py): reserved
 before it is sent, settled to the provider's usage after, one ``llm_calls``
 row each. What the forwarder refuses (a budget that cannot cover the call, a
-provider that cannot be reached) is answered in the API's error shape, as a
-request error so the CLI stops instead of retrying, and kept in ``failure``
-for the failure policy to apply once the CLI has exited.
+provider that cannot be reached, a request that would reach out or cost what
+HQ does not price) is answered in the API's error shape, as a request error so
+the CLI stops instead of retrying, and kept in ``failure`` for the failure
+policy to apply once the CLI has exited.
+
+Everything in the sandbox may be hostile (code the CLI runs inherits the token),
+so what a run can make HQ hold is bounded (GatewayLimits):
+
+- connections: at most ``max_connections`` (8), each with its thread; one more
+  is answered 503 and closed by the accepting thread, without a thread;
+- calls at the provider at once: ``max_upstream_calls`` (4); the others wait;
+- time: every read and write, and a whole body, within ``io_timeout_seconds``
+  (60): a slow or silent client is dropped (slowloris);
+- memory: the token is checked, and the path and announced length, from the
+  headers alone; only then is the body read, at most ``max_body_bytes`` (8 MiB),
+  so 8 MiB x 8 connections is the most a run can make HQ buffer;
+- the database: a call borrows one of the process's few budget connections
+  (agents/llm/budget.py) for each statement; no thread keeps one.
+
+A client that hangs up is routine: logged quietly, never a traceback.
 
 Served: ``HEAD /`` and ``GET /`` (the CLI's preflight), ``POST /v1/messages``
 (streamed or not, with or without the CLI's ``?beta=true``) and
