@@ -98,11 +98,14 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import grp
 import os
+import pwd
 import resource
 import selectors
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -113,7 +116,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Protocol
+from typing import IO, Protocol
 
 from config.errors import HQError
 from config.log import get_logger
@@ -290,6 +293,9 @@ DEFAULT_MAX_PROCESSES = 1024
 SANDBOX_OVERHEAD_PROCESSES = 2
 """bubblewrap's two processes (the monitor outside and the sandbox's init), counted on top of the command's."""
 
+UID_OVERHEAD_PROCESSES = 1
+"""Of those, what a run as a uid of its own counts: the inner bubblewrap (the outer ones are root's)."""
+
 CGROUP_PREFIX = "hq-sandbox-"
 CGROUP_EMPTY_SECONDS = 10.0
 """After a run: how long its cgroup's last processes get to die of SIGKILL before the cgroup is left behind."""
@@ -362,9 +368,14 @@ class Bubblewrap:
 
     name = "bwrap"
 
-    def __init__(self, executable: str | None = None) -> None:
+    def __init__(self, executable: str | None = None, cap: ProcessCap | None = None) -> None:
         self.executable = executable or shutil.which("bwrap") or "bwrap"
         self.interpreter = Path(sys.base_prefix).resolve()
+        self.cap = cap  # None: what the host offers (process_cap()), found at the first run
+
+    @property
+    def process_cap(self) -> ProcessCap:
+        return self.cap or process_cap()
 
     def run(
         self,
@@ -382,10 +393,13 @@ class Bubblewrap:
         if problem:
             return _not_started(command, self.name, problem)
         environment = {**base_environment(self.interpreter), "PWD": WORKSPACE, **(env or {})}
+        cap = self.process_cap
+        if cap.uids is not None:
+            return self._run_as_uid(command, workdir, limits, environment, mounts, cap.uids)
         try:
-            mover, nproc, group = _process_cap(limits)
+            mover, nproc, group = _process_cap(limits, cap)
         except OSError as error:
-            return _not_started(command, self.name, f"cannot make the run's pids cgroup: {error}")
+            return _not_started(command, self.name, f"cannot cap the run's processes: {error}")
         limiter, preexec = _limiter(limits, nproc)
         started_ns = time.time_ns() - CTIME_SLACK_NS
         # Every option and the environment reach bwrap through a file descriptor (``--args``), not its
@@ -413,20 +427,109 @@ class Bubblewrap:
         tame_tree(workdir, started_ns)
         return result
 
-    def arguments(self, workdir: Path, limits: Limits, mounts: Sequence[Mount] = ()) -> list[str]:
-        """bwrap's options for one run, up to the environment (given with ``--args``), ``--`` and the command."""
-        options = ["--unshare-all", "--unshare-user"]
-        if _supports(self.executable, "--disable-userns"):
-            options.append("--disable-userns")
-        options += ["--die-with-parent", "--new-session", "--cap-drop", "ALL", "--hostname", HOSTNAME]
-        options += ["--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID)]
+    def _run_as_uid(
+        self,
+        command: tuple[str, ...],
+        workdir: Path,
+        limits: Limits,
+        environment: Mapping[str, str],
+        mounts: Sequence[Mount],
+        uids: range,
+    ) -> SandboxResult:
+        """The run under RLIMIT_NPROC as root: the command runs as a uid of its own (see the module docstring).
+
+        Two bubblewraps: the outer one, as root, builds the root (root can reach every bind source, the
+        data dir's worktree and HQ's 0600 sockets included) and new PID, network, IPC and UTS namespaces;
+        in it setpriv becomes the run's uid (no new privileges), prlimit sets RLIMIT_NPROC, and the inner
+        one, as that uid, makes the user namespace (uid 65534 inside, no further user namespaces).
+        """
+        try:
+            lease = _UidLease.take(uids)
+        except OSError as error:
+            return _not_started(command, self.name, str(error))
+        uid = lease.uid
+        owner = (os.geteuid(), os.getegid())
+        sockets: list[tuple[Path, int, int]] = []
+        started_ns = time.time_ns() - CTIME_SLACK_NS
+        try:
+            _own_tree(workdir, uid)
+            for mount in mounts:  # HQ's sockets (0600): the run's uid must be able to connect
+                info = mount.source.lstat()
+                if mount.writable and stat.S_ISSOCK(info.st_mode):
+                    os.chown(mount.source, uid, uid, follow_symlinks=False)
+                    sockets.append((mount.source, info.st_uid, info.st_gid))
+            limiter, preexec = _limiter(limits)
+            allowed = limits.processes + UID_OVERHEAD_PROCESSES
+            with (
+                tempfile.TemporaryFile(prefix="hq-sandbox-args-") as outer,
+                tempfile.TemporaryFile(prefix="hq-sandbox-args-") as inner,
+            ):
+                options = self.arguments(workdir, limits, mounts, user=uid)
+                options += [part for name, value in environment.items() for part in ("--setenv", name, value)]
+                _write_args(outer, options)
+                # Inside the outer root, where every path is reachable: bind it whole (what the outer made
+                # read-only stays so, locked by the kernel), devices included.
+                _write_args(inner, [*_inner_namespace(self.executable), "--chdir", WORKSPACE])
+                wrapper = [*limiter, self.executable, "--args", str(outer.fileno()), "--"]
+                wrapper += [_tool("setpriv"), f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs"]
+                wrapper += ["--", _tool("prlimit"), f"--nproc={allowed}", "--"]
+                wrapper += [self.executable, "--args", str(inner.fileno())]
+                wrapper += ["--", "/bin/sh", "-c", 'exec "$@"', "sh", *command]
+                result = _execute(
+                    wrapper,
+                    command,
+                    self.name,
+                    limits=limits,
+                    cwd=None,
+                    env=None,
+                    preexec=preexec,
+                    keep=(outer.fileno(), inner.fileno()),
+                )
+        finally:
+            _kill_user(uid)  # nothing of the run lives on, however it got away: the uid is the run's alone
+            tame_tree(workdir, started_ns, owner=owner)
+            for path, socket_uid, socket_gid in sockets:
+                with contextlib.suppress(OSError):
+                    os.chown(path, socket_uid, socket_gid, follow_symlinks=False)
+            lease.release()
+        return result
+
+    def arguments(
+        self, workdir: Path, limits: Limits, mounts: Sequence[Mount] = (), user: int | None = None
+    ) -> list[str]:
+        """bwrap's options for one run, up to the environment (given with ``--args``), ``--`` and the command.
+
+        ``user``: the outer sandbox of a run as that uid (_run_as_uid): no user namespace here (the inner
+        bubblewrap makes it), the capabilities setpriv needs to become the uid, directories and tmpfs
+        the uid can use.
+        """
+        if user is None:
+            options = ["--unshare-all", "--unshare-user"]
+            if _supports(self.executable, "--disable-userns"):
+                options.append("--disable-userns")
+            options += ["--die-with-parent", "--new-session", "--cap-drop", "ALL", "--hostname", HOSTNAME]
+            options += ["--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID)]
+        else:
+            options = ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
+            options += ["--die-with-parent", "--new-session", "--hostname", HOSTNAME]
+            options += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+            # bubblewrap makes a bind's missing parents private to root: the uid must pass through them
+            targets = [str(self.interpreter), *(mount.target for mount in mounts)]
+            for parent in dict.fromkeys(str(up) for target in targets for up in reversed(Path(target).parents)):
+                if parent != "/" and not parent.startswith(("/usr", "/proc", "/dev", "/tmp", "/etc")):
+                    options += ["--perms", "0755", "--dir", parent]
         options += _system_mounts(self.interpreter)
         size = ["--size", str(limits.memory_bytes)] if _supports(self.executable, "--size") else []  # bwrap 0.7+
-        options += ["--dev", "/dev", *size, "--tmpfs", "/dev/shm"]
-        # /proc/sys read-only: its files are owner-writable, and a sandbox mapped to host root is their owner.
-        options += ["--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys"]
+        shared = ["--perms", "1777"] if user is not None else []
+        options += ["--dev", "/dev", *size, *shared, "--tmpfs", "/dev/shm"]
+        options += ["--proc", "/proc"]
+        if user is None:
+            # /proc/sys read-only: its files are owner-writable, and a sandbox mapped to host root is their
+            # owner. (As a uid of its own the command owns none of them; the inner bubblewrap writes its
+            # own user namespace's limit there.)
+            options += ["--ro-bind", "/proc/sys", "/proc/sys"]
         options += ["--ro-bind-try", "/proc/sysrq-trigger", "/proc/sysrq-trigger"]
-        options += [*size, "--tmpfs", "/tmp"]
+        options += [*size, *shared, "--tmpfs", "/tmp"]
         options += ["--bind", str(workdir.resolve()), WORKSPACE, "--chdir", WORKSPACE]
         for mount in mounts:
             options += ["--bind" if mount.writable else "--ro-bind", str(mount.source), mount.target]
@@ -443,8 +546,9 @@ class Unconfined:
 
     name = "none"
 
-    def __init__(self) -> None:
+    def __init__(self, cap: ProcessCap | None = None) -> None:
         self.interpreter = Path(sys.base_prefix).resolve()
+        self.cap = cap  # None: what the host offers (process_cap())
 
     def run(
         self,
@@ -462,9 +566,11 @@ class Unconfined:
         if problem:
             return _not_started(command, self.name, problem)
         try:
-            mover, nproc, group = _process_cap(limits)
+            # A uid of its own would need isolation to reach the worktree: unconfined, it means no cap.
+            cap = self.cap or process_cap()
+            mover, nproc, group = _process_cap(limits, ProcessCap("none") if cap.uids is not None else cap)
         except OSError as error:
-            return _not_started(command, self.name, f"cannot make the run's pids cgroup: {error}")
+            return _not_started(command, self.name, f"cannot cap the run's processes: {error}")
         limiter, preexec = _limiter(limits, nproc)
         started_ns = time.time_ns() - CTIME_SLACK_NS
         try:
@@ -496,11 +602,17 @@ def base_environment(interpreter: Path) -> dict[str, str]:
 def sandbox_for(settings: Settings) -> Sandbox:
     """The sandbox ``HQ_SANDBOX`` names; SandboxUnavailable when it is bwrap and bwrap is not installed."""
     if settings.sandbox == "none":  # warned about once, when `hq run` starts (scheduler/company.py)
-        return Unconfined()
+        return Unconfined(cap_for(settings))
     executable = shutil.which("bwrap")
     if executable is None:
         raise SandboxUnavailable(f"HQ_SANDBOX=bwrap but bwrap is not on PATH: {INSTALL_HINT} (`make sandbox-deps`)")
-    return Bubblewrap(executable)
+    return Bubblewrap(executable, cap_for(settings))
+
+
+def cap_for(settings: Settings) -> ProcessCap:
+    """What caps processes as ``HQ_SANDBOX_PROCESS_CAP`` asks, on this host (found once per setting)."""
+    uids = range(settings.sandbox_uid_base, settings.sandbox_uid_base + settings.sandbox_uid_count)
+    return process_cap(settings.sandbox_process_cap, uids)
 
 
 def limits_for(settings: Settings, timeout_seconds: float) -> Limits:
@@ -893,26 +1005,86 @@ def _supports(executable: str, option: str) -> bool:
 class ProcessCap:
     """How this host caps one sandbox's processes: ``mechanism`` and, for a cgroup, where runs get theirs."""
 
-    mechanism: str  # "cgroup v2", "cgroup v1", "rlimit" or "none"
+    mechanism: str  # "cgroup v2", "cgroup v1", "rlimit", "rlimit uid", "none" or "unavailable"
     parent: Path | None = None  # the pids cgroup each run's own cgroup is made in
+    uids: range | None = None  # "rlimit uid": the uids (and gids) runs take one of, one per concurrent run
+    why: str = ""  # "none" or "unavailable": why
 
     def describe(self) -> str:
         if self.parent is not None:
             return f"a pids cgroup per run ({self.mechanism}, under {self.parent})"
+        if self.uids is not None:
+            return (
+                f"RLIMIT_NPROC under a uid of each run's own ({self.uids.start}-{self.uids.stop - 1}; "
+                "HQ runs as root and has no writable pids cgroup)"
+            )
         if self.mechanism == "rlimit":
             return "RLIMIT_NPROC (no writable pids cgroup: the cap counts every process of HQ's user)"
-        return "none: no writable pids cgroup, and RLIMIT_NPROC does not bind root"
+        return f"{self.mechanism}: {self.why}"
+
+
+DEFAULT_UIDS = range(61000, 61064)
 
 
 @cache
-def process_cap() -> ProcessCap:
-    """The best cap this host offers, found once: a pids cgroup HQ may create children in, else RLIMIT_NPROC
-    for a non-root HQ, else none (root without a writable pids cgroup)."""
-    for mechanism, parent in _pids_cgroup_candidates():
-        if _can_make_cgroup(parent):
-            _remove_orphans(parent)
-            return ProcessCap(mechanism, parent)
-    return ProcessCap("rlimit" if os.geteuid() != 0 else "none")
+def process_cap(mode: str = "auto", uids: range = DEFAULT_UIDS) -> ProcessCap:
+    """The cap ``mode`` (HQ_SANDBOX_PROCESS_CAP) asks for on this host, found once.
+
+    auto: a pids cgroup HQ may create children in, else RLIMIT_NPROC (for root, under a uid of the run's
+    own, where unprivileged user namespaces work), else none. cgroup / rlimit: that one, or "unavailable"
+    (runs refuse to start). none: nothing caps processes.
+    """
+    if mode == "none":
+        return ProcessCap("none", why="HQ_SANDBOX_PROCESS_CAP=none")
+    if mode in ("auto", "cgroup"):
+        for mechanism, parent in _pids_cgroup_candidates():
+            if _can_make_cgroup(parent):
+                _remove_orphans(parent)
+                return ProcessCap(mechanism, parent)
+        if mode == "cgroup":
+            return ProcessCap("unavailable", why="HQ_SANDBOX_PROCESS_CAP=cgroup but no writable pids cgroup")
+    if os.geteuid() != 0:
+        return ProcessCap("rlimit")
+    free = [uid for uid in uids if _unassigned(uid)]
+    if len(free) < len(uids):
+        problem = f"uids {uids.start}-{uids.stop - 1} (HQ_SANDBOX_UID_BASE) include accounts of this host"
+        return ProcessCap("unavailable" if mode == "rlimit" else "none", why=problem)
+    if mode == "auto" and not _user_namespaces_work(uids.start):
+        return ProcessCap("none", why="no writable pids cgroup, and no user namespace for a uid of the run's own")
+    return ProcessCap("rlimit uid", uids=uids)
+
+
+def _unassigned(uid: int) -> bool:
+    try:
+        pwd.getpwuid(uid)
+    except KeyError:
+        try:
+            grp.getgrgid(uid)
+        except KeyError:
+            return True
+    return False
+
+
+def _user_namespaces_work(uid: int) -> bool:
+    """Whether bubblewrap can make a user namespace as ``uid`` (unprivileged user namespaces allowed)."""
+    executable = shutil.which("bwrap")
+    if executable is None:
+        return False
+    try:
+        completed = subprocess.run(
+            [executable, "--unshare-user", "--ro-bind", "/", "/", "--", "/bin/true"],
+            user=uid,
+            group=uid,
+            extra_groups=[],
+            cwd="/",
+            env={},
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return completed.returncode == 0
 
 
 def _remove_orphans(parent: Path) -> None:
@@ -1022,13 +1194,14 @@ def _remove_cgroup(group: Path) -> bool:
     return False
 
 
-def _process_cap(limits: Limits) -> tuple[list[str], list[str], Path | None]:
+def _process_cap(limits: Limits, cap: ProcessCap) -> tuple[list[str], list[str], Path | None]:
     """(the prefix that moves the command into its cgroup, prlimit options, the run's cgroup) for one run.
 
     The caller removes the cgroup (_remove_cgroup) once the command has ended; OSError when it cannot
-    be made (the run must not start uncapped on a host that caps).
+    be made (the run must not start uncapped on a host that caps) or the cap asked for is unavailable.
     """
-    cap = process_cap()
+    if cap.mechanism == "unavailable":
+        raise OSError(cap.why)
     allowed = limits.processes + SANDBOX_OVERHEAD_PROCESSES
     if cap.parent is None:
         return [], ([f"--nproc={allowed}"] if cap.mechanism == "rlimit" else []), None
@@ -1036,6 +1209,117 @@ def _process_cap(limits: Limits) -> tuple[list[str], list[str], Path | None]:
     # The shell moves itself into the cgroup (writing 0 means "the writer") before it execs the rest:
     # every process of the run starts inside, nothing forked before the move.
     return ["/bin/sh", "-c", 'echo 0 > "$0" && exec "$@"', str(group / "cgroup.procs")], [], group
+
+
+# --- a uid of the run's own (RLIMIT_NPROC as root) ---------------------------------------------------------
+
+KILL_USER_SECONDS = 10.0
+"""After a run as a uid of its own: how long its last processes get to die of SIGKILL."""
+
+
+class _UidLease:
+    """One uid of the range, held by one run: an abstract Unix socket bound to a name of the uid's.
+
+    The kernel releases the name when its holder dies, however; every HQ process of the host (in one
+    network namespace) sees the same names, so no two runs share a uid, its process count or its kill.
+    """
+
+    def __init__(self, uid: int, holder: socket.socket) -> None:
+        self.uid = uid
+        self._holder = holder
+
+    @classmethod
+    def take(cls, uids: range) -> _UidLease:
+        offset = int.from_bytes(os.urandom(2)) % len(uids)  # spread starts: fewer tries when many run
+        for index in range(len(uids)):
+            uid = uids[(offset + index) % len(uids)]
+            holder = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                holder.bind(f"\0hq-sandbox-uid-{uid}")
+            except OSError:
+                holder.close()
+                continue
+            return cls(uid, holder)
+        raise OSError(f"every sandbox uid ({uids.start}-{uids.stop - 1}) is in use: raise HQ_SANDBOX_UID_COUNT")
+
+    def release(self) -> None:
+        self._holder.close()
+
+
+def _tool(name: str) -> str:
+    """A util-linux tool by the path it has inside the sandbox (/usr is bound there)."""
+    found = shutil.which(name, path="/usr/bin:/usr/sbin:/bin:/sbin")
+    return found or f"/usr/bin/{name}"
+
+
+def _write_args(handle: IO[bytes], options: Sequence[str]) -> None:
+    """bubblewrap's ``--args`` file: NUL-separated, read from the start."""
+    handle.write(b"".join(f"{part}\0".encode() for part in options))
+    handle.flush()
+    handle.seek(0)
+
+
+def _inner_namespace(executable: str) -> list[str]:
+    """The inner bubblewrap's options: a user namespace over the outer sandbox's root, nothing more."""
+    options = ["--unshare-user"]
+    if _supports(executable, "--disable-userns"):
+        options.append("--disable-userns")
+    options += ["--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--die-with-parent", "--cap-drop", "ALL"]
+    return [*options, "--bind", "/", "/", "--dev-bind", "/dev", "/dev"]
+
+
+def _own_tree(root: Path, uid: int) -> None:
+    """Give the worktree to the run's uid (it writes there); tame_tree gives it back after the run.
+
+    Symlinks are neither followed nor changed; no process of a run is alive, so nothing moves under it.
+    """
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        os.fchown(fd, uid, uid)
+        _own_directory(fd, uid)
+    finally:
+        os.close(fd)
+
+
+def _own_directory(fd: int, uid: int) -> None:
+    with os.scandir(fd) as listing:
+        found = list(listing)
+    for entry in found:
+        if entry.is_symlink():
+            continue
+        os.chown(entry.name, uid, uid, dir_fd=fd, follow_symlinks=False)
+        if entry.is_dir(follow_symlinks=False):
+            child = os.open(entry.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            try:
+                _own_directory(child, uid)
+            finally:
+                os.close(child)
+
+
+def _kill_user(uid: int) -> None:
+    """SIGKILL every process of ``uid`` (kill -1 as that uid) until none is left, or KILL_USER_SECONDS."""
+    deadline = time.monotonic() + KILL_USER_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            completed = subprocess.run(
+                [_tool("kill"), "-9", "-1"],
+                user=uid,
+                group=uid,
+                extra_groups=[],
+                cwd="/",
+                env={},
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=KILL_USER_SECONDS,
+            )
+        except (OSError, subprocess.SubprocessError) as error:
+            log.warning("sandbox.kill_user_failed", uid=uid, error=str(error))
+            return
+        if completed.returncode != 0:  # ESRCH: no process of the uid is left
+            return
+        time.sleep(0.005)
+    log.warning("sandbox.user_not_empty", uid=uid)
 
 
 # --- what the command left in the worktree ------------------------------------------------------------
@@ -1056,7 +1340,7 @@ CTIME_SLACK_NS = 2_000_000_000
 CAPABILITY_XATTR = "security.capability"
 
 
-def tame_tree(root: Path, since_ns: int = 0) -> Tamed:
+def tame_tree(root: Path, since_ns: int = 0, owner: tuple[int, int] | None = None) -> Tamed:
     """Make what a sandboxed command left under ``root`` harmless to the host.
 
     Every setuid/setgid bit is removed (files and directories), file capabilities too, and device
@@ -1068,6 +1352,8 @@ def tame_tree(root: Path, since_ns: int = 0) -> Tamed:
     ``since_ns``: when the run started. File capabilities are looked for (one more system call per
     file) only on files changed since (a ctime no process can set back: setting an attribute, writing,
     creating all move it to now).
+
+    ``owner``: (uid, gid) every entry is given back to (a run as a uid of its own), symlinks included.
     """
     tamed = Tamed()
     try:
@@ -1077,10 +1363,12 @@ def tame_tree(root: Path, since_ns: int = 0) -> Tamed:
         return tamed
     try:
         info = os.fstat(fd)
+        if owner is not None and (info.st_uid, info.st_gid) != owner:
+            os.fchown(fd, *owner)
         if info.st_mode & SETID or info.st_mode & 0o700 != 0o700:
             os.fchmod(fd, (stat.S_IMODE(info.st_mode) & ~SETID) | 0o700)
             tamed.stripped += bool(info.st_mode & SETID)
-        _tame_directory(fd, str(root), since_ns, tamed)
+        _tame_directory(fd, str(root), since_ns, tamed, owner)
     finally:
         os.close(fd)
     if tamed.stripped or tamed.removed:
@@ -1088,7 +1376,7 @@ def tame_tree(root: Path, since_ns: int = 0) -> Tamed:
     return tamed
 
 
-def _tame_directory(fd: int, where: str, since_ns: int, tamed: Tamed) -> None:
+def _tame_directory(fd: int, where: str, since_ns: int, tamed: Tamed, owner: tuple[int, int] | None) -> None:
     with os.scandir(fd) as listing:
         found = list(listing)
     for entry in found:
@@ -1099,6 +1387,10 @@ def _tame_directory(fd: int, where: str, since_ns: int, tamed: Tamed) -> None:
             continue
         mode = info.st_mode
         kind = stat.S_IFMT(mode)
+        if owner is not None and (info.st_uid, info.st_gid) != owner:
+            # no process of the run is alive: the name is what was listed; a symlink itself is changed
+            with contextlib.suppress(FileNotFoundError):
+                os.chown(entry.name, *owner, dir_fd=fd, follow_symlinks=False)
         if kind == stat.S_IFLNK:
             continue
         if kind not in (stat.S_IFREG, stat.S_IFDIR):  # a device node, FIFO or socket: never left on the host
@@ -1112,7 +1404,7 @@ def _tame_directory(fd: int, where: str, since_ns: int, tamed: Tamed) -> None:
                 tamed.stripped += bool(mode & SETID)
             child = os.open(entry.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
             try:
-                _tame_directory(child, f"{where}/{entry.name}", since_ns, tamed)
+                _tame_directory(child, f"{where}/{entry.name}", since_ns, tamed, owner)
             finally:
                 os.close(child)
             continue

@@ -142,6 +142,23 @@ class Settings(BaseSettings):
     sandbox_max_processes: int = Field(
         default=1024, ge=8, le=1_000_000, description="Processes (threads included) one sandboxed command may hold."
     )
+    sandbox_process_cap: Literal["auto", "cgroup", "rlimit", "none"] = Field(
+        default="auto",
+        description="What caps a sandboxed command's processes: `cgroup` (a pids cgroup per run; runs refuse to "
+        "start without one), `rlimit` (RLIMIT_NPROC; when HQ is root, the command runs as a uid of its own from "
+        "HQ_SANDBOX_UID_BASE, so the limit binds), `none`, or `auto`: a pids cgroup where the host offers one, "
+        "else rlimit (as root only where unprivileged user namespaces work), else none.",
+    )
+    sandbox_uid_base: int = Field(
+        default=61000,
+        ge=1000,
+        le=2**31 - 1_000_000,
+        description="First uid (and gid) of the range that root's sandboxes run as under RLIMIT_NPROC, one per "
+        "concurrent run: reserve it for HQ (no account may use it; a run's leftover processes are killed by uid).",
+    )
+    sandbox_uid_count: int = Field(
+        default=64, ge=1, le=65536, description="How many uids from HQ_SANDBOX_UID_BASE: concurrent sandboxed runs."
+    )
 
     # --- coding agents (runtime: claude-code) -------------------------------------
     claude_bin: str | None = Field(

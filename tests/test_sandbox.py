@@ -7,10 +7,12 @@ sandbox refuses, so a test that cannot fail is noticed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -28,12 +30,14 @@ from agents.sandbox import (
     WORKSPACE,
     Bubblewrap,
     Limits,
+    Mount,
     Sandbox,
     SandboxResult,
     SandboxUnavailable,
     Unconfined,
     limits_for,
     probe,
+    process_cap,
     sandbox_for,
 )
 from config.secrets import register_secrets
@@ -461,3 +465,54 @@ def test_python_runs_a_projects_tests(worktree: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "Ran 1 test" in result.output
     assert sys.version.split()[0] in run(Bubblewrap(), worktree, "import sys; print(sys.version)").output
+
+
+ECHO_CLIENT = """
+import socket, sys
+client = socket.socket(socket.AF_UNIX)
+client.connect(sys.argv[1])
+client.sendall(b"ping")
+print("echo", client.recv(100).decode())
+"""
+
+
+@needs_bwrap
+@pytest.mark.skipif(os.geteuid() != 0, reason="a uid of the run's own is how root is capped")
+def test_as_a_uid_of_its_own_a_run_connects_to_a_private_socket_mounted_writable(tmp_path: Path) -> None:
+    """HQ serves sockets (the model gateway, MCP) 0600 in its private data dir: a run as a uid of its own
+    (HQ_SANDBOX_PROCESS_CAP=rlimit as root) still connects, and the socket is HQ's again after the run."""
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    path = private / "echo.sock"
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(path))
+    os.chmod(path, 0o600)
+    server.listen(4)
+    server.settimeout(60)
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            connection, _ = server.accept()
+            with connection:
+                connection.sendall(connection.recv(100))
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    worktree = tmp_path / "work"
+    worktree.mkdir()
+    (worktree / "client.py").write_text(ECHO_CLIENT)
+    sandbox = Bubblewrap(cap=process_cap("rlimit"))
+    try:
+        result = sandbox.run(
+            ["python3", "client.py", "/run/hq/echo.sock"],
+            workdir=worktree,
+            limits=LIMITS,
+            mounts=[Mount(path, "/run/hq/echo.sock", writable=True)],
+        )
+    finally:
+        server.close()
+        thread.join()
+    assert result.ok and "echo ping" in result.output, result
+    info = path.lstat()
+    assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (os.geteuid(), os.getegid(), 0o600)
+    assert {p.lstat().st_uid for p in [worktree, *worktree.rglob("*")]} == {os.geteuid()}

@@ -7,6 +7,7 @@ bubblewrap sandbox. What each test checks is the host afterwards (or what the co
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import subprocess
@@ -32,6 +33,7 @@ from tests.conftest import run_hq
 from tests.helpers import agent_record
 from tests.projects_support import (
     ENGINEER,
+    GOOD_MUL,
     LEAD,
     add_project,
     beat,
@@ -284,6 +286,82 @@ def test_a_fork_bomb_is_capped_and_the_host_never_sees_more_than_the_cap(
     assert started < cap
     assert peak[0] - baseline <= cap + 16, (baseline, peak[0])
     assert not result["timed_out"]
+
+
+SANDBOX_UIDS = range(61000, 61064)  # HQ_SANDBOX_UID_BASE and HQ_SANDBOX_UID_COUNT's defaults
+as_root = pytest.mark.skipif(os.geteuid() != 0, reason="a uid of the run's own is how root is capped")
+
+
+def processes_of(uids: range) -> int:
+    count = 0
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            with contextlib.suppress(OSError):
+                count += os.stat(f"/proc/{name}").st_uid in uids
+    return count
+
+
+def uid_cap(run: Run) -> str:
+    sandbox = run.work.sandbox
+    assert isinstance(sandbox, sandbox_module.Bubblewrap)
+    return sandbox.process_cap.describe()
+
+
+@as_root
+def test_as_root_without_a_pids_cgroup_a_fork_bomb_is_capped_by_a_uid_of_the_runs_own(
+    db_url: str, raw: psycopg.Connection, tmp_path: Path
+) -> None:
+    """HQ_SANDBOX_PROCESS_CAP=rlimit as root: RLIMIT_NPROC binds because the command runs as a uid of the
+    run's own; the bomb's processes are that uid's on the host, never more than the cap, none left after."""
+    cap = 64
+    run = start_run(raw, tmp_path, sandbox_max_processes=cap, sandbox_process_cap="rlimit")
+    assert uid_cap(run).startswith("RLIMIT_NPROC under a uid of each run's own"), uid_cap(run)
+    peak = [0]
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], processes_of(SANDBOX_UIDS))
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        result = run.command("forkbomb")
+    finally:
+        done.set()
+        watcher.join()
+    assert "fork refused: EAGAIN" in result["output_tail"], result
+    started = int(result["output_tail"].split("after")[-1].split()[0])
+    assert cap // 2 < started < cap
+    assert cap // 2 < peak[0] <= cap + sandbox_module.SANDBOX_OVERHEAD_PROCESSES, peak[0]
+    assert processes_of(SANDBOX_UIDS) == 0  # the sleeping children died with the run
+    assert not result["timed_out"]
+    tree = run.work.worktree.root
+    assert {info.st_uid for _, info in entries(tree)} | {tree.stat().st_uid} == {os.geteuid()}
+
+
+@as_root
+def test_as_root_under_a_uid_of_its_own_the_gate_passes_and_the_worktree_is_hqs_again(
+    db_url: str, raw: psycopg.Connection, tmp_path: Path
+) -> None:
+    run = start_run(raw, tmp_path, sandbox_process_cap="rlimit")
+    assert uid_cap(run).startswith("RLIMIT_NPROC under a uid of each run's own"), uid_cap(run)
+    tree = run.work.worktree.root
+    (tree / "calc.py").write_text(GOOD_MUL)  # what the agent's write_file would leave: HQ's file
+    tests = run.command("test")
+    assert tests["exit_code"] == 0, tests["output_tail"]
+    planted = run.command("setuid")  # files made by the uid, setuid bits, a socket, a 000 directory
+    assert planted["exit_code"] == 0 and "planted 0o104755" in planted["output_tail"], planted
+    found = dict(entries(tree))
+    assert (tree / "rootshell") in found and (tree / "locked" / "inner" / "hidden") in found
+    for path, info in [*found.items(), (tree, tree.stat())]:
+        assert (info.st_uid, info.st_gid) == (os.geteuid(), os.getegid()), f"{path} is {info.st_uid}:{info.st_gid}"
+        assert not info.st_mode & (stat.S_ISUID | stat.S_ISGID), f"{path} is {oct(info.st_mode)} on the host"
+    assert run.command("test")["exit_code"] == 0  # a second command in the same worktree, given back to it
+    # HQ's git runs in the worktree afterwards without tripping over its ownership checks
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=tree, capture_output=True, text=True, timeout=60)
+    assert status.returncode == 0 and "rootshell" in status.stdout, status
 
 
 def test_config_check_names_what_caps_processes(db_url: str) -> None:
