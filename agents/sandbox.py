@@ -56,8 +56,19 @@ by the first of these that the host offers (process_cap(), found once; ``hq conf
   and waited for, and the cgroup removed: no process of the run survives it, the Unconfined one included.
 * else, when HQ is not root, ``RLIMIT_NPROC``: the kernel counts it per user, so the cap is shared
   with every other process of HQ's user (HQ's own threads and concurrent runs), a coarse backstop.
-* else (root without a writable pids cgroup) nothing caps processes: RLIMIT_NPROC does not bind uid 0,
-  which the sandbox's user is outside. ``hq config check`` warns.
+* else, when HQ is root, ``RLIMIT_NPROC`` under a uid of the run's own (RLIMIT_NPROC does not bind uid
+  0): one of ``HQ_SANDBOX_UID_BASE`` .. +``HQ_SANDBOX_UID_COUNT`` (61000-61063; uid = gid; no account may
+  use them), held by one run at a time (an abstract Unix socket named after it, released by the kernel
+  if HQ dies), so runs never share a count. An outer bubblewrap, as root, builds the root as above
+  (root reaches the private data dir's worktree and sockets), with new PID, network, IPC and UTS
+  namespaces; in it ``setpriv`` becomes the uid (no new privileges, no groups), ``prlimit`` sets
+  RLIMIT_NPROC, and an inner bubblewrap, as the uid, makes the user namespace (uid 65534 inside, no
+  further ones). Before the run the worktree is chowned to the uid and each writable socket mount
+  (HQ's 0600 gateway and MCP sockets) too; after it every process of the uid is SIGKILLed (``kill -1``
+  as the uid, until none is left: proof that the run is over, even without a cgroup) and tame_tree
+  gives every entry back to HQ's user before any git runs. HQ never runs git as the uid. Only where
+  unprivileged user namespaces work (``auto`` tries once); ``HQ_SANDBOX_PROCESS_CAP`` forces a choice.
+* else nothing caps processes (``hq config check`` warns), or ``HQ_SANDBOX_PROCESS_CAP=none``.
 
 After every run, its processes gone, the worktree is walked (tame_tree: no symlink followed, opened
 relative to its parent with O_NOFOLLOW): setuid and setgid bits and file capabilities are removed,
@@ -69,17 +80,24 @@ What the sandbox does NOT protect against:
 * kernel bugs: namespaces share one kernel; there is no seccomp filter.
 * exhaustion beyond the limits: CPU time and address space are per process (a capped number of busy
   processes each gets its own) until the timeout; no cap on processes where the host offers neither a
-  writable pids cgroup nor a non-root HQ (above); disk fill in the worktree (it is on the host's disk);
+  writable pids cgroup nor RLIMIT_NPROC that binds (above); disk fill in the worktree (it is on the host's disk);
   tmpfs sized per mount, not in total.
 * uid mapping: the command's files are HQ's user's. When HQ runs as root, the command is root without
   capabilities: read-only mounts and the allow-lists above are what keep it in, and it can read
-  root-only files in the bound system trees that the credential rule does not name.
+  root-only files in the bound system trees that the credential rule does not name. (Under a uid of the
+  run's own it is that unprivileged uid instead, and reads only what "others" may.)
+* a uid of the run's own costs a chown of the whole worktree before each command (one system call per
+  entry; the walk after it already visits each) and a ``kill`` process after it; its ``/proc/sys`` is
+  not remounted read-only (the uid owns none of it), and ``/proc`` is the outer sandbox's, so
+  ``/proc/1/cmdline`` reads ``bwrap --args N -- setpriv ... bwrap --args M -- ...``: no host path.
+  Sandbox ``none`` cannot use it (a uid cannot reach the private worktree unconfined): no cap there.
 * what the sandbox can still see of the host: ``/proc/self/mountinfo`` lists every mount with its
   source's path within its filesystem (the worktree's under the data dir, the interpreter tree's,
   the hidden credential files' names); the interpreter tree is at its host path; the kernel's version
   and the host's CPU and memory in /proc. Only the command line is kept clean.
-* without a pids cgroup, a command killed at its timeout may leave processes the kernel has not yet
-  reaped when the worktree is walked (the cgroup is what proves the run empty first).
+* with RLIMIT_NPROC under HQ's own uid (not root), a command killed at its timeout may leave processes
+  the kernel has not yet reaped when the worktree is walked (a cgroup, or a uid of the run's own, is
+  what proves the run empty first).
 * timing and other side channels, and what the command prints: its output is data for a model and a
   person, redacted of known secrets, never executed by HQ.
 * git: the worktree's ``.git`` points into the repository outside the sandbox, which is not mounted,

@@ -138,7 +138,7 @@ def telegram_line(settings: Settings) -> str:
 
 def check_sandbox(settings: Settings) -> str | None:
     """Say which sandbox project commands run in and whether it can run one; the failure, or None when it works."""
-    from agents.sandbox import Unconfined, probe, process_cap, sandbox_for
+    from agents.sandbox import ProcessCap, Unconfined, cap_for, probe, sandbox_for
     from config.errors import HQError
 
     try:
@@ -154,7 +154,13 @@ def check_sandbox(settings: Settings) -> str | None:
         _say("sandbox: WARNING: project commands run unconfined: no filesystem, network or process isolation")
     else:
         _say(f"sandbox: ok (HQ_SANDBOX={settings.sandbox}: {line})")
-    cap = process_cap()
+    cap = cap_for(settings)
+    if settings.sandbox == "none" and cap.uids is not None:  # unconfined, a uid of its own cannot reach the tree
+        cap = ProcessCap("none", why="HQ_SANDBOX=none cannot run a command as a uid of its own")
+    choice = f"HQ_SANDBOX_PROCESS_CAP={settings.sandbox_process_cap}"
+    if cap.mechanism == "unavailable":
+        _say(f"sandbox processes: FAILED: {choice}: {cap.why}")
+        return f"sandbox processes ({choice}): {cap.why}"
     _say(f"sandbox processes: at most {settings.sandbox_max_processes} per command, capped by {cap.describe()}")
     if cap.mechanism == "none":
         _say("sandbox: WARNING: a command's process count is not capped: a fork bomb can exhaust the host's PIDs")
