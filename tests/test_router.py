@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -375,3 +376,78 @@ def test_offline_model_answers_every_tier_with_no_keys_and_no_network(db_url: st
     assert answers == {
         tier: [f"hq-offline/{tier}", True, True, False] for tier in ("reasoning", "execution", "utility")
     }
+
+
+# --- a call lost after it was sent ----------------------------------------------------------------------------
+# A request that times out waiting for its answer (or whose connection drops after it was written) may have been
+# received, run and billed by the provider: settling it at $0 and sending it again would let the ledger fall
+# below the bill, once per retry. Only a failure before the request could leave this host is free and retried.
+
+SENT_MODEL = "claude-sonnet-4-5"
+
+
+def _sent_calls(raw: psycopg.Connection) -> list[tuple[str, Decimal, Decimal, str | None]]:
+    return raw.execute("SELECT outcome, cost_usd, reserved_usd, error FROM llm_calls ORDER BY call_seq").fetchall()
+
+
+def _issue_money(raw: psycopg.Connection, issue: int) -> tuple[Decimal, Decimal]:
+    row = raw.execute("SELECT spent_usd, reserved_usd FROM issues WHERE id = %s", (issue,)).fetchone()
+    assert row is not None
+    return row[0], row[1]
+
+
+def test_a_timeout_after_sending_is_charged_its_reservation_and_not_retried(
+    tmp_path: Path, fake: FakeAnthropic, monkeypatch: pytest.MonkeyPatch, raw: psycopg.Connection, boss: int
+) -> None:
+    path = write_models(
+        tmp_path / "m.yaml",
+        fake,
+        {t: [f"anthropic/{SENT_MODEL}"] for t in ("reasoning", "execution", "utility")},
+        price=(3, 15),
+        retries=2,
+    )
+    document = json.loads(path.read_text())
+    document["router"]["timeout_seconds"] = 1
+    path.write_text(json.dumps(document))
+    router = router_for(path, monkeypatch)
+    fake.default(SENT_MODEL, Reply(text="too late", delay_seconds=3))
+    issue = new_issue(raw, status="todo", budget_usd=1)
+
+    with pytest.raises(ModelUnavailable):
+        router.complete(call_context(raw, issue), "execution", MESSAGES)
+
+    assert fake.calls_for(SENT_MODEL) == 1  # not sent again
+    ((outcome, cost, reserved, why),) = _sent_calls(raw)
+    assert outcome == "error" and "charged its worst case" in (why or "")
+    assert cost == reserved > 0
+    assert _issue_money(raw, issue) == (cost.quantize(Decimal("0.000001")), 0)
+
+
+def test_a_refused_connection_is_free_and_retried(
+    tmp_path: Path, fake: FakeAnthropic, monkeypatch: pytest.MonkeyPatch, raw: psycopg.Connection, boss: int
+) -> None:
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there: the request never leaves this host
+    path = write_models(
+        tmp_path / "m.yaml",
+        fake,
+        {t: [f"anthropic/{SENT_MODEL}"] for t in ("reasoning", "execution", "utility")},
+        price=(3, 15),
+        retries=1,
+    )
+    document = json.loads(path.read_text())
+    for tier in document["tiers"].values():
+        tier[0]["api_base"] = f"http://127.0.0.1:{port}"
+    path.write_text(json.dumps(document))
+    router = router_for(path, monkeypatch)
+    issue = new_issue(raw, status="todo", budget_usd=1)
+
+    with pytest.raises(ModelUnavailable):
+        router.complete(call_context(raw, issue), "execution", MESSAGES)
+
+    recorded = _sent_calls(raw)
+    assert len(recorded) == 2  # tried, and tried again: nothing could have been billed
+    assert all(outcome == "error" and cost == 0 for outcome, cost, _reserved, _why in recorded)
+    assert _issue_money(raw, issue) == (0, 0)

@@ -73,6 +73,7 @@ from agents.llm.router import (
     _is_transient,
     _NoDeployment,
     _retry_after,
+    may_have_reached_provider,
     write_call_rows,
 )
 from config.log import get_logger
@@ -391,7 +392,7 @@ class Forwarder:
         def may_retry(error: BaseException) -> bool:
             if _key_refused(error):
                 return not paused_all()
-            if _may_have_reached_provider(error):
+            if may_have_reached_provider(error):
                 return False  # a POST the provider may have run (and billed) is not sent again blindly
             return _is_transient(error)
 
@@ -458,7 +459,7 @@ class _Call:
         (which it does not bill), settles at $0 and releases the reservation.
         """
         last = self.attempts[-1] if self.attempts else None
-        if last is not None and last.error is failure and _may_have_reached_provider(failure):
+        if last is not None and last.error is failure and may_have_reached_provider(failure):
             self.attempts.pop()
             self.settle(last.deployment, Usage(), error=failure, sent=True)
         else:
@@ -745,23 +746,6 @@ def _without_media(value: Any) -> Any:
 def _key_refused(error: BaseException) -> bool:
     """The provider refused HQ's key itself (401): no request of the sandbox's can cause that."""
     return getattr(error, "status_code", None) == 401
-
-
-def _may_have_reached_provider(error: BaseException) -> bool:
-    """Whether a failed attempt may have been received (and billed): no answer, and not a failure to connect.
-
-    Connection refused, a name that does not resolve, a connect timeout or no free connection happen before a
-    byte is sent; an error status is the provider's own answer, which it does not bill. Anything else (a read
-    timeout, a connection lost after writing) may have come after the provider took the request.
-    """
-    if isinstance(error, _NoDeployment) or getattr(error, "status_code", None) is not None:
-        return False
-    cause: BaseException | None = error
-    while cause is not None:
-        if type(cause).__name__ in ("ConnectError", "ConnectTimeout", "PoolTimeout", "UnsupportedProtocol"):
-            return False
-        cause = cause.__cause__ or cause.__context__
-    return True
 
 
 def _upstream_error_type(error: BaseException) -> str:

@@ -174,6 +174,34 @@ def _is_transient(error: BaseException) -> bool:
     return int(status) in (408, 409, 429) or int(status) >= 500
 
 
+NEVER_SENT = frozenset(
+    {"ConnectError", "ConnectTimeout", "PoolTimeout", "UnsupportedProtocol", "WriteError", "WriteTimeout"}
+)
+"""httpx's failures before the provider could hold a whole request: no connection, or the request cut while written."""
+LOST_AFTER_SENDING = frozenset({"ReadTimeout", "ReadError", "RemoteProtocolError"})
+"""httpx's failures after the whole request was written: the provider may have run it, and bills what it ran."""
+
+
+def may_have_reached_provider(error: BaseException) -> bool:
+    """Whether a failed attempt may have been received, run and billed by the provider.
+
+    The transport's own failure decides where there is one, found down the chain of causes (LiteLLM and the
+    anthropic SDK wrap httpx's, and LiteLLM gives its wrappers a status code of its own: 408 for a read
+    timeout, 500 for a refused connection). Without one, an error status is the provider's answer, which it
+    does not bill; anything else is taken to have reached it. Such an attempt is charged its worst case and
+    never sent again blindly: a retry could be billed twice.
+    """
+    cause: BaseException | None = error
+    while cause is not None:
+        name = type(cause).__name__
+        if name in NEVER_SENT:
+            return False
+        if name in LOST_AFTER_SENDING:
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return not isinstance(error, _NoDeployment) and getattr(error, "status_code", None) is None
+
+
 def _is_auth_failure(error: BaseException) -> bool:
     return getattr(error, "status_code", None) in AUTH_STATUSES
 
@@ -387,7 +415,7 @@ class ModelRouter:
         try:
             response, deployment = self._call(tier, messages, tools, max_tokens, attempts)
         except Exception as failure:
-            self._record(ctx, tier, reservation, None, attempts, failure)
+            self._record(ctx, tier, reservation, None, attempts, failure, estimate)
             message = _error_text(failure)
             log.warning(
                 "llm.call_failed",
@@ -428,7 +456,7 @@ class ModelRouter:
         """Transient failures retry; refused credentials only move on to a deployment with other ones."""
         if _is_auth_failure(error):
             return any(d.id not in self.paused for tier in tiers for d in self.models.tiers.get(tier) or [])
-        return _is_transient(error)
+        return _is_transient(error) and not may_have_reached_provider(error)
 
     def _call(
         self,
@@ -535,7 +563,19 @@ class ModelRouter:
             )
         elif not attempts:  # failed before any deployment was tried (all cooling down): still one row
             final = ctx.row(tier, None, "error", error=_error_text(failure or RuntimeError("failed")))
-        else:  # the last failed attempt's row settles (to nothing)
+        elif attempts[-1].error is failure and failure is not None and may_have_reached_provider(failure):
+            rows.pop()  # sent, and no answer came: it settles at the reserved worst case, never at nothing
+            last = attempts[-1]
+            final = ctx.row(
+                tier,
+                last.deployment,
+                "error",
+                cost=estimate,
+                reserved=estimate,
+                latency_ms=int(last.seconds * 1000),
+                error=f"{_error_text(failure)}; sent, no answer: charged its worst case"[:ERROR_LIMIT],
+            )
+        else:  # the last failed attempt's row settles (to nothing): the provider answered it, or never got it
             final = rows.pop()
         write_call_rows(get_engine(self.settings), rows, final, reservation)
 
