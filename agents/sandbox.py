@@ -548,7 +548,10 @@ class Bubblewrap:
             options += ["--ro-bind", "/proc/sys", "/proc/sys"]
         options += ["--ro-bind-try", "/proc/sysrq-trigger", "/proc/sysrq-trigger"]
         options += [*size, *shared, "--tmpfs", "/tmp"]
-        options += ["--bind", str(workdir.resolve()), WORKSPACE, "--chdir", WORKSPACE]
+        options += ["--bind", str(workdir.resolve()), WORKSPACE]
+        # the outer sandbox of a run as a uid has no CAP_DAC_OVERRIDE for a 0700 tree lent to the uid:
+        # the inner bubblewrap, as the uid, goes there
+        options += ["--chdir", WORKSPACE] if user is None else []
         for mount in mounts:
             options += ["--bind" if mount.writable else "--ro-bind", str(mount.source), mount.target]
         options += ["--remount-ro", "/", "--remount-ro", "/dev"]
