@@ -34,7 +34,6 @@ from agents.llm.passthrough import (
     ALLOWED_BETAS,
     CONTEXT_TOKENS,
     IMAGE_TOKENS,
-    PDF_PAGE_TOKENS,
     Forwarder,
 )
 from agents.llm.router import CallContext, ModelRouter
@@ -323,34 +322,39 @@ def test_a_url_image_in_the_system_prompt_is_refused(
 def test_inline_images_and_documents_reserve_their_worst_case(
     router: ModelRouter, fake: FakeAnthropic, raw: psycopg.Connection, boss: None, socket_path: Path
 ) -> None:
-    """An inline image costs up to IMAGE_TOKENS whatever its bytes, a PDF page up to PDF_PAGE_TOKENS: the
-    reservation counts them so, not as the JSON text of their base64 (which over-counted images by the
-    megabyte and under-counted small PDFs)."""
+    """An inline image costs up to IMAGE_TOKENS whatever its bytes, and a PDF up to the whole context window:
+    its pages cannot be counted from its bytes (page objects hide in compressed object streams, and a comment
+    can name a page that is not there), and the provider bills the pages it renders. The reservation counts
+    them so, not as the JSON text of their base64 (which over-counted images by the megabyte and under-counted
+    small PDFs), and never more than a context window holds."""
     fake.default(MODEL, Reply(text="seen", input_tokens=10, output_tokens=2))
-    issue = new_issue(raw, status="todo", budget_usd=5)
+    issue = new_issue(raw, status="todo", budget_usd=50)
     ctx = call_context(raw, issue)
     pdf = b"%PDF-1.4\n1 0 obj << /Type /Page >> endobj\n2 0 obj << /Type /Page >> endobj\n3 0 obj << /Type /Pages >>"
+    # One page named in a comment; the real pages sit in a compressed object stream the bytes do not show.
+    disguised = b"%PDF-1.7\n% /Type /Page\n4 0 obj << /Type /ObjStm /N 300 /Filter /FlateDecode >> stream\n"
     big_image = base64.b64encode(b"\x89PNG" + bytes(3_000_000)).decode()  # 4 MB of base64: still one image
     image: Any = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PIXEL}}
-    document: Any = {
-        "type": "document",
-        "source": {"type": "base64", "media_type": "application/pdf", "data": base64.b64encode(pdf).decode()},
-    }
-    hidden_pages = {
-        "type": "document",
-        "source": {"type": "base64", "media_type": "application/pdf", "data": base64.b64encode(b"%PDF-1.7").decode()},
-    }
+
+    def document(data: bytes) -> Any:
+        return {
+            "type": "document",
+            "source": {"type": "base64", "media_type": "application/pdf", "data": base64.b64encode(data).decode()},
+        }
+
     big = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": big_image}}
+    contents = ([image], [document(pdf)], [document(disguised)], [document(b"%PDF-1.7")], [big], [image] * 100)
     with gateway_for(router, ctx, socket_path) as (_, client):
-        for content in ([image], [document], [hidden_pages], [big]):
+        for content in contents:
             message: Any = {"role": "user", "content": content}
             client.messages.create(model=MODEL, max_tokens=10, messages=[message])
-    per_input = deployment(router).dearest_input
+    per_input, per_output = deployment(router).dearest_input, deployment(router).output_price
     reserved = [r["reserved_usd"] for r in calls(raw, ctx.run_id)]
+    context = micro(per_input * CONTEXT_TOKENS + per_output * 10)
     assert reserved[0] >= per_input * IMAGE_TOKENS
-    assert reserved[1] >= per_input * 2 * PDF_PAGE_TOKENS
-    assert reserved[2] >= per_input * CONTEXT_TOKENS  # pages it cannot count: the whole context window
-    assert per_input * IMAGE_TOKENS <= reserved[3] < per_input * (IMAGE_TOKENS + 1000)  # not its base64's text
+    assert reserved[1] == reserved[2] == reserved[3] == context  # every PDF: the whole window, however it looks
+    assert per_input * IMAGE_TOKENS <= reserved[4] < per_input * (IMAGE_TOKENS + 1000)  # not its base64's text
+    assert reserved[5] == context  # a hundred images cannot be billed past the window either
     assert_settled(raw, issue, calls(raw, ctx.run_id))
 
 
@@ -605,6 +609,31 @@ def test_a_client_hanging_up_prints_no_traceback(
         time.sleep(0.3)
         assert client.messages.count_tokens(model=MODEL, messages=HI).input_tokens > 0
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_request_the_provider_refuses_does_not_cool_the_deployment_for_other_runs(
+    tmp_path: Path,
+    fake: FakeAnthropic,
+    monkeypatch: pytest.MonkeyPatch,
+    raw: psycopg.Connection,
+    boss: None,
+    socket_path: Path,
+) -> None:
+    """A 400 is the request's own fault and says nothing of the deployment: sandboxed code that provokes one
+    (free: the provider does not bill it) must not send every run of the process to the backup deployment."""
+    backup = OPUS
+    tiers = {"reasoning": [f"anthropic/{OPUS}"], "execution": [f"anthropic/{MODEL}", f"anthropic/{backup}"]}
+    router = router_for(models(tmp_path, fake, {**tiers, "utility": [f"anthropic/{UTILITY}"]}), monkeypatch)
+    fake.script(MODEL, error(400, "messages: malformed on purpose"))
+    fake.default(MODEL, Reply(text="primary", input_tokens=10, output_tokens=2))
+    fake.default(backup, Reply(text="backup", input_tokens=10, output_tokens=2))
+    with gateway_for(router, call_context(raw, None), socket_path) as (_, client):
+        with pytest.raises(anthropic.BadRequestError):
+            client.messages.create(model=MODEL, max_tokens=10, messages=HI)
+    with gateway_for(router, call_context(raw, None), socket_path) as (_, client):  # another run, same process
+        answer = client.messages.create(model=MODEL, max_tokens=10, messages=HI)
+    assert answer.content[0].type == "text" and answer.content[0].text == "primary"
+    assert fake.calls_for(backup) == 0 and not router.cooling(deployment(router))
 
 
 def test_a_forbidden_request_does_not_pause_hqs_key(

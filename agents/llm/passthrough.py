@@ -20,9 +20,10 @@ limited to what HQ prices:
    deployments, fallback tiers included, may serve it;
 3. the worst case is reserved before anything is sent: every input token at
    the dearest input price (a prompt may be written to the 1-hour cache whole,
-   2x input), inline images at IMAGE_TOKENS each and PDFs at PDF_PAGE_TOKENS a
-   page (not the text of their base64), and ``max_tokens`` of output, capped at
-   the tier's configured maximum. No reservation, no call;
+   2x input), inline images at IMAGE_TOKENS each and a PDF at a whole context
+   window (not the text of their base64; the input never above CONTEXT_TOKENS),
+   and ``max_tokens`` of output, capped at the tier's configured maximum. No
+   reservation, no call;
 4. the request goes upstream with HQ's provider key (the CLI holds only the
    run's gateway token), retried as the router retries (cooldown, retry-after,
    fallback) only while it cannot have reached the provider: a failure to
@@ -45,9 +46,7 @@ bytes); it is imported on first use only.
 
 from __future__ import annotations
 
-import base64
 import json
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -135,10 +134,9 @@ CONTEXT_TOKENS = 200_000
 # - an image: (width x height) / 750 tokens, scaled down by the API to a 1568-pixel long edge and about 1,600
 #   tokens; 1568 x 1568 / 750 = 3,278 holds even without the ~1,600 cap, so 3,300 a picture whatever its bytes;
 IMAGE_TOKENS = 3_300
-# - a PDF page: up to about 3,000 tokens of text plus the page as an image (1,600): 4,600 a page counted in the
-#   file (``/Type /Page``); a PDF whose pages cannot be counted (compressed object streams) is a full context.
-PDF_PAGE_TOKENS = 4_600
-PDF_PAGE = re.compile(rb"/Type\s*/Page(?![A-Za-z])")
+# - a PDF: each page costs up to about 3,000 tokens of text plus the page as an image (1,600), and its pages
+#   cannot be counted from its bytes (page objects hide in compressed object streams; a comment can name a page
+#   that is not there), so a PDF is reserved at a whole context window.
 MAX_EVENT_BYTES = 16 * 1024 * 1024  # an SSE event longer than this is passed on unread
 
 log = get_logger(__name__)
@@ -347,7 +345,7 @@ class Forwarder:
         request["max_tokens"] = min(request["max_tokens"], self.router.models.max_output_tokens[tier])
         _fit_thinking(request)
         text_tokens = int(Decimal(self.router.count_tokens(_prompt_text(request))) * INPUT_MARGIN) + 16
-        input_tokens = text_tokens + media
+        input_tokens = min(text_tokens + media, CONTEXT_TOKENS)  # the provider bills no more than a window holds
         estimate = max(d.dearest_input * input_tokens + d.output_price * request["max_tokens"] for d in deployments)
         try:
             reservation = self.router.reserve(ctx, tier, estimate)
@@ -698,18 +696,8 @@ def _blocks(blocks: list[Any], where: str) -> int:
             elif kind == "image":
                 tokens += IMAGE_TOKENS
             elif source_type == "base64":
-                tokens += _pdf_tokens(source.get("data"))
+                tokens += CONTEXT_TOKENS  # a PDF's pages cannot be counted from its bytes; the window bounds them
     return tokens
-
-
-def _pdf_tokens(data: Any) -> int:
-    """A PDF's worst case: PDF_PAGE_TOKENS a page counted in it, or a whole context when none can be counted."""
-    try:
-        pdf = base64.b64decode(data if isinstance(data, str) else "", validate=False)
-    except ValueError:
-        return CONTEXT_TOKENS
-    pages = len(PDF_PAGE.findall(pdf))
-    return min(pages * PDF_PAGE_TOKENS, CONTEXT_TOKENS) if pages else CONTEXT_TOKENS
 
 
 def _fit_thinking(request: dict[str, Any]) -> None:

@@ -363,13 +363,18 @@ class ModelRouter:
     def note_failure(
         self, deployment: Deployment, error: BaseException, *, credentials_refused: bool | None = None
     ) -> None:
-        """A failed attempt: the deployment counts as failing now, and refused credentials pause their key.
+        """A failed attempt: a deployment that could not serve it cools down, and refused credentials pause
+        their key. A request the provider refused (400, 404, 413, ...) is that request's fault and says nothing
+        of the deployment: counting it would let one bad request (a sandbox's, made on purpose, unbilled) send
+        every run of the process to the backup.
 
         ``credentials_refused`` overrides the default reading (any 401/403): a forwarded request HQ did not
         compose may earn a 403 of its own, which says nothing of the key.
         """
-        self._failed_at[deployment.id] = time.monotonic()
-        if _is_auth_failure(error) if credentials_refused is None else credentials_refused:
+        refused = _is_auth_failure(error) if credentials_refused is None else credentials_refused
+        if _is_transient(error) or refused:
+            self._failed_at[deployment.id] = time.monotonic()
+        if refused:
             self._pause_credentials(deployment, error)
 
     def cooling(self, deployment: Deployment) -> bool:
