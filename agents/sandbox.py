@@ -115,6 +115,7 @@ What the sandbox does NOT protect against:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fnmatch
 import grp
 import os
@@ -130,7 +131,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -151,6 +152,7 @@ SANDBOX_UID = 65534
 
 HOSTNAME = "hq-sandbox"
 EXIT_TIMED_OUT = 124
+EXIT_UNSAFE_TREE = 125  # what the command left could not be made safe for the host (sandbox.judged)
 EXIT_NOT_EXECUTABLE = 126
 EXIT_CANNOT_START = 127
 INSTALL_HINT = "apt-get install bubblewrap"
@@ -442,8 +444,7 @@ class Bubblewrap:
         finally:
             if group is not None:
                 _remove_cgroup(group)
-        tame_tree(workdir, started_ns)
-        return result
+        return judged(result, tame_safely(workdir, started_ns))
 
     def _run_as_uid(
         self,
@@ -505,12 +506,12 @@ class Bubblewrap:
                 )
         finally:
             _kill_user(uid)  # nothing of the run lives on, however it got away: the uid is the run's alone
-            tame_tree(workdir, started_ns, owner=owner)
+            unsafe = tame_safely(workdir, started_ns, owner=owner)
             for path, socket_uid, socket_gid in sockets:
                 with contextlib.suppress(OSError):
                     os.chown(path, socket_uid, socket_gid, follow_symlinks=False)
             lease.release()
-        return result
+        return judged(result, unsafe)
 
     def arguments(
         self, workdir: Path, limits: Limits, mounts: Sequence[Mount] = (), user: int | None = None
@@ -606,8 +607,7 @@ class Unconfined:
         finally:
             if group is not None:
                 _remove_cgroup(group)
-        tame_tree(workdir, started_ns)
-        return result
+        return judged(result, tame_safely(workdir, started_ns))
 
 
 def base_environment(interpreter: Path) -> dict[str, str]:
@@ -1353,12 +1353,15 @@ class Tamed:
     entries: int = 0
     stripped: int = 0  # setuid/setgid bits removed (or capabilities)
     removed: int = 0  # device nodes, FIFOs, sockets
+    unsafe: str | None = None  # why part of the tree could not be walked (then the run fails)
 
 
 SETID = stat.S_ISUID | stat.S_ISGID
 CTIME_SLACK_NS = 2_000_000_000
 """File times come from a coarse clock that may lag the one a run's start is read from: this much."""
 CAPABILITY_XATTR = "security.capability"
+MAX_TAME_DEPTH = 256
+"""How deep the walk goes (it holds one open directory a level): deeper chains are refused, not walked."""
 
 
 def tame_tree(root: Path, since_ns: int = 0, owner: tuple[int, int] | None = None) -> Tamed:
@@ -1397,44 +1400,97 @@ def tame_tree(root: Path, since_ns: int = 0, owner: tuple[int, int] | None = Non
     return tamed
 
 
-def _tame_directory(fd: int, where: str, since_ns: int, tamed: Tamed, owner: tuple[int, int] | None) -> None:
-    with os.scandir(fd) as listing:
-        found = list(listing)
-    for entry in found:
-        tamed.entries += 1
-        try:
-            info = entry.stat(follow_symlinks=False)
-        except FileNotFoundError:
-            continue
-        mode = info.st_mode
-        kind = stat.S_IFMT(mode)
-        if owner is not None and (info.st_uid, info.st_gid) != owner:
-            # no process of the run is alive: the name is what was listed; a symlink itself is changed
-            with contextlib.suppress(FileNotFoundError):
-                os.chown(entry.name, *owner, dir_fd=fd, follow_symlinks=False)
-        if kind == stat.S_IFLNK:
-            continue
-        if kind not in (stat.S_IFREG, stat.S_IFDIR):  # a device node, FIFO or socket: never left on the host
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(entry.name, dir_fd=fd)
-            tamed.removed += 1
-            continue
-        if kind == stat.S_IFDIR:
-            if mode & SETID or mode & 0o700 != 0o700:
-                _chmod_at(fd, entry.name, kind, (stat.S_IMODE(mode) & ~SETID) | 0o700)
-                tamed.stripped += bool(mode & SETID)
-            child = os.open(entry.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
-            try:
-                _tame_directory(child, f"{where}/{entry.name}", since_ns, tamed, owner)
-            finally:
+def _tame_directory(top: int, where: str, since_ns: int, tamed: Tamed, owner: tuple[int, int] | None) -> None:
+    """Walk below the open directory ``top`` without recursion: one open directory a level, at most
+    MAX_TAME_DEPTH of them. A deeper chain is not entered; ``tamed.unsafe`` says so, and the run fails."""
+    frames: list[tuple[int, str, Iterator[os.DirEntry[str]]]] = [(top, where, _listing(top))]
+    try:
+        while frames:
+            fd, place, pending = frames[-1]
+            entry = next(pending, None)
+            if entry is None:
+                frames.pop()
+                if fd != top:
+                    os.close(fd)
+                continue
+            child = _tame_entry(fd, place, entry, since_ns, tamed, owner)
+            if child is None:
+                continue
+            if len(frames) >= MAX_TAME_DEPTH:
                 os.close(child)
-            continue
-        if mode & SETID:
-            _chmod_at(fd, entry.name, kind, stat.S_IMODE(mode) & ~SETID)
-            tamed.stripped += 1
-        if info.st_ctime_ns >= since_ns and _has_capability(f"{where}/{entry.name}"):
-            _drop_capability(fd, entry.name)
-            tamed.stripped += 1
+                tamed.unsafe = f"the command left directories nested deeper than {MAX_TAME_DEPTH} levels"
+                continue
+            frames.append((child, f"{place}/{entry.name}", _listing(child)))
+    finally:
+        for fd, _place, _pending in frames:
+            if fd != top:
+                os.close(fd)
+
+
+def _listing(fd: int) -> Iterator[os.DirEntry[str]]:
+    with os.scandir(fd) as listing:
+        return iter(list(listing))
+
+
+def _tame_entry(
+    fd: int, where: str, entry: os.DirEntry[str], since_ns: int, tamed: Tamed, owner: tuple[int, int] | None
+) -> int | None:
+    """Tame one entry of the directory ``fd``; an open descriptor of it when it is a directory to walk."""
+    tamed.entries += 1
+    try:
+        info = entry.stat(follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    mode = info.st_mode
+    kind = stat.S_IFMT(mode)
+    if owner is not None and (info.st_uid, info.st_gid) != owner:
+        # no process of the run is alive: the name is what was listed; a symlink itself is changed
+        with contextlib.suppress(FileNotFoundError):
+            os.chown(entry.name, *owner, dir_fd=fd, follow_symlinks=False)
+    if kind == stat.S_IFLNK:
+        return None
+    if kind not in (stat.S_IFREG, stat.S_IFDIR):  # a device node, FIFO or socket: never left on the host
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(entry.name, dir_fd=fd)
+        tamed.removed += 1
+        return None
+    if kind == stat.S_IFDIR:
+        if mode & SETID or mode & 0o700 != 0o700:
+            _chmod_at(fd, entry.name, kind, (stat.S_IMODE(mode) & ~SETID) | 0o700)
+            tamed.stripped += bool(mode & SETID)
+        return os.open(entry.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+    if mode & SETID:
+        _chmod_at(fd, entry.name, kind, stat.S_IMODE(mode) & ~SETID)
+        tamed.stripped += 1
+    if info.st_ctime_ns >= since_ns and _has_capability(f"{where}/{entry.name}"):
+        _drop_capability(fd, entry.name)
+        tamed.stripped += 1
+    return None
+
+
+def tame_safely(root: Path, since_ns: int = 0, owner: tuple[int, int] | None = None) -> str | None:
+    """tame_tree, never raising: why what the command left could not be made safe (None: it was).
+
+    A walk that fails must fail the run: never lose the command's result to an exception, and never
+    pass a tree that was not walked to the end.
+    """
+    try:
+        tamed = tame_tree(root, since_ns, owner)
+    except Exception as error:
+        log.error("sandbox.tame_failed", root=str(root), error=str(error))
+        return f"what the command left could not be checked ({type(error).__name__}: {error})"
+    if tamed.unsafe:
+        log.warning("sandbox.tree_unsafe", root=str(root), why=tamed.unsafe)
+    return tamed.unsafe
+
+
+def judged(result: SandboxResult, unsafe: str | None) -> SandboxResult:
+    """The command's result, failed (EXIT_UNSAFE_TREE) when what it left could not be made safe."""
+    if unsafe is None:
+        return result
+    return dataclasses.replace(
+        result, exit_code=EXIT_UNSAFE_TREE, output=f"{result.output}\n[sandbox] {unsafe}: the run is refused"
+    )
 
 
 def _chmod_at(dir_fd: int, name: str, kind: int, mode: int) -> None:

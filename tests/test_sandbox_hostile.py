@@ -73,6 +73,18 @@ def setuid():
     os.symlink("/usr/bin/env", "link-to-host")
     print("planted", oct(os.stat("rootshell").st_mode))
 
+def deep():
+    shutil.copy("/bin/sh", "shallowshell")
+    os.chmod("shallowshell", 0o4755)
+    top = os.getcwd()
+    for _ in range(1100):
+        os.mkdir("d")
+        os.chdir("d")
+    shutil.copy("/bin/sh", "deepshell")
+    os.chmod("deepshell", 0o4755)
+    os.chdir(top)
+    print("planted deep")
+
 def forkbomb():
     started = 0
     try:
@@ -110,6 +122,7 @@ PROJECT_YAML = (
     "  test: [python3, -m, unittest, -q]\n"
     "  setuid: [python3, hostile.py, setuid]\n"
     "  forkbomb: [python3, hostile.py, forkbomb]\n"
+    "  deep: [python3, hostile.py, deep]\n"
     "  proc: [python3, hostile.py, proc]\n"
     "  creds: [python3, hostile.py, read, /usr/etc/npmrc, /usr/local/etc/npmrc, {files}]\n"
     "gate: [test]\n"
@@ -192,6 +205,22 @@ def test_nothing_the_sandbox_leaves_carries_setuid_bits_or_special_files(
     assert not Path("/usr/bin/env").lstat().st_mode & stat.S_ISUID
     data = run.ctx.settings.data_path
     assert stat.S_IMODE(data.stat().st_mode) & 0o077 == 0, oct(data.stat().st_mode)
+
+
+def test_a_tree_too_deep_to_walk_fails_the_command_and_what_was_walked_is_tamed(
+    db_url: str, raw: psycopg.Connection, tmp_path: Path
+) -> None:
+    """A directory chain deeper than the walk goes (one open directory a level) cannot be vouched for: the
+    command's result says so and fails, never an exception that loses it, and what was walked is tamed."""
+    run = start_run(raw, tmp_path)
+    tree = run.work.worktree.root
+    try:
+        result = run.command("deep")
+        assert result["exit_code"] == sandbox_module.EXIT_UNSAFE_TREE, result
+        assert "planted deep" in result["output_tail"] and "deeper than" in result["output_tail"]
+        assert not (tree / "shallowshell").lstat().st_mode & (stat.S_ISUID | stat.S_ISGID)
+    finally:  # rm walks without recursion (pytest's own clean-up would not), and no setuid shell stays in /tmp
+        subprocess.run(["rm", "-rf", "--one-file-system", "--", str(tree)], check=True, timeout=120)
 
 
 def test_an_existing_data_dir_is_made_private(db_url: str, raw: psycopg.Connection, tmp_path: Path) -> None:
