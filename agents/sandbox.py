@@ -317,6 +317,8 @@ UID_OVERHEAD_PROCESSES = 1
 """Of those, what a run as a uid of its own counts: the inner bubblewrap (the outer ones are root's)."""
 
 CGROUP_PREFIX = "hq-sandbox-"
+ORPHAN_EMPTY_SECONDS = 600.0
+"""An empty cgroup another PID namespace's HQ made is removed once it is this old (it may be about to use it)."""
 CGROUP_EMPTY_SECONDS = 10.0
 """After a run: how long its cgroup's last processes get to die of SIGKILL before the cgroup is left behind."""
 
@@ -1109,12 +1111,36 @@ def _user_namespaces_work(uid: int) -> bool:
 
 
 def _remove_orphans(parent: Path) -> None:
-    """Runs' cgroups whose HQ process died (kill -9) before removing them: emptied and removed now."""
+    """Runs' cgroups whose HQ process died (kill -9) before removing them: emptied and removed now.
+
+    A cgroup names its maker by PID namespace and pid, and a pid means something only in its own namespace:
+    another namespace's HQ (a container sharing the hierarchy) may be alive whatever our /proc says, so its
+    cgroups are never killed, only removed once empty and older than ORPHAN_EMPTY_SECONDS.
+    """
+    namespace = _pid_namespace()
     for group in parent.glob(f"{CGROUP_PREFIX}*"):
-        owner = group.name.removeprefix(CGROUP_PREFIX).split("-", 1)[0]
-        if owner.isdigit() and int(owner) != os.getpid() and not Path(f"/proc/{owner}").exists():
+        maker, pid = [*group.name.removeprefix(CGROUP_PREFIX).split("-"), "", ""][:2]
+        if maker == namespace and pid.isdigit() and int(pid) != os.getpid() and not Path(f"/proc/{pid}").exists():
             log.warning("sandbox.orphan_cgroup", cgroup=str(group))
             _remove_cgroup(group)
+        elif maker != namespace and not _words(group / "cgroup.procs") and _age(group) > ORPHAN_EMPTY_SECONDS:
+            with contextlib.suppress(OSError):  # a task arrived meanwhile (EBUSY): it is in use after all
+                group.rmdir()
+
+
+def _pid_namespace() -> str:
+    """This process's PID namespace, as its inode number ("0" where it cannot be read)."""
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return "0"
+
+
+def _age(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def _pids_cgroup_candidates() -> list[tuple[str, Path]]:
@@ -1170,7 +1196,7 @@ def _can_make_cgroup(parent: Path) -> bool:
 
 def _make_cgroup(parent: Path, processes: int) -> Path:
     """A new pids cgroup for one run, at most ``processes`` tasks; OSError when it cannot be made."""
-    group = parent / f"{CGROUP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]}"
+    group = parent / f"{CGROUP_PREFIX}{_pid_namespace()}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
     group.mkdir(mode=0o755)
     try:
         (group / "pids.max").write_text(str(processes))

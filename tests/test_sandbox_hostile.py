@@ -444,3 +444,24 @@ def test_the_sandbox_command_line_tells_nothing_of_the_host(
     assert data not in output and str(run.work.worktree.root) not in output, output
     assert "--bind" not in output and "--ro-bind" not in output, output
     assert str(sandbox_module.Bubblewrap().interpreter) not in output.split("cmdline 1 ", 1)[1].split("\n", 1)[0]
+
+
+def test_a_runs_cgroup_made_in_another_pid_namespace_is_never_killed() -> None:
+    """Two HQs in different PID namespaces (containers) may share one pids hierarchy: the other's pid is not in
+    our /proc, yet its run is alive. Only our own namespace's dead makers' cgroups are emptied."""
+    cap = sandbox_module.process_cap()
+    if cap.parent is None:
+        pytest.skip(f"no pids cgroup on this host: {cap.describe()}")
+    other = int(sandbox_module._pid_namespace()) + 1
+    group = cap.parent / f"{sandbox_module.CGROUP_PREFIX}{other}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+    group.mkdir()
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        (group / "cgroup.procs").write_text(str(sleeper.pid))
+        sandbox_module._remove_orphans(cap.parent)
+        assert sleeper.poll() is None, "another namespace's live run was killed"
+        assert group.exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        sandbox_module._remove_cgroup(group)
