@@ -1094,20 +1094,25 @@ def _user_namespaces_work(uid: int) -> bool:
     if executable is None:
         return False
     try:
-        completed = subprocess.run(
-            [executable, "--unshare-user", "--ro-bind", "/", "/", "--", "/bin/true"],
-            user=uid,
-            group=uid,
-            extra_groups=[],
-            cwd="/",
-            env={},
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=30,
-        )
+        completed = _run_as_user(uid, [executable, "--unshare-user", "--ro-bind", "/", "/", "--", "/bin/true"], 30)
     except (OSError, subprocess.SubprocessError):
         return False
     return completed.returncode == 0
+
+
+def _run_as_user(uid: int, argv: list[str], timeout: float) -> subprocess.CompletedProcess[bytes]:
+    """A fixed command of HQ's own as ``uid`` (and its gid, no other group), with nothing of HQ's environment."""
+    return subprocess.run(
+        argv,
+        user=uid,
+        group=uid,
+        extra_groups=[],
+        cwd="/",
+        env={},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=timeout,
+    )
 
 
 def _remove_orphans(parent: Path) -> None:
@@ -1348,18 +1353,7 @@ def _kill_user(uid: int) -> None:
     deadline = time.monotonic() + KILL_USER_SECONDS
     while time.monotonic() < deadline:
         try:
-            completed = subprocess.run(
-                [_tool("kill"), "-9", "-1"],
-                user=uid,
-                group=uid,
-                extra_groups=[],
-                cwd="/",
-                env={},
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                timeout=KILL_USER_SECONDS,
-            )
+            completed = _run_as_user(uid, [_tool("kill"), "-9", "-1"], KILL_USER_SECONDS)
         except (OSError, subprocess.SubprocessError) as error:
             log.warning("sandbox.kill_user_failed", uid=uid, error=str(error))
             return
