@@ -77,15 +77,33 @@ def is_git_name(component: str) -> bool:
 
 
 def nested_repositories(work_tree: Path) -> Iterator[Path]:
-    """Every entry below the top of ``work_tree`` that git would take for a repository (any case)."""
+    """Every entry below the top of ``work_tree`` that git would take for a repository (any case).
+
+    Iterative, with a stack of its own: a command can leave a chain of directories deeper than the
+    interpreter's recursion limit, where Python 3.11's recursive ``os.walk`` raises RecursionError on
+    every git call in that tree. Symlinks are not followed; an unreadable directory is skipped, as
+    ``os.walk`` skips it.
+    """
     top = work_tree / ".git"
-    for directory, subdirectories, files in os.walk(work_tree, followlinks=False):
-        here = Path(directory)
-        for name in [*subdirectories, *files]:
-            path = here / name
-            if _folded(name) == ".git" and path != top:
+    pending = [work_tree]
+    while pending:
+        here = pending.pop()
+        try:
+            with os.scandir(here) as listing:
+                found = list(listing)
+        except OSError:
+            continue
+        for entry in found:
+            path = here / entry.name
+            if path == top:
+                continue
+            if _folded(entry.name) == ".git":
                 yield path
-        subdirectories[:] = [d for d in subdirectories if here / d != top]
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(path)
+            except OSError:
+                continue
 
 
 def environment(author: str = "hq", email: str = "hq@heartbeat-hq.invalid") -> dict[str, str]:

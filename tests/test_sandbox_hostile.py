@@ -11,6 +11,7 @@ import contextlib
 import os
 import stat
 import subprocess
+import tarfile
 import threading
 import time
 import uuid
@@ -271,14 +272,15 @@ def test_a_worktree_whose_git_was_redirected_is_quarantined_and_none_is_left(
     data = get_settings().data_path
     assert not list((data / "projects").glob("*/worktrees/*")), "a worktree was left after its run"
     quarantined = sorted((data / "quarantine").iterdir())
-    assert len(quarantined) == 2  # the engineer's tree and the review's
+    assert len(quarantined) == 2  # the engineer's tree and the review's, each one archive
     assert stat.S_IMODE((data / "quarantine").stat().st_mode) == 0o700
-    for tree in quarantined:
-        assert not (tree / ".git").exists() and (tree / ".git.quarantined").is_file()
-        assert not (tree / "planted" / "HEAD").exists()
-        for where in (tree, tree / "planted"):  # what a person's shell prompt would run there
-            subprocess.run(["git", "status"], cwd=where, capture_output=True, timeout=60)
-            subprocess.run(["git", "log", "-1"], cwd=where, capture_output=True, timeout=60)
+    for archive in quarantined:
+        assert archive.is_file() and archive.name.endswith(".tar.gz"), archive
+        with tarfile.open(archive) as kept:
+            assert {".git", "planted/HEAD", "planted/config"} <= set(kept.getnames())
+    for where in (data / "quarantine", data):  # what a person's shell prompt would run there
+        subprocess.run(["git", "status"], cwd=where, capture_output=True, timeout=60)
+        subprocess.run(["git", "log", "-1"], cwd=where, capture_output=True, timeout=60)
     assert not marker.exists(), "the planted configuration ran a program"
 
 

@@ -10,22 +10,39 @@ whatever the last step's commands left behind (build output, a nested
 repository, a rewritten ``.git`` file) is deleted, never cleaned up in place.
 A worktree lives only while a run holds it: the run removes it when it ends (its
 work is on the remote by then), and one whose ``.git`` a command redirected is
-quarantined, made inert, never left for a person's git to run what it planted.
+quarantined: kept only as a tar archive, never as a directory a person's git could
+take for a repository.
+
+Holding a worktree is a lease: an exclusive flock on ``<home>/leases/<name>``,
+taken before the tree is made and let go when it is removed, or by the kernel when
+the process dies (kill -9, a crash: no ``finally`` needed). Every sync() removes
+(or quarantines) each tree whose lease nobody holds, so a killed run's tree does not
+outlive it, and a live run of any process on this host sharing the data dir is
+never touched: its lease is held.
+
+Everything a command may have shaped (a chain of directories deeper than Python's
+recursion limit, symlinks to host paths, directories it made unreadable) is removed
+and archived by an iterative walk over directory descriptors that never follows a
+symlink nor leaves the tree's filesystem (remove_tree(), _walk()).
+
 Every git call is hardened (agents/git.py); remote transports are limited to
 file, http(s) and git (ssh would need the operator's keys in a home HQ does not read).
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import re
-import shutil
+import stat
+import tarfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, NamedTuple
 
 from agents.git import GitError, git, run_git
 from agents.projects.project_file import PROJECT_FILE, ProjectFile, parse_project_file
@@ -38,7 +55,12 @@ from db.store.records import ProjectRecord
 
 FETCH_TIMEOUT_SECONDS = 300
 QUARANTINE = "quarantine"
-"""Under the data dir: worktrees whose ``.git`` a command redirected, made inert and kept private."""
+"""Under the data dir (0700): worktrees whose ``.git`` a command redirected, each kept as one tar archive."""
+QUARANTINE_MAX_BYTES = 64 * 1024 * 1024
+"""Bytes of file content a quarantine archive keeps at most: a larger tree is deleted, with a log line."""
+QUARANTINE_MAX_ENTRIES = 100_000
+LEASES = "leases"
+"""Under a repository's home: one lock file per worktree, flocked while a run holds the tree."""
 CONFLICT_MARKER = re.compile(r"^(<{7}|>{7})( |$)", re.MULTILINE)
 MAX_DIFF_CHARS = 60_000
 
@@ -65,11 +87,33 @@ def issue_branch(issue_id: int) -> str:
     return f"hq/issue-{issue_id}"
 
 
+class Lease:
+    """A flock held on a worktree's lease file: while it is, a live run holds the tree (see Repository._sweep()).
+
+    Closing the descriptor lets it go; so does the kernel when the process dies, and so does the garbage
+    collector when a Worktree is abandoned without drop(), with no warning: an abandoned tree is free
+    for the next sweep to remove, which is what it should be.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __del__(self) -> None:
+        self.close()
+
+
 class Worktree(Workspace):
     """One issue's working directory on this host: a Workspace whose git directory HQ names."""
 
-    def __init__(self, root: Path, git_dir: Path) -> None:
+    def __init__(self, root: Path, git_dir: Path, lease: Lease | None = None) -> None:
+        """``lease``: the flock that says a live run holds this tree (see Repository._sweep())."""
         super().__init__(root, git_dir=git_dir)
+        self.lease = lease
 
     def run(self, *args: str, author: str = "hq", email: str = "hq@heartbeat-hq.invalid") -> str:
         try:
@@ -181,8 +225,13 @@ class Repository:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def sync(self) -> Repository:
-        """Create the clone if needed and fetch every branch of the remote (remote-tracking refs only)."""
+        """Create the clone if needed and fetch every branch of the remote (remote-tracking refs only).
+
+        Every step of a project issue starts here, so this is also where the trees of runs that died
+        on this host (no ``finally`` ran: kill -9, a crash) are removed: see _sweep().
+        """
         with self._exclusive():
+            self._sweep()
             return self._sync()
 
     def _sync(self) -> Repository:
@@ -300,38 +349,42 @@ class Repository:
 
     # --- worktrees -------------------------------------------------------------------------------
     def worktree(self, name: str, commit: str, *, branch: str | None = None) -> Worktree:
-        """A fresh worktree ``name`` at ``commit`` (on local ``branch``, else detached), replacing any old one."""
+        """A fresh worktree ``name`` at ``commit`` (on local ``branch``, else detached), replacing any old one.
+
+        The tree is leased to the caller (held until drop(), or until this process ends).
+        """
         with self._exclusive():
             return self._worktree(name, commit, branch)
 
     def _worktree(self, name: str, commit: str, branch: str | None) -> Worktree:
         path = self.home / "worktrees" / name
         admin = self.git_dir / "worktrees" / name
-        if path.exists() or path.is_symlink():
-            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
-        if admin.exists():
-            shutil.rmtree(admin)
-        self._git("worktree", "prune")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        where = ["-B", branch] if branch else ["--detach"]
-        self._git("worktree", "add", "--quiet", "--force", *where, str(path), commit)
-        if not admin.is_dir():  # git chose another administrative name: never guess which
-            raise RepositoryError(f"{self.project.name}: git did not create the worktree {name} where expected")
-        return Worktree(path, admin)
+        lease = self._take_lease(name)  # before the tree exists: no sweep ever sees it unheld
+        if lease is None:
+            raise RepositoryError(f"{self.project.name}: the worktree {name} is held by a live run")
+        try:
+            self._discard(Worktree(path, admin))  # a leftover of the same name: quarantined if tampered with
+            self._git("worktree", "prune")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            where = ["-B", branch] if branch else ["--detach"]
+            self._git("worktree", "add", "--quiet", "--force", *where, str(path), commit)
+            if not admin.is_dir():  # git chose another administrative name: never guess which
+                raise RepositoryError(f"{self.project.name}: git did not create the worktree {name} where expected")
+        except BaseException:
+            self._let_go(name, lease)
+            raise
+        return Worktree(path, admin, lease)
 
     def issue_worktree(self, issue_id: int, run_id: uuid.UUID | None = None) -> tuple[Worktree, str]:
         """This run's worktree of the issue, at the pushed ``hq/issue-<id>`` if there is one, else the base.
 
         One directory per run, detached (no local branch two runs could share): a run whose lease
-        ran out while it worked can never touch the tree of the run that took the issue over. Older
-        runs' trees on this host are removed. Returns the worktree and the commit it starts from (the
-        compare-and-set's expected value).
+        ran out while it worked can never touch the tree of the run that took the issue over, nor
+        this one its tree. Older runs' trees on this host go when no live run holds them (_sweep()).
+        Returns the worktree and the commit it starts from (the compare-and-set's expected value).
         """
         start = self.head(issue_branch(issue_id)) or self.base_head()
         name = f"issue-{issue_id}-{(run_id or uuid.uuid4()).hex[:12]}"
-        for old in sorted((self.home / "worktrees").glob(f"issue-{issue_id}-*")):
-            if old.name != name:
-                self.drop(Worktree(old, self.git_dir / "worktrees" / old.name))
         return self.worktree(name, start), start
 
     def scratch_worktree(self, issue_id: int, commit: str) -> Worktree:
@@ -343,34 +396,117 @@ class Repository:
 
         A tree whose ``.git`` no longer points where HQ put it (a command rewrote it, to plant a
         repository whose configuration runs a program) is never removed silently nor left in place:
-        it is quarantined (see quarantine()). Git is never run in it to find out.
+        it is quarantined first (see _quarantine()). Git is never run in it to find out. Raises
+        OSError when the tree cannot be removed (its lease is then let go: the next sync retries).
         """
         with self._exclusive():
-            if tree.root.exists() and not _points_home(tree):
+            self._drop(tree)
+
+    def _drop(self, tree: Worktree) -> None:
+        try:
+            self._discard(tree)
+        finally:
+            if tree.lease is not None:
+                self._let_go(tree.root.name, tree.lease)
+                tree.lease = None
+
+    def _discard(self, tree: Worktree) -> None:
+        """Quarantine the tree if it was tampered with, then remove it and git's administrative entry for it."""
+        if tree.root.exists() or tree.root.is_symlink():
+            if tree.root.is_dir() and not tree.root.is_symlink() and not _points_home(tree):
                 self._quarantine(tree)
-            shutil.rmtree(tree.root, ignore_errors=True)
-            shutil.rmtree(tree.git_dir, ignore_errors=True)
+            remove_tree(tree.root)
+        remove_tree(tree.git_dir)
+
+    def _sweep(self) -> None:
+        """Remove every worktree on this host whose lease no live run holds (caller holds _exclusive()).
+
+        The rule: a tree is live exactly while the flock on its lease file is held. A run takes it
+        before its tree is made and lets it go after the tree is gone; the kernel lets it go when the
+        process dies, however it dies. So a tree whose lease can be taken belongs to a finished or dead
+        run, of this process or of any other process on this host sharing the data dir (flocks on one
+        file conflict across processes and across open files in one process alike), and nothing else.
+        A data dir on a network filesystem where flock is not shared between hosts is not supported.
+        """
+        names: set[str] = set()
+        for where in (self.home / "worktrees", self.home / LEASES):
+            with contextlib.suppress(FileNotFoundError):
+                names.update(os.listdir(where))
+        for name in sorted(names):
+            lease = self._take_lease(name)
+            if lease is None:
+                continue  # a live run's
+            tree = Worktree(self.home / "worktrees" / name, self.git_dir / "worktrees" / name, lease)
+            left = tree.root.exists() or tree.root.is_symlink()
+            try:
+                self._drop(tree)
+            except OSError as error:
+                log.warning("worktree.not_swept", project=self.project.name, worktree=name, error=str(error))
+                continue
+            if left:
+                log.info("worktree.swept", project=self.project.name, worktree=name)
+
+    def _take_lease(self, name: str) -> Lease | None:
+        """The lease on worktree ``name``, flocked; None when a live run holds it. Never waits."""
+        leases = self.home / LEASES
+        leases.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path = leases / name
+        while True:
+            lease = Lease(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+            try:
+                fcntl.flock(lease.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                lease.close()
+                return None
+            try:  # the file locked is still the one at the path (not one a finishing run just unlinked)
+                if os.stat(path).st_ino == os.fstat(lease.fd).st_ino:
+                    return lease
+            except FileNotFoundError:
+                pass
+            lease.close()
+
+    def _let_go(self, name: str, lease: Lease) -> None:
+        """Delete the lease file, then unlock it (in that order: nobody can lock a file that is about to go)."""
+        with contextlib.suppress(FileNotFoundError):
+            (self.home / LEASES / name).unlink()
+        lease.close()
 
     def _quarantine(self, tree: Worktree) -> None:
-        """Move a tampered worktree to ``<data>/quarantine`` (0700), every git entry point in it renamed.
+        """Keep a tampered worktree as one tar archive in ``<data>/quarantine`` (0700), for a person to see
+        what was attempted; the caller then deletes the tree.
 
-        Kept for a person to see what was attempted, and made inert for them first: each ``.git`` in the
-        tree and each directory that git would take for a repository (HEAD, objects, refs) gets its
-        ``HEAD``/``.git`` renamed, so no git command run there, by a person or a shell prompt, finds a
-        configuration to execute.
+        An archive, not a directory: git takes many shapes of directory for a repository (a ``.git``
+        file or directory, a bare layout, a ``HEAD`` beside a ``commondir`` naming another directory,
+        ...), and renaming the entry points of the shapes one knows leaves the others. No git command
+        run in the quarantine, by a person or a shell prompt, finds anything in a tarball. Extracting it
+        is a deliberate act (and what comes out is the command's, never to run git in). A tree over
+        QUARANTINE_MAX_BYTES or QUARANTINE_MAX_ENTRIES is not kept: a log line says so.
         """
         parent = (self.data_path or self.home) / QUARANTINE
         parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         parent.chmod(0o700)
-        target = parent / f"{self.project.id}-{tree.root.name}-{uuid.uuid4().hex[:8]}"
-        tree.root.rename(target)
-        neutralised = _neutralise(target)
+        target = parent / f"{self.project.id}-{tree.root.name}-{uuid.uuid4().hex[:8]}.tar.gz"
+        try:
+            kept = _archive(tree.root, target, max_bytes=QUARANTINE_MAX_BYTES, max_entries=QUARANTINE_MAX_ENTRIES)
+        except OSError as error:  # the tree goes anyway: a trap is never left standing for want of a copy
+            log.warning(
+                "worktree.quarantine_failed", project=self.project.name, worktree=tree.root.name, error=str(error)
+            )
+            return
+        if kept is None:
+            log.warning(
+                "worktree.quarantine_too_large",
+                project=self.project.name,
+                worktree=tree.root.name,
+                detail=f"over {QUARANTINE_MAX_BYTES} bytes or {QUARANTINE_MAX_ENTRIES} entries: deleted, not kept",
+            )
+            return
         log.warning(
             "worktree.quarantined",
             project=self.project.name,
             worktree=tree.root.name,
-            moved_to=str(target),
-            neutralised=neutralised,
+            archive=str(target),
+            entries=kept,
         )
 
 
@@ -385,14 +521,185 @@ def _points_home(tree: Worktree) -> bool:
         return False
 
 
-def _neutralise(root: Path) -> int:
-    """Rename every ``.git`` (any case) and the HEAD of every directory git would take for a repository."""
-    renamed = 0
-    for directory, names, files in os.walk(root):  # symlinks to directories are not followed
-        here = Path(directory)
-        for name in names + files:
-            if name.lower() == ".git" or (name == "HEAD" and {"objects", "refs"} <= set(names)):
-                (here / name).rename(here / f"{name}.quarantined")
-                renamed += 1
-        names[:] = [name for name in names if name.lower() != ".git"]
-    return renamed
+class _Entry(NamedTuple):
+    """One step of _walk(): ``name`` in the directory open as ``dir_fd``; ``path`` relative to the top."""
+
+    kind: Literal["dir", "other", "leave"]  # entering a directory, a non-directory, a directory done with
+    dir_fd: int
+    name: str
+    path: str
+
+
+_OPEN_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _walk(top: Path) -> Iterator[_Entry]:
+    """Every entry under ``top``, a directory before its contents and its "leave" after them; iterative.
+
+    Only the directory being read is open (a chain of any depth needs neither recursion nor a
+    descriptor per level): going down opens a child relative to its parent with O_NOFOLLOW, going up
+    opens ``..`` and checks it is the directory it came from (device and inode). No symlink is ever
+    followed; a directory on another filesystem is yielded as "other", never entered. A directory
+    the command made unreadable gets its owner's rwx back first. ``dir_fd`` is valid only until the
+    next step; the consumer may unlink or rmdir through it. Raises OSError.
+    """
+    try:
+        parent = os.open(top.parent, _OPEN_DIRECTORY)
+    except FileNotFoundError:
+        return
+    current = -1
+    try:
+        try:
+            info = os.stat(top.name, dir_fd=parent, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        if not stat.S_ISDIR(info.st_mode):
+            yield _Entry("other", parent, top.name, "")
+            return
+        current = _enter(parent, top.name, info)
+        device = info.st_dev
+        frames: list[tuple[str, str, os.stat_result, list[str]]] = []  # (name, path, stat, subdirectories left)
+        name, path = top.name, ""
+        while True:
+            with os.scandir(current) as listing:
+                found = list(listing)
+            subdirectories = []
+            for entry in found:
+                child = f"{path}/{entry.name}" if path else entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    subdirectories.append(entry.name)
+                else:
+                    yield _Entry("other", current, entry.name, child)
+            subdirectories.reverse()
+            frames.append((name, path, info, subdirectories))
+            while frames:
+                name, path, info, left = frames[-1]
+                if left:
+                    child_name = left.pop()
+                    child_path = f"{path}/{child_name}" if path else child_name
+                    try:
+                        child_info = os.stat(child_name, dir_fd=current, follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue
+                    if not stat.S_ISDIR(child_info.st_mode) or child_info.st_dev != device:
+                        yield _Entry("other", current, child_name, child_path)
+                        continue
+                    yield _Entry("dir", current, child_name, child_path)
+                    below = _enter(current, child_name, child_info)
+                    os.close(current)
+                    current = below
+                    name, path, info = child_name, child_path, child_info
+                    break  # read it
+                frames.pop()
+                if not frames:
+                    os.close(current)
+                    current = -1
+                    yield _Entry("leave", parent, top.name, "")
+                    return
+                above = os.open("..", _OPEN_DIRECTORY, dir_fd=current)
+                expected = frames[-1][2]
+                seen = os.fstat(above)
+                if (seen.st_dev, seen.st_ino) != (expected.st_dev, expected.st_ino):
+                    os.close(above)
+                    raise OSError(f"{top}/{path}: moved while it was walked")
+                os.close(current)
+                current = above
+                yield _Entry("leave", current, name, path)
+    finally:
+        if current >= 0:
+            os.close(current)
+        os.close(parent)
+
+
+def _enter(dir_fd: int, name: str, info: os.stat_result) -> int:
+    """Open directory ``name`` (as it was when stat'ed: ``info``), giving its owner rwx back if needed."""
+    if info.st_mode & 0o700 != 0o700:
+        handle = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        try:
+            seen = os.fstat(handle)
+            if stat.S_ISDIR(seen.st_mode) and seen.st_ino == info.st_ino:
+                os.chmod(f"/proc/self/fd/{handle}", stat.S_IMODE(seen.st_mode) | 0o700)
+        finally:
+            os.close(handle)
+    opened = os.open(name, _OPEN_DIRECTORY, dir_fd=dir_fd)
+    seen = os.fstat(opened)
+    if (seen.st_dev, seen.st_ino) != (info.st_dev, info.st_ino):
+        os.close(opened)
+        raise OSError(f"{name}: replaced while it was walked")
+    return opened
+
+
+def remove_tree(top: Path) -> None:
+    """Delete ``top`` and everything under it, whatever shape a command gave it (see _walk()); OSError if not.
+
+    Used for every worktree HQ removes: ``shutil.rmtree`` recurses (RecursionError on a chain deeper
+    than the interpreter's limit, which ``ignore_errors`` does not catch), and a command can make one.
+    """
+    for entry in _walk(top):
+        with contextlib.suppress(FileNotFoundError):
+            if entry.kind == "leave":
+                os.rmdir(entry.name, dir_fd=entry.dir_fd)
+            elif entry.kind == "other":
+                os.unlink(entry.name, dir_fd=entry.dir_fd)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _archive(top: Path, target: Path, *, max_bytes: int, max_entries: int) -> int | None:
+    """Write the tree at ``top`` to ``target`` as a gzipped tar (0600): directories, regular files (setid
+    bits dropped) and symlinks (as links, never followed); sockets, FIFOs and devices are left out.
+    Returns the number of entries, or None (and no file) when the tree is over a limit."""
+    partial = target.with_name(target.name + ".partial")
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    entries = size = 0
+    try:
+        with (
+            os.fdopen(descriptor, "wb") as output,
+            tarfile.open(fileobj=output, mode="w:gz", format=tarfile.PAX_FORMAT) as archive,
+        ):
+            for entry in _walk(top):
+                if entry.kind == "leave" or not entry.path:
+                    continue
+                entries += 1
+                if entries > max_entries:
+                    raise _TooLarge
+                size += _add(archive, entry, max_bytes - size)
+    except _TooLarge:
+        partial.unlink(missing_ok=True)
+        return None
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    partial.rename(target)
+    return entries
+
+
+def _add(archive: tarfile.TarFile, entry: _Entry, room: int) -> int:
+    """Add one entry to the archive; the bytes of file content it took. _TooLarge when over ``room``."""
+    info = os.stat(entry.name, dir_fd=entry.dir_fd, follow_symlinks=False)
+    member = tarfile.TarInfo(entry.path)
+    member.mtime = int(info.st_mtime)
+    member.mode = stat.S_IMODE(info.st_mode) & 0o777
+    if entry.kind == "dir":
+        member.type = tarfile.DIRTYPE
+        archive.addfile(member)
+        return 0
+    if stat.S_ISLNK(info.st_mode):
+        member.type = tarfile.SYMTYPE
+        member.linkname = os.readlink(entry.name, dir_fd=entry.dir_fd)
+        archive.addfile(member)
+        return 0
+    if not stat.S_ISREG(info.st_mode):
+        return 0
+    handle = os.open(entry.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=entry.dir_fd)
+    with os.fdopen(handle, "rb") as content:
+        opened = os.fstat(handle)
+        if not stat.S_ISREG(opened.st_mode) or opened.st_ino != info.st_ino:
+            return 0
+        if opened.st_size > room:
+            raise _TooLarge
+        member.size = opened.st_size
+        archive.addfile(member, content)
+        return opened.st_size

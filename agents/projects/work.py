@@ -74,12 +74,19 @@ def release(work: CodeWork) -> None:
     """The run is over: its worktree goes (quarantined if a command redirected its ``.git``).
 
     What the run did is on the remote's branch by now (or deliberately not: a lost lease, a failed
-    attempt), so nothing is lost; any later run, on any host, starts from the pushed branch.
+    attempt), so nothing is lost; any later run, on any host, starts from the pushed branch. A tree
+    that cannot be removed is logged, never raised over what ended the run: its lease is let go, so
+    the next Repository.sync() on this host retries it.
     """
     try:
         work.repository.drop(work.worktree)
-    except OSError as error:  # never hide what ended the run; the next run of the issue on this host retries
-        log.warning("worktree.not_released", issue_id=work.issue_id, worktree=str(work.worktree.root), error=str(error))
+    except Exception as error:  # never hide what ended the run (this runs in a finally); the next sync retries
+        log.warning(
+            "worktree.not_released",
+            issue_id=work.issue_id,
+            worktree=str(work.worktree.root),
+            error=f"{type(error).__name__}: {error}",
+        )
 
 
 def commit_and_push(work: CodeWork, *, agent: str, run_id: uuid.UUID, workflow: str) -> tuple[str, PushResult]:
