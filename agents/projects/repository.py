@@ -396,11 +396,17 @@ class Repository:
 
         A tree whose ``.git`` no longer points where HQ put it (a command rewrote it, to plant a
         repository whose configuration runs a program) is never removed silently nor left in place:
-        it is quarantined first (see _quarantine()). Git is never run in it to find out. Raises
-        OSError when the tree cannot be removed (its lease is then let go: the next sync retries).
+        it is quarantined first (see _quarantine()). Git is never run in it to find out. Called from
+        ``finally`` blocks, so a tree that cannot be removed is logged, never raised over what ended
+        the step: its lease is let go, and the next sync() on this host retries it.
         """
         with self._exclusive():
-            self._drop(tree)
+            try:
+                self._drop(tree)
+            except OSError as error:
+                log.warning(
+                    "worktree.not_removed", project=self.project.name, worktree=tree.root.name, error=str(error)
+                )
 
     def _drop(self, tree: Worktree) -> None:
         try:
