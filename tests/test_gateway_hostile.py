@@ -627,9 +627,11 @@ def test_a_request_the_provider_refuses_does_not_cool_the_deployment_for_other_r
     fake.script(MODEL, error(400, "messages: malformed on purpose"))
     fake.default(MODEL, Reply(text="primary", input_tokens=10, output_tokens=2))
     fake.default(backup, Reply(text="backup", input_tokens=10, output_tokens=2))
-    with gateway_for(router, call_context(raw, None), socket_path) as (_, client):
-        with pytest.raises(anthropic.BadRequestError):
-            client.messages.create(model=MODEL, max_tokens=10, messages=HI)
+    with (
+        gateway_for(router, call_context(raw, None), socket_path) as (_, client),
+        pytest.raises(anthropic.BadRequestError),
+    ):
+        client.messages.create(model=MODEL, max_tokens=10, messages=HI)
     with gateway_for(router, call_context(raw, None), socket_path) as (_, client):  # another run, same process
         answer = client.messages.create(model=MODEL, max_tokens=10, messages=HI)
     assert answer.content[0].type == "text" and answer.content[0].text == "primary"
