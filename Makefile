@@ -39,7 +39,7 @@ test-deps:
 	  fi; \
 	fi
 
-# Project commands run in a bubblewrap sandbox (agents/sandbox.py; HQ_SANDBOX=none runs them unconfined).
+# Project commands run in a bubblewrap sandbox (projects/sandbox.py; HQ_SANDBOX=none runs them unconfined).
 # Installed when this is root on Debian; otherwise say what is missing (the sandbox tests then skip).
 sandbox-deps:
 	@if ! command -v bwrap >/dev/null; then \

@@ -1,1 +1,2 @@
-"""Agents as data: the roster of roles, their tools, and the one door to the models."""
+"""Who the agents are and what they may do: the roles (roles/*/AGENTS.md), the roster and its sync,
+playbooks, and the tools (tools/)."""

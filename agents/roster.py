@@ -68,7 +68,7 @@ CLI_EXTRA_TOOLS = ("NotebookEdit", "TodoWrite")
 
 
 class RuntimeOptions(BaseModel):
-    """How the ``claude-code`` runtime runs the CLI for this role (agents/runtimes/claude_code.py)."""
+    """How the ``claude-code`` runtime runs the CLI for this role (runtimes/claude_code.py)."""
 
     model_config = ConfigDict(extra="forbid")
 

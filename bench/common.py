@@ -53,9 +53,9 @@ def fresh_database(name: str = "hq_bench") -> Iterator[Database]:
     quiet_logging()  # before the server's and the migration's first log lines
     from sqlalchemy import create_engine
 
+    from config.urls import libpq_url
     from db.embedded import ensure_server, stop_server
     from db.migrate import upgrade
-    from db.urls import libpq_url
 
     root = Path(tempfile.mkdtemp(prefix=f"{name}-"))
     try:

@@ -47,13 +47,13 @@ def main(calls: int = 200, rounds: int = 5) -> float:
     import httpx2
     from sqlalchemy import text
 
-    from agents.llm.config import Deployment, ModelMap, RouterSpec
-    from agents.llm.passthrough import Forwarder
-    from agents.llm.router import CallContext, ModelRouter
-    from agents.runtimes.gateway import Gateway
     from config.settings import load_settings
     from config.vocabulary import TIERS
     from db.engine import get_engine
+    from models.config import Deployment, ModelMap, RouterSpec
+    from models.forwarder import Forwarder
+    from models.router import CallContext, ModelRouter
+    from runtimes.gateway import Gateway
     from tests.fakes.anthropic_server import FakeAnthropic, Reply
 
     quiet_logging()

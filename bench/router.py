@@ -32,12 +32,12 @@ def main(calls: int = 300, rounds: int = 5) -> float:
     import litellm
     from sqlalchemy import text
 
-    from agents.llm.budget import CallRow, Payer, record, reserve
-    from agents.llm.config import Deployment, ModelMap, RouterSpec
-    from agents.llm.router import CallContext, ModelRouter
     from config.settings import load_settings
     from config.vocabulary import TIERS
     from db.engine import get_engine
+    from models.budget import CallRow, Payer, record, reserve
+    from models.config import Deployment, ModelMap, RouterSpec
+    from models.router import CallContext, ModelRouter
 
     quiet_logging()  # after importing LiteLLM, which resets its loggers
     with fresh_database("hq_bench_router"):

@@ -12,7 +12,7 @@
    cheapest way to put those files on disk. Git must also inflate every blob from the pack and write
    an index, so the target is at most 3x the copy.
 
-3. The walk after every run (agents/sandbox.py tame_tree: setuid bits, capabilities, special files)
+3. The walk after every run (projects/sandbox.py tame_tree: setuid bits, capabilities, special files)
    over the same 10,000 files, reported against the worktree's creation: it runs after each command,
    so it is part of every command's cost on a large worktree (no target of its own; printed).
 4. As root, the same start and walk with the command as a uid of the run's own (HQ_SANDBOX_PROCESS_CAP=
@@ -75,7 +75,7 @@ def timed(command: list[str], cwd: Path | None = None, env: dict[str, str] | Non
 
 def sandbox_start(runs: int, scratch: Path, cap: str = "auto") -> tuple[float, float]:
     """Medians in ms: (bare `true`, sandboxed `true`), with the process cap HQ_SANDBOX_PROCESS_CAP=``cap``."""
-    from agents.sandbox import Bubblewrap, Limits, process_cap
+    from projects.sandbox import Bubblewrap, Limits, process_cap
 
     sandbox = Bubblewrap(cap=process_cap(cap))
     workdir = scratch / f"workdir-{cap}"
@@ -147,7 +147,7 @@ def worktree_creation(runs: int, files: int, scratch: Path) -> tuple[float, floa
 def post_run_walk(runs: int, tree: Path) -> float:
     """Median in ms of the walk after a run over ``tree``, every file changed since the run started (the
     first command in a fresh worktree: each file is also checked for capabilities)."""
-    from agents.sandbox import tame_tree
+    from projects.sandbox import tame_tree
 
     tame_tree(tree)  # warm the dentry cache
     walks = []
@@ -160,7 +160,7 @@ def post_run_walk(runs: int, tree: Path) -> float:
 
 def lent_walk(runs: int, tree: Path) -> float:
     """Median in ms of lending ``tree`` to a run's uid and the walk after the run giving it back."""
-    from agents.sandbox import DEFAULT_UIDS, _own_tree, tame_tree
+    from projects.sandbox import DEFAULT_UIDS, _own_tree, tame_tree
 
     owner = (os.geteuid(), os.getegid())
     walks = []

@@ -51,8 +51,8 @@ def claimed_at(conn: psycopg.Connection, issue: int, timeout: float = 30.0) -> f
 
 def press(approval_id: int) -> dict[str, object]:
     """The update Telegram sends when the approver presses Approve on the approval's message."""
+    from channels.buttons import Button, sign, signing_key
     from config.settings import load_settings
-    from workflows.lib.buttons import Button, sign, signing_key
 
     data = sign(signing_key(load_settings()), Button("ap", approval_id, 0))
     chat = {"id": CHAT, "type": "private", "first_name": "Alice", "username": "alice"}

@@ -58,7 +58,7 @@ def check() -> None:
     for name, value in effective_settings().items():
         console.print(f"{name:>28} = {safe(value)}")
     console.print("settings: ok")
-    from agents.llm.config import resolve_models
+    from models.config import resolve_models
 
     roster = load_roster(get_settings().roles_path)
     console.print(f"roster: ok ({len(roster.roles)} agents)")
@@ -72,7 +72,7 @@ def check() -> None:
         f"{sum(len(d) for d in model_map.tiers.values())} deployments)"
     )
     _say(telegram_line(get_settings()))
-    from agents.runtimes.install import runtime_line, runtime_problems
+    from runtimes.install import runtime_line, runtime_problems
 
     _say(runtime_line(get_settings(), roster))
     runtimes = [] if model_map.offline else runtime_problems(get_settings(), roster)  # offline: the built-in loop
@@ -138,8 +138,8 @@ def telegram_line(settings: Settings) -> str:
 
 def check_sandbox(settings: Settings) -> str | None:
     """Say which sandbox project commands run in and whether it can run one; the failure, or None when it works."""
-    from agents.sandbox import ProcessCap, Unconfined, cap_for, probe, sandbox_for
     from config.errors import HQError
+    from projects.sandbox import ProcessCap, Unconfined, cap_for, probe, sandbox_for
 
     try:
         # HQ_SANDBOX=none directly: sandbox_for would log the warning this check prints anyway

@@ -58,7 +58,7 @@ def _without_secrets(url: URL, *, username: str | None = None) -> tuple[URL, str
 
 
 def _render(url: URL) -> str:
-    from db.urls import libpq_url
+    from config.urls import libpq_url
 
     return libpq_url(url.render_as_string(hide_password=False))
 

@@ -114,9 +114,9 @@ def demo(
     threads: Annotated[int, typer.Option("--threads", min=1, max=32)] = 6,
 ) -> None:
     """Run the company on a sample goal until every issue has settled, then print the board and costs."""
-    from agents.llm.config import resolve_models
     from config.log import configure_logging
     from config.settings import get_settings, use_settings
+    from models.config import resolve_models
     from scheduler.company import Company
 
     base = get_settings()
@@ -384,8 +384,8 @@ def _final_report(issues: dict[int, Scenario | SampleIssue], elapsed: float) -> 
 
 def _print_merges(settings: Any, project: str) -> None:
     """What the company shipped to the sample project: its base branch, newest first."""
-    from agents.projects.repository import RepositoryError
     from cli.output import console, safe
+    from projects.repo.repository import RepositoryError
 
     try:
         lines = demo_project.merged_log(settings, project)

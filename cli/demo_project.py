@@ -104,7 +104,7 @@ def create_remote(data_dir: Path) -> Path:
     (source / ".hq").mkdir()
     for name, content in {".hq/project.yaml": PROJECT_YAML, "calc.py": CALC, "test_calc.py": TEST_CALC}.items():
         (source / name).write_text(content, encoding="utf-8")
-    from agents.git import run_git  # hardened like every git call HQ makes
+    from projects.git import run_git  # hardened like every git call HQ makes
 
     run_git(source, "init", "-q", "-b", "main")
     run_git(source, "add", "-A")
@@ -152,9 +152,9 @@ def seed(session: Any, settings: Any, *, actor: str, goal_id: int) -> tuple[str,
 
 def merged_log(settings: Any, name: str) -> list[str]:
     """``git log --oneline`` of the sample project's base branch, as the remote has it now."""
-    from agents.projects.repository import Repository
     from db import store
     from db.engine import read_only
+    from projects.repo.repository import Repository
 
     with read_only() as session:
         project = store.project_by_name(session, name)

@@ -18,11 +18,11 @@ def models(
     as_json: JsonOption = False,
 ) -> None:
     """Show which model serves each tier, in fallback order, and how each deployment has behaved."""
-    from agents.llm.config import resolve_models
     from config.secrets import mask
     from config.settings import get_settings
     from db.engine import read_only
     from db.sqlfiles import query
+    from models.config import resolve_models
 
     model_map = resolve_models(get_settings())
     with read_only() as session:

@@ -116,9 +116,9 @@ def retry(
 @notifications_app.command("send")
 def send_now() -> None:
     """Deliver what is due now (what `hq run` does every few seconds)."""
+    from channels import notify
     from config.settings import get_settings
     from db.engine import get_engine
-    from workflows import notify
 
     report = notify.run(get_settings(), get_engine(), limit=1000)
     typer.echo(f"sent {len(report.sent)}, dead {len(report.dead)}, deferred {len(report.deferred)}")
@@ -132,9 +132,9 @@ def telegram_test(message: Annotated[str, typer.Option("--message")] = "Heartbea
     import asyncio
     from html import escape
 
+    from channels.notify import DeliveryFailed, send
     from config.secrets import redact
     from config.settings import get_settings
-    from workflows.notify import DeliveryFailed, send
 
     settings = get_settings()
     missing = [

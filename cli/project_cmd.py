@@ -20,14 +20,14 @@ from cli.common import ActorOption, JsonOption, human
 from config.errors import UsageError
 
 if TYPE_CHECKING:  # git, the sandbox and the store load when a command runs, not when the CLI starts
-    from agents.projects.project_file import ProjectFile
-    from agents.projects.repository import Repository
     from config.settings import Settings
     from db.store.records import ProjectRecord
+    from projects.repo.project_file import ProjectFile
+    from projects.repo.repository import Repository
 
 project_app = typer.Typer(help="Git repositories the company works on (.hq/project.yaml).", no_args_is_help=True)
 
-ALLOWED_SCHEMES = ("file", "http", "https", "git")  # what agents/git.py lets a fetch or a push use
+ALLOWED_SCHEMES = ("file", "http", "https", "git")  # what projects/git.py lets a fetch or a push use
 # ``<transport>::<address>`` runs git-remote-<transport>: ext:: runs any command, fd:: reads a descriptor.
 _HELPER = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)::")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
@@ -125,7 +125,7 @@ def checked_out_branch(path: Path) -> str | None:
 
 
 def _remote_branches(repository: Repository) -> list[str]:
-    from agents.git import GitError, run_git
+    from projects.git import GitError, run_git
 
     try:
         listed = run_git(
@@ -202,8 +202,6 @@ def add(
     import os
     import tempfile
 
-    from agents.projects.project_file import ProjectConfigError
-    from agents.projects.repository import Repository, RepositoryError
     from cli.output import console, safe, warn
     from config.errors import NotFoundError, StateError
     from config.secrets import redact
@@ -212,6 +210,8 @@ def add(
     from db.store import add_project, project_by_name
     from db.store.projects import validate_branch, validate_name
     from db.store.records import ProjectRecord
+    from projects.repo.project_file import ProjectConfigError
+    from projects.repo.repository import Repository, RepositoryError
 
     who = human(actor)
     validate_name(name)
@@ -320,10 +320,10 @@ def show(name: Annotated[str, typer.Argument()], as_json: JsonOption = False) ->
 
     Fetches the remote first; when that fails, says so in one line and shows what the database knows.
     """
-    from agents.projects.project_file import ProjectConfigError
-    from agents.projects.repository import Repository, RepositoryError
     from config.secrets import redact
     from config.settings import get_settings
+    from projects.repo.project_file import ProjectConfigError
+    from projects.repo.repository import Repository, RepositoryError
 
     settings = get_settings()
     project, open_issues, shipped = _lookup(name)
@@ -391,12 +391,12 @@ def check(name: Annotated[str, typer.Argument()], as_json: JsonOption = False) -
 
     One line per check; exits 1 when any fails (2 for an unknown project).
     """
-    from agents.projects.project_file import ProjectConfigError
-    from agents.projects.repository import Repository, RepositoryError
-    from agents.sandbox import Unconfined, probe, sandbox_for
     from config.errors import HQError
     from config.secrets import redact
     from config.settings import get_settings
+    from projects.repo.project_file import ProjectConfigError
+    from projects.repo.repository import Repository, RepositoryError
+    from projects.sandbox import Unconfined, probe, sandbox_for
 
     settings = get_settings()
     project, _, _ = _lookup(name)

@@ -18,7 +18,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, Validation
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from config.errors import ConfigError
-from db.urls import url_problem
+from config.urls import url_problem
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,7 +48,7 @@ MonthlyUSD = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=4)]
 """A monthly limit: whatever ``budget_accounts.limit_usd numeric(12, 4)`` holds (finite, unlike a float)."""
 
 COMMAND_PLACEHOLDERS = ("issue_id", "workspace", "published")
-"""The only ``{name}`` a deploy or verify command may use: agents/projects/document.py fills in exactly these."""
+"""The only ``{name}`` a deploy or verify command may use: projects/document/commands.py fills in exactly these."""
 
 
 def _alias(*names: str) -> AliasChoices:

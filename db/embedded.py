@@ -23,7 +23,7 @@ import psycopg
 from config.datadir import private_data_dir
 from config.errors import DatabaseUnavailable
 from config.log import get_logger
-from db.urls import libpq_url
+from config.urls import libpq_url
 
 DATABASE_NAME = "hq"
 SUPERUSER = "postgres"

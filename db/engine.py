@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 
 from config.secrets import register_secrets
 from config.settings import Settings, get_settings
-from db.urls import libpq_url, sqlalchemy_url
+from config.urls import libpq_url, sqlalchemy_url
 
 if TYPE_CHECKING:  # the ORM costs ~80 ms to load; the CLI's hot commands use Core connections only
     from sqlalchemy.orm import Session  # the ORM (~70 ms) loads for workflows, not for `hq approve`

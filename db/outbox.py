@@ -45,7 +45,7 @@ def _issue(issue: IssueRecord) -> dict[str, Any]:
 
 
 def _approval(approval: ApprovalRecord) -> dict[str, Any]:
-    """What an approval message's buttons are made from (workflows/lib/buttons.py)."""
+    """What an approval message's buttons are made from (channels/buttons.py)."""
     return {"approval_id": approval.id, "approval_kind": approval.kind, "approval_version": approval.version}
 
 

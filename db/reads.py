@@ -112,7 +112,7 @@ def issue_evidence(db: Executor, issue_id: int, project_id: int | None) -> dict[
     if project_id is None:
         return {"project": None, "commit": None, "checks": []}
     project = get_project(db, project_id)
-    branch = f"hq/issue-{issue_id}"  # agents.projects.repository.issue_branch: the db layer does not import agents
+    branch = f"hq/issue-{issue_id}"  # projects.repo.repository.issue_branch: the db layer does not import agents
     commit = None
     row = db.execute(query("projects", "latest_commit"), {"issue_id": issue_id}).first()
     if row is not None:

@@ -22,10 +22,10 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import select
 
-from agents.llm.config import resolve_models
 from agents.playbooks import load_playbooks
 from agents.roster import Roster, load_roster
 from agents.sync import sync_roster
+from channels import notify
 from config.errors import ConfigError
 from config.log import ensure_configured, get_logger
 from config.settings import Settings
@@ -33,10 +33,11 @@ from config.vocabulary import SWEEP_JOB
 from db.engine import get_engine, listen_url, transaction
 from db.errors import is_outage
 from db.models import Agent
+from models.config import resolve_models
 from scheduler.embedded_guard import EmbeddedGuard
 from scheduler.heartbeat import BeatResult, Runtime, run_beat
 from scheduler.listener import WakeListener
-from workflows import notify, sweep
+from workflows import sweep
 
 MIN_INTERVAL_SECONDS = 0.5
 NOTIFY_SECONDS = 5.0
@@ -72,7 +73,7 @@ class Company:
         )
         self.scheduler: Any = None
         self.listener: WakeListener | None = None
-        self.telegram: Any = None  # scheduler.telegram.poller.TelegramPoller, when a bot is configured
+        self.telegram: Any = None  # channels.poller.TelegramPoller, when a bot is configured
         self._lock = threading.Lock()
         self._running: set[str] = set()
         self._rewake: set[str] = set()
@@ -172,7 +173,7 @@ class Company:
         self.listener = WakeListener(listen_url(self.settings, self.engine), self.wake, self.stop_event)
         self.listener.start()
         if self.settings.telegram_bot_token is not None and self.settings.telegram_chat_id is not None:
-            from scheduler.telegram.poller import TelegramPoller  # python-telegram-bot loads only with a bot
+            from channels.poller import TelegramPoller  # python-telegram-bot loads only with a bot
 
             self.telegram = TelegramPoller(self.settings, self.engine, self.runtime.worker)
             self.telegram.start()
@@ -192,8 +193,8 @@ class Company:
 
     def _check_runtimes(self) -> None:
         """A role on Claude Code that could not run here stops `hq run` at start, not at its first issue."""
-        from agents.llm.config import resolve_models
-        from agents.runtimes.install import runtime_problems
+        from models.config import resolve_models
+        from runtimes.install import runtime_problems
 
         if resolve_models(self.settings).offline:
             return  # no provider the CLI can talk to: such roles work with the built-in loop

@@ -16,8 +16,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from agents.runtimes.install import PINNED_VERSION, claude_binary, claude_version
 from config.settings import PACKAGE_ROOT, load_settings
+from runtimes.install import PINNED_VERSION, claude_binary, claude_version
 from tests.fakes.anthropic_server import FakeAnthropic, Reply
 from tests.test_router import write_models
 

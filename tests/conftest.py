@@ -140,7 +140,7 @@ def own_database(
 @pytest.fixture()
 def raw(db_url: str) -> Iterator[psycopg.Connection]:
     """A plain autocommit psycopg connection to the test database, as psql would be."""
-    from db.urls import libpq_url
+    from config.urls import libpq_url
 
     with psycopg.connect(libpq_url(db_url), autocommit=True) as conn:
         yield conn

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, TypeVar
 import psycopg
 
 if TYPE_CHECKING:
-    from agents.workspace import Workspace
     from config.settings import Settings
     from db.store import AgentRecord, Claim
+    from projects.workspace import Workspace
     from workflows.lib.context import WorkflowContext
 
 _Row = TypeVar("_Row")
@@ -132,8 +132,8 @@ def execute_run(
     record the snapshot, move to in_review."""
     from sqlalchemy import text
 
-    from agents.submission import record_snapshot, restore_workspace
     from db.engine import transaction
+    from projects.document.snapshots import record_snapshot, restore_workspace
 
     run_id = uuid.uuid4()
     workspace.ensure()

@@ -244,6 +244,6 @@ def push_change(remote: Path, branch: str, files: Mapping[str, str], message: st
 
 
 def worktree_path(data: Path, project_id: int, issue_id: int, name: str = "calc") -> Path:
-    """Where a host keeps the issue's worktree of its latest run (agents/projects/repository.py)."""
+    """Where a host keeps the issue's worktree of its latest run (projects/repo/repository.py)."""
     (tree,) = (data / "projects" / f"{project_id}-{name}" / "worktrees").glob(f"issue-{issue_id}-*")
     return tree

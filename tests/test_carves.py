@@ -30,9 +30,9 @@ from hypothesis.stateful import (
 )
 from sqlalchemy import create_engine
 
-from agents.llm.budget import BudgetExceeded, CallRow, Payer, Reservation, record, reserve
 from db import store
 from db.store import IssueDraft
+from models.budget import BudgetExceeded, CallRow, Payer, Reservation, record, reserve
 from tests.helpers import new_issue, one
 
 BUDGET = Decimal("1.00")

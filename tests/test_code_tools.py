@@ -1,6 +1,6 @@
 """Toolset `code` (and the workspace tools) in a project issue's worktree, called as a model would: through dispatch().
 
-The worktree is a real one, prepared by the product (agents/projects/work.py), of a real bare remote; the
+The worktree is a real one, prepared by the product (projects/repo/work.py), of a real bare remote; the
 commands run in the real sandbox.
 """
 
@@ -14,12 +14,12 @@ from typing import Any
 import psycopg
 import pytest
 
-from agents.projects.work import CodeWork, prepare
 from agents.tools.context import ToolContext
 from agents.tools.dispatch import ToolResult, dispatch
 from config.settings import get_settings
 from db import store
 from db.engine import get_engine, read_only
+from projects.repo.work import CodeWork, prepare
 from tests.conftest import run_hq
 from tests.helpers import agent_record, new_issue
 from tests.projects_support import CALC, GOOD_MUL, add_project, make_remote, needs_bwrap, project_issue, sample_files

@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from agents.default_project import MANIFEST, deploy, verify
+from projects.document.publish import MANIFEST, deploy, verify
 
 
 def test_deploy_never_follows_symlinks(tmp_path: Path) -> None:

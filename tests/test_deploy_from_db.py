@@ -18,12 +18,19 @@ from types import SimpleNamespace
 import psycopg
 import pytest
 
-from agents.default_project import MANIFEST
-from agents.projects.document import deploy_submission
-from agents.submission import Snapshot, StoredFile, SubmissionError, latest_snapshot, stage, submitted_snapshot
-from agents.workspace import MAX_FILE_BYTES, Workspace
 from config.settings import Settings, get_settings, load_settings, reset_settings
 from db.engine import get_engine, read_only, transaction
+from projects.document.commands import deploy_submission
+from projects.document.publish import MANIFEST
+from projects.document.snapshots import (
+    Snapshot,
+    StoredFile,
+    SubmissionError,
+    latest_snapshot,
+    stage,
+    submitted_snapshot,
+)
+from projects.workspace import MAX_FILE_BYTES, Workspace
 from scheduler.company import Company
 from tests.conftest import run_hq
 from tests.helpers import execute_run, force_status, new_issue, one, status_of

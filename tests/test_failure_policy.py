@@ -169,8 +169,8 @@ def test_an_issue_out_of_money_is_blocked_and_a_human_asked_by_the_policy_not_th
 
 
 def test_the_policy_names_one_action_per_failure() -> None:
-    from agents.llm.budget import BudgetExceeded
-    from agents.llm.router import ModelRequestError, ModelUnavailable, ProviderAuthError
+    from models.budget import BudgetExceeded
+    from models.router import ModelRequestError, ModelUnavailable, ProviderAuthError
 
     def budget(scope: str) -> BudgetExceeded:
         return BudgetExceeded(scope, Decimal("0.5"), Decimal("0.1"), 1)
@@ -185,8 +185,8 @@ def test_the_policy_names_one_action_per_failure() -> None:
 
 def test_a_replaced_key_can_be_reported_again() -> None:
     """The notification is deduplicated per credentials, so a later revoked key is news again."""
-    from agents.llm.config import Deployment
-    from agents.llm.router import key_fingerprint
+    from models.config import Deployment
+    from models.router import key_fingerprint
 
     def deployment(key: str, tier: str = "reasoning") -> Deployment:
         return Deployment(f"{tier}-1", tier, 1, "anthropic/m", key, None, Decimal(0), Decimal(0), "test")
@@ -203,7 +203,7 @@ def test_refused_credentials_fail_over_to_a_deployment_with_other_ones(
     """A 401 is not the request's fault: the call moves on to a deployment with other credentials, if any."""
     import json
 
-    from agents.llm.router import ModelRouter
+    from models.router import ModelRouter
     from tests.test_router import MESSAGES, call_context
 
     assert run_hq("agents", "sync").exit_code == 0

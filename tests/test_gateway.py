@@ -32,11 +32,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg.rows import dict_row
 
-from agents.llm.budget import BudgetExceeded
-from agents.llm.config import Deployment
-from agents.llm.passthrough import Forwarder, Usage, _Events
-from agents.llm.router import CallContext, ModelRequestError, ModelRouter, ProviderAuthError
-from agents.runtimes.gateway import Gateway
+from models.budget import BudgetExceeded
+from models.config import Deployment
+from models.forwarder import Forwarder, Usage, _Events
+from models.router import CallContext, ModelRequestError, ModelRouter, ProviderAuthError
+from runtimes.gateway import Gateway
 from tests.fakes import anthropic_server
 from tests.fakes.anthropic_server import FakeAnthropic, Reply, error, stream_events
 from tests.helpers import new_issue, one

@@ -28,16 +28,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agents.llm import budget
-from agents.llm.config import CACHE_WRITE_1H_FACTOR, Deployment
-from agents.llm.passthrough import (
-    ALLOWED_BETAS,
-    CONTEXT_TOKENS,
-    IMAGE_TOKENS,
-    Forwarder,
-)
-from agents.llm.router import CallContext, ModelRouter
-from agents.runtimes.gateway import MAX_BODY_BYTES, Gateway, GatewayLimits
+from models import budget
+from models.config import CACHE_WRITE_1H_FACTOR, Deployment
+from models.forwarder import ALLOWED_BETAS, CONTEXT_TOKENS, IMAGE_TOKENS, Forwarder
+from models.router import CallContext, ModelRouter
+from runtimes.gateway import MAX_BODY_BYTES, Gateway, GatewayLimits
 from tests import test_gateway
 from tests.fakes.anthropic_server import FakeAnthropic, Reply, error
 from tests.helpers import new_issue, one

@@ -17,8 +17,8 @@ import psycopg
 import pytest
 
 from agents.tools.dispatch import dispatch
-from agents.workspace import Workspace, WorkspaceError
 from config.settings import load_settings
+from projects.workspace import Workspace, WorkspaceError
 from scheduler.company import Company
 from scheduler.heartbeat import run_beat
 from tests.conftest import run_hq

@@ -36,7 +36,7 @@ from hypothesis.stateful import (
 )
 from sqlalchemy import create_engine
 
-from agents.llm.budget import BudgetExceeded, CallRow, Payer, Reservation, record, reserve
+from models.budget import BudgetExceeded, CallRow, Payer, Reservation, record, reserve
 from tests.helpers import new_issue, one
 
 MICRO = Decimal("0.000001")

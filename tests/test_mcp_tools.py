@@ -30,8 +30,13 @@ import pytest
 from mcp import ClientSession, types
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
-from agents.runtimes import mcp_tools
-from agents.runtimes.mcp_tools import (
+from agents.tools.catalog import get_tool
+from agents.tools.context import ToolContext
+from agents.tools.dispatch import ToolResult, dispatch
+from config.settings import get_settings
+from db.engine import get_engine
+from runtimes import mcp_tools
+from runtimes.mcp_tools import (
     BRIDGE_PATH,
     MAX_CONNECTIONS,
     MAX_IN_FLIGHT,
@@ -40,11 +45,6 @@ from agents.runtimes.mcp_tools import (
     ToolServer,
     mcp_config,
 )
-from agents.tools.catalog import get_tool
-from agents.tools.context import ToolContext
-from agents.tools.dispatch import ToolResult, dispatch
-from config.settings import get_settings
-from db.engine import get_engine
 from tests.helpers import agent_record, new_issue, seed_agents
 
 OFFERED = ("comment", "mark_blocked", "create_subissue", "no_such_tool")

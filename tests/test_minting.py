@@ -23,13 +23,13 @@ from typing import Any
 import psycopg
 import pytest
 
-from agents.llm.router import CallContext, Completion, ToolCallRequest
-from agents.llm.tool_loop import run_tool_loop
-from agents.runtimes.mcp_tools import ToolServer
 from agents.tools.context import ToolContext
 from agents.tools.dispatch import MAX_ISSUES_CREATED_PER_RUN, MAX_TOOL_CALLS_PER_RUN, dispatch
 from config.settings import get_settings
 from db.engine import get_engine
+from models.router import CallContext, Completion, ToolCallRequest
+from runtimes.builtin import run_tool_loop
+from runtimes.mcp_tools import ToolServer
 from tests.conftest import run_hq
 from tests.helpers import agent_record, new_issue, one
 

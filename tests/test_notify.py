@@ -11,14 +11,14 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
+from channels import notify
+from channels.messages import render, split
 from config.settings import get_settings, load_settings
 from db import outbox
 from db.engine import get_engine, transaction
 from tests.conftest import BIN, run_hq
 from tests.fakes.telegram_server import Failure, FakeTelegram
 from tests.helpers import one
-from workflows import notify
-from workflows.lib.messages import render, split
 
 TOKEN = "123456789:AAtestTOKENtestTOKENtestTOKENtest12"
 CHAT = "4242"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agents.projects.project_file import MAX_FILE_BYTES, ProjectConfigError, parse_project_file
+from projects.repo.project_file import MAX_FILE_BYTES, ProjectConfigError, parse_project_file
 
 GOOD = b"""
 commands:
@@ -54,7 +54,7 @@ def test_a_broken_file_gets_one_clear_line(data: bytes | None, words: str) -> No
 
 def test_the_offline_worker_takes_code_from_people_never_from_an_agents_comment() -> None:
     """The gate's review comment quotes the command's output, which the code under test controls."""
-    from agents.llm.offline_brain import _code_source
+    from models.offline_brain import _code_source
 
     block = "```python file=calc.py\nx = 1\n```\n"
     failed = "Review round 1 failed (score 0):\n" + block

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from agents.projects.repository import Repository, RepositoryError
-from agents.workspace import WorkspaceError
 from config.settings import Settings, load_settings
 from db.store.records import ProjectRecord
+from projects.repo.repository import Repository, RepositoryError
+from projects.workspace import WorkspaceError
 from tests.projects_support import make_remote, remote_log
 
 
@@ -134,7 +134,7 @@ def test_what_a_reviewer_sees_comes_from_the_commits_not_the_worktree(settings: 
 
 
 def test_a_hostile_glob_is_refused_not_backtracked() -> None:
-    from agents.workspace import _glob_match
+    from projects.workspace import _glob_match
 
     assert _glob_match("a/b/c/d.py", "**/**/**/c/*.py")  # repeated globstars collapse
     with pytest.raises(WorkspaceError, match="at most"):

@@ -13,10 +13,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from agents.projects import shipping
-from agents.projects.repository import PushResult, Repository
 from config.settings import get_settings, load_settings
 from db.engine import read_only
+from projects.repo import shipping
+from projects.repo.repository import PushResult, Repository
 from scheduler.company import Company
 from scheduler.heartbeat import Runtime, run_beat
 from tests.conftest import run_hq

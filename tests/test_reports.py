@@ -10,7 +10,7 @@ from decimal import Decimal
 import psycopg
 import pytest
 
-from db.urls import libpq_url
+from config.urls import libpq_url
 from tests.conftest import run_hq
 from tests.helpers import force_status, one
 

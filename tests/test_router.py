@@ -17,10 +17,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from agents.llm.budget import BudgetExceeded
-from agents.llm.router import CallContext, ModelRequestError, ModelRouter, ModelUnavailable
 from config.errors import ConfigError
 from config.settings import load_settings
+from models.budget import BudgetExceeded
+from models.router import CallContext, ModelRequestError, ModelRouter, ModelUnavailable
 from tests.conftest import run_hq
 from tests.fakes.anthropic_server import FakeAnthropic, Reply, error
 from tests.helpers import force_status, held, new_issue, one, workflow_context
@@ -353,7 +353,7 @@ def test_models_command_masks_keys_and_shows_health(
 
 OFFLINE_PROBE = """
 import json, uuid, sys
-from agents.llm.router import ModelRouter, CallContext
+from models.router import ModelRouter, CallContext
 from config.settings import load_settings
 router = ModelRouter(load_settings())
 assert router.models.offline

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from agents.roster import load_roster
-from agents.runtimes.claude_code import cli_tools, parse_result
-from agents.runtimes.install import runtime_line, runtime_problems
 from config.errors import ConfigError
 from config.settings import load_settings
+from runtimes.claude_code import cli_tools, parse_result
+from runtimes.install import runtime_line, runtime_problems
 from scheduler.company import Company
 from tests.claude_code_support import PROVIDER_KEY, coding_roles
 from tests.conftest import run_hq

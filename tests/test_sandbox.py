@@ -24,7 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from agents.sandbox import (
+from config.secrets import register_secrets
+from config.settings import Settings
+from projects.sandbox import (
     EXIT_CANNOT_START,
     EXIT_TIMED_OUT,
     WORKSPACE,
@@ -40,8 +42,6 @@ from agents.sandbox import (
     process_cap,
     sandbox_for,
 )
-from config.secrets import register_secrets
-from config.settings import Settings
 
 needs_bwrap = pytest.mark.skipif(
     shutil.which("bwrap") is None, reason="bubblewrap is not installed (`make sandbox-deps` installs it)"

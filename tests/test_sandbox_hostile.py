@@ -22,13 +22,13 @@ from typing import Any
 import psycopg
 import pytest
 
-from agents import sandbox as sandbox_module
-from agents.projects.work import CodeWork, prepare
 from agents.tools.context import ToolContext
 from agents.tools.dispatch import dispatch
 from config.settings import get_settings, load_settings
 from db import store
 from db.engine import get_engine, read_only
+from projects import sandbox as sandbox_module
+from projects.repo.work import CodeWork, prepare
 from scheduler.company import Company
 from tests.conftest import run_hq
 from tests.helpers import agent_record

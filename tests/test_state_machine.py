@@ -8,8 +8,8 @@ import subprocess
 import psycopg
 import pytest
 
+from config.urls import libpq_url
 from db.embedded import bin_path
-from db.urls import libpq_url
 from tests.helpers import events, force_status, new_issue, status_of
 
 LEGAL = {

@@ -21,7 +21,7 @@ import pytest
 from db.models import Approval, Issue
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("config", "db", "agents", "workflows", "scheduler", "cli")
+PACKAGES = ("config", "db", "agents", "models", "runtimes", "projects", "channels", "workflows", "scheduler", "cli")
 STORE = ROOT / "db" / "store"
 MIGRATIONS = ROOT / "db" / "migrations"
 QUERIES = ROOT / "db" / "sql" / "queries"

@@ -19,17 +19,18 @@ import psycopg
 import pytest
 
 from agents.tools.context import workspace_path
-from agents.workspace import Workspace
+from channels import notify
+from channels.buttons import Button, sign
+from channels.poller import TelegramPoller
 from config.settings import Settings, get_settings, load_settings, reset_settings
 from db.engine import get_engine
+from projects.workspace import Workspace
 from scheduler.company import Company
-from scheduler.telegram.poller import TelegramPoller
 from tests.conftest import run_hq
 from tests.fakes.telegram_server import FakeTelegram, callback_update, message_update
 from tests.fault.support import wait_for_progress, wait_until
 from tests.helpers import execute_run, force_status, new_issue, notify_approval, one, status_of
-from workflows import notify, sweep
-from workflows.lib.buttons import Button, sign
+from workflows import sweep
 
 TOKEN = "123456789:AAtestTOKENtestTOKENtestTOKENtest12"
 CHAT = 4242
@@ -584,7 +585,7 @@ def test_stopping_a_poller_whose_token_was_refused_is_quiet(db_url: str, monkeyp
 def test_an_early_webhook_answer_never_reads_the_body_as_another_request() -> None:
     import socket
 
-    from scheduler.telegram.webhook import WebhookServer
+    from channels.webhook import WebhookServer
 
     delivered: list[dict[str, Any]] = []
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from agents.llm.protocol import user_message
-from agents.llm.router import CallContext, ModelRouter
-from agents.llm.tool_loop import run_tool_loop
 from agents.tools.context import ToolContext
 from config.settings import get_settings, load_settings
 from db.engine import get_engine
+from models.protocol import user_message
+from models.router import CallContext, ModelRouter
+from runtimes.builtin import run_tool_loop
 from tests.conftest import run_hq
 from tests.fakes.anthropic_server import FakeAnthropic, Reply
 from tests.helpers import agent_record, new_issue, one

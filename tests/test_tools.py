@@ -187,7 +187,7 @@ def test_publish_and_reports(company: dict[str, int], raw: psycopg.Connection) -
 
 
 def test_workspace_commits_record_agent_run_and_issue(company: dict[str, int], raw: psycopg.Connection) -> None:
-    from agents.workspace import Workspace
+    from projects.workspace import Workspace
 
     issue = new_issue(raw, status="todo", assignee_id=company["technical-writer"])
     ctx = context(raw, "technical-writer", issue)

@@ -20,8 +20,8 @@ import pytest
 from agents.roster import WORKFLOWS, RoleSpec, load_roster
 from config import vocabulary as v
 from config.settings import PACKAGE_ROOT, get_settings
+from config.urls import libpq_url
 from db.sqlfiles import query
-from db.urls import libpq_url
 from scheduler.listener import targets
 from tests.helpers import new_issue
 from workflows import registry

@@ -11,8 +11,8 @@ import psycopg
 import pytest
 
 from agents.tools.context import workspace_path
-from agents.workspace import Workspace
 from config.settings import get_settings
+from projects.workspace import Workspace
 from scheduler.company import Company
 from scheduler.listener import targets
 from tests.conftest import run_hq
@@ -98,7 +98,7 @@ class _Recorder:
 
 
 def _reporter(db_url: str) -> psycopg.Connection:
-    from db.urls import libpq_url
+    from config.urls import libpq_url
 
     return psycopg.connect(libpq_url(db_url).replace("postgres@", "hq_reporter@", 1), autocommit=True)
 
@@ -109,7 +109,7 @@ def test_the_reporter_cannot_crash_the_listener(
     """Malformed NOTIFYs are ignored and logged once per kind of problem; the LISTEN connection stays up."""
     import threading
 
-    from db.urls import libpq_url
+    from config.urls import libpq_url
     from scheduler import listener as listener_module
     from scheduler.listener import WakeListener
 

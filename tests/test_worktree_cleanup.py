@@ -24,14 +24,14 @@ from typing import Any
 import psycopg
 import pytest
 
-from agents.projects import repository as repository_module
-from agents.projects.repository import Repository
-from agents.projects.work import CodeWork, prepare, release
 from agents.tools.context import ToolContext
 from agents.tools.dispatch import dispatch
 from config.settings import get_settings
 from db import store
 from db.engine import get_engine, read_only
+from projects.repo import repository as repository_module
+from projects.repo.repository import Repository
+from projects.repo.work import CodeWork, prepare, release
 from tests.conftest import run_hq
 from tests.helpers import agent_record
 from tests.projects_support import add_project, make_remote, needs_bwrap, project_issue, sample_files
@@ -196,7 +196,7 @@ def test_a_tree_deeper_than_the_recursion_limit_is_removed_when_the_run_ends(
     project_id, issue, outside, _ = setup_project(raw, tmp_path)
     run = start_run(project_id, issue)
     tree = run.work.worktree.root
-    run.command("deep")  # the walk after the command may fail on it (agents/sandbox.py): the tree is there
+    run.command("deep")  # the walk after the command may fail on it (projects/sandbox.py): the tree is there
     assert (tree / "d" / "d").is_dir() and (tree / "escape").is_symlink()
     release(run.work)
     assert not tree.exists() and not tree.is_symlink()
@@ -291,7 +291,7 @@ def test_a_deep_quarantined_tree_is_archived_whole(db_url: str, raw: psycopg.Con
 
 CHILD = """
 import sys, time, uuid
-from agents.projects.work import prepare
+from projects.repo.work import prepare
 from agents.tools.context import ToolContext
 from agents.tools.dispatch import dispatch
 from config.settings import get_settings

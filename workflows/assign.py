@@ -14,12 +14,12 @@ from collections.abc import Iterable
 
 from sqlalchemy.orm import Session
 
-from agents.llm.protocol import user_message
-from agents.llm.schemas import Assignment
-from agents.llm.structured import complete_json
 from config.log import get_logger
 from db import store
 from db.store import AgentRecord, Claim, IssueRecord
+from models.protocol import user_message
+from models.schemas import Assignment
+from models.structured import complete_json
 from workflows.lib import failures, prompts
 from workflows.lib.claims import claim
 from workflows.lib.context import WorkflowContext

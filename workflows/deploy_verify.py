@@ -2,9 +2,9 @@
 
 `approved` → `deploying` (the claim) → `done` with a cost summary, or back to
 `todo` with the failing output for the author to rework. An issue of a git
-project ships by merge instead (agents/projects/shipping.py): only its reviewed
+project ships by merge instead (projects/repo/shipping.py): only its reviewed
 branch head, and `done` records the merge commit. The commands come from
-settings, never from a model (agents/projects/document.py). What ships is what the issue's
+settings, never from a model (projects/document/commands.py). What ships is what the issue's
 last submission stored in the database (its `artifacts` rows), staged afresh on
 this host, so any host can deploy any issue whichever host did the work.
 """
@@ -15,14 +15,14 @@ from collections.abc import Sequence
 
 from sqlalchemy.orm import Session
 
-from agents.projects.checks import Check
-from agents.projects.document import deploy_submission
-from agents.projects.repository import Repository, issue_branch
-from agents.projects.shipping import Shipment, Shipped, ship
-from agents.sandbox import sandbox_for
 from config.log import get_logger
 from db import outbox, store
 from db.store import Claim, ProjectRecord
+from projects.document.commands import deploy_submission
+from projects.repo.checks import Check
+from projects.repo.repository import Repository, issue_branch
+from projects.repo.shipping import Shipment, Shipped, ship
+from projects.sandbox import sandbox_for
 from workflows.lib import projects
 from workflows.lib.claims import claim
 from workflows.lib.context import WorkflowContext
@@ -95,7 +95,7 @@ def _done(session: Session, held: Claim, ctx: WorkflowContext, details: str) -> 
 
 
 def _ship(ctx: WorkflowContext, held: Claim, project: ProjectRecord) -> None:
-    """Merge the reviewed head, check, deploy, push, verify (agents/projects/shipping.py); then move the issue."""
+    """Merge the reviewed head, check, deploy, push, verify (projects/repo/shipping.py); then move the issue."""
 
     def record(ran: Sequence[Check], commit: str, stage: str) -> None:
         projects.record_checks(ctx, held, project, ran, commit=commit, stage=stage)

@@ -13,14 +13,14 @@ import hashlib
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from agents.llm.protocol import user_message
-from agents.llm.schemas import EscalationDecision
-from agents.llm.structured import complete_json
 from config.log import get_logger
 from config.vocabulary import SPLIT_PLAYBOOK
 from db import store
 from db.models import Comment
 from db.store import AgentRecord, Claim, IssueDraft, IssueRecord
+from models.protocol import user_message
+from models.schemas import EscalationDecision
+from models.structured import complete_json
 from workflows.lib import failures, prompts
 from workflows.lib.claims import claim
 from workflows.lib.context import WorkflowContext

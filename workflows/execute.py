@@ -6,7 +6,7 @@ every sub-issue is done. The result goes to `in_review`, or `blocked` when the
 agent says so, or back to `todo` while a research question is answered.
 
 An issue of a git project is worked in its own worktree on ``hq/issue-<id>``
-(agents/projects/work.py), built from the pushed branch so any host continues
+(projects/repo/work.py), built from the pushed branch so any host continues
 where the last run stopped; the run's commit is pushed before the issue moves.
 """
 
@@ -16,18 +16,18 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from agents.llm.protocol import user_message
-from agents.llm.tool_loop import LoopResult, run_tool_loop
-from agents.projects.repository import RepositoryError
-from agents.projects.work import CodeWork, commit_and_push, prepare, record_commit, release
 from agents.roster import RuntimeOptions
-from agents.runtimes import RuntimeFailed
-from agents.submission import record_snapshot, restore_workspace
 from agents.tools.context import ToolContext, ToolOutcome
-from agents.workspace import MAX_FILE_BYTES, Workspace, WorkspaceError
 from config.log import get_logger
 from db import store
 from db.store import Claim, IssueRecord
+from models.protocol import user_message
+from projects.document.snapshots import record_snapshot, restore_workspace
+from projects.repo.repository import RepositoryError
+from projects.repo.work import CodeWork, commit_and_push, prepare, record_commit, release
+from projects.workspace import MAX_FILE_BYTES, Workspace, WorkspaceError
+from runtimes import RuntimeFailed
+from runtimes.builtin import LoopResult, run_tool_loop
 from workflows.lib import failures, projects, prompts
 from workflows.lib.claims import claim
 from workflows.lib.context import WorkflowContext
@@ -110,8 +110,8 @@ def _work(ctx: WorkflowContext, held: Claim, tools: ToolContext, *, stitch: bool
         context = code_context(context, tools.code)
         runtime = _coding_agent(ctx, tier)
         if runtime is not None:
-            from agents.llm.passthrough import forwarder_for  # the CLI's runtime: only a role that has it pays
-            from agents.runtimes import claude_code
+            from models.forwarder import forwarder_for  # the CLI's runtime: only a role that has it pays
+            from runtimes import claude_code
 
             return claude_code.run(
                 ctx.settings,
@@ -154,7 +154,7 @@ def _coding_agent(ctx: WorkflowContext, tier: str) -> RuntimeOptions | None:
     role = ctx.roster.roles.get(ctx.agent.slug)
     if role is None or role.spec.runtime != "claude-code":
         return None
-    from agents.runtimes.claude_code import serves
+    from runtimes.claude_code import serves
 
     options = role.spec.runtime_settings
     if serves(ctx.router().models, options.tier or tier):
@@ -340,7 +340,7 @@ def _reviewer(session: Session, ctx: WorkflowContext) -> int | None:
 
 
 def _record_artifacts(ctx: WorkflowContext, session: Session, held: Claim, workspace: Workspace) -> None:
-    """Record the workspace as this run leaves it: every file, content included (agents/submission.py).
+    """Record the workspace as this run leaves it: every file, content included (projects/document/snapshots.py).
 
     Only while this run still holds the issue (its row locked until the transaction ends): a run that lost its
     lease writes nothing. Deploy, on whichever host, ships the last submission from these rows alone.

@@ -12,14 +12,14 @@ import uuid
 
 from sqlalchemy import func, select
 
-from agents.llm.protocol import user_message
-from agents.llm.schemas import Plan
-from agents.llm.structured import complete_json
 from config.log import get_logger
 from config.vocabulary import TERMINAL_STATUSES
 from db import store
 from db.models import Goal, Issue
 from db.store import IssueDraft
+from models.protocol import user_message
+from models.schemas import Plan
+from models.structured import complete_json
 from workflows.lib import failures, prompts
 from workflows.lib.context import WorkflowContext
 

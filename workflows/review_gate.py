@@ -13,12 +13,12 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-from agents.llm.protocol import user_message
-from agents.llm.schemas import ReviewVerdict
-from agents.llm.structured import complete_json
 from config.log import get_logger
 from db import outbox, store
 from db.store import AgentRecord, Claim, IssueRecord
+from models.protocol import user_message
+from models.schemas import ReviewVerdict
+from models.structured import complete_json
 from workflows.lib import failures, projects, prompts
 from workflows.lib.claims import claim
 from workflows.lib.context import WorkflowContext

@@ -14,13 +14,13 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
-from agents.git import GitError, git
-from agents.projects.checks import run_named
-from agents.projects.repository import RepositoryError
-from agents.projects.work import CodeWork
 from agents.tools.context import ToolContext
 from agents.tools.registry import ToolError, tool
-from agents.workspace import MAX_FILE_BYTES
+from projects.git import GitError, git
+from projects.repo.checks import run_named
+from projects.repo.repository import RepositoryError
+from projects.repo.work import CodeWork
+from projects.workspace import MAX_FILE_BYTES
 
 MAX_MATCHES = 200
 # Deploying is for deploy_verify, after review and approval: never from inside the work.

@@ -14,7 +14,7 @@ from config.settings import Settings
 from db.store.records import AgentRecord
 
 if TYPE_CHECKING:
-    from agents.projects.work import CodeWork
+    from projects.repo.work import CodeWork
 
 
 class Blocked(BaseModel):

@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session
 
 from agents.tools.context import ToolContext
 from agents.tools.registry import ToolError, tool
-from agents.workspace import Workspace
 from db.models import Artifact
+from projects.workspace import Workspace
 
 
 class PublishArgs(BaseModel):

@@ -4,7 +4,7 @@ The model chooses only *when* to run them; what runs comes from settings. A tool
 runs inside the agent's own execute run, on the host that holds the issue's
 workspace, so it ships that live workspace (``{workspace}``): the work in hand,
 not yet submitted. Approved work is shipped by the deploy_verify workflow from
-what the database holds (agents/projects/document.py ``deploy_submission``).
+what the database holds (projects/document/commands.py ``deploy_submission``).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
-from agents.projects.document import run_project_command
 from agents.tools.context import ToolContext
 from agents.tools.registry import ToolError, tool
+from projects.document.commands import run_project_command
 
 
 class NoArgs(BaseModel):

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from agents.tools.context import ToolContext
 from agents.tools.registry import tool
-from agents.workspace import MAX_FILE_BYTES, Workspace
+from projects.workspace import MAX_FILE_BYTES, Workspace
 
 
 class PathArgs(BaseModel):

@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from agents.runtimes.claude_code import CLAUDE_IN_SANDBOX
+from runtimes.claude_code import CLAUDE_IN_SANDBOX
 from tests.claude_code_support import (
     PROVIDER_KEY,
     REVIEWER,

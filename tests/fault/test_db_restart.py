@@ -58,8 +58,8 @@ def own_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 def query(root: Path, sql: str) -> tuple[Any, ...]:
     """One query on a fresh connection (the server comes and goes)."""
+    from config.urls import libpq_url
     from db.embedded import running_server
-    from db.urls import libpq_url
 
     server = running_server(root / "pgdata")
     assert server is not None
@@ -100,8 +100,8 @@ def test_database_restarts_twice_mid_run(own_server: Path, tmp_path: Path) -> No
         second = wait_for_progress(lambda: query(own_server, DONE_SO_FAR), lambda value: value[0] >= before_second + 5)
         assert second, f"no progress after the first restart: {second}"
         restart(own_server)
+        from config.urls import libpq_url
         from db.embedded import running_server
-        from db.urls import libpq_url
 
         server = running_server(own_server / "pgdata")
         assert server is not None

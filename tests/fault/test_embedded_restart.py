@@ -38,8 +38,8 @@ def data_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 def _progress(root: Path, issue: int) -> tuple[str, int] | None:
     """The issue's status and how many events it has, or None while the server is away."""
+    from config.urls import libpq_url
     from db.embedded import pgdata_dir, running_server
-    from db.urls import libpq_url
 
     server = running_server(pgdata_dir(root))
     if server is None:

@@ -15,11 +15,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from channels.messages import render, split
 from tests.conftest import run_hq
 from tests.fakes.telegram_server import Failure, FakeTelegram
 from tests.fault.support import EXECUTORS, settling, start, stop, wait_for_progress
 from tests.helpers import one
-from workflows.lib.messages import render, split
 
 TOKEN = "123456789:AAoutageTOKENoutageTOKENoutageTOK"
 CHAT = "4242"

@@ -1,1 +1,2 @@
-"""What the workflows share: their context, claiming, escalation, prompts and the outbox."""
+"""What the workflows share: their context, claiming, escalation, the failure policy, prompts,
+decomposition, and the git project's issue handling and review evidence."""

@@ -13,13 +13,13 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from agents.llm.router import CallContext, ModelRouter, get_router
 from agents.playbooks import PlaybookSet
 from agents.roster import Roster
 from agents.tools.context import ToolContext
 from config.settings import Settings
 from db.engine import transaction
 from db.store import AgentRecord
+from models.router import CallContext, ModelRouter, get_router
 
 
 class WorkflowTimeout(Exception):

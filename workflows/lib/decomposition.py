@@ -22,14 +22,14 @@ import re
 
 from sqlalchemy.orm import Session
 
-from agents.llm.protocol import user_message
-from agents.llm.router import ModelRequestError
-from agents.llm.schemas import PlaybookAdaptation, PlaybookChoice
-from agents.llm.structured import complete_json
 from agents.playbooks import Module, Playbook, module_problems, waves
 from config.log import get_logger
 from db import store
 from db.store import Claim, IssueDraft, IssueRecord
+from models.protocol import user_message
+from models.router import ModelRequestError
+from models.schemas import PlaybookAdaptation, PlaybookChoice
+from models.structured import complete_json
 from workflows.lib import failures, prompts
 from workflows.lib.context import WorkflowContext
 

@@ -12,13 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agents.projects import checks
-from agents.projects.checks import Check
-from agents.projects.project_file import PROJECT_FILE
-from agents.projects.repository import Repository, RepositoryError, issue_branch
-from agents.sandbox import sandbox_for
 from db import store
 from db.store import Claim, Executor, ProjectRecord
+from projects.repo import checks
+from projects.repo.checks import Check
+from projects.repo.project_file import PROJECT_FILE
+from projects.repo.repository import Repository, RepositoryError, issue_branch
+from projects.sandbox import sandbox_for
 from workflows.lib import projects
 from workflows.lib.context import WorkflowContext
 

@@ -23,11 +23,11 @@ from decimal import Decimal
 
 from sqlalchemy.orm import Session
 
-from agents.llm.budget import BudgetExceeded
-from agents.llm.router import ModelError, ModelRequestError, ModelUnavailable, ProviderAuthError
 from config.log import get_logger
 from db import outbox, store
 from db.store import Claim, IssueRecord
+from models.budget import BudgetExceeded
+from models.router import ModelError, ModelRequestError, ModelUnavailable, ProviderAuthError
 from workflows.lib.context import WorkflowContext
 from workflows.lib.escalation import block_and_escalate, escalate_further
 

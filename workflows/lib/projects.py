@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from agents.projects import checks
-from agents.projects.checks import Check
-from agents.projects.project_file import ProjectConfigError
-from agents.projects.repository import RepositoryError
-from agents.sandbox import SandboxUnavailable
 from config.log import get_logger
 from db import store
 from db.store import Claim, ProjectRecord
+from projects.repo import checks
+from projects.repo.checks import Check
+from projects.repo.project_file import ProjectConfigError
+from projects.repo.repository import RepositoryError
+from projects.sandbox import SandboxUnavailable
 from workflows.lib import failures
 from workflows.lib.context import WorkflowContext
 from workflows.lib.escalation import block_and_escalate

@@ -11,10 +11,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from agents.submission import latest_snapshot
 from db import store
 from db.models import Comment
 from db.store import IssueRecord
+from projects.document.snapshots import latest_snapshot
 from workflows.lib.context import WorkflowContext
 
 BODY_LIMIT = 6000

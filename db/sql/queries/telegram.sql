@@ -1,4 +1,4 @@
--- Deciding from Telegram (scheduler/telegram/): the poller's lease and offset, the audit of every
+-- Deciding from Telegram (channels/): the poller's lease and offset, the audit of every
 -- update handled, the note prompts, and what the commands read. Every update is handled in one
 -- transaction that first advances the offset (under the lease: the poller row's lock also
 -- serialises handling across processes), then records the update (its id is the key: a second

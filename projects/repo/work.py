@@ -1,0 +1,130 @@
+"""One run's hold on a project issue: its fresh worktree, the project's commands and the sandbox.
+
+Execute prepares it before the model is asked (so a missing ``.hq/project.yaml``
+costs no model call) and hands it to the tools; the commit and the push that
+close the run happen here too, so the compare-and-set is in one place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from config.log import get_logger
+from config.settings import Settings
+from db.models import Artifact
+from db.store.records import ProjectRecord
+from projects.repo.project_file import ProjectFile
+from projects.repo.repository import PushResult, Repository, Worktree, issue_branch
+from projects.sandbox import Sandbox, sandbox_for
+
+COMMIT_CONTENT_TYPE = "text/x-git-commit"
+HQ_AUTHOR, HQ_EMAIL = "hq", "hq@heartbeat-hq.invalid"
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class CodeWork:
+    issue_id: int
+    project: ProjectRecord
+    repository: Repository
+    project_file: ProjectFile
+    worktree: Worktree
+    sandbox: Sandbox
+    base: str  # the base branch's commit the branch is compared with (their merge base)
+    deadline: float  # time.monotonic() when the run must end: no command outlives it
+    conflicts: tuple[str, ...] = ()  # paths the base's changes conflict with, left for the agent to resolve
+
+    @property
+    def branch(self) -> str:
+        return issue_branch(self.issue_id)
+
+
+def prepare(
+    settings: Settings, project: ProjectRecord, issue_id: int, *, run_id: uuid.UUID, deadline: float
+) -> CodeWork:
+    """Fetch, read the base branch's project file, and build the issue's worktree from its pushed branch.
+
+    When the base has moved on since the branch left it, the base is merged in first, so the
+    work (and a rework after a merge conflict) is done against the code it will be merged into:
+    a clean merge is committed at once; a conflicting one is left in the worktree, its paths
+    named to the agent, and the run's commit concludes it.
+
+    Raises ProjectConfigError (the file) or RepositoryError (the remote, git).
+    """
+    repository = Repository(settings, project).sync()
+    project_file = repository.project_file()
+    worktree, start = repository.issue_worktree(issue_id, run_id)
+    base_head = repository.base_head()
+    conflicts: tuple[str, ...] = ()
+    if not repository.is_ancestor(base_head, start):
+        message = f"Merge {project.base_branch} into {issue_branch(issue_id)}"
+        conflicts = worktree.update_from(base_head, message, author=HQ_AUTHOR, email=HQ_EMAIL)
+    base = worktree.run("merge-base", base_head, "HEAD").strip() if not conflicts else base_head
+    sandbox = sandbox_for(settings)
+    return CodeWork(issue_id, project, repository, project_file, worktree, sandbox, base, deadline, conflicts)
+
+
+def release(work: CodeWork) -> None:
+    """The run is over: its worktree goes (quarantined if a command redirected its ``.git``).
+
+    What the run did is on the remote's branch by now (or deliberately not: a lost lease, a failed
+    attempt), so nothing is lost; any later run, on any host, starts from the pushed branch. A tree
+    that cannot be removed is logged, never raised over what ended the run: its lease is let go, so
+    the next Repository.sync() on this host retries it.
+    """
+    try:
+        work.repository.drop(work.worktree)
+    except Exception as error:  # never hide what ended the run (this runs in a finally); the next sync retries
+        log.warning(
+            "worktree.not_released",
+            issue_id=work.issue_id,
+            worktree=str(work.worktree.root),
+            error=f"{type(error).__name__}: {error}",
+        )
+
+
+def commit_and_push(work: CodeWork, *, agent: str, run_id: uuid.UUID, workflow: str) -> tuple[str, PushResult]:
+    """Commit what the run left (author: the agent) and push the branch, never forced.
+
+    Returns the branch head after the run and the push's result; with nothing to
+    commit the head is the worktree's (where the run started, or its merge of the
+    base) and it is pushed only if the remote branch is not there yet. The push is
+    fast-forward only, so a branch another run moved since this one started refuses it.
+    """
+    committed = work.worktree.commit(agent=agent, run_id=run_id, issue_id=work.issue_id, workflow=workflow)
+    head = committed or work.worktree.head()  # a clean merge of the base may be the run's only commit
+    if committed is None and work.repository.head(work.branch) == head:
+        return head, PushResult(True, "")
+    return head, work.repository.push(head, work.branch)
+
+
+def record_commit(session: Session, work: CodeWork, *, commit: str, run_id: uuid.UUID, agent_id: int) -> str:
+    """Record the run's branch head as the issue's artifact (its diff stat against the base); returns the stat.
+
+    The caller holds the issue's lease with its row locked, so a run that lost the issue records nothing.
+    """
+    stat = work.worktree.run("diff", "--stat=100", work.base, commit).strip()
+    content = f"commit {commit}\nbranch {work.branch}\nbase {work.base}\n\n{stat}\n"
+    data = content.encode("utf-8")
+    session.execute(
+        insert(Artifact)
+        .values(
+            issue_id=work.issue_id,
+            path=work.branch,
+            sha256=hashlib.sha256(data).hexdigest(),
+            size_bytes=len(data),
+            content_type=COMMIT_CONTENT_TYPE,
+            content=content,
+            agent_id=agent_id,
+            run_id=run_id,
+            commit_sha=commit,
+        )
+        .on_conflict_do_nothing(index_elements=[Artifact.issue_id, Artifact.path, Artifact.sha256])
+    )
+    return stat

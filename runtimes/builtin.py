@@ -1,0 +1,73 @@
+"""The tool-use loop: a model works an issue with its toolset, one dispatched call at a time.
+
+The system prompt is the agent's AGENTS.md; the tools are its toolsets as
+function schemas; every call goes through the dispatcher (toolset enforcement,
+tool_calls row, idempotency by run id and step). A step limit bounds a model
+that will not stop.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from agents.tools.catalog import tools_for
+from agents.tools.context import ToolContext
+from agents.tools.dispatch import ToolResult, dispatch
+from models.router import CallContext, Completion, ModelRouter
+
+DEFAULT_MAX_STEPS = 8
+
+
+@dataclass
+class LoopResult:
+    text: str
+    tool_results: list[ToolResult] = field(default_factory=list)
+    completions: list[Completion] = field(default_factory=list)
+    exhausted: bool = False
+    timed_out: bool = False
+
+
+def run_tool_loop(
+    router: ModelRouter,
+    call: CallContext,
+    tool_ctx: ToolContext,
+    *,
+    tier: str,
+    system: str,
+    user: str,
+    max_steps: int = DEFAULT_MAX_STEPS,
+    deadline: float | None = None,
+) -> LoopResult:
+    """Run until the model answers without tool calls, the step limit, or ``deadline`` (monotonic)."""
+    schemas = [tool.schema() for tool in tools_for(list(tool_ctx.agent.toolsets))]
+    messages: list[dict[str, Any]] = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+    result = LoopResult(text="")
+    step = 0
+    for _turn in range(max_steps):
+        if deadline is not None and time.monotonic() > deadline:
+            result.timed_out = True
+            return result
+        completion = router.complete(call, tier, messages, tools=schemas or None)
+        result.completions.append(completion)
+        if not completion.tool_calls:
+            result.text = completion.text
+            return result
+        messages.append(
+            {
+                "role": "assistant",
+                "content": completion.text or None,
+                "tool_calls": [
+                    {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                    for c in completion.tool_calls
+                ],
+            }
+        )
+        for request in completion.tool_calls:
+            step += 1
+            outcome = dispatch(tool_ctx, request.name, request.arguments, step=step)
+            result.tool_results.append(outcome)
+            messages.append({"role": "tool", "tool_call_id": request.id, "content": outcome.for_model()})
+    result.exhausted = True
+    return result
