@@ -17,11 +17,12 @@ install: $(STAMP)
 demo: $(STAMP) sandbox-deps
 	$(BIN)/hq demo
 
-# Lint, format and types: what CI runs before the tests.
+# Lint, format, types and the import floors (docs/architecture.md): what CI runs before the tests.
 check: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 test: $(STAMP) test-deps sandbox-deps claude-code
 	$(BIN)/pytest -q

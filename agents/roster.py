@@ -20,10 +20,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from config.errors import ConfigError, validation_problems
-from config.vocabulary import Tier
-from workflows.registry import WORKFLOW_NAMES
+from config.vocabulary import WORKFLOW_NAMES, Tier
 
-WORKFLOWS = WORKFLOW_NAMES  # the registered heartbeat workflows (workflows/registry.py)
+WORKFLOWS = WORKFLOW_NAMES  # the heartbeat workflows (config/vocabulary.py; workflows/registry.py runs them)
 TOOLSETS = ("issues", "workspace", "code", "delegate", "dashboards", "release", "publish")
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")

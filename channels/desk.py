@@ -32,8 +32,8 @@ from sqlalchemy.exc import DBAPIError
 from channels import replies
 from channels.buttons import Button, approval_keyboard, inline_markup, signing_key, verify
 from channels.messages import TELEGRAM_LIMIT
-from cli.arguments import parse_id, parse_usd
 from config.errors import UsageError, describe
+from config.inputs import parse_id, parse_usd
 from config.log import get_logger
 from config.settings import Settings
 from db import store

@@ -1,55 +1,18 @@
-"""Ids and amounts as the CLI reads them: one parser each, so every command refuses the same inputs.
-
-Python's ``int()`` and ``Decimal()`` accept far more than a person means by a number (``'٣'``, ``'1_0'``,
-``' 7 '``, ``'1e-9'``, ``'Infinity'``), and a value past a column's range only fails inside the
-database as an internal error. These parsers take ASCII digits only and the bounds that
-config.settings shares with the settings, and fail as usage errors before any row is read.
-"""
+"""Ids and amounts as the CLI's arguments and options: typer's adapters around config/inputs.py's parsers,
+which Telegram's commands use too, so every door refuses the same inputs."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
-from decimal import Decimal
-from functools import lru_cache
 from typing import Annotated, Any, TypeVar
 
 import typer
-from pydantic import TypeAdapter, ValidationError
 from pydantic_core import PydanticCustomError
 
 from config.errors import UsageError
-from config.settings import MAX_BUDGET_USD, MAX_ID, MIN_AMOUNT_USD, BudgetUSD
+from config.inputs import parse_id, parse_usd
 
 T = TypeVar("T")
-
-_DIGITS = re.compile(r"[0-9]{1,19}", re.ASCII)
-_DECIMAL = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,9})?", re.ASCII)
-
-
-def parse_id(text: str, what: str = "an id") -> int:
-    """A row id: ASCII digits from 1 to bigint's maximum, or ValueError saying so."""
-    if not _DIGITS.fullmatch(text) or not 1 <= int(text) <= MAX_ID:
-        raise ValueError(f"{text!r} is not {what} (ASCII digits, from 1 to {MAX_ID})")
-    return int(text)
-
-
-@lru_cache(maxsize=1)
-def _budget_adapter() -> TypeAdapter[Decimal]:
-    return TypeAdapter(BudgetUSD)
-
-
-def parse_usd(text: str) -> Decimal:
-    """An amount given to an issue, within the bounds HQ_DEFAULT_ISSUE_BUDGET_USD also obeys."""
-    if _DECIMAL.fullmatch(text):
-        try:
-            return _budget_adapter().validate_python(Decimal(text))
-        except ValidationError:
-            pass
-    raise ValueError(
-        f"{text!r} is not an amount of USD (like 2.50: from {MIN_AMOUNT_USD} to {MAX_BUDGET_USD}, "
-        "at most 4 decimal places)"
-    )
 
 
 def id_list(values: list[str] | None, option: str, what: str = "an issue id") -> list[int]:

@@ -40,6 +40,14 @@ class DatabaseUnavailable(HQError):
     """PostgreSQL cannot be reached or started."""
 
 
+class ToolError(HQError):
+    """The tool refused or failed; the message goes back to the model as the tool's result."""
+
+
+class ToolRefused(ToolError):
+    """The tool was asked for what the run may not have (a budget the issue cannot fund): outcome ``refused``."""
+
+
 def describe(error: BaseException) -> str:
     """``Type: first line of the message``, for one-line logs and error columns (redact before storing)."""
     text = str(error).strip()

@@ -132,3 +132,10 @@ LLM_CALL_OUTCOMES: tuple[str, ...] = ("ok", "fallback", "error", "budget_refused
 SWEEP_JOB = "_sweep"
 """The sweeper's APScheduler job id, and the wake target the SQL (hq_wake) names for parents waiting
 on sub-issues: a wake-up for it runs the sweeper now. Starts with '_' so no roster slug can equal it."""
+
+
+# --- workflows ------------------------------------------------------------------------
+
+WORKFLOW_NAMES: tuple[str, ...] = ("plan", "escalate", "assign", "review_gate", "execute", "deploy_verify")
+"""Every heartbeat workflow, in pipeline order: the names an AGENTS.md may list. workflows/registry.py
+registers one module for each and refuses to load when the two differ."""

@@ -19,7 +19,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from agents.tools.registry import ToolError
+from config.errors import ToolError
 from projects.git import GitError, is_git_name, run_git
 
 MAX_FILE_BYTES = 1024 * 1024

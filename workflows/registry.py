@@ -25,6 +25,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from config.vocabulary import WORKFLOW_NAMES
+
 if TYPE_CHECKING:
     from workflows.lib.context import WorkflowContext
 
@@ -53,8 +55,8 @@ REGISTRY: tuple[Workflow, ...] = (
     Workflow("deploy_verify", "workflows.deploy_verify", ("reclaim_expired_deploy", "claim_deploy")),
 )
 
-WORKFLOW_NAMES: tuple[str, ...] = tuple(w.name for w in REGISTRY)
-"""Every workflow name, in pipeline order: the names an AGENTS.md may list."""
+if tuple(w.name for w in REGISTRY) != WORKFLOW_NAMES:  # the names live with the vocabularies, below every floor
+    raise RuntimeError("workflows/registry.py: REGISTRY and config.vocabulary.WORKFLOW_NAMES differ")
 
 _BY_NAME = {w.name: w for w in REGISTRY}
 if len(_BY_NAME) != len(REGISTRY):

@@ -15,7 +15,8 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from agents.tools.context import ToolContext
-from agents.tools.registry import ToolError, tool
+from agents.tools.registry import tool
+from config.errors import ToolError
 from projects.git import GitError, git
 from projects.repo.checks import run_named
 from projects.repo.repository import RepositoryError

@@ -11,7 +11,8 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from agents.tools.context import ToolContext
-from agents.tools.registry import ToolError, tool
+from agents.tools.registry import tool
+from config.errors import ToolError
 
 MAX_ROWS = 50
 

@@ -16,7 +16,8 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from agents.tools.context import ToolContext
-from agents.tools.registry import ToolError, ToolRefused, tool
+from agents.tools.registry import tool
+from config.errors import ToolError, ToolRefused
 from db import store
 from db.store import AgentRecord, CarveRefused, IssueDraft
 

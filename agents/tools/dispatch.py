@@ -28,8 +28,8 @@ from sqlalchemy.orm import Session
 
 from agents.tools.catalog import get_tool
 from agents.tools.context import ToolContext
-from agents.tools.registry import REGISTRY, ToolRefused
-from config.errors import HQError
+from agents.tools.registry import REGISTRY
+from config.errors import HQError, ToolRefused
 from config.log import get_logger
 from config.secrets import redact_obj
 from db.engine import read_only, transaction

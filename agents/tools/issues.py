@@ -17,7 +17,8 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from agents.tools.context import Blocked, ToolContext, WaitingOnResearch
-from agents.tools.registry import ToolError, ToolRefused, tool
+from agents.tools.registry import tool
+from config.errors import ToolError, ToolRefused
 from config.vocabulary import RESEARCH_ROLE
 from db import store
 from db.store import AgentRecord, CarveRefused, IssueDraft

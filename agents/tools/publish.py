@@ -12,7 +12,8 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from agents.tools.context import ToolContext
-from agents.tools.registry import ToolError, tool
+from agents.tools.registry import tool
+from config.errors import ToolError
 from db.models import Artifact
 from projects.workspace import Workspace
 

@@ -14,17 +14,6 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from config.errors import HQError
-
-
-class ToolError(HQError):
-    """The tool refused or failed; the message goes back to the model as the tool's result."""
-
-
-class ToolRefused(ToolError):
-    """The tool was asked for what the run may not have (a budget the issue cannot fund): outcome ``refused``."""
-
-
 ToolFunc = Callable[..., dict[str, Any]]
 
 

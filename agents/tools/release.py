@@ -15,7 +15,8 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from agents.tools.context import ToolContext
-from agents.tools.registry import ToolError, tool
+from agents.tools.registry import tool
+from config.errors import ToolError
 from projects.document.commands import run_project_command
 
 
