@@ -89,23 +89,49 @@ class Settings(BaseSettings):
         "to create it); where PUBLIC may not create in `public`, give hq a schema of its own.",
     )
     data_dir: Path = Field(default=Path("var"), description="Embedded Postgres, workspaces, published artifacts.")
-    statement_timeout_ms: int = Field(default=30_000, ge=0, le=MAX_PG_TIMEOUT_MS)
-    idle_in_transaction_timeout_ms: int = Field(default=60_000, ge=0, le=MAX_PG_TIMEOUT_MS)
+    statement_timeout_ms: int = Field(
+        default=30_000, ge=0, le=MAX_PG_TIMEOUT_MS, description="Longest statement hq's sessions allow (0: none)."
+    )
+    idle_in_transaction_timeout_ms: int = Field(
+        default=60_000,
+        ge=0,
+        le=MAX_PG_TIMEOUT_MS,
+        description="How long a session may sit idle in a transaction before PostgreSQL ends it.",
+    )
     reporter_connection_limit: int = Field(
         default=10, ge=0, le=10_000, description="Connections hq_reporter may hold at once (set by migrations)."
     )
 
     # --- company ---------------------------------------------------------------
     roles_dir: Path | None = Field(default=None, description="Roster folder; default: the bundled 33 roles.")
-    playbooks_dir: Path | None = None
-    models_file: Path | None = None
-    default_issue_budget_usd: BudgetUSD = Decimal("2.00")
-    company_monthly_budget_usd: MonthlyUSD = Decimal("500.00")
-    max_attempts: int = Field(default=3, ge=1, le=100)
-    max_review_rounds: int = Field(default=3, ge=1, le=100)
-    lease_ttl_seconds: int = Field(default=300, ge=5, le=MAX_DURATION_SECONDS)
-    agent_lease_ttl_seconds: int = Field(default=600, ge=5, le=MAX_DURATION_SECONDS)
-    workflow_max_seconds: int = Field(default=240, ge=1, le=MAX_DURATION_SECONDS)
+    playbooks_dir: Path | None = Field(default=None, description="Playbooks folder; default: the bundled playbooks.")
+    models_file: Path | None = Field(
+        default=None, description="The models file (tiers, deployments, prices); default: config/models.yaml."
+    )
+    default_issue_budget_usd: BudgetUSD = Field(
+        default=Decimal("2.00"), description="Budget of an issue created without --budget."
+    )
+    company_monthly_budget_usd: MonthlyUSD = Field(
+        default=Decimal("500.00"), description="What every model call together may cost in a calendar month."
+    )
+    max_attempts: int = Field(
+        default=3, ge=1, le=100, description="Failed attempts before an issue blocks and escalates."
+    )
+    max_review_rounds: int = Field(
+        default=3, ge=1, le=100, description="Failed reviews before an issue blocks and escalates."
+    )
+    lease_ttl_seconds: int = Field(
+        default=300,
+        ge=5,
+        le=MAX_DURATION_SECONDS,
+        description="How long a claimed issue stays its worker's without a renewal.",
+    )
+    agent_lease_ttl_seconds: int = Field(
+        default=600, ge=5, le=MAX_DURATION_SECONDS, description="How long a beat keeps its agent's row."
+    )
+    workflow_max_seconds: int = Field(
+        default=240, ge=1, le=MAX_DURATION_SECONDS, description="Longest a workflow run may take."
+    )
     reservation_ttl_seconds: int = Field(
         default=900,
         ge=5,
@@ -113,21 +139,37 @@ class Settings(BaseSettings):
         description="A model call's budget reservation is charged in full by the sweeper after this long unsettled "
         "(its process died); a late settlement still corrects it.",
     )
-    circuit_breaker_touches: int = Field(default=6, ge=2)
-    approval_deadline_hours: float = Field(default=24.0, gt=0, le=MAX_DURATION_SECONDS / 3600, allow_inf_nan=False)
+    circuit_breaker_touches: int = Field(
+        default=6, ge=2, description="Moves of one issue within an hour before the sweeper stops its churn."
+    )
+    approval_deadline_hours: float = Field(
+        default=24.0,
+        gt=0,
+        le=MAX_DURATION_SECONDS / 3600,
+        allow_inf_nan=False,
+        description="How long an approval waits before its deadline policy applies.",
+    )
     heartbeat_scale: float = Field(
         default=1.0, gt=0, le=1000, allow_inf_nan=False, description="Multiply every heartbeat; the demo uses ~0.001."
     )
-    sweep_interval_seconds: float = Field(default=15.0, gt=0, le=3600, allow_inf_nan=False)
+    sweep_interval_seconds: float = Field(
+        default=15.0, gt=0, le=3600, allow_inf_nan=False, description="How often the sweeper runs in `hq run`."
+    )
 
     # --- the project the company ships -------------------------------------------
     # Argument lists (JSON in the environment), never shell strings. Placeholders:
     # {issue_id}, {workspace} (a staging copy of the issue's last submission, taken
     # from the database, so any host can deploy any issue), {published}. Unset: the
     # built-in project, which publishes that copy and verifies checksums.
-    deploy_command: list[str] | None = None
-    verify_command: list[str] | None = None
-    command_timeout_seconds: int = Field(default=120, ge=1, le=3600)
+    deploy_command: list[str] | None = Field(
+        default=None, description="The document project's deploy, a JSON argument list; unset: the built-in publish."
+    )
+    verify_command: list[str] | None = Field(
+        default=None, description="The document project's verify, a JSON argument list; unset: the built-in checksums."
+    )
+    command_timeout_seconds: int = Field(
+        default=120, ge=1, le=3600, description="Time limit of the document project's deploy and verify commands."
+    )
 
     # --- projects: real repositories ---------------------------------------------
     default_project: str | None = Field(
@@ -171,15 +213,41 @@ class Settings(BaseSettings):
     )
 
     # --- model providers -------------------------------------------------------
-    anthropic_api_key: SecretStr | None = Field(default=None, validation_alias=_alias("ANTHROPIC_API_KEY"))
-    anthropic_api_base: str | None = Field(default=None, validation_alias=_alias("ANTHROPIC_API_BASE"))
-    openai_api_key: SecretStr | None = Field(default=None, validation_alias=_alias("OPENAI_API_KEY"))
-    gemini_api_key: SecretStr | None = Field(default=None, validation_alias=_alias("GEMINI_API_KEY"))
+    anthropic_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=_alias("ANTHROPIC_API_KEY"),
+        description="Anthropic key; with no provider key set, every tier uses the offline model.",
+    )
+    anthropic_api_base: str | None = Field(
+        default=None,
+        validation_alias=_alias("ANTHROPIC_API_BASE"),
+        description="Another Anthropic Messages API root URL.",
+    )
+    openai_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=_alias("OPENAI_API_KEY"),
+        description="OpenAI key, for deployments of the models file that use it.",
+    )
+    gemini_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=_alias("GEMINI_API_KEY"),
+        description="Gemini key, for deployments of the models file that use it.",
+    )
 
     # --- notifications ---------------------------------------------------------
-    telegram_bot_token: SecretStr | None = Field(default=None, validation_alias=_alias("TELEGRAM_BOT_TOKEN"))
-    telegram_chat_id: str | None = Field(default=None, validation_alias=_alias("TELEGRAM_CHAT_ID"))
-    telegram_api_base: str | None = Field(default=None, validation_alias=_alias("TELEGRAM_API_BASE"))
+    telegram_bot_token: SecretStr | None = Field(
+        default=None,
+        validation_alias=_alias("TELEGRAM_BOT_TOKEN"),
+        description="The bot's token; unset: notifications go to the log.",
+    )
+    telegram_chat_id: str | None = Field(
+        default=None,
+        validation_alias=_alias("TELEGRAM_CHAT_ID"),
+        description="The company chat: where notifications go, and the only chat the desk listens to.",
+    )
+    telegram_api_base: str | None = Field(
+        default=None, validation_alias=_alias("TELEGRAM_API_BASE"), description="Another Bot API root URL."
+    )
     telegram_approvers: Annotated[tuple[int, ...], NoDecode] = Field(
         default=(),
         description="Telegram user ids (comma-separated) who may decide from Telegram; nobody when empty.",
@@ -201,7 +269,9 @@ class Settings(BaseSettings):
     telegram_lease_seconds: int = Field(
         default=60, ge=2, le=3600, description="How long a silent poller keeps the right to receive updates."
     )
-    notify_max_attempts: int = Field(default=8, ge=1, le=100)
+    notify_max_attempts: int = Field(
+        default=8, ge=1, le=100, description="Sends of one notification before it is dead-lettered."
+    )
     notify_send_retries: int = Field(default=4, ge=1, le=20, description="Tries per run before a row waits.")
     notify_inflight_seconds: float = Field(
         default=60.0,
@@ -212,8 +282,13 @@ class Settings(BaseSettings):
     )
 
     # --- logging ---------------------------------------------------------------
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
-    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info",
+        description="debug, info, warning or error (`hq run` logs at info; other commands only when asked).",
+    )
+    log_format: Literal["auto", "json", "console"] = Field(
+        default="auto", description="json, console, or auto (console on a terminal)."
+    )
 
     @model_validator(mode="after")
     def _leases_outlive_runs(self) -> Settings:

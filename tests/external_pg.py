@@ -95,7 +95,7 @@ def _create_roles(external: External) -> None:
     with external.admin() as admin:
         # PostgreSQL 15+'s default for new databases, stated: nobody but the owner creates in public.
         admin.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
-        # The README's "Own schema and managed PostgreSQL": a schema of hq's own, found by every session of
+        # docs/postgresql.md, "Own schema and managed PostgreSQL": a schema of hq's own, found by every session of
         # the role (a transaction pooler cannot carry a SET search_path).
         admin.execute(f"CREATE SCHEMA {SCHEMA} AUTHORIZATION {APP_ROLE}")
         admin.execute(f"ALTER ROLE {APP_ROLE} IN DATABASE {DATABASE} SET search_path = {SCHEMA}")
