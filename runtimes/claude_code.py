@@ -44,7 +44,7 @@ from db.storable import storable_text
 from models.config import ModelMap
 from models.forwarder import Forwarder, anthropic_deployments, provider_model
 from models.router import CallContext
-from projects.repo.work import CodeWork
+from projects.repo.work import RepoWork
 from projects.sandbox import Limits, Mount
 from runtimes import RuntimeFailed
 from runtimes.builtin import LoopResult
@@ -136,7 +136,7 @@ def run(
     forwarder: Forwarder,
     call: CallContext,
     tool_ctx: ToolContext,
-    work: CodeWork,
+    work: RepoWork,
     *,
     tier: str,
     options: RuntimeOptions,

@@ -35,7 +35,7 @@ from db.errors import is_outage
 from db.models import Agent
 from models.config import resolve_models
 from scheduler.embedded_guard import EmbeddedGuard
-from scheduler.heartbeat import BeatResult, Runtime, run_beat
+from scheduler.heartbeat import BeatContext, BeatResult, run_beat
 from scheduler.listener import WakeListener
 from workflows import sweep
 
@@ -63,7 +63,7 @@ class Company:
         self.threads = threads
         self.roster = load_company(settings)
         self.engine = get_engine(settings)
-        self.runtime = Runtime(
+        self.runtime = BeatContext(
             settings,
             self.engine,
             self.roster,

@@ -44,7 +44,7 @@ def _workflows() -> Mapping[str, Callable[[WorkflowContext], None]]:
 
 
 @dataclass
-class Runtime:
+class BeatContext:
     """What every beat in a process shares."""
 
     settings: Settings
@@ -64,7 +64,7 @@ class BeatResult:
     issues: tuple[int, ...] = ()
 
 
-def run_beat(slug: str, runtime: Runtime) -> BeatResult:
+def run_beat(slug: str, runtime: BeatContext) -> BeatResult:
     settings = runtime.settings
     run_id = uuid.uuid4()
     ttl = settings.agent_lease_ttl_seconds
@@ -117,7 +117,7 @@ def run_beat(slug: str, runtime: Runtime) -> BeatResult:
 
 
 def _finish(
-    runtime: Runtime, run_id: uuid.UUID, agent_id: int, outcome: str, error: str | None, ctx: WorkflowContext
+    runtime: BeatContext, run_id: uuid.UUID, agent_id: int, outcome: str, error: str | None, ctx: WorkflowContext
 ) -> None:
     """Record the beat and free the agent, through a short outage too; the sweeper closes what is left as lost."""
 
@@ -135,7 +135,7 @@ def _finish(
 
 
 def _record_end(
-    runtime: Runtime, run_id: uuid.UUID, agent_id: int, outcome: str, error: str | None, ctx: WorkflowContext
+    runtime: BeatContext, run_id: uuid.UUID, agent_id: int, outcome: str, error: str | None, ctx: WorkflowContext
 ) -> None:
     """A beat the sweeper already closed as ``lost`` stays closed: its lease had gone."""
     with transaction(ACTOR, workflow="heartbeat", run_id=run_id, engine=runtime.engine) as session:

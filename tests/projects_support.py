@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 import shutil
 import subprocess
+import time
+import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -12,8 +14,14 @@ from typing import Any
 import psycopg
 import pytest
 
-from scheduler.heartbeat import Runtime, run_beat
-from tests.helpers import one
+from agents.tools.context import ToolContext
+from agents.tools.dispatch import ToolResult, dispatch
+from config.settings import get_settings
+from db import store
+from db.engine import get_engine, read_only
+from projects.repo.work import RepoWork, prepare
+from scheduler.heartbeat import BeatContext, run_beat
+from tests.helpers import agent_record, one
 
 needs_bwrap = pytest.mark.skipif(
     shutil.which("bwrap") is None, reason="bubblewrap is not installed (`make sandbox-deps` installs it)"
@@ -141,14 +149,14 @@ def status(raw: psycopg.Connection, issue_id: int) -> str:
     return str(one(raw.execute("SELECT status FROM issues WHERE id = %s", (issue_id,)).fetchone())[0])
 
 
-def beat(runtime: Runtime, raw: psycopg.Connection, slug: str, issue_id: int) -> str:
+def beat(runtime: BeatContext, raw: psycopg.Connection, slug: str, issue_id: int) -> str:
     """One heartbeat of ``slug``; the issue's status after it."""
     run_beat(slug, runtime)
     return status(raw, issue_id)
 
 
 def drive(
-    runtime: Runtime,
+    runtime: BeatContext,
     raw: psycopg.Connection,
     issue_id: int,
     until: Iterable[str],
@@ -247,3 +255,55 @@ def worktree_path(data: Path, project_id: int, issue_id: int, name: str = "calc"
     """Where a host keeps the issue's worktree of its latest run (projects/repo/repository.py)."""
     (tree,) = (data / "projects" / f"{project_id}-{name}" / "worktrees").glob(f"issue-{issue_id}-*")
     return tree
+
+
+class ToolRun:
+    """One execute run's tools on a project issue, called as a model calls them, a step each as the loop counts."""
+
+    def __init__(self, ctx: ToolContext) -> None:
+        self.ctx = ctx
+        self.step = 0
+
+    @property
+    def work(self) -> RepoWork:
+        assert self.ctx.work is not None
+        return self.ctx.work
+
+    def __call__(self, tool: str, /, **arguments: Any) -> ToolResult:
+        self.step += 1
+        return dispatch(self.ctx, tool, arguments, step=self.step)
+
+    def ok(self, tool: str, /, **arguments: Any) -> dict[str, Any]:
+        result = self(tool, **arguments)
+        assert result.ok and result.result is not None, result
+        return result.result
+
+    def error(self, tool: str, /, **arguments: Any) -> str:
+        result = self(tool, **arguments)
+        assert result.outcome == "error" and result.error, result
+        return result.error
+
+    def command(self, name: str) -> dict[str, Any]:
+        """``run_command`` of a command the project file names: what it did."""
+        return self.ok("run_command", name=name)
+
+
+def project_run(project_id: int, issue_id: int, **overrides: Any) -> ToolRun:
+    """An execute run of the backend engineer on a project issue: its worktree prepared as execute prepares it
+    (``overrides``: settings of this run only)."""
+    with read_only() as session:
+        project = store.get_project(session, project_id)
+    assert project is not None
+    settings = get_settings().model_copy(update=overrides)
+    run_id = uuid.uuid4()
+    work = prepare(settings, project, issue_id, run_id=run_id, deadline=time.monotonic() + 600)
+    ctx = ToolContext(
+        agent=agent_record("backend-engineer"),
+        issue_id=issue_id,
+        run_id=run_id,
+        workflow="execute",
+        settings=settings,
+        engine=get_engine(),
+        work=work,
+    )
+    return ToolRun(ctx)

@@ -11,7 +11,7 @@ import pytest
 from config.settings import get_settings, load_settings
 from db.engine import get_engine
 from scheduler.company import load_company
-from scheduler.heartbeat import Runtime, run_beat
+from scheduler.heartbeat import BeatContext, run_beat
 from tests.fakes.anthropic_server import FakeAnthropic, error
 from tests.helpers import new_issue, one
 from tests.test_router import KEY, write_models
@@ -41,7 +41,7 @@ def test_a_refunded_model_failure_is_not_retried_in_the_same_beat(
         monkeypatch.setenv("HQ_MODELS_FILE", str(models))
         settings = load_settings()
         issues = [new_issue(raw, f"zzqx wibble {n}", status="backlog") for n in range(3)]  # no keyword matches
-        beat = run_beat("ceo", Runtime(settings, get_engine(settings), load_company(settings), "test"))
+        beat = run_beat("ceo", BeatContext(settings, get_engine(settings), load_company(settings), "test"))
     finally:
         fake.stop()
     assert beat.outcome == "degraded"
@@ -92,7 +92,7 @@ def test_the_sweeper_closes_beats_that_died(ids: dict[str, int], raw: psycopg.Co
     ).fetchone() == (2,)
     assert sweep.run(get_settings(), get_engine()).beats_lost == 0
     # The dead beat's agent beats again at once: an expired lease is free.
-    beat = run_beat("frontend-engineer", Runtime(get_settings(), get_engine(), load_company(get_settings()), "t"))
+    beat = run_beat("frontend-engineer", BeatContext(get_settings(), get_engine(), load_company(get_settings()), "t"))
     assert beat.outcome in ("idle", "ok")
 
 
@@ -104,7 +104,7 @@ def test_a_beat_closed_as_lost_keeps_that_outcome(ids: dict[str, int], raw: psyc
 
     run_id = _beat(raw, ids["backend-engineer"], lease="expired")
     sweep.run(get_settings(), get_engine())
-    runtime = Runtime(get_settings(), get_engine(), load_company(get_settings()), "t")
+    runtime = BeatContext(get_settings(), get_engine(), load_company(get_settings()), "t")
     agent = AgentRecord(
         id=ids["backend-engineer"],
         slug="backend-engineer",

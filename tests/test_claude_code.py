@@ -18,7 +18,7 @@ import pytest
 
 from config.settings import load_settings
 from scheduler.company import Company
-from scheduler.heartbeat import Runtime
+from scheduler.heartbeat import BeatContext
 from tests.claude_code_support import (
     MAX_TOKENS,
     PROVIDER_KEY,
@@ -76,7 +76,7 @@ def fake() -> Iterator[FakeAnthropic]:
 
 
 @pytest.fixture()
-def runtime(db_url: str, fake: FakeAnthropic, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Runtime:
+def runtime(db_url: str, fake: FakeAnthropic, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> BeatContext:
     require_cli()
     monkeypatch.setenv("HQ_ROLES_DIR", str(coding_roles(tmp_path, ENGINEER)))
     monkeypatch.setenv("ANTHROPIC_API_KEY", PROVIDER_KEY)
@@ -86,7 +86,7 @@ def runtime(db_url: str, fake: FakeAnthropic, tmp_path: Path, monkeypatch: pytes
 
 
 def test_claude_code_edits_tests_and_ships_a_project_issue(
-    runtime: Runtime, fake: FakeAnthropic, raw: psycopg.Connection, tmp_path: Path
+    runtime: BeatContext, fake: FakeAnthropic, raw: psycopg.Connection, tmp_path: Path
 ) -> None:
     remote = make_remote(tmp_path)
     project = add_project(raw, remote)
@@ -172,7 +172,7 @@ def test_claude_code_edits_tests_and_ships_a_project_issue(
 
 
 def test_an_issue_whose_budget_cannot_cover_the_next_call_is_blocked(
-    runtime: Runtime, fake: FakeAnthropic, raw: psycopg.Connection, tmp_path: Path
+    runtime: BeatContext, fake: FakeAnthropic, raw: psycopg.Connection, tmp_path: Path
 ) -> None:
     project = add_project(raw, make_remote(tmp_path))
     issue = project_issue(raw, project, "Add mul to calc", "calc needs mul(a, b).")

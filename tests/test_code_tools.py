@@ -6,23 +6,28 @@ commands run in the real sandbox.
 
 from __future__ import annotations
 
-import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
 
 from agents.tools.context import ToolContext
-from agents.tools.dispatch import ToolResult, dispatch
 from config.settings import get_settings
-from db import store
-from db.engine import get_engine, read_only
-from projects.repo.work import CodeWork, prepare
+from db.engine import get_engine
 from tests.conftest import run_hq
 from tests.helpers import agent_record, new_issue
-from tests.projects_support import CALC, GOOD_MUL, add_project, make_remote, needs_bwrap, project_issue, sample_files
+from tests.projects_support import (
+    CALC,
+    GOOD_MUL,
+    ToolRun,
+    add_project,
+    make_remote,
+    needs_bwrap,
+    project_issue,
+    project_run,
+    sample_files,
+)
 
 pytestmark = needs_bwrap
 
@@ -36,33 +41,6 @@ PROJECT_YAML = (
 TWICE = "x = 1\nx = 1\n"
 
 
-class Tools:
-    """One run's tool context on a project issue, with a step counter like the tool loop's."""
-
-    def __init__(self, ctx: ToolContext) -> None:
-        self.ctx = ctx
-        self.step = 0
-
-    @property
-    def work(self) -> CodeWork:
-        assert self.ctx.code is not None
-        return self.ctx.code
-
-    def __call__(self, tool: str, /, **arguments: Any) -> ToolResult:
-        self.step += 1
-        return dispatch(self.ctx, tool, arguments, step=self.step)
-
-    def ok(self, tool: str, /, **arguments: Any) -> dict[str, Any]:
-        result = self(tool, **arguments)
-        assert result.ok and result.result is not None, result
-        return result.result
-
-    def error(self, tool: str, /, **arguments: Any) -> str:
-        result = self(tool, **arguments)
-        assert result.outcome == "error" and result.error, result
-        return result.error
-
-
 @pytest.fixture()
 def outside(tmp_path: Path) -> Path:
     """A file outside the worktree that a symlink in the repository points at."""
@@ -73,32 +51,19 @@ def outside(tmp_path: Path) -> Path:
 
 
 @pytest.fixture()
-def tools(db_url: str, raw: psycopg.Connection, tmp_path: Path, outside: Path) -> Tools:
+def tools(db_url: str, raw: psycopg.Connection, tmp_path: Path, outside: Path) -> ToolRun:
     assert run_hq("agents", "sync").exit_code == 0
     files = sample_files() | {".hq/project.yaml": PROJECT_YAML, "twice.py": TWICE}
     links = {"escape.py": str(outside), "escape_dir": str(outside.parent), "inner.py": "calc.py"}
     remote = make_remote(tmp_path, files, links=links)
     project_id = add_project(raw, remote)
-    issue = project_issue(raw, project_id, "Add mul", "")
-    with read_only() as session:
-        project = store.get_project(session, project_id)
-    settings = get_settings()
-    ctx = ToolContext(
-        agent=agent_record("backend-engineer"),
-        issue_id=issue,
-        run_id=uuid.uuid4(),
-        workflow="execute",
-        settings=settings,
-        engine=get_engine(),
-        code=prepare(settings, project, issue, run_id=uuid.uuid4(), deadline=time.monotonic() + 600),
-    )
-    return Tools(ctx)
+    return project_run(project_id, project_issue(raw, project_id, "Add mul", ""))
 
 
 # --- edit_file ------------------------------------------------------------------------------------------------
 
 
-def test_edit_file_replaces_exactly_one_occurrence(tools: Tools) -> None:
+def test_edit_file_replaces_exactly_one_occurrence(tools: ToolRun) -> None:
     written = tools.ok("edit_file", path="calc.py", old_text="    return a + b\n", new_text="    return a + b\n\n\n")
     assert written["path"] == "calc.py"
     mul = "a + b\n\n\ndef mul(a, b):\n    return a * b\n"
@@ -109,23 +74,23 @@ def test_edit_file_replaces_exactly_one_occurrence(tools: Tools) -> None:
     assert (tools.work.worktree.root / "calc.py").read_text().count("a * b") == 2
 
 
-def test_edit_file_names_the_path_when_the_old_text_is_missing(tools: Tools) -> None:
+def test_edit_file_names_the_path_when_the_old_text_is_missing(tools: ToolRun) -> None:
     error = tools.error("edit_file", path="calc.py", old_text="return a - b", new_text="return a * b")
     assert "does not occur in calc.py" in error
     assert (tools.work.worktree.root / "calc.py").read_text() == CALC
 
 
-def test_edit_file_counts_the_occurrences_when_the_old_text_is_not_unique(tools: Tools) -> None:
+def test_edit_file_counts_the_occurrences_when_the_old_text_is_not_unique(tools: ToolRun) -> None:
     error = tools.error("edit_file", path="twice.py", old_text="x = 1", new_text="x = 2")
     assert "occurs 2 times in twice.py" in error
     assert (tools.work.worktree.root / "twice.py").read_text() == TWICE
 
 
-def test_edit_file_of_a_missing_file_is_an_error(tools: Tools) -> None:
+def test_edit_file_of_a_missing_file_is_an_error(tools: ToolRun) -> None:
     assert "no such file: nothing.py" in tools.error("edit_file", path="nothing.py", old_text="a", new_text="b")
 
 
-def test_an_empty_old_text_is_invalid(tools: Tools) -> None:
+def test_an_empty_old_text_is_invalid(tools: ToolRun) -> None:
     result = tools("edit_file", path="calc.py", old_text="", new_text="x")
     assert result.outcome == "invalid" and "old_text" in (result.error or "")
 
@@ -142,7 +107,7 @@ REFUSED = {
 
 
 @pytest.mark.parametrize("path", sorted(REFUSED))
-def test_path_rules_hold_in_the_worktree(path: str, tools: Tools, outside: Path) -> None:
+def test_path_rules_hold_in_the_worktree(path: str, tools: ToolRun, outside: Path) -> None:
     git_file = (tools.work.worktree.root / ".git").read_text()
     assert REFUSED[path] in tools.error("edit_file", path=path, old_text="SECRET", new_text="STOLEN")
     assert REFUSED[path] in tools.error("write_file", path=path, content="SECRET = 2\n")
@@ -151,7 +116,7 @@ def test_path_rules_hold_in_the_worktree(path: str, tools: Tools, outside: Path)
     assert (tools.work.worktree.root / ".git").read_text() == git_file  # the worktree's link to its repository
 
 
-def test_a_symlink_inside_the_worktree_may_be_followed(tools: Tools) -> None:
+def test_a_symlink_inside_the_worktree_may_be_followed(tools: ToolRun) -> None:
     assert tools.ok("read_file", path="inner.py")["content"] == CALC
 
 
@@ -159,20 +124,20 @@ def test_a_symlink_inside_the_worktree_may_be_followed(tools: Tools) -> None:
 
 
 @pytest.mark.parametrize("name", ["rm", "bash", "python3 -c 'print(1)'", "deploy"])
-def test_run_command_refuses_a_name_the_run_may_not_use(name: str, tools: Tools) -> None:
+def test_run_command_refuses_a_name_the_run_may_not_use(name: str, tools: ToolRun) -> None:
     error = tools.error("run_command", name=name)
     assert f"{name!r} is not a command this run may use" in error
     assert "test" in error and "where" in error  # it says which it may use
     assert "deployed" not in error
 
 
-def test_run_command_runs_a_project_command_in_the_sandbox(tools: Tools) -> None:
+def test_run_command_runs_a_project_command_in_the_sandbox(tools: ToolRun) -> None:
     where = tools.ok("run_command", name="where")
     assert where["exit_code"] == 0 and where["timed_out"] is False
     assert f"cwd /workspace issue {tools.ctx.issue_id}" in where["output_tail"]  # the sandbox's view, not the host's
 
 
-def test_run_command_returns_the_tests_exit_code_and_output_tail(tools: Tools) -> None:
+def test_run_command_returns_the_tests_exit_code_and_output_tail(tools: ToolRun) -> None:
     failed = tools.ok("run_command", name="test")
     assert failed["exit_code"] != 0 and "cannot import name 'mul'" in failed["output_tail"]
     assert isinstance(failed["seconds"], float)
@@ -181,7 +146,7 @@ def test_run_command_returns_the_tests_exit_code_and_output_tail(tools: Tools) -
     assert passed["exit_code"] == 0 and "OK" in passed["output_tail"]
 
 
-def test_extra_arguments_cannot_smuggle_a_command_line(tools: Tools) -> None:
+def test_extra_arguments_cannot_smuggle_a_command_line(tools: ToolRun) -> None:
     result = tools.ok("run_command", name="where", argv=["sh", "-c", "echo pwned"], shell="echo pwned")
     assert "pwned" not in result["output_tail"] and "cwd /workspace" in result["output_tail"]
 
@@ -189,7 +154,7 @@ def test_extra_arguments_cannot_smuggle_a_command_line(tools: Tools) -> None:
 # --- search and diff ------------------------------------------------------------------------------------------
 
 
-def test_search_finds_a_pattern_in_tracked_and_new_files(tools: Tools) -> None:
+def test_search_finds_a_pattern_in_tracked_and_new_files(tools: ToolRun) -> None:
     found = tools.ok("search", pattern=r"def (add|mul)")
     assert found == {"matches": ["calc.py:1:def add(a, b):"], "truncated": False}
     tools.ok("write_file", path="lib/extra.py", content="def mul(a, b):\n    return a * b\n")
@@ -198,7 +163,7 @@ def test_search_finds_a_pattern_in_tracked_and_new_files(tools: Tools) -> None:
     assert tools.ok("search", pattern="no such thing anywhere") == {"matches": [], "truncated": False}
 
 
-def test_diff_shows_the_change_against_the_base(tools: Tools) -> None:
+def test_diff_shows_the_change_against_the_base(tools: ToolRun) -> None:
     assert tools.ok("diff") == {"stat": "", "patch": ""}
     tools.ok("edit_file", path="calc.py", old_text="a + b\n", new_text="a + b\n\n\ndef mul(a, b):\n    return a * b\n")
     tools.ok("write_file", path="notes/new.md", content="# New\n")
@@ -219,6 +184,6 @@ def test_code_tools_need_a_project(db_url: str, raw: psycopg.Connection) -> None
         settings=get_settings(),
         engine=get_engine(),
     )
-    tools = Tools(ctx)
+    tools = ToolRun(ctx)
     for tool, arguments in (("run_command", {"name": "test"}), ("diff", {}), ("search", {"pattern": "x"})):
         assert "this issue has no project" in tools.error(tool, **arguments)

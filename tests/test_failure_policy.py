@@ -16,7 +16,7 @@ import pytest
 
 from config.settings import load_settings
 from scheduler.company import Company
-from scheduler.heartbeat import Runtime, run_beat
+from scheduler.heartbeat import BeatContext, run_beat
 from tests.conftest import run_hq
 from tests.fakes.anthropic_server import FakeAnthropic, Reply, error
 from tests.helpers import force_status, new_issue, one
@@ -65,7 +65,7 @@ def fake() -> Iterator[FakeAnthropic]:
 
 
 @pytest.fixture()
-def runtime(db_url: str, fake: FakeAnthropic, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Runtime:
+def runtime(db_url: str, fake: FakeAnthropic, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> BeatContext:
     assert run_hq("agents", "sync").exit_code == 0
     models = write_models(
         tmp_path / "m.yaml", fake, {t: [f"anthropic/{MODEL}"] for t in ("reasoning", "execution", "utility")}, retries=0
@@ -99,7 +99,7 @@ def notifications(raw: psycopg.Connection, event: str) -> int:
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.workflow)
 def test_a_revoked_key_blocks_the_work_once_tells_a_human_once_and_pauses_the_deployment(
-    case: Case, runtime: Runtime, fake: FakeAnthropic, raw: psycopg.Connection
+    case: Case, runtime: BeatContext, fake: FakeAnthropic, raw: psycopg.Connection
 ) -> None:
     fake.default(MODEL, error(401, "invalid x-api-key"))
     first = seed(raw, case)
@@ -118,7 +118,7 @@ def test_a_revoked_key_blocks_the_work_once_tells_a_human_once_and_pauses_the_de
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.workflow)
 def test_a_refused_request_counts_an_attempt_in_every_workflow_alike(
-    case: Case, runtime: Runtime, fake: FakeAnthropic, raw: psycopg.Connection
+    case: Case, runtime: BeatContext, fake: FakeAnthropic, raw: psycopg.Connection
 ) -> None:
     fake.default(MODEL, error(400, TOO_LONG))
     issue = seed(raw, case)
@@ -131,7 +131,7 @@ def test_a_refused_request_counts_an_attempt_in_every_workflow_alike(
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.workflow)
 def test_an_overloaded_provider_refunds_in_every_workflow_alike(
-    case: Case, runtime: Runtime, fake: FakeAnthropic, raw: psycopg.Connection
+    case: Case, runtime: BeatContext, fake: FakeAnthropic, raw: psycopg.Connection
 ) -> None:
     fake.default(MODEL, error(529, "Overloaded"))
     issue = seed(raw, case)
@@ -146,7 +146,7 @@ def test_an_overloaded_provider_refunds_in_every_workflow_alike(
 
 
 def test_a_refused_request_that_uses_the_last_attempt_blocks_and_escalates(
-    runtime: Runtime, fake: FakeAnthropic, raw: psycopg.Connection
+    runtime: BeatContext, fake: FakeAnthropic, raw: psycopg.Connection
 ) -> None:
     fake.default(MODEL, error(400, TOO_LONG))
     issue = seed(raw, CASES[1])  # in review: the reviewer's claim counts nothing itself
@@ -156,7 +156,7 @@ def test_a_refused_request_that_uses_the_last_attempt_blocks_and_escalates(
 
 
 def test_an_issue_out_of_money_is_blocked_and_a_human_asked_by_the_policy_not_the_router(
-    runtime: Runtime, fake: FakeAnthropic, raw: psycopg.Connection
+    runtime: BeatContext, fake: FakeAnthropic, raw: psycopg.Connection
 ) -> None:
     issue = seed(raw, CASES[0])
     raw.execute("UPDATE issues SET budget_usd = 0.0001 WHERE id = %s", (issue,))

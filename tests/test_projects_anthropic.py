@@ -17,7 +17,7 @@ import pytest
 
 from config.settings import load_settings
 from scheduler.company import Company
-from scheduler.heartbeat import Runtime
+from scheduler.heartbeat import BeatContext
 from tests.conftest import run_hq
 from tests.fakes.anthropic_server import FakeAnthropic, Reply
 from tests.projects_support import (
@@ -55,7 +55,7 @@ def fake() -> Iterator[FakeAnthropic]:
 
 
 @pytest.fixture()
-def runtime(db_url: str, fake: FakeAnthropic, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Runtime:
+def runtime(db_url: str, fake: FakeAnthropic, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> BeatContext:
     assert run_hq("agents", "sync").exit_code == 0
     tiers = {"execution": [f"anthropic/{WORKER}"], "utility": [f"anthropic/{WORKER}"]}
     tiers["reasoning"] = [f"anthropic/{REVIEWER}"]
@@ -75,7 +75,7 @@ def tool_results(body: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def test_a_model_reads_edits_tests_fixes_and_ships(
-    runtime: Runtime, fake: FakeAnthropic, raw: psycopg.Connection, tmp_path: Path
+    runtime: BeatContext, fake: FakeAnthropic, raw: psycopg.Connection, tmp_path: Path
 ) -> None:
     remote = make_remote(tmp_path)
     base = remote_rev(remote)

@@ -18,7 +18,7 @@ from db.engine import read_only
 from projects.repo import shipping
 from projects.repo.repository import PushResult, Repository
 from scheduler.company import Company
-from scheduler.heartbeat import Runtime, run_beat
+from scheduler.heartbeat import BeatContext, run_beat
 from tests.conftest import run_hq
 from tests.helpers import one
 from tests.projects_support import (
@@ -69,19 +69,19 @@ VERIFY_YAML = (
 
 
 @pytest.fixture()
-def runtime(db_url: str) -> Runtime:
+def runtime(db_url: str) -> BeatContext:
     assert run_hq("agents", "sync").exit_code == 0
     return Company(load_settings(), threads=1).runtime
 
 
-def approved(runtime: Runtime, raw: psycopg.Connection, issue: int) -> None:
+def approved(runtime: BeatContext, raw: psycopg.Connection, issue: int) -> None:
     """Execute and review: the issue is approved with passing evidence at its branch head."""
     assert beat(runtime, raw, ENGINEER, issue) == "in_review"
     assert beat(runtime, raw, LEAD, issue) == "approved"
 
 
 def test_code_that_passes_the_gate_is_merged_and_verified(
-    runtime: Runtime, raw: psycopg.Connection, tmp_path: Path
+    runtime: BeatContext, raw: psycopg.Connection, tmp_path: Path
 ) -> None:
     remote = make_remote(tmp_path)
     project = add_project(raw, remote)
@@ -98,7 +98,7 @@ def test_code_that_passes_the_gate_is_merged_and_verified(
 
 
 def test_code_that_fails_the_tests_comes_back_with_the_output_and_no_model_call(
-    runtime: Runtime, raw: psycopg.Connection, tmp_path: Path
+    runtime: BeatContext, raw: psycopg.Connection, tmp_path: Path
 ) -> None:
     remote = make_remote(tmp_path)
     project = add_project(raw, remote)
@@ -113,7 +113,7 @@ def test_code_that_fails_the_tests_comes_back_with_the_output_and_no_model_call(
 
 
 def test_two_issues_of_one_project_never_touch_each_others_files(
-    runtime: Runtime, raw: psycopg.Connection, tmp_path: Path
+    runtime: BeatContext, raw: psycopg.Connection, tmp_path: Path
 ) -> None:
     """Interleaved on one engineer: A fails and comes back while B ships; A's rework changes only A's files.
 
@@ -152,7 +152,7 @@ def test_two_issues_of_one_project_never_touch_each_others_files(
 
 
 def test_two_engineers_at_once_work_in_their_own_worktrees(
-    runtime: Runtime, raw: psycopg.Connection, tmp_path: Path
+    runtime: BeatContext, raw: psycopg.Connection, tmp_path: Path
 ) -> None:
     """Two engineers' beats at the same time, in one process, on one clone: each branch holds only its change."""
     remote = make_remote(tmp_path, passing_files())
@@ -199,7 +199,7 @@ def test_two_engineers_at_once_work_in_their_own_worktrees(
 
 
 def test_review_and_deploy_ignore_evidence_for_other_commits(
-    runtime: Runtime, raw: psycopg.Connection, tmp_path: Path
+    runtime: BeatContext, raw: psycopg.Connection, tmp_path: Path
 ) -> None:
     """Green evidence for an older head (and a planted green row for the base) vouches for nothing newer."""
     remote = make_remote(tmp_path)
@@ -268,7 +268,7 @@ def test_passing_evidence_counts_only_for_exactly_that_commit(raw: psycopg.Conne
 
 
 def test_a_merge_conflict_goes_back_to_the_author_with_the_paths(
-    runtime: Runtime, raw: psycopg.Connection, tmp_path: Path
+    runtime: BeatContext, raw: psycopg.Connection, tmp_path: Path
 ) -> None:
     remote = make_remote(tmp_path)
     project = add_project(raw, remote)
@@ -284,7 +284,7 @@ def test_a_merge_conflict_goes_back_to_the_author_with_the_paths(
 
 
 def test_a_conflicted_issue_can_be_reworked_and_shipped(
-    runtime: Runtime, raw: psycopg.Connection, tmp_path: Path
+    runtime: BeatContext, raw: psycopg.Connection, tmp_path: Path
 ) -> None:
     remote = make_remote(tmp_path)
     project = add_project(raw, remote)
@@ -300,7 +300,7 @@ def test_a_conflicted_issue_can_be_reworked_and_shipped(
 
 
 def test_a_deploy_that_crashed_after_its_push_merges_once_when_retried(
-    runtime: Runtime, raw: psycopg.Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    runtime: BeatContext, raw: psycopg.Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     remote = make_remote(tmp_path)
     project = add_project(raw, remote)
@@ -324,7 +324,7 @@ def test_a_deploy_that_crashed_after_its_push_merges_once_when_retried(
 
 
 def test_a_failed_verify_pushes_a_revert_and_sends_the_issue_back(
-    runtime: Runtime, raw: psycopg.Connection, tmp_path: Path
+    runtime: BeatContext, raw: psycopg.Connection, tmp_path: Path
 ) -> None:
     files = sample_files() | {".hq/project.yaml": VERIFY_YAML}
     remote = make_remote(tmp_path, files)
@@ -344,7 +344,7 @@ def test_a_failed_verify_pushes_a_revert_and_sends_the_issue_back(
 
 
 def test_base_moved_after_approval_is_merged_onto_the_new_base(
-    runtime: Runtime, raw: psycopg.Connection, tmp_path: Path
+    runtime: BeatContext, raw: psycopg.Connection, tmp_path: Path
 ) -> None:
     remote = make_remote(tmp_path)
     project = add_project(raw, remote)
@@ -374,7 +374,7 @@ def _moving_base(monkeypatch: pytest.MonkeyPatch, remote: Path, times: int) -> l
 
 
 def test_base_moved_between_merge_and_push_is_merged_again_once(
-    runtime: Runtime, raw: psycopg.Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    runtime: BeatContext, raw: psycopg.Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     remote = make_remote(tmp_path)
     project = add_project(raw, remote)
@@ -390,7 +390,7 @@ def test_base_moved_between_merge_and_push_is_merged_again_once(
 
 
 def test_base_that_keeps_moving_sends_the_issue_back(
-    runtime: Runtime, raw: psycopg.Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    runtime: BeatContext, raw: psycopg.Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     remote = make_remote(tmp_path)
     project = add_project(raw, remote)
@@ -417,7 +417,7 @@ BROKEN_FILES = {
 
 @pytest.mark.parametrize("case", sorted(BROKEN_FILES))
 def test_a_missing_or_invalid_project_file_blocks_without_a_model_call(
-    case: str, runtime: Runtime, raw: psycopg.Connection, tmp_path: Path
+    case: str, runtime: BeatContext, raw: psycopg.Connection, tmp_path: Path
 ) -> None:
     content, message = BROKEN_FILES[case]
     files = {path: text for path, text in sample_files().items() if path != ".hq/project.yaml"}
@@ -435,7 +435,7 @@ def test_a_missing_or_invalid_project_file_blocks_without_a_model_call(
 
 
 def test_a_project_file_broken_after_submission_blocks_the_review(
-    runtime: Runtime, raw: psycopg.Connection, tmp_path: Path
+    runtime: BeatContext, raw: psycopg.Connection, tmp_path: Path
 ) -> None:
     remote = make_remote(tmp_path)
     project = add_project(raw, remote)

@@ -16,7 +16,7 @@ import pytest
 
 from config.settings import load_settings
 from scheduler.company import Company
-from scheduler.heartbeat import Runtime
+from scheduler.heartbeat import BeatContext
 from tests.conftest import run_hq
 from tests.projects_support import (
     ENGINEER,
@@ -35,7 +35,7 @@ pytestmark = [pytest.mark.usefixtures("db_url"), needs_bwrap]
 
 
 @pytest.fixture()
-def runtime(db_url: str) -> Runtime:
+def runtime(db_url: str) -> BeatContext:
     assert run_hq("agents", "sync").exit_code == 0
     return Company(load_settings(), threads=1).runtime
 
@@ -52,7 +52,7 @@ def _rename_on_branch(remote: Path, branch: str, source: str, target: str) -> No
 
 @pytest.mark.parametrize("target", ["hq-project.yaml", "docs/project.yaml", ".hq.yaml"])
 def test_moving_the_project_file_away_waits_for_a_person(
-    runtime: Runtime, raw: psycopg.Connection, tmp_path: Path, target: str
+    runtime: BeatContext, raw: psycopg.Connection, tmp_path: Path, target: str
 ) -> None:
     remote = make_remote(tmp_path)
     project = add_project(raw, remote)
@@ -65,7 +65,9 @@ def test_moving_the_project_file_away_waits_for_a_person(
     assert "edits .hq/" in reason
 
 
-def test_moving_a_file_into_hq_waits_for_a_person(runtime: Runtime, raw: psycopg.Connection, tmp_path: Path) -> None:
+def test_moving_a_file_into_hq_waits_for_a_person(
+    runtime: BeatContext, raw: psycopg.Connection, tmp_path: Path
+) -> None:
     remote = make_remote(tmp_path)
     project = add_project(raw, remote)
     issue = project_issue(raw, project, "Add mul to calc", fenced("calc.py", GOOD_MUL))

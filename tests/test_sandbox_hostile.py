@@ -22,20 +22,15 @@ from typing import Any
 import psycopg
 import pytest
 
-from agents.tools.context import ToolContext
-from agents.tools.dispatch import dispatch
 from config.settings import get_settings, load_settings
-from db import store
-from db.engine import get_engine, read_only
 from projects import sandbox as sandbox_module
-from projects.repo.work import CodeWork, prepare
 from scheduler.company import Company
 from tests.conftest import run_hq
-from tests.helpers import agent_record
 from tests.projects_support import (
     ENGINEER,
     GOOD_MUL,
     LEAD,
+    ToolRun,
     add_project,
     beat,
     comments,
@@ -44,6 +39,7 @@ from tests.projects_support import (
     needs_bwrap,
     passing_files,
     project_issue,
+    project_run,
     sample_files,
 )
 
@@ -130,52 +126,16 @@ PROJECT_YAML = (
 )
 
 
-class Run:
-    """One execute run's tools on a project issue, called as a model calls them."""
-
-    def __init__(self, ctx: ToolContext) -> None:
-        self.ctx = ctx
-        self.step = 0
-
-    @property
-    def work(self) -> CodeWork:
-        assert self.ctx.code is not None
-        return self.ctx.code
-
-    def command(self, name: str) -> dict[str, Any]:
-        self.step += 1
-        result = dispatch(self.ctx, "run_command", {"name": name}, step=self.step)
-        assert result.ok and result.result is not None, result
-        return result.result
-
-
 CANARY = "hq-canary-" + uuid.uuid4().hex
 PLANTED = f"/usr/local/etc/hq-test-{uuid.uuid4().hex[:12]}"
 MASKED = (f"{PLANTED}/pip.conf", f"{PLANTED}/gcloud/access_tokens.db")
 
 
-def start_run(raw: psycopg.Connection, tmp_path: Path, **overrides: Any) -> Run:
+def start_run(raw: psycopg.Connection, tmp_path: Path, **overrides: Any) -> ToolRun:
     assert run_hq("agents", "sync").exit_code == 0
     files = sample_files() | {".hq/project.yaml": PROJECT_YAML.format(files=", ".join(MASKED)), "hostile.py": HOSTILE}
-    remote = make_remote(tmp_path, files)
-    project_id = add_project(raw, remote)
-    issue = project_issue(raw, project_id, "Hostile", "")
-    with read_only() as session:
-        project = store.get_project(session, project_id)
-    settings = get_settings().model_copy(update=overrides)
-    run_id = uuid.uuid4()
-    code = prepare(settings, project, issue, run_id=run_id, deadline=time.monotonic() + 600)
-    agent = agent_record("backend-engineer")
-    ctx = ToolContext(
-        agent=agent,
-        issue_id=issue,
-        run_id=run_id,
-        workflow="execute",
-        settings=settings,
-        engine=get_engine(),
-        code=code,
-    )
-    return Run(ctx)
+    project_id = add_project(raw, make_remote(tmp_path, files))
+    return project_run(project_id, project_issue(raw, project_id, "Hostile", ""), **overrides)
 
 
 def entries(root: Path) -> Iterator[tuple[Path, os.stat_result]]:
@@ -332,7 +292,7 @@ def processes_of(uids: range) -> int:
     return count
 
 
-def uid_cap(run: Run) -> str:
+def uid_cap(run: ToolRun) -> str:
     sandbox = run.work.sandbox
     assert isinstance(sandbox, sandbox_module.Bubblewrap)
     return sandbox.process_cap.describe()

@@ -126,7 +126,7 @@ def test_parents_come_back_to_their_owner_when_children_finish(ids: dict[str, in
 
 
 def test_circuit_breaker_stops_an_agent_looping_on_one_issue(ids: dict[str, int], raw: psycopg.Connection) -> None:
-    from scheduler.heartbeat import Runtime, run_beat
+    from scheduler.heartbeat import BeatContext, run_beat
 
     issue = new_issue(raw, "going nowhere", status="todo", assignee_id=ids["backend-engineer"])
     force_status(raw, issue, "in_review", reviewer_id=ids["eng-lead-platform"])
@@ -137,7 +137,7 @@ def test_circuit_breaker_stops_an_agent_looping_on_one_issue(ids: dict[str, int]
             (ids["eng-lead-platform"], issue),
         )
     roster = load_company(get_settings())
-    run_beat("eng-lead-platform", Runtime(get_settings(), get_engine(), roster, "test"))
+    run_beat("eng-lead-platform", BeatContext(get_settings(), get_engine(), roster, "test"))
     row = raw.execute("SELECT status, blocked_reason, escalated_to_id FROM issues WHERE id = %s", (issue,)).fetchone()
     assert row == ("blocked", "circuit_breaker", ids["eng-lead-platform"])
 

@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import tarfile
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,17 +23,22 @@ from typing import Any
 import psycopg
 import pytest
 
-from agents.tools.context import ToolContext
-from agents.tools.dispatch import dispatch
 from config.settings import get_settings
 from db import store
-from db.engine import get_engine, read_only
+from db.engine import read_only
 from projects.repo import repository as repository_module
 from projects.repo.repository import Repository
-from projects.repo.work import CodeWork, prepare, release
+from projects.repo.work import release
 from tests.conftest import run_hq
-from tests.helpers import agent_record
-from tests.projects_support import add_project, make_remote, needs_bwrap, project_issue, sample_files
+from tests.projects_support import (
+    ToolRun,
+    add_project,
+    make_remote,
+    needs_bwrap,
+    project_issue,
+    project_run,
+    sample_files,
+)
 
 pytestmark = needs_bwrap
 
@@ -113,25 +117,6 @@ def project_yaml(outside: Path, marker: Path) -> str:
     )
 
 
-class Run:
-    """One execute run's tools on a project issue, called as a model calls them."""
-
-    def __init__(self, ctx: ToolContext) -> None:
-        self.ctx = ctx
-        self.step = 0
-
-    @property
-    def work(self) -> CodeWork:
-        assert self.ctx.code is not None
-        return self.ctx.code
-
-    def command(self, name: str) -> dict[str, Any] | None:
-        """The command's result; None when the tool failed after the command ran (e.g. the walk after it)."""
-        self.step += 1
-        result = dispatch(self.ctx, "run_command", {"name": name}, step=self.step)
-        return result.result if result.ok else None
-
-
 def setup_project(raw: psycopg.Connection, tmp_path: Path) -> tuple[int, int, Path, Path]:
     """A project whose repository carries the hostile commands; (project id, issue id, outside dir, marker)."""
     assert run_hq("agents", "sync").exit_code == 0
@@ -144,23 +129,8 @@ def setup_project(raw: psycopg.Connection, tmp_path: Path) -> tuple[int, int, Pa
     return project_id, project_issue(raw, project_id, "Hostile", ""), outside, marker
 
 
-def start_run(project_id: int, issue: int, **overrides: Any) -> Run:
-    with read_only() as session:
-        project = store.get_project(session, project_id)
-    assert project is not None
-    settings = get_settings().model_copy(update=overrides)
-    run_id = uuid.uuid4()
-    code = prepare(settings, project, issue, run_id=run_id, deadline=time.monotonic() + 600)
-    ctx = ToolContext(
-        agent=agent_record("backend-engineer"),
-        issue_id=issue,
-        run_id=run_id,
-        workflow="execute",
-        settings=settings,
-        engine=get_engine(),
-        code=code,
-    )
-    return Run(ctx)
+def start_run(project_id: int, issue: int, **overrides: Any) -> ToolRun:
+    return project_run(project_id, issue, **overrides)
 
 
 @pytest.fixture(autouse=True)
@@ -306,7 +276,7 @@ settings = get_settings()
 run_id = uuid.uuid4()
 code = prepare(settings, project, issue, run_id=run_id, deadline=time.monotonic() + 600)
 context = ToolContext(agent=agent_record("backend-engineer"), issue_id=issue, run_id=run_id, workflow="execute",
-                      settings=settings, engine=get_engine(), code=code)
+                      settings=settings, engine=get_engine(), work=code)
 result = dispatch(context, "run_command", {"name": "commondir"}, step=1)
 print("READY", code.worktree.root, result.ok, flush=True)
 time.sleep(600)

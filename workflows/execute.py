@@ -24,7 +24,7 @@ from db.store import Claim, IssueRecord
 from models.protocol import user_message
 from projects.document.snapshots import record_snapshot, restore_workspace
 from projects.repo.repository import RepositoryError
-from projects.repo.work import CodeWork, commit_and_push, prepare, record_commit, release
+from projects.repo.work import RepoWork, commit_and_push, prepare, record_commit, release
 from projects.workspace import MAX_FILE_BYTES, Workspace, WorkspaceError
 from runtimes import RuntimeFailed
 from runtimes.builtin import LoopResult, run_tool_loop
@@ -68,15 +68,15 @@ def run(ctx: WorkflowContext) -> None:
     project = projects.project_of(ctx, held)
     if project is not None:
         try:  # before any model call: a broken project file or remote costs nothing
-            tools.code = prepare(ctx.settings, project, held.id, run_id=held.run_id, deadline=ctx.item_deadline())
+            tools.work = prepare(ctx.settings, project, held.id, run_id=held.run_id, deadline=ctx.item_deadline())
         except projects.PROJECT_FAILURES as error:
             projects.handle(ctx, held, error)
             return
     try:
         _run_claimed(ctx, held, tools, stitch=stitch)
     finally:
-        if tools.code is not None:  # the worktree lives only while the run holds it
-            release(tools.code)
+        if tools.work is not None:  # the worktree lives only while the run holds it
+            release(tools.work)
 
 
 def _run_claimed(ctx: WorkflowContext, held: Claim, tools: ToolContext, *, stitch: bool) -> None:
@@ -94,8 +94,8 @@ def _run_claimed(ctx: WorkflowContext, held: Claim, tools: ToolContext, *, stitc
     if result.timed_out:
         failures.count_failure(ctx, held, "The run passed its maximum duration.")
         return
-    if tools.code is not None:
-        _conclude_code(ctx, held, result, tools, tools.code)
+    if tools.work is not None:
+        _conclude_code(ctx, held, result, tools, tools.work)
     else:
         _conclude(ctx, held, result, tools, stitch=stitch)
 
@@ -106,8 +106,8 @@ def _work(ctx: WorkflowContext, held: Claim, tools: ToolContext, *, stitch: bool
         system = prompts.system_prompt(ctx, session)
         context = prompts.work_context(ctx, session, issue, stitch=stitch)
     tier = "reasoning" if stitch else module_tier(held.issue) or ctx.agent.tier
-    if tools.code is not None:
-        context = code_context(context, tools.code)
+    if tools.work is not None:
+        context = code_context(context, tools.work)
         runtime = _coding_agent(ctx, tier)
         if runtime is not None:
             from models.forwarder import forwarder_for  # the CLI's runtime: only a role that has it pays
@@ -118,7 +118,7 @@ def _work(ctx: WorkflowContext, held: Claim, tools: ToolContext, *, stitch: bool
                 forwarder_for(ctx.router()),
                 ctx.call(held.id, held.run_id),
                 tools,
-                tools.code,
+                tools.work,
                 tier=tier,
                 options=runtime,
                 system=system,
@@ -169,7 +169,7 @@ def _coding_agent(ctx: WorkflowContext, tier: str) -> RuntimeOptions | None:
     return None
 
 
-def code_context(context: dict[str, Any], work: CodeWork) -> dict[str, Any]:
+def code_context(context: dict[str, Any], work: RepoWork) -> dict[str, Any]:
     """The work context for a project issue: the repository and its commands instead of a deliverable file."""
     context = {key: value for key, value in context.items() if key != "deliverable_path"}
     context["project"] = {
@@ -246,7 +246,7 @@ def _conclude(ctx: WorkflowContext, held: Claim, result: LoopResult, tools: Tool
     )
 
 
-def _conclude_code(ctx: WorkflowContext, held: Claim, result: LoopResult, tools: ToolContext, work: CodeWork) -> None:
+def _conclude_code(ctx: WorkflowContext, held: Claim, result: LoopResult, tools: ToolContext, work: RepoWork) -> None:
     """Commit and push what the run left (the compare-and-set), then submit, block or count the attempt."""
     outcome = tools.outcome
     with ctx.tx(held.run_id) as session:  # a run that lost the issue pushes nothing (the push is the real CAS)

@@ -20,7 +20,7 @@ from config.errors import ToolError
 from projects.git import GitError, git
 from projects.repo.checks import run_named
 from projects.repo.repository import RepositoryError
-from projects.repo.work import CodeWork
+from projects.repo.work import RepoWork
 from projects.workspace import MAX_FILE_BYTES
 
 MAX_MATCHES = 200
@@ -47,10 +47,10 @@ class CommandArgs(BaseModel):
     name: Annotated[str, Field(max_length=64, description="A command named in the project's .hq/project.yaml.")]
 
 
-def _code(ctx: ToolContext) -> CodeWork:
-    if ctx.code is None:
+def _code(ctx: ToolContext) -> RepoWork:
+    if ctx.work is None:
         raise ToolError("this issue has no project: there is no repository, diff or command to run")
-    return ctx.code
+    return ctx.work
 
 
 @tool("code", EditArgs)

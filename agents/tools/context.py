@@ -14,7 +14,7 @@ from config.settings import Settings
 from db.store.records import AgentRecord
 
 if TYPE_CHECKING:
-    from projects.repo.work import CodeWork
+    from projects.repo.work import RepoWork
 
 
 class Blocked(BaseModel):
@@ -76,7 +76,7 @@ class ToolContext:
     settings: Settings
     engine: Engine
     outcome: ToolOutcome = field(default_factory=ToolOutcome)
-    code: CodeWork | None = None  # set for an issue of a git project: its worktree, commands and sandbox
+    work: RepoWork | None = None  # set for an issue of a git project: its worktree, commands and sandbox
 
     @property
     def actor(self) -> str:
@@ -85,8 +85,8 @@ class ToolContext:
     def workspace_root(self) -> Path:
         if self.issue_id is None:
             raise ValueError("this tool needs an issue")
-        if self.code is not None:
-            return self.code.worktree.root
+        if self.work is not None:
+            return self.work.worktree.root
         return workspace_path(self.settings, self.issue_id)
 
     def published_root(self) -> Path:

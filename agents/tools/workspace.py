@@ -28,7 +28,7 @@ class ListArgs(BaseModel):
 
 def _workspace(ctx: ToolContext) -> Workspace:
     """The issue's worktree for a project issue, else its document workspace."""
-    return ctx.code.worktree if ctx.code is not None else Workspace(ctx.workspace_root())
+    return ctx.work.worktree if ctx.work is not None else Workspace(ctx.workspace_root())
 
 
 @tool("workspace", PathArgs)

@@ -29,7 +29,7 @@ log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
-class CodeWork:
+class RepoWork:
     issue_id: int
     project: ProjectRecord
     repository: Repository
@@ -47,7 +47,7 @@ class CodeWork:
 
 def prepare(
     settings: Settings, project: ProjectRecord, issue_id: int, *, run_id: uuid.UUID, deadline: float
-) -> CodeWork:
+) -> RepoWork:
     """Fetch, read the base branch's project file, and build the issue's worktree from its pushed branch.
 
     When the base has moved on since the branch left it, the base is merged in first, so the
@@ -67,10 +67,10 @@ def prepare(
         conflicts = worktree.update_from(base_head, message, author=HQ_AUTHOR, email=HQ_EMAIL)
     base = worktree.run("merge-base", base_head, "HEAD").strip() if not conflicts else base_head
     sandbox = sandbox_for(settings)
-    return CodeWork(issue_id, project, repository, project_file, worktree, sandbox, base, deadline, conflicts)
+    return RepoWork(issue_id, project, repository, project_file, worktree, sandbox, base, deadline, conflicts)
 
 
-def release(work: CodeWork) -> None:
+def release(work: RepoWork) -> None:
     """The run is over: its worktree goes (quarantined if a command redirected its ``.git``).
 
     What the run did is on the remote's branch by now (or deliberately not: a lost lease, a failed
@@ -89,7 +89,7 @@ def release(work: CodeWork) -> None:
         )
 
 
-def commit_and_push(work: CodeWork, *, agent: str, run_id: uuid.UUID, workflow: str) -> tuple[str, PushResult]:
+def commit_and_push(work: RepoWork, *, agent: str, run_id: uuid.UUID, workflow: str) -> tuple[str, PushResult]:
     """Commit what the run left (author: the agent) and push the branch, never forced.
 
     Returns the branch head after the run and the push's result; with nothing to
@@ -104,7 +104,7 @@ def commit_and_push(work: CodeWork, *, agent: str, run_id: uuid.UUID, workflow: 
     return head, work.repository.push(head, work.branch)
 
 
-def record_commit(session: Session, work: CodeWork, *, commit: str, run_id: uuid.UUID, agent_id: int) -> str:
+def record_commit(session: Session, work: RepoWork, *, commit: str, run_id: uuid.UUID, agent_id: int) -> str:
     """Record the run's branch head as the issue's artifact (its diff stat against the base); returns the stat.
 
     The caller holds the issue's lease with its row locked, so a run that lost the issue records nothing.
