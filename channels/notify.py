@@ -22,7 +22,6 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
@@ -32,7 +31,7 @@ from config.log import get_logger
 from config.secrets import redact
 from config.settings import Settings
 from db.engine import transaction
-from db.models import Notification
+from db.store import outbox
 
 NAME = "notify"
 ACTOR = "system:notify"
@@ -59,25 +58,14 @@ class NotifyReport:
 
 def _claim(engine: Engine, settings: Settings, limit: int) -> list[tuple[int, str, dict[str, Any], int]]:
     """Take due rows (pending, or `sending` rows abandoned by a dead process) and mark them in flight."""
-    now = dt.datetime.now(dt.UTC)
     with transaction(ACTOR, workflow=NAME, engine=engine) as session:
-        rows = session.scalars(
-            select(Notification)
-            .where(Notification.status.in_(("pending", "sending")), Notification.next_attempt_at <= now)
-            .order_by(Notification.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        ).all()
-        for row in rows:
-            row.status = "sending"
-            row.attempts += 1
-            row.next_attempt_at = now + dt.timedelta(seconds=settings.notify_inflight_seconds)
-        return [(r.id, r.event, dict(r.payload), r.attempts) for r in rows]
+        rows = outbox.claim_notifications(session, limit=limit, inflight_seconds=settings.notify_inflight_seconds)
+    return [(r.id, r.event, r.payload, r.attempts) for r in rows]
 
 
 def _mark(engine: Engine, row_id: int, **values: Any) -> None:
     with transaction(ACTOR, workflow=NAME, engine=engine) as session:
-        session.execute(update(Notification).where(Notification.id == row_id).values(**values))
+        outbox.mark_notification(session, row_id, **values)
 
 
 def _backoff(attempts: int) -> dt.timedelta:

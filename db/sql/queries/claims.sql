@@ -276,3 +276,23 @@ RETURNING h.run_id;
 UPDATE agents SET lease_until = now() + make_interval(secs => :ttl)
  WHERE id = :agent_id AND lease_owner = :run_id
 RETURNING id;
+
+-- name: claim_notifications
+-- The notify job's batch: due outbox rows (pending, or `sending` rows whose sender died), oldest first, marked
+-- in flight until :inflight_seconds from now. SKIP LOCKED: two senders never take one row; the MATERIALIZED
+-- CTE keeps the planner from updating more than the LIMIT. notifications_pending_idx matches the predicate.
+WITH due AS MATERIALIZED (
+    SELECT id
+      FROM notifications
+     WHERE status IN ('pending', 'sending') AND next_attempt_at <= now()
+     ORDER BY id
+     LIMIT :limit
+       FOR UPDATE SKIP LOCKED
+)
+UPDATE notifications n
+   SET status = 'sending',
+       attempts = n.attempts + 1,
+       next_attempt_at = now() + make_interval(secs => :inflight_seconds)
+  FROM due
+ WHERE n.id = due.id
+RETURNING n.id, n.event, n.payload, n.attempts;
