@@ -702,16 +702,16 @@ def _not_started(command: tuple[str, ...], sandbox: str, why: str) -> SandboxRes
     return SandboxResult(command, EXIT_CANNOT_START, 0.0, redact(f"could not start: {why}"), False, sandbox)
 
 
-def _limiter(limits: Limits, extra: Sequence[str] = ()) -> tuple[list[str], Callable[[], None] | None]:
+def _limiter(limits: Limits, nproc: int | None = None) -> tuple[list[str], Callable[[], None] | None]:
     """The ``prlimit ... --`` prefix that sets the limits, or (no prlimit binary) a preexec_fn that does.
 
-    ``extra``: further prlimit options (``--nproc=N`` where RLIMIT_NPROC is the process cap).
+    ``nproc``: RLIMIT_NPROC, where that is the process cap.
     """
     prlimit = shutil.which("prlimit") or ("/usr/bin/prlimit" if os.access("/usr/bin/prlimit", os.X_OK) else None)
     cpu, memory = limits.cpu_seconds, limits.memory_bytes
-    nproc = next((int(option.split("=", 1)[1]) for option in extra if option.startswith("--nproc=")), None)
     if prlimit:
-        return [prlimit, f"--cpu={cpu}:{cpu + 1}", f"--as={memory}", "--core=0", *extra, "--"], None
+        nproc_option = [f"--nproc={nproc}"] if nproc is not None else []
+        return [prlimit, f"--cpu={cpu}:{cpu + 1}", f"--as={memory}", "--core=0", *nproc_option, "--"], None
 
     # Fallback only: preexec_fn runs Python between fork and exec, which is unsafe in a multi-threaded
     # process (HQ has scheduler and LISTEN threads: a lock held by another thread at fork stays held).
@@ -1246,8 +1246,8 @@ def _remove_cgroup(group: Path) -> bool:
     return False
 
 
-def _process_cap(limits: Limits, cap: ProcessCap) -> tuple[list[str], list[str], Path | None]:
-    """(the prefix that moves the command into its cgroup, prlimit options, the run's cgroup) for one run.
+def _process_cap(limits: Limits, cap: ProcessCap) -> tuple[list[str], int | None, Path | None]:
+    """(the prefix that moves the command into its cgroup, the RLIMIT_NPROC to set, the run's cgroup) for one run.
 
     The caller removes the cgroup (_remove_cgroup) once the command has ended; OSError when it cannot
     be made (the run must not start uncapped on a host that caps) or the cap asked for is unavailable.
@@ -1256,11 +1256,11 @@ def _process_cap(limits: Limits, cap: ProcessCap) -> tuple[list[str], list[str],
         raise OSError(cap.why)
     allowed = limits.processes + SANDBOX_OVERHEAD_PROCESSES
     if cap.parent is None:
-        return [], ([f"--nproc={allowed}"] if cap.mechanism == "rlimit" else []), None
+        return [], (allowed if cap.mechanism == "rlimit" else None), None
     group = _make_cgroup(cap.parent, allowed)
     # The shell moves itself into the cgroup (writing 0 means "the writer") before it execs the rest:
     # every process of the run starts inside, nothing forked before the move.
-    return ["/bin/sh", "-c", 'echo 0 > "$0" && exec "$@"', str(group / "cgroup.procs")], [], group
+    return ["/bin/sh", "-c", 'echo 0 > "$0" && exec "$@"', str(group / "cgroup.procs")], None, group
 
 
 # --- a uid of the run's own (RLIMIT_NPROC as root) ---------------------------------------------------------

@@ -15,7 +15,7 @@ import tarfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +146,27 @@ def entries(root: Path) -> Iterator[tuple[Path, os.stat_result]]:
             yield path, path.lstat()
 
 
+def bomb_watching(run: ToolRun, count: Callable[[], int]) -> tuple[dict[str, Any], int]:
+    """The fork bomb's result, and the most processes ``count`` saw while it ran (sampled every 5 ms)."""
+    peak = count()
+    done = threading.Event()
+
+    def watch() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, count())
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        result = run.command("forkbomb")
+    finally:
+        done.set()
+        watcher.join()
+    return result, peak
+
+
 # --- 1. setuid files and device nodes ---------------------------------------------------------------------
 
 
@@ -257,25 +278,11 @@ def test_a_fork_bomb_is_capped_and_the_host_never_sees_more_than_the_cap(
     cap = 64
     run = start_run(raw, tmp_path, sandbox_max_processes=cap)
     baseline = host_processes()
-    peak = [baseline]
-    done = threading.Event()
-
-    def watch() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], host_processes())
-            time.sleep(0.005)
-
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    try:
-        result = run.command("forkbomb")
-    finally:
-        done.set()
-        watcher.join()
+    result, peak = bomb_watching(run, host_processes)
     assert "fork refused: EAGAIN" in result["output_tail"], result
     started = int(result["output_tail"].split("after")[-1].split()[0])
     assert started < cap
-    assert peak[0] - baseline <= cap + 16, (baseline, peak[0])
+    assert peak - baseline <= cap + 16, (baseline, peak)
     assert not result["timed_out"]
 
 
@@ -307,25 +314,11 @@ def test_as_root_without_a_pids_cgroup_a_fork_bomb_is_capped_by_a_uid_of_the_run
     cap = 64
     run = start_run(raw, tmp_path, sandbox_max_processes=cap, sandbox_process_cap="rlimit")
     assert uid_cap(run).startswith("RLIMIT_NPROC under a uid of each run's own"), uid_cap(run)
-    peak = [0]
-    done = threading.Event()
-
-    def watch() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], processes_of(SANDBOX_UIDS))
-            time.sleep(0.005)
-
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    try:
-        result = run.command("forkbomb")
-    finally:
-        done.set()
-        watcher.join()
+    result, peak = bomb_watching(run, lambda: processes_of(SANDBOX_UIDS))
     assert "fork refused: EAGAIN" in result["output_tail"], result
     started = int(result["output_tail"].split("after")[-1].split()[0])
     assert cap // 2 < started < cap
-    assert cap // 2 < peak[0] <= cap + sandbox_module.SANDBOX_OVERHEAD_PROCESSES, peak[0]
+    assert cap // 2 < peak <= cap + sandbox_module.SANDBOX_OVERHEAD_PROCESSES, peak
     assert processes_of(SANDBOX_UIDS) == 0  # the sleeping children died with the run
     assert not result["timed_out"]
     tree = run.work.worktree.root
