@@ -350,3 +350,35 @@ def test_a_sweep_takes_locks_in_the_reservations_order(db_url: str, raw: psycopg
         thread.join()
     assert swept == [(2,)]
     assert_exact(raw)
+
+
+def test_the_months_first_reservations_at_once_are_all_taken_when_the_limit_covers_them(
+    raw: psycopg.Connection,
+) -> None:
+    """Eight calls opening a month's account at the same moment: each reserve saw no row, one created it, and one
+    that looked again a moment later found it there and read that as "the account cannot cover it" (a gateway
+    flood answered 400 'budget exhausted: company' with $500 unspent). Every one of them must be taken."""
+    callers, rounds = 8, 40
+    refused: list[str] = []
+    barrier = threading.Barrier(callers)
+
+    def caller() -> None:
+        with psycopg.connect(raw.info.dsn, autocommit=True) as conn:
+            for round_ in range(rounds):
+                barrier.wait()
+                (scope,) = one(
+                    conn.execute(
+                        "SELECT hq_reserve(gen_random_uuid(), gen_random_uuid(), NULL, %s, 1000, 1000, 0.01, 3600)",
+                        (f"agent:first-{round_}",),
+                    ).fetchone()
+                )
+                if scope is not None:
+                    refused.append(f"round {round_}: {scope}")
+
+    threads = [threading.Thread(target=caller) for _ in range(callers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert refused == []
+    assert_exact(raw)

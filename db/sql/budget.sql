@@ -19,7 +19,8 @@
 -- host agrees which account a call belongs to.
 --
 -- Applied by migration 0012, which added the cache token counts to hq_record_call (0005's version is
--- frozen in frozen/budget_0005.sql, 0003's in frozen/budget_0003.sql).
+-- frozen in frozen/budget_0005.sql, 0003's in frozen/budget_0003.sql), and again by 0014, which closed the
+-- race of a month's first reservations in hq_reserve_account.
 
 CREATE OR REPLACE FUNCTION hq_month(p_at timestamptz) RETURNS date
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
@@ -42,31 +43,26 @@ END
 $$;
 
 -- Reserve on one monthly account (its limit kept current); false when it cannot cover the amount.
+--
+-- The month's first reservations may arrive together. A statement sees only rows committed before it began, so
+-- an account that "does not exist" may be committed by a concurrent first caller a moment later: the INSERT waits
+-- out such a caller (ON CONFLICT), and the second UPDATE, a new statement, then sees its row. Never conclude
+-- "cannot cover" from a row a previous statement did not see (migration 0014 fixed exactly that).
 CREATE OR REPLACE FUNCTION hq_reserve_account(p_scope text, p_period date, p_limit numeric, p_amount numeric)
 RETURNS boolean
 LANGUAGE plpgsql AS $$
 BEGIN
-    FOR attempt IN 1..2 LOOP
-        UPDATE budget_accounts SET reserved_usd = reserved_usd + p_amount, limit_usd = p_limit
-         WHERE scope = p_scope AND period = p_period AND spent_usd + reserved_usd + p_amount <= p_limit;
-        IF FOUND THEN
-            RETURN true;
-        END IF;
-        IF EXISTS (SELECT 1 FROM budget_accounts WHERE scope = p_scope AND period = p_period) THEN
-            RETURN false;  -- the account exists and cannot cover it
-        END IF;
-        -- The month's first reservation for this scope; a concurrent first one loses the insert and retries.
-        INSERT INTO budget_accounts (scope, period, limit_usd, reserved_usd)
-        SELECT p_scope, p_period, p_limit, p_amount WHERE p_amount <= p_limit
-        ON CONFLICT (scope, period) DO NOTHING;
-        IF FOUND THEN
-            RETURN true;
-        END IF;
-        IF p_amount > p_limit THEN
-            RETURN false;
-        END IF;
-    END LOOP;
-    RETURN false;
+    UPDATE budget_accounts SET reserved_usd = reserved_usd + p_amount, limit_usd = p_limit
+     WHERE scope = p_scope AND period = p_period AND spent_usd + reserved_usd + p_amount <= p_limit;
+    IF FOUND THEN
+        RETURN true;
+    END IF;
+    INSERT INTO budget_accounts (scope, period, limit_usd)
+    SELECT p_scope, p_period, p_limit WHERE p_amount <= p_limit
+    ON CONFLICT (scope, period) DO NOTHING;
+    UPDATE budget_accounts SET reserved_usd = reserved_usd + p_amount, limit_usd = p_limit
+     WHERE scope = p_scope AND period = p_period AND spent_usd + reserved_usd + p_amount <= p_limit;
+    RETURN FOUND;
 END
 $$;
 
