@@ -9,24 +9,33 @@ that will not stop.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from agents.tools.catalog import tools_for
 from agents.tools.context import ToolContext
-from agents.tools.dispatch import ToolResult, dispatch
-from models.router import CallContext, Completion, ModelRouter
+from agents.tools.dispatch import dispatch
+from models.router import CallContext, ModelRouter
+from runtimes import RunRequest, RunResult
 
 DEFAULT_MAX_STEPS = 8
 
 
-@dataclass
-class LoopResult:
-    text: str
-    tool_results: list[ToolResult] = field(default_factory=list)
-    completions: list[Completion] = field(default_factory=list)
-    exhausted: bool = False
-    timed_out: bool = False
+class Builtin:
+    """HQ's own tool loop: any model the router serves, the role's toolsets as functions."""
+
+    def instructions(self, project_instructions: str) -> str:
+        return project_instructions
+
+    def run(self, request: RunRequest) -> RunResult:
+        return run_tool_loop(
+            request.router,
+            request.call,
+            request.tools,
+            tier=request.tier,
+            system=request.system,
+            user=request.user,
+            deadline=request.deadline,
+        )
 
 
 def run_tool_loop(
@@ -39,11 +48,11 @@ def run_tool_loop(
     user: str,
     max_steps: int = DEFAULT_MAX_STEPS,
     deadline: float | None = None,
-) -> LoopResult:
+) -> RunResult:
     """Run until the model answers without tool calls, the step limit, or ``deadline`` (monotonic)."""
     schemas = [tool.schema() for tool in tools_for(list(tool_ctx.agent.toolsets))]
     messages: list[dict[str, Any]] = [{"role": "system", "content": system}, {"role": "user", "content": user}]
-    result = LoopResult(text="")
+    result = RunResult(text="")
     step = 0
     for _turn in range(max_steps):
         if deadline is not None and time.monotonic() > deadline:

@@ -42,12 +42,11 @@ from config.secrets import redact
 from config.settings import Settings
 from db.storable import storable_text
 from models.config import ModelMap
-from models.forwarder import Forwarder, anthropic_deployments, provider_model
+from models.forwarder import Forwarder, anthropic_deployments, forwarder_for, provider_model
 from models.router import CallContext
 from projects.repo.work import RepoWork
 from projects.sandbox import Limits, Mount
-from runtimes import RuntimeFailed
-from runtimes.builtin import LoopResult
+from runtimes import RunRequest, RunResult, RuntimeFailed
 from runtimes.gateway import Gateway
 from runtimes.install import claude_binary
 from runtimes.mcp_tools import BRIDGE_PATH, SERVER_NAME, TOKEN_ENV, ToolServer, mcp_config
@@ -122,6 +121,32 @@ def parse_result(output: str) -> CliResult | None:
     return None
 
 
+@dataclass(frozen=True)
+class ClaudeCode:
+    """The CLI as a role's runtime, on the run's worktree (projects/repo/work.py)."""
+
+    options: RuntimeOptions
+    work: RepoWork
+
+    def instructions(self, project_instructions: str) -> str:
+        return CLI_INSTRUCTIONS  # the CLI's own tools, and HQ's over MCP
+
+    def run(self, request: RunRequest) -> RunResult:
+        return run(
+            request.settings,
+            forwarder_for(request.router),
+            request.call,
+            request.tools,
+            self.work,
+            tier=request.tier,
+            options=self.options,
+            system=request.system,
+            user=request.user,
+            remaining_usd=request.remaining_usd,
+            deadline=request.deadline,
+        )
+
+
 def offered_tools(tool_ctx: ToolContext) -> list[str]:
     """HQ's tools of the role's toolsets that the CLI lacks: comment, mark_blocked, run_command, ..."""
     return [t.name for t in tools_for(list(tool_ctx.agent.toolsets)) if t.name not in CLI_COVERS]
@@ -144,7 +169,7 @@ def run(
     user: str,
     remaining_usd: Decimal,
     deadline: float,
-) -> LoopResult:
+) -> RunResult:
     """One CLI run on the worktree; raises the gateway's refusal (budget, provider) for the failure policy."""
     binary = claude_binary(settings)
     if binary is None:
@@ -240,7 +265,7 @@ def run(
         workflow=call.workflow,
     )
     if ran.timed_out:
-        return LoopResult(text="", tool_results=calls, timed_out=True)
+        return RunResult(text="", tool_results=calls, timed_out=True)
     if refusal is not None:
         # Budget, credentials, a provider down: the failure policy's to decide, whatever the output says
         # (code in the sandbox can write to the CLI's output; the gateway's word is HQ's own).
@@ -251,4 +276,4 @@ def run(
     text = storable_text(redact(result.text))[:2000]
     if result.is_error and not result.out_of_turns:
         raise RuntimeFailed(f"Claude Code stopped with an error ({result.subtype or 'error'}): {text[:600]}")
-    return LoopResult(text=text, tool_results=calls, exhausted=result.out_of_turns)
+    return RunResult(text=text, tool_results=calls, exhausted=result.out_of_turns)

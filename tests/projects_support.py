@@ -266,7 +266,7 @@ class ToolRun:
 
     @property
     def work(self) -> RepoWork:
-        assert self.ctx.work is not None
+        assert isinstance(self.ctx.work, RepoWork)
         return self.ctx.work
 
     def __call__(self, tool: str, /, **arguments: Any) -> ToolResult:

@@ -213,7 +213,7 @@ def test_never_submitted_is_a_clear_failure(agent: SimpleNamespace, raw: psycopg
 def test_every_file_the_workspace_allows_is_stored_whole(
     agent: SimpleNamespace, raw: psycopg.Connection, tmp_path: Path
 ) -> None:
-    from workflows.execute import MAX_ARTIFACT_BYTES
+    from projects.document.project import MAX_ARTIFACT_BYTES
 
     assert MAX_ARTIFACT_BYTES == MAX_FILE_BYTES
     big = "é" * (MAX_FILE_BYTES // 2)  # exactly the workspace's limit, in bytes
@@ -249,20 +249,23 @@ def test_a_file_the_database_cannot_hold_fails_the_deploy_by_name(
 def test_a_run_that_lost_its_lease_records_nothing(
     agent: SimpleNamespace, raw: psycopg.Connection, tmp_path: Path
 ) -> None:
-    from workflows.execute import _record_artifacts
+    from projects.document.project import DocumentKept
+    from projects.kinds import Run
+    from workflows.execute import _record
 
     workspace = workspace_on(host(tmp_path, "a"), issue := in_progress_issue(raw, agent))
     workspace.write("guide.md", "# Guide\n")
     workspace.commit(agent=agent.slug, run_id=uuid.uuid4(), issue_id=issue, workflow="execute")
     raw.execute("UPDATE issues SET lease_owner = %s WHERE id = %s", (uuid.uuid4(), issue))  # someone else's now
     zombie = SimpleNamespace(id=issue, run_id=uuid.uuid4())
-    ctx = SimpleNamespace(agent=agent, workflow="execute")
+    run = Run(zombie, agent.id, agent.slug, "execute", deadline=0.0, tx=read_only)  # type: ignore[arg-type]
+    kept = DocumentKept(workspace, run, ("guide.md",))
     with transaction("agent:technical-writer", workflow="execute", run_id=zombie.run_id) as session:
-        _record_artifacts(ctx, session, zombie, workspace)  # type: ignore[arg-type]
+        _record(session, zombie, kept)  # type: ignore[arg-type]
     assert raw.execute("SELECT count(*) FROM artifacts WHERE issue_id = %s", (issue,)).fetchone() == (0,)
     raw.execute("UPDATE issues SET lease_owner = %s WHERE id = %s", (zombie.run_id, issue))
     with transaction("agent:technical-writer", workflow="execute", run_id=zombie.run_id) as session:
-        _record_artifacts(ctx, session, zombie, workspace)  # type: ignore[arg-type]
+        _record(session, zombie, kept)  # type: ignore[arg-type]
         assert [f.path for f in latest_snapshot(session, issue).files] == ["guide.md"]  # type: ignore[union-attr]
 
 

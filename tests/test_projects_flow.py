@@ -16,6 +16,7 @@ import pytest
 from config.settings import get_settings, load_settings
 from db.engine import read_only
 from projects.repo import shipping
+from projects.repo.evidence import passed_at
 from projects.repo.repository import PushResult, Repository
 from scheduler.company import Company
 from scheduler.heartbeat import BeatContext, run_beat
@@ -54,7 +55,6 @@ from tests.projects_support import (
     sample_files,
     status,
 )
-from workflows.lib.evidence import passed_at
 
 pytestmark = [pytest.mark.usefixtures("db_url"), needs_bwrap]
 

@@ -28,7 +28,6 @@ from db import store
 from db.engine import read_only
 from projects.repo import repository as repository_module
 from projects.repo.repository import Repository
-from projects.repo.work import release
 from tests.conftest import run_hq
 from tests.projects_support import (
     ToolRun,
@@ -168,7 +167,7 @@ def test_a_tree_deeper_than_the_recursion_limit_is_removed_when_the_run_ends(
     tree = run.work.worktree.root
     run.command("deep")  # the walk after the command may fail on it (projects/sandbox.py): the tree is there
     assert (tree / "d" / "d").is_dir() and (tree / "escape").is_symlink()
-    release(run.work)
+    run.work.release()
     assert not tree.exists() and not tree.is_symlink()
     assert left_under(get_settings().data_path) == []
     assert (outside / "precious.txt").read_text() == "keep me\n"  # no symlink was followed out of the tree
@@ -185,10 +184,10 @@ def test_a_deep_tree_left_on_the_branch_is_replaced_by_the_next_run(
     (run.work.worktree.root / "d" / "d" / "d").chmod(0o755)  # git add needs to read it (HQ runs as root here)
     head = run.work.worktree.commit(agent="backend-engineer", run_id=uuid.uuid4(), issue_id=issue, workflow="execute")
     assert head is not None and run.work.repository.push(head, run.work.branch).pushed
-    release(run.work)
+    run.work.release()
     again = start_run(project_id, issue)
     assert (again.work.worktree.root / "d" / "d" / "d").is_dir()
-    release(again.work)
+    again.work.release()
     assert left_under(get_settings().data_path) == []
     assert (outside / "precious.txt").read_text() == "keep me\n"
 
@@ -207,7 +206,7 @@ def test_a_quarantined_tree_is_an_archive_nothing_git_can_open(
     tree = run.work.worktree.root
     result = run.command("commondir")
     assert result is not None and "planted" in result["output_tail"], result
-    release(run.work)
+    run.work.release()
     data = get_settings().data_path
     quarantine = data / "quarantine"
     for directory, names, _files in os.walk(quarantine):
@@ -234,7 +233,7 @@ def test_a_quarantined_tree_over_the_limit_is_deleted_not_kept(
     tree = run.work.worktree.root
     result = run.command("big")  # 3 MB and a redirected .git
     assert result is not None and "big" in result["output_tail"], result
-    release(run.work)
+    run.work.release()
     data = get_settings().data_path
     assert not tree.exists() and left_under(data) == []
     assert [path for path in (data / "quarantine").iterdir()] == []
@@ -246,7 +245,7 @@ def test_a_deep_quarantined_tree_is_archived_whole(db_url: str, raw: psycopg.Con
     result = run.command("commondir")
     assert result is not None and "planted" in result["output_tail"], result
     run.command("deep")
-    release(run.work)
+    run.work.release()
     data = get_settings().data_path
     assert left_under(data) == []
     (kept,) = (data / "quarantine").iterdir()

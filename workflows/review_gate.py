@@ -3,9 +3,10 @@
 Pass: `pending_approval` (a human must approve) or `approved`. Fail: back to
 `todo` with the notes as a comment. Too many failed rounds: `blocked`, escalated.
 
-An issue of a git project is held to evidence before any model sees it: the
-project's gate commands run at the pushed branch head (workflows/lib/evidence.py);
-a red one is the round's verdict, with its output as the review comment.
+Every issue is held to its project's evidence before any model sees it
+(projects/kinds.py): a git project's gate commands run at the pushed branch
+head, and a red one is the round's verdict, with its output as the review
+comment; a document's evidence is its latest submitted files.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ from db.store import AgentRecord, Claim, IssueRecord
 from models.protocol import user_message
 from models.schemas import ReviewVerdict
 from models.structured import complete_json
+from projects.choose import PROJECT_FAILURES, project_for
+from projects.kinds import Evidence
 from workflows.lib import failures, projects, prompts
 from workflows.lib.claims import claim
 from workflows.lib.context import WorkflowContext
 from workflows.lib.escalation import block_and_escalate
-from workflows.lib.evidence import Evidence, gather_evidence
 
 PASS_SCORE = 0.7
 PER_BEAT = 10
@@ -53,17 +55,14 @@ def _checklist(ctx: WorkflowContext, issue: IssueRecord, author: AgentRecord | N
 
 
 def _review(ctx: WorkflowContext, held: Claim) -> None:
-    evidence: Evidence | None = None
-    project = projects.project_of(ctx, held)
-    if project is not None:
-        try:  # the gate first: red evidence sends the work back without asking any model
-            evidence = gather_evidence(ctx, held, project)
-        except projects.PROJECT_FAILURES as error:
-            projects.handle(ctx, held, error)
-            return
-        if not evidence.passed:
-            _conclude(ctx, held, passed=False, score=Decimal(0), notes=evidence.report, evidence=evidence)
-            return
+    try:  # the evidence first: red evidence sends the work back without asking any model
+        evidence = project_for(ctx.settings, ctx.engine, projects.run_of(ctx, held)).evidence()
+    except PROJECT_FAILURES as error:
+        projects.handle(ctx, held, error)
+        return
+    if not evidence.passed:
+        _conclude(ctx, held, passed=False, score=Decimal(0), notes=evidence.report, evidence=evidence)
+        return
     with ctx.tx(held.run_id) as session:
         issue = store.get_issue(session, held.id)
         author = store.get_agent(session, issue.assignee_id) if issue.assignee_id else None
@@ -74,11 +73,7 @@ def _review(ctx: WorkflowContext, held: Claim) -> None:
             "checklist": _checklist(ctx, issue, author),
             "round": issue.review_rounds + 1,
             "comments": prompts.comments(session, issue.id, limit=10),
-        }
-        if evidence is None:
-            context["artifacts"] = prompts.latest_artifacts(session, issue.id, content_limit=prompts.ARTIFACT_LIMIT)
-        else:
-            context |= evidence.for_reviewer()
+        } | evidence.for_reviewer(session)
         system = prompts.system_prompt(ctx, session)
     try:
         verdict = complete_json(
@@ -99,15 +94,14 @@ def _review(ctx: WorkflowContext, held: Claim) -> None:
 
 
 def _conclude(
-    ctx: WorkflowContext, held: Claim, *, passed: bool, score: Decimal, notes: str, evidence: Evidence | None
+    ctx: WorkflowContext, held: Claim, *, passed: bool, score: Decimal, notes: str, evidence: Evidence
 ) -> None:
     """Move the issue on the verdict (a model's, or the gate's red evidence) and say why in a review comment.
 
     A change to ``.hq/`` (what HQ runs for the project) always waits for a person's approval.
     """
     rounds = held.issue.review_rounds + 1
-    changes_what_runs = evidence is not None and evidence.changes_what_runs
-    commit = evidence.commit if evidence is not None else None
+    changes_what_runs = evidence.changes_what_runs
     with ctx.tx(held.run_id) as session:
         if passed and (held.issue.needs_approval or changes_what_runs):
             moved = store.record_review(session, held, "pending_approval", score=score, rounds=rounds)
@@ -155,7 +149,7 @@ def _conclude(
         passed=passed,
         score=float(score),
         round=rounds,
-        commit=commit,
+        commit=evidence.commit,
         status=moved.status if moved else "lease-lost",
         agent=ctx.agent.slug,
         run_id=str(held.run_id),

@@ -48,7 +48,7 @@ class CommandArgs(BaseModel):
 
 
 def _code(ctx: ToolContext) -> RepoWork:
-    if ctx.work is None:
+    if not isinstance(ctx.work, RepoWork):
         raise ToolError("this issue has no project: there is no repository, diff or command to run")
     return ctx.work
 

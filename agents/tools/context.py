@@ -12,9 +12,10 @@ from sqlalchemy.engine import Engine
 
 from config.settings import Settings
 from db.store.records import AgentRecord
+from projects.document.project import workspace_path
 
 if TYPE_CHECKING:
-    from projects.repo.work import RepoWork
+    from projects.kinds import Work
 
 
 class Blocked(BaseModel):
@@ -76,7 +77,7 @@ class ToolContext:
     settings: Settings
     engine: Engine
     outcome: ToolOutcome = field(default_factory=ToolOutcome)
-    work: RepoWork | None = None  # set for an issue of a git project: its worktree, commands and sandbox
+    work: Work | None = None  # set by execute: the run's hold on its project (a workspace, or a worktree)
 
     @property
     def actor(self) -> str:
@@ -86,14 +87,10 @@ class ToolContext:
         if self.issue_id is None:
             raise ValueError("this tool needs an issue")
         if self.work is not None:
-            return self.work.worktree.root
+            return self.work.files.root
         return workspace_path(self.settings, self.issue_id)
 
     def published_root(self) -> Path:
         if self.issue_id is None:
             raise ValueError("this tool needs an issue")
         return self.settings.data_path / "published" / f"issue-{self.issue_id}"
-
-
-def workspace_path(settings: Settings, issue_id: int) -> Path:
-    return settings.data_path / "workspaces" / f"issue-{issue_id}"

@@ -27,8 +27,8 @@ class ListArgs(BaseModel):
 
 
 def _workspace(ctx: ToolContext) -> Workspace:
-    """The issue's worktree for a project issue, else its document workspace."""
-    return ctx.work.worktree if ctx.work is not None else Workspace(ctx.workspace_root())
+    """The run's files (its worktree, or its document workspace); the issue's workspace outside a run."""
+    return ctx.work.files if ctx.work is not None else Workspace(ctx.workspace_root())
 
 
 @tool("workspace", PathArgs)

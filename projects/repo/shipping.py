@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from config.settings import Settings
+from projects.kinds import Shipped
 from projects.repo import checks
 from projects.repo.checks import Check, not_started
 from projects.repo.project_file import ProjectFile
@@ -26,17 +27,6 @@ MERGE_TRIES = 2  # the first push, and once more after the base moved
 REVERT_TRIES = 3
 
 Recorder = Callable[[Sequence[Check], str, str], None]  # (checks, commit, stage)
-
-
-@dataclass(frozen=True)
-class Shipped:
-    ok: bool
-    summary: str  # for people: what happened, with the failing output
-    merged: str | None = None  # the merge commit on the base branch, when it was pushed
-    conflicts: tuple[str, ...] = ()
-    reverted: str | None = None  # the revert commit pushed after verify failed
-    revert_failed: bool = False  # verify failed and the base still holds the merge: a human must look
-    unfinished: bool = False  # merged and pushed, verify not run yet: the issue stays deploying for a later run
 
 
 @dataclass(frozen=True)

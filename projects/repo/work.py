@@ -1,15 +1,17 @@
 """One run's hold on a project issue: its fresh worktree, the project's commands and the sandbox.
 
-Execute prepares it before the model is asked (so a missing ``.hq/project.yaml``
-costs no model call) and hands it to the tools; the commit and the push that
-close the run happen here too, so the compare-and-set is in one place.
+The git kind's Work (projects/kinds.py): execute prepares it before the model is asked (so a missing
+``.hq/project.yaml`` costs no model call) and hands it to the tools; the commit and the push that close
+the run happen here too (``keep``), so the compare-and-set is in one place.
 """
 
 from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
@@ -18,12 +20,22 @@ from config.log import get_logger
 from config.settings import Settings
 from db.models import Artifact
 from db.store.records import ProjectRecord
+from projects.kinds import NotKept, Run
 from projects.repo.project_file import ProjectFile
-from projects.repo.repository import PushResult, Repository, Worktree, issue_branch
+from projects.repo.repository import PushResult, Repository, RepositoryError, Worktree, issue_branch
 from projects.sandbox import Sandbox, sandbox_for
+from projects.workspace import WorkspaceError
 
 COMMIT_CONTENT_TYPE = "text/x-git-commit"
 HQ_AUTHOR, HQ_EMAIL = "hq", "hq@heartbeat-hq.invalid"
+INSTRUCTIONS = (
+    "Make the change this issue asks for in the project's repository (your worktree; project names its commands "
+    "and gate). Read the code first (list_files, search, read_file), change it with edit_file or write_file, run "
+    "the gate commands with run_command until they pass, and check your change with diff. HQ commits and pushes "
+    "what you leave. If project lists merge_conflicts, the base branch was merged in and those files hold "
+    "conflict markers: resolve them first. If you cannot finish, call mark_blocked with what is missing. End with "
+    "a one-sentence summary."
+)
 
 log = get_logger(__name__)
 
@@ -40,9 +52,82 @@ class RepoWork:
     deadline: float  # time.monotonic() when the run must end: no command outlives it
     conflicts: tuple[str, ...] = ()  # paths the base's changes conflict with, left for the agent to resolve
 
+    instructions = INSTRUCTIONS
+
     @property
     def branch(self) -> str:
         return issue_branch(self.issue_id)
+
+    @property
+    def files(self) -> Worktree:
+        return self.worktree
+
+    def brief(self, context: dict[str, Any]) -> dict[str, Any]:
+        """The repository and its commands instead of a deliverable file."""
+        context = {key: value for key, value in context.items() if key != "deliverable_path"}
+        context["project"] = {
+            "name": self.project.name,
+            "base_branch": self.project.base_branch,
+            "branch": self.branch,
+            "commands": sorted(self.project_file.commands),
+            "gate": list(self.project_file.gate),
+        }
+        if self.conflicts:  # the base moved on and conflicts with this branch: the run's commit concludes the merge
+            context["project"]["merge_conflicts"] = list(self.conflicts)
+        return context
+
+    def keep(self, run: Run, written: Sequence[str]) -> RepoKept:
+        """Commit and push what the run left (the compare-and-set); raises NotKept when it cannot be."""
+        unresolved = self.worktree.conflicted(self.conflicts)
+        if unresolved:
+            raise NotKept(f"The base branch's changes conflict and were not resolved in: {', '.join(unresolved)}.")
+        try:
+            head, push = commit_and_push(self, agent=run.agent, run_id=run.held.run_id, workflow=run.workflow)
+        except (RepositoryError, WorkspaceError) as error:
+            raise NotKept(f"Could not commit and push the work: {error.message}") from error
+        if not push.pushed:
+            raise NotKept(f"The push of {self.branch} was refused: it moved since this run started.\n{push.detail}")
+        nothing = f"changed nothing on {self.branch}" if self.worktree.unchanged(self.base, head) else None
+        return RepoKept(self, run, head, nothing)
+
+    def release(self) -> None:
+        """The run is over: its worktree goes (quarantined if a command redirected its ``.git``).
+
+        What the run did is on the remote's branch by now (or deliberately not: a lost lease, a failed
+        attempt), so nothing is lost; any later run, on any host, starts from the pushed branch. A tree
+        that cannot be removed is logged, never raised over what ended the run: its lease is let go, so
+        the next Repository.sync() on this host retries it.
+        """
+        try:
+            self.repository.drop(self.worktree)
+        except Exception as error:  # never hide what ended the run (this runs in a finally); the next sync retries
+            log.warning(
+                "worktree.not_released",
+                issue_id=self.issue_id,
+                worktree=str(self.worktree.root),
+                error=f"{type(error).__name__}: {error}",
+            )
+
+
+@dataclass(frozen=True)
+class RepoKept:
+    """The branch head a run pushed."""
+
+    work: RepoWork
+    run: Run
+    commit: str
+    nothing: str | None  # the branch head is where the run started: nothing to review
+
+    @property
+    def summary(self) -> str:
+        return f"Pushed {self.work.branch}."
+
+    def record(self, session: Session) -> str:
+        if self.nothing:
+            return ""
+        run_id, agent_id = self.run.held.run_id, self.run.agent_id
+        stat = record_commit(session, self.work, commit=self.commit, run_id=run_id, agent_id=agent_id)
+        return f"\n\nCommit {self.commit[:12]} on {self.work.branch}:\n{stat}"
 
 
 def prepare(
@@ -68,25 +153,6 @@ def prepare(
     base = worktree.run("merge-base", base_head, "HEAD").strip() if not conflicts else base_head
     sandbox = sandbox_for(settings)
     return RepoWork(issue_id, project, repository, project_file, worktree, sandbox, base, deadline, conflicts)
-
-
-def release(work: RepoWork) -> None:
-    """The run is over: its worktree goes (quarantined if a command redirected its ``.git``).
-
-    What the run did is on the remote's branch by now (or deliberately not: a lost lease, a failed
-    attempt), so nothing is lost; any later run, on any host, starts from the pushed branch. A tree
-    that cannot be removed is logged, never raised over what ended the run: its lease is let go, so
-    the next Repository.sync() on this host retries it.
-    """
-    try:
-        work.repository.drop(work.worktree)
-    except Exception as error:  # never hide what ended the run (this runs in a finally); the next sync retries
-        log.warning(
-            "worktree.not_released",
-            issue_id=work.issue_id,
-            worktree=str(work.worktree.root),
-            error=f"{type(error).__name__}: {error}",
-        )
 
 
 def commit_and_push(work: RepoWork, *, agent: str, run_id: uuid.UUID, workflow: str) -> tuple[str, PushResult]:

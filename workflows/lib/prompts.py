@@ -14,13 +14,11 @@ from sqlalchemy.orm import Session
 from db import store
 from db.models import Comment
 from db.store import IssueRecord
-from projects.document.snapshots import latest_snapshot
+from projects.document.project import latest_artifacts
 from workflows.lib.context import WorkflowContext
 
 BODY_LIMIT = 6000
 COMMENT_LIMIT = 1500
-EXCERPT_LIMIT = 1200
-ARTIFACT_LIMIT = 12_000
 
 
 def system_prompt(ctx: WorkflowContext, session: Session) -> str:
@@ -56,15 +54,6 @@ def issue_brief(issue: IssueRecord) -> dict[str, Any]:
 def comments(session: Session, issue_id: int, limit: int = 20) -> list[dict[str, Any]]:
     rows = session.scalars(select(Comment).where(Comment.issue_id == issue_id).order_by(Comment.id.desc()).limit(limit))
     return [{"author": c.author, "kind": c.kind, "body": c.body[:COMMENT_LIMIT]} for c in reversed(list(rows))]
-
-
-def latest_artifacts(session: Session, issue_id: int, *, content_limit: int = EXCERPT_LIMIT) -> list[dict[str, Any]]:
-    """The files of the issue's newest recorded run: exactly what a review passes and a deploy ships."""
-    snapshot = latest_snapshot(session, issue_id)
-    return [
-        {"path": f.path, "sha256": f.sha256, "excerpt": (f.content or "")[:content_limit]}
-        for f in (snapshot.files if snapshot else ())
-    ]
 
 
 def related(session: Session, issues: list[IssueRecord]) -> list[dict[str, Any]]:

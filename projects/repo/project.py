@@ -1,0 +1,114 @@
+"""The git kind of project: a remote and its `.hq/project.yaml`, one worktree per run, shipped by merge.
+
+Execute works on ``hq/issue-<id>`` in a fresh worktree built from the pushed branch (projects/repo/work.py),
+so any host continues where the last run stopped. Review is held to evidence before any model sees the
+work: the project's gate commands, run at the pushed head in the sandbox (projects/repo/evidence.py).
+Deploy merges exactly the reviewed head, checks, pushes and verifies it (projects/repo/shipping.py).
+
+Every command's result is recorded against the commit it ran on, only while the run holds its issue.
+An unreachable remote, failing git or a missing sandbox is ``ProjectUnusable`` (the attempt counts: the
+next beat may find it back); a broken project file is ``ProjectConfigError`` (the issue blocks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from config.settings import Settings
+from db.store import ProjectRecord
+from projects.kinds import ProjectUnusable, Run, Shipped
+from projects.repo import checks
+from projects.repo.checks import Check
+from projects.repo.evidence import GateEvidence, passed_at
+from projects.repo.repository import Repository, RepositoryError, issue_branch
+from projects.repo.shipping import Shipment, ship
+from projects.repo.work import RepoWork, prepare
+from projects.sandbox import SandboxUnavailable, sandbox_for
+
+
+@contextmanager
+def _usable() -> Iterator[None]:
+    """The remote, git, the sandbox or the disk failing: this attempt's failure, saying which."""
+    try:
+        yield
+    except (RepositoryError, SandboxUnavailable, OSError) as error:
+        message = error.message if isinstance(error, RepositoryError | SandboxUnavailable) else str(error)
+        raise ProjectUnusable(f"The project's repository could not be used: {message}") from error
+
+
+@dataclass(frozen=True)
+class GitProject:
+    settings: Settings
+    project: ProjectRecord
+    run: Run
+
+    def prepare(self) -> RepoWork:
+        """Fetch, read the base branch's project file, build the issue's worktree (projects/repo/work.py)."""
+        run = self.run
+        with _usable():
+            return prepare(self.settings, self.project, run.issue_id, run_id=run.held.run_id, deadline=run.deadline)
+
+    def evidence(self) -> GateEvidence:
+        """Run the gate at the pushed branch head, in a fresh worktree of exactly that commit, and record it."""
+        with _usable():
+            repository = Repository(self.settings, self.project).sync()
+            project_file = repository.project_file()
+            branch = issue_branch(self.run.issue_id)
+            head = repository.head(branch)
+            if head is None:
+                raise RepositoryError(f"{branch} is not on the remote: there is nothing to review")
+            base = repository.merge_base(repository.base_head(), head)
+            stat, patch, paths = repository.changes(base, head)  # before anything runs: from the commits alone
+            tree = repository.scratch_worktree(self.run.issue_id, head)
+            try:
+                ran = checks.run_all(
+                    self.settings,
+                    sandbox_for(self.settings),
+                    project_file,
+                    project_file.gate,
+                    tree,
+                    issue_id=self.run.issue_id,
+                    deadline=self.run.deadline,
+                )
+            finally:
+                repository.drop(tree)
+        self._record(ran, head, "review")
+        return GateEvidence(head, tuple(ran), stat, patch, paths)
+
+    def ship(self) -> Shipped:
+        """Merge the reviewed head, check, deploy, push, verify; a head without passing evidence goes back."""
+        run = self.run
+        with _usable():
+            repository = Repository(self.settings, self.project).sync()
+            project_file = repository.project_file()
+            branch = issue_branch(run.issue_id)
+            head = repository.head(branch)
+            with run.tx() as session:
+                reviewed = head is not None and passed_at(session, run.issue_id, head, project_file.gate)
+            if head is None or not reviewed:
+                return Shipped(
+                    False,
+                    f"{branch} at {(head or 'nothing')[:12]} has no passing gate "
+                    "evidence: it changed after review, so it goes back for another round.",
+                )
+            email = f"{run.agent}@agents.heartbeat-hq.invalid"
+            what = Shipment(run.issue_id, run.held.issue.title, head, run.agent, email, run.deadline)
+            return ship(self.settings, repository, project_file, sandbox_for(self.settings), what, self._record)
+
+    def _record(self, ran: Sequence[Check], commit: str, stage: str) -> None:
+        """Store the evidence, only while the run still holds the issue (a run that lost it records nothing)."""
+        run = self.run
+        with run.tx() as session:
+            if run.holds(session):
+                checks.record(
+                    session,
+                    ran,
+                    issue_id=run.issue_id,
+                    project_id=self.project.id,
+                    commit=commit,
+                    stage=stage,
+                    run_id=run.held.run_id,
+                    agent_id=run.agent_id,
+                )
