@@ -1,4 +1,4 @@
-"""`hq project add|list|show|check|remove`: the git repositories the company works on.
+"""`hq project add|list|show|check|env|remove`: the git repositories the company works on.
 
 A project is a remote (a path or a URL) and its base branch; what HQ may run there
 is the base branch's ``.hq/project.yaml``. `add` fetches the remote before it writes
@@ -11,6 +11,7 @@ get one later (its issues block with reason ``project_config`` until it does).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -387,9 +388,11 @@ def _print_show(detail: dict[str, Any]) -> None:
 
 @project_app.command("check")
 def check(name: Annotated[str, typer.Argument()], as_json: JsonOption = False) -> None:
-    """Check a project: fetch, the base branch, .hq/project.yaml, and the sandbox its commands run in.
+    """Check a project: fetch, the base branch, .hq/project.yaml, the sandbox, its environment and its gate.
 
-    One line per check; exits 1 when any fails (2 for an unknown project).
+    The environment is built (or reused) and the gate run on the base branch's head, as review would. One
+    line per check; exits 1 when a check fails (2 for an unknown project). A red gate on the base is
+    reported, not a failure of this command: it may be exactly what an issue is about.
     """
     from config.errors import HQError
     from config.secrets import redact
@@ -402,10 +405,12 @@ def check(name: Annotated[str, typer.Argument()], as_json: JsonOption = False) -
     project, _, _ = _lookup(name)
     results: list[dict[str, Any]] = []
 
-    def record(check_name: str, ok: bool | None, detail: str) -> None:
-        results.append({"check": check_name, "ok": ok, "detail": detail})  # ok None: not checked, or a warning
+    def record(check_name: str, ok: bool | None, detail: str, verdict: str | None = None) -> None:
+        # ok None: not checked, or a warning; ``verdict`` says it in other words (a red gate is no failure here)
+        results.append({"check": check_name, "ok": ok, "detail": detail, "verdict": verdict})
 
     project_file = None
+    repository = head = None
     try:
         repository = Repository(settings, project).sync()
         record("fetch", True, redact(project.repo))
@@ -438,7 +443,9 @@ def check(name: Annotated[str, typer.Argument()], as_json: JsonOption = False) -
         record("sandbox", None, f"HQ_SANDBOX=none: {line}")
     else:
         record("sandbox", works, f"HQ_SANDBOX={settings.sandbox}: {line}")
-    problems = [f"{r['check']}: {r['detail']}" for r in results if r["ok"] is False]
+    if project_file is not None and repository is not None and head is not None and works:
+        _check_environment_and_gate(settings, repository, project_file, head, record)
+    problems = [f"{r['check']}: {r['detail'].splitlines()[0]}" for r in results if r["ok"] is False]
     if as_json:
         from cli.output import print_json
 
@@ -449,12 +456,125 @@ def check(name: Annotated[str, typer.Argument()], as_json: JsonOption = False) -
         from cli.output import console, safe
 
         for r in results:
-            verdict = {True: "ok", False: "FAILED", None: "warning" if r["check"] == "sandbox" else "skipped"}[r["ok"]]
-            console.print(f"{safe(r['check'])}: {verdict}: {safe(r['detail'])}")
+            verdict = (
+                r["verdict"]
+                or {
+                    True: "ok",
+                    False: "FAILED",
+                    None: "warning" if r["check"] == "sandbox" else "skipped",
+                }[r["ok"]]
+            )
+            first, *rest = r["detail"].splitlines() or [""]
+            console.print(f"{safe(r['check'])}: {verdict}: {safe(first)}")
+            for more in rest:
+                console.print(f"    {safe(more)}", highlight=False)
             if r["check"] == "project file" and project_file is not None:
                 _print_commands(_commands(project_file, settings), list(project_file.gate))
     if problems:
         raise HQError(f"project check failed: {'; '.join(problems)}")
+
+
+def _check_environment_and_gate(
+    settings: Settings,
+    repository: Repository,
+    project_file: ProjectFile,
+    head: str,
+    record: Callable[..., None],
+) -> None:
+    """Build (or reuse) the environment and run the gate on the base branch's head, as review would."""
+    import time
+
+    from projects.kinds import EnvironmentFailed
+    from projects.repo import checks, environment
+    from projects.repo.project_file import MAX_TIMEOUT_SECONDS
+    from projects.sandbox import sandbox_for
+
+    sandbox = sandbox_for(settings)
+    built = None
+    if project_file.environment is None:
+        record("environment", True, "none declared: commands use the system's tools")
+    else:
+        try:
+            built = environment.ensure(settings, sandbox, repository, project_file.environment, head)
+        except EnvironmentFailed as error:
+            record("environment", False, error.message)
+            record("gate", None, "not run: the environment could not be built")
+            return
+        how = f"built in {built.seconds:.1f}s" if built.built else f"reused (built in {built.seconds:.1f}s)"
+        record("environment", True, f"{how}, key {built.key[:12]}")
+    tree = repository.scratch_worktree(0, head)
+    try:
+        deadline = time.monotonic() + MAX_TIMEOUT_SECONDS * len(project_file.gate)
+        ran = checks.run_all(
+            settings, sandbox, project_file, project_file.gate, tree, issue_id=0, deadline=deadline, environment=built
+        )
+    finally:
+        repository.drop(tree)
+    for check in ran:
+        summary = f"exit {check.result.exit_code} in {check.result.seconds:.1f}s"
+        tail = "" if check.ok else "\n" + "\n".join(check.result.output.strip().splitlines()[-15:])
+        record(f"gate {check.name}", True if check.ok else None, summary + tail, "passed" if check.ok else "red")
+
+
+@project_app.command("env")
+def env(
+    name: Annotated[str, typer.Argument()],
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Build it afresh even when this host has it.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Show the project's environment for its base branch's head on this host, building it if needed.
+
+    Exits 1 when its setup fails (with the tail of its output), 2 for an unknown project.
+    """
+    from config.errors import HQError
+    from config.settings import get_settings
+    from projects.kinds import EnvironmentFailed
+    from projects.repo import environment
+    from projects.repo.repository import Repository, RepositoryError
+    from projects.sandbox import sandbox_for
+
+    settings = get_settings()
+    project, _, _ = _lookup(name)
+    try:
+        repository = Repository(settings, project).sync()
+        project_file = repository.project_file()
+        spec = project_file.environment
+        if spec is None:
+            raise HQError(
+                f"project {name} declares no environment in .hq/project.yaml: commands use the system's tools"
+            )
+        head = repository.base_head()
+        built = environment.ensure(settings, sandbox_for(settings), repository, spec, head, rebuild=rebuild)
+    except (RepositoryError, EnvironmentFailed) as error:
+        raise HQError(error.message) from None
+    detail = {
+        "project": project.name,
+        "commit": head,
+        "key": built.key,
+        "path": str(built.path),
+        "built_now": built.built,
+        "setup_seconds": round(built.seconds, 3),
+        "setup": list(spec.setup.run),
+        "inputs": list(spec.inputs),
+    }
+    hosted = environment.on_host(settings, project.id)
+    detail["on_this_host"] = hosted
+    if as_json:
+        from cli.output import print_json
+
+        print_json(detail)
+        return
+    from cli.output import console, safe
+
+    how = "built now" if built.built else "reused"
+    console.print(
+        f"environment {built.key[:12]} of {safe(project.name)} at {head[:12]}: {how} (setup {built.seconds:.1f}s)"
+    )
+    console.print(f"  setup: {safe(' '.join(spec.setup.run))}", highlight=False)
+    console.print(f"  inputs: {safe(', '.join(spec.inputs) or '(none)')}", highlight=False)
+    console.print(f"  path: {safe(str(built.path))}", highlight=False)
+    kept = environment.KEEP_PER_PROJECT
+    console.print(f"  on this host: {len(hosted)} built (the newest {kept} are kept)")
 
 
 @project_app.command("remove")

@@ -84,6 +84,8 @@ BLOCKED_REASONS: tuple[str, ...] = (
     "human",
     "provider_auth",
     "project_config",
+    "project_env",
+    "no_progress",
 )
 """Why an issue is blocked (issues.blocked_reason): decides who unblocks it and how reports group it."""
 

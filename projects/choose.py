@@ -12,13 +12,13 @@ from sqlalchemy.engine import Engine
 from config.settings import Settings
 from db import store
 from projects.document.project import DocumentProject
-from projects.kinds import Project, ProjectUnusable, Run
+from projects.kinds import EnvironmentFailed, Project, ProjectUnusable, Run
 from projects.repo.project import GitProject
 from projects.repo.project_file import ProjectConfigError
 
-PROJECT_FAILURES = (ProjectConfigError, ProjectUnusable)
-"""What a project's prepare, evidence and ship raise: a broken project file blocks the issue; the rest
-counts an attempt."""
+PROJECT_FAILURES = (ProjectConfigError, EnvironmentFailed, ProjectUnusable)
+"""What a project's prepare, evidence and ship raise: a broken project file or environment blocks the
+issue; the rest counts an attempt."""
 
 
 def project_for(settings: Settings, engine: Engine, run: Run) -> Project:

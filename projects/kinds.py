@@ -31,6 +31,11 @@ class ProjectUnusable(HQError):
     the attempt counts, since the next beat may find it back. The message says what failed, for people."""
 
 
+class EnvironmentFailed(HQError):
+    """The project's environment could not be built (its setup failed or timed out): the issue blocks with
+    ``project_env``; neither an attempt nor a review round is counted, and no model is asked."""
+
+
 class NotKept(HQError):
     """What the run produced could not be kept (committed, pushed): the attempt counts, and says why."""
 

@@ -11,7 +11,7 @@ network (PostgreSQL on loopback included) and from outliving its timeout.
 
 * read-only: ``/usr``, the merged-usr links (``/bin``, ``/lib``, ...; bound when a real directory),
   ``/usr/local``, the tree of the interpreter HQ runs on (``sys.base_prefix``, at its own path, so
-  ``python3`` works with its standard library and its own site-packages, not HQ's virtualenv), and
+  ``python3`` works with its standard library, never HQ's virtualenv), and
   a short allow-list of ``/etc`` (``ETC_ALLOWED``: name service, dynamic linker, time zone,
   certificates, alternatives, ...). Never the host's ``/``: not ``/etc/shadow``, ``/etc/ssh``,
   ``pip.conf`` or ``.npmrc`` (tokens), not ``/root`` or ``/home``, not ``/var``, not the data dir.
@@ -21,13 +21,18 @@ network (PostgreSQL on loopback included) and from outliving its timeout.
   kube, ssh, gnupg, private, ...) in each bound tree's top level, its ``etc`` (four levels deep) and
   npm's own directory: a file reads as empty, a directory as an empty read-only tmpfs. Scanned once,
   kept while none of the scanned directories changes.
+* hidden too: what was installed into those interpreters globally (their ``site-packages`` and
+  ``dist-packages``, GLOBAL_PACKAGES), so a test imports the worktree's code and the project's own
+  environment (``/env``, projects/repo/environment.py), never a copy of the project installed on the
+  host: that made a broken base pass.
 * writable: the worktree, at ``/workspace`` (the same path on every host, and one that tells nothing
   about the host's layout: no data dir, no issue numbers); a private ``/tmp`` and ``/dev/shm``, tmpfs
   of at most ``memory_bytes`` each. The new root itself and ``/dev`` are remounted read-only.
 * a minimal ``/dev``, a new ``/proc`` for a new PID namespace with ``/proc/sys`` read-only, and new
-  network (loopback only, not the host's), IPC, UTS, cgroup and user namespaces; no further user
-  namespaces inside (``--disable-userns``); every capability dropped; a new session (no TIOCSTI on a
-  terminal); killed if HQ dies (``--die-with-parent``).
+  network (loopback only, not the host's; only an environment's setup gets the host's, with
+  ``/etc/resolv.conf`` and the registries' configuration, NETWORK_ETC), IPC, UTS, cgroup and user
+  namespaces; no further user namespaces inside (``--disable-userns``); every capability dropped; a
+  new session (no TIOCSTI on a terminal); killed if HQ dies (``--die-with-parent``).
 * an environment built from nothing (``--clearenv``): PATH, HOME=/tmp, TMPDIR=/tmp, LANG=C.UTF-8,
   plus what the caller adds. Nothing of HQ's environment passes, so no key, token or DATABASE_URL can;
   nor does any of HQ's file descriptors (database connections): stdin is /dev/null, stdout and stderr
@@ -206,6 +211,15 @@ ETC_ALLOWED = (
 """What of /etc the sandbox sees: what programs need to start, nothing that holds a secret or a host's
 identity (shadow, ssh host keys, ssl/private, pip.conf and .npmrc tokens, gitconfig, machine-id, resolv.conf)."""
 
+NETWORK_ETC = ("resolv.conf", "pip.conf", "pip", "npmrc", "yarnrc", "gemrc")
+"""What of /etc a run with the network sees besides ETC_ALLOWED: an environment's setup reaches the
+package registries as the host is configured to (tokens included: setup is the project's own command,
+run from its base branch, and it is what installs the dependencies)."""
+
+GLOBAL_PACKAGES = ("lib/python3*/site-packages", "lib/python3*/dist-packages", "lib/python3/dist-packages")
+"""Where an interpreter keeps what was installed into it globally, under each bound tree: hidden, so a
+command imports the worktree's code and the project's environment, never a copy installed on the host."""
+
 CREDENTIAL_NAMES = (
     # package managers: npm, yarn, pip, twine, gem, cargo, composer, maven, gradle
     "npmrc",
@@ -382,6 +396,7 @@ class Sandbox(Protocol):
         limits: Limits,
         env: Mapping[str, str] | None = None,
         mounts: Sequence[Mount] = (),
+        network: bool = False,
     ) -> SandboxResult: ...
 
 
@@ -407,7 +422,9 @@ class Bubblewrap:
         limits: Limits,
         env: Mapping[str, str] | None = None,
         mounts: Sequence[Mount] = (),
+        network: bool = False,
     ) -> SandboxResult:
+        """``network``: the host's network (an environment's setup, projects/repo/environment.py), else none."""
         command = tuple(argv)
         problem = _refusal(command, workdir, env) or _mount_refusal(mounts)
         if problem is None and shutil.which(self.executable) is None:
@@ -417,7 +434,7 @@ class Bubblewrap:
         environment = {**base_environment(self.interpreter), "PWD": WORKSPACE, **(env or {})}
         cap = self.process_cap
         if cap.uids is not None:
-            return self._run_as_uid(command, workdir, limits, environment, mounts, cap.uids)
+            return self._run_as_uid(command, workdir, limits, environment, mounts, cap.uids, network)
         try:
             mover, nproc, group = _process_cap(limits, cap)
         except OSError as error:
@@ -430,7 +447,7 @@ class Bubblewrap:
         # gateway token is in the environment).
         try:
             with tempfile.TemporaryFile(prefix="hq-sandbox-args-") as settings:
-                options = self.arguments(workdir, limits, mounts)
+                options = self.arguments(workdir, limits, mounts, network=network)
                 options += [part for name, value in environment.items() for part in ("--setenv", name, value)]
                 settings.write(b"".join(f"{part}\0".encode() for part in options))
                 settings.flush()
@@ -446,7 +463,7 @@ class Bubblewrap:
         finally:
             if group is not None:
                 _remove_cgroup(group)
-        return judged(result, tame_safely(workdir, started_ns))
+        return judged(result, _tame_all(workdir, mounts, started_ns))
 
     def _run_as_uid(
         self,
@@ -456,6 +473,7 @@ class Bubblewrap:
         environment: Mapping[str, str],
         mounts: Sequence[Mount],
         uids: range,
+        network: bool,
     ) -> SandboxResult:
         """The run under RLIMIT_NPROC as root: the command runs as a uid of its own (see the module docstring).
 
@@ -474,6 +492,8 @@ class Bubblewrap:
         started_ns = time.time_ns() - CTIME_SLACK_NS
         try:
             _own_tree(workdir, uid)
+            for tree in _writable_directories(mounts):  # an environment being built: the uid writes there
+                _own_tree(tree, uid)
             for mount in mounts:  # HQ's sockets (0600): the run's uid must be able to connect
                 info = mount.source.lstat()
                 if mount.writable and stat.S_ISSOCK(info.st_mode):
@@ -485,7 +505,7 @@ class Bubblewrap:
                 tempfile.TemporaryFile(prefix="hq-sandbox-args-") as outer,
                 tempfile.TemporaryFile(prefix="hq-sandbox-args-") as inner,
             ):
-                options = self.arguments(workdir, limits, mounts, user=uid)
+                options = self.arguments(workdir, limits, mounts, user=uid, network=network)
                 options += [part for name, value in environment.items() for part in ("--setenv", name, value)]
                 _write_args(outer, options)
                 # Inside the outer root, where every path is reachable: bind it whole (what the outer made
@@ -508,7 +528,7 @@ class Bubblewrap:
                 )
         finally:
             _kill_user(uid)  # nothing of the run lives on, however it got away: the uid is the run's alone
-            unsafe = tame_safely(workdir, started_ns, owner=owner)
+            unsafe = _tame_all(workdir, mounts, started_ns, owner=owner)
             for path, socket_uid, socket_gid in sockets:
                 with contextlib.suppress(OSError):
                     os.chown(path, socket_uid, socket_gid, follow_symlinks=False)
@@ -516,7 +536,13 @@ class Bubblewrap:
         return judged(result, unsafe)
 
     def arguments(
-        self, workdir: Path, limits: Limits, mounts: Sequence[Mount] = (), user: int | None = None
+        self,
+        workdir: Path,
+        limits: Limits,
+        mounts: Sequence[Mount] = (),
+        user: int | None = None,
+        *,
+        network: bool = False,
     ) -> list[str]:
         """bwrap's options for one run, up to the environment (given with ``--args``), ``--`` and the command.
 
@@ -525,13 +551,14 @@ class Bubblewrap:
         the uid can use.
         """
         if user is None:
-            options = ["--unshare-all", "--unshare-user"]
+            options = ["--unshare-all", "--unshare-user", *(["--share-net"] if network else [])]
             if _supports(self.executable, "--disable-userns"):
                 options.append("--disable-userns")
             options += ["--die-with-parent", "--new-session", "--cap-drop", "ALL", "--hostname", HOSTNAME]
             options += ["--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID)]
         else:
-            options = ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
+            options = ["--unshare-ipc", "--unshare-pid", *([] if network else ["--unshare-net"]), "--unshare-uts"]
+            options += ["--unshare-cgroup-try"]
             options += ["--die-with-parent", "--new-session", "--hostname", HOSTNAME]
             options += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
             # bubblewrap makes a bind's missing parents private to root: the uid must pass through them
@@ -540,6 +567,8 @@ class Bubblewrap:
                 if parent != "/" and not parent.startswith(("/usr", "/proc", "/dev", "/tmp", "/etc")):
                     options += ["--perms", "0755", "--dir", parent]
         options += _system_mounts(self.interpreter)
+        if network:  # what resolving names and the package registries' own configuration need
+            options += [part for name in NETWORK_ETC for part in ("--ro-bind-try", f"/etc/{name}", f"/etc/{name}")]
         size = ["--size", str(limits.memory_bytes)] if _supports(self.executable, "--size") else []  # bwrap 0.7+
         shared = ["--perms", "1777"] if user is not None else []
         options += ["--dev", "/dev", *size, *shared, "--tmpfs", "/dev/shm"]
@@ -582,7 +611,9 @@ class Unconfined:
         limits: Limits,
         env: Mapping[str, str] | None = None,
         mounts: Sequence[Mount] = (),
+        network: bool = False,
     ) -> SandboxResult:
+        """``network`` changes nothing here: an unconfined command reaches the network anyway."""
         command = tuple(argv)
         problem = _refusal(command, workdir, env)
         if problem is None and mounts:
@@ -609,7 +640,7 @@ class Unconfined:
         finally:
             if group is not None:
                 _remove_cgroup(group)
-        return judged(result, tame_safely(workdir, started_ns))
+        return judged(result, _tame_all(workdir, mounts, started_ns))
 
 
 def base_environment(interpreter: Path) -> dict[str, str]:
@@ -905,12 +936,24 @@ def _system_mounts(interpreter: Path) -> list[str]:
             options += ["--symlink", os.readlink(entry), str(entry)]
         else:
             options += ["--ro-bind", str(entry), str(entry)]
+    for packages in global_packages(interpreter):
+        options += ["--tmpfs", str(packages), "--remount-ro", str(packages)]
     for masked in credential_masks(_bound_trees(interpreter)):
         if masked.is_dir():
             options += ["--tmpfs", str(masked), "--remount-ro", str(masked)]
         else:
             options += ["--ro-bind", str(_empty_file()), str(masked)]
     return options
+
+
+@cache
+def global_packages(interpreter: Path) -> tuple[Path, ...]:
+    """The site-packages and dist-packages of the interpreters the sandbox offers (GLOBAL_PACKAGES)."""
+    roots = [Path("/usr"), Path("/usr/local")]
+    if not interpreter.is_relative_to("/usr") and interpreter != Path("/"):
+        roots.append(interpreter)
+    found = [path for root in roots for pattern in GLOBAL_PACKAGES for path in sorted(root.glob(pattern))]
+    return tuple(dict.fromkeys(path for path in found if path.is_dir() and not path.is_symlink()))
 
 
 def _empty_file() -> Path:
@@ -1502,6 +1545,21 @@ def tame_safely(root: Path, since_ns: int = 0, owner: tuple[int, int] | None = N
     if tamed.unsafe:
         log.warning("sandbox.tree_unsafe", root=str(root), why=tamed.unsafe)
     return tamed.unsafe
+
+
+def _writable_directories(mounts: Sequence[Mount]) -> list[Path]:
+    return [mount.source for mount in mounts if mount.writable and mount.source.is_dir()]
+
+
+def _tame_all(
+    workdir: Path, mounts: Sequence[Mount], since_ns: int, owner: tuple[int, int] | None = None
+) -> str | None:
+    """tame_safely for every tree the command could write: the worktree and each writable directory mount."""
+    for tree in (workdir, *_writable_directories(mounts)):
+        unsafe = tame_safely(tree, since_ns, owner=owner)
+        if unsafe:
+            return unsafe
+    return None
 
 
 def judged(result: SandboxResult, unsafe: str | None) -> SandboxResult:

@@ -51,10 +51,10 @@ def _glob_match(path: str, pattern: str) -> bool:
     pure = PurePosixPath(path)
     if "/" not in pattern:
         return fnmatch.fnmatchcase(pure.name, pattern)
-    return re.fullmatch(_glob_regex(pattern), path) is not None
+    return re.fullmatch(glob_regex(pattern), path) is not None
 
 
-def _glob_regex(pattern: str) -> str:
+def glob_regex(pattern: str) -> str:
     """The glob as a regular expression; repeated ``**/`` collapse and at most MAX_GLOBSTARS are allowed,
     since each one multiplies the backtracking a hostile pattern can make the matcher do."""
     pattern = re.sub(r"(\*\*/)+", "**/", pattern)

@@ -240,6 +240,9 @@ def run(
                 Mount(gateway_socket, f"{RUN_DIR}/gateway.sock", writable=True),
                 Mount(tools_socket, f"{RUN_DIR}/mcp.sock", writable=True),
             ]
+            if work.environment is not None:  # the CLI's shell runs the project's commands against it too
+                env |= work.environment.variables(work.sandbox)
+                mounts += work.environment.mounts(work.sandbox)
             limits = Limits(
                 timeout_seconds=max(deadline - time.monotonic(), 1.0),
                 cpu_seconds=settings.sandbox_cpu_seconds,

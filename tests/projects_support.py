@@ -70,17 +70,21 @@ def git(cwd: Path, *args: str) -> str:
 
 def make_remote(
     root: Path,
-    files: Mapping[str, str] | None = None,
+    files: Mapping[str, str | bytes] | None = None,
     name: str = "remote.git",
     links: Mapping[str, str] | None = None,
 ) -> Path:
-    """A bare repository (the remote every host shares) whose main branch holds ``files`` (and symlinks ``links``)."""
+    """A bare repository (the remote every host shares) whose main branch holds ``files`` (text, or bytes as they
+    are) and symlinks ``links``."""
     source = root / f"{name}-source"
     source.mkdir(parents=True)
     git(source, "init", "-q", "-b", "main")
     for path, content in (files if files is not None else sample_files()).items():
         (source / path).parent.mkdir(parents=True, exist_ok=True)
-        (source / path).write_text(content)
+        if isinstance(content, bytes):
+            (source / path).write_bytes(content)
+        else:
+            (source / path).write_text(content)
     for path, target in (links or {}).items():
         (source / path).parent.mkdir(parents=True, exist_ok=True)
         (source / path).symlink_to(target)

@@ -81,6 +81,8 @@ def test_add_list_show_check_remove(raw: psycopg.Connection, remote: Path, sandb
         "branch main",
         "project file",
         "sandbox",
+        "environment",  # issue 25: the check builds the environment (none declared here) and runs the gate
+        "gate test",
     ]
 
     removed = run_hq("project", "remove", "calc")

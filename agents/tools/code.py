@@ -122,6 +122,7 @@ def run_command(ctx: ToolContext, session: Session, args: CommandArgs) -> dict[s
         work.worktree,
         issue_id=ctx.issue_id,
         deadline=work.deadline,
+        environment=work.environment,
     )
     return {
         "name": args.name,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from config.settings import Settings
 from db import store
 from db.store import Executor
+from projects.repo.environment import Built
 from projects.repo.project_file import ProjectFile
 from projects.repo.repository import Worktree
 from projects.sandbox import Sandbox, SandboxResult, limits_for
@@ -23,6 +24,8 @@ from projects.sandbox import Sandbox, SandboxResult, limits_for
 # Bytecode caches would otherwise land in the worktree and in the commit that follows.
 COMMAND_ENV = {"PYTHONDONTWRITEBYTECODE": "1"}
 SHOWN_TAIL = 3000
+COMMAND_VARIABLES = ("HQ_ISSUE_ID", "HQ_ENV")
+"""What HQ itself tells a project command in its environment (the issue; the project's environment, if any)."""
 
 
 @dataclass(frozen=True)
@@ -52,11 +55,13 @@ def run_named(
     *,
     issue_id: int,
     deadline: float,
+    environment: Built | None = None,
 ) -> Check:
     """Run one command the project file defines (the caller has checked the name) in ``tree``.
 
     ``deadline`` (time.monotonic) is the end of the run that holds the issue: no command outlives the
     run's lease, so its timeout is the shorter of the project's and the time the run has left.
+    ``environment``: the project's built environment (projects/repo/environment.py), read-only at /env.
     """
     command = project_file.commands[name]
     left = deadline - time.monotonic()
@@ -65,7 +70,11 @@ def run_named(
         return Check(name, SandboxResult(command.run, 124, 0.0, why, True, sandbox.name))
     limits = limits_for(settings, min(command.timeout_seconds or settings.command_timeout_seconds, left))
     env = COMMAND_ENV | {"HQ_ISSUE_ID": str(issue_id)}
-    return Check(name, sandbox.run(command.run, workdir=tree.root, limits=limits, env=env))
+    mounts = []
+    if environment is not None:
+        env |= environment.variables(sandbox)
+        mounts = environment.mounts(sandbox)
+    return Check(name, sandbox.run(command.run, workdir=tree.root, limits=limits, env=env, mounts=mounts))
 
 
 def not_started(check: Check) -> bool:
@@ -82,11 +91,15 @@ def run_all(
     *,
     issue_id: int,
     deadline: float,
+    environment: Built | None = None,
 ) -> list[Check]:
     """The commands in order, stopping at the first that fails: all must pass, and a red one decides."""
     checks: list[Check] = []
     for name in names:
-        checks.append(run_named(settings, sandbox, project_file, name, tree, issue_id=issue_id, deadline=deadline))
+        ran = run_named(
+            settings, sandbox, project_file, name, tree, issue_id=issue_id, deadline=deadline, environment=environment
+        )
+        checks.append(ran)
         if not checks[-1].ok:
             break
     return checks

@@ -19,13 +19,15 @@ from dataclasses import dataclass
 from config.settings import Settings
 from db.store import ProjectRecord
 from projects.kinds import ProjectUnusable, Run, Shipped
-from projects.repo import checks
+from projects.repo import checks, environment
 from projects.repo.checks import Check
+from projects.repo.environment import Built
 from projects.repo.evidence import GateEvidence, passed_at
+from projects.repo.project_file import ProjectFile
 from projects.repo.repository import Repository, RepositoryError, issue_branch
 from projects.repo.shipping import Shipment, ship
 from projects.repo.work import RepoWork, prepare
-from projects.sandbox import SandboxUnavailable, sandbox_for
+from projects.sandbox import Sandbox, SandboxUnavailable, sandbox_for
 
 
 @contextmanager
@@ -61,16 +63,19 @@ class GitProject:
                 raise RepositoryError(f"{branch} is not on the remote: there is nothing to review")
             base = repository.merge_base(repository.base_head(), head)
             stat, patch, paths = repository.changes(base, head)  # before anything runs: from the commits alone
+            sandbox = sandbox_for(self.settings)
+            built = self._environment(sandbox, repository, project_file, head)
             tree = repository.scratch_worktree(self.run.issue_id, head)
             try:
                 ran = checks.run_all(
                     self.settings,
-                    sandbox_for(self.settings),
+                    sandbox,
                     project_file,
                     project_file.gate,
                     tree,
                     issue_id=self.run.issue_id,
                     deadline=self.run.deadline,
+                    environment=built,
                 )
             finally:
                 repository.drop(tree)
@@ -94,8 +99,21 @@ class GitProject:
                     "evidence: it changed after review, so it goes back for another round.",
                 )
             email = f"{run.agent}@agents.heartbeat-hq.invalid"
-            what = Shipment(run.issue_id, run.held.issue.title, head, run.agent, email, run.deadline)
-            return ship(self.settings, repository, project_file, sandbox_for(self.settings), what, self._record)
+            sandbox = sandbox_for(self.settings)
+
+            def environment_at(commit: str) -> Built | None:
+                return self._environment(sandbox, repository, project_file, commit)
+
+            what = Shipment(run.issue_id, run.held.issue.title, head, run.agent, email, run.deadline, environment_at)
+            return ship(self.settings, repository, project_file, sandbox, what, self._record)
+
+    def _environment(
+        self, sandbox: Sandbox, repository: Repository, project_file: ProjectFile, commit: str
+    ) -> Built | None:
+        """The project's environment for ``commit``, built now or reused; None when it declares none."""
+        if project_file.environment is None:
+            return None
+        return environment.ensure(self.settings, sandbox, repository, project_file.environment, commit)
 
     def _record(self, ran: Sequence[Check], commit: str, stage: str) -> None:
         """Store the evidence, only while the run still holds the issue (a run that lost it records nothing)."""

@@ -13,6 +13,13 @@ person-approved merge has put that change on the base branch.
       deploy: [./scripts/deploy.sh]
       verify: [./scripts/smoke.sh]
     gate: [test]                   # what the review gate runs, in order; all must pass
+    environment:                   # optional: what every command above runs against
+      setup: {run: [sh, .hq/setup.sh], timeout_seconds: 1200}   # builds it, the one command with network
+      inputs: [pyproject.toml, "requirements*.txt"]              # what it depends on, besides the setup
+
+The environment is built once per content (projects/repo/environment.py) into an empty
+directory at ``/env`` (``HQ_ENV``); every later command gets it read-only with ``/env/bin``
+first on ``PATH``, and no network.
 """
 
 from __future__ import annotations
@@ -23,11 +30,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from config.errors import HQError, validation_problems
+from projects.workspace import WorkspaceError, glob_regex
 
 PROJECT_FILE = ".hq/project.yaml"
 MAX_FILE_BYTES = 64 * 1024
 COMMAND_NAME = r"^[a-z][a-z0-9_-]{0,31}$"
 MAX_TIMEOUT_SECONDS = 3600
+DEFAULT_SETUP_TIMEOUT_SECONDS = 1200
+INPUT_GLOB = r"^[A-Za-z0-9_.*?+@=,/-][A-Za-z0-9_.*?+@=,/ -]{0,199}$"
 
 Argument = Annotated[str, Field(min_length=1, max_length=4096)]
 
@@ -52,6 +62,36 @@ class Command(BaseModel):
         return argv
 
 
+class Environment(BaseModel):
+    """What a project's commands run against: built by ``setup`` from the worktree and the ``inputs`` files."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    setup: Command
+    inputs: Annotated[tuple[Annotated[str, Field(pattern=INPUT_GLOB)], ...], Field(max_length=32)] = ()
+
+    @field_validator("setup", mode="before")
+    @classmethod
+    def _short_form(cls, value: Any) -> Any:
+        return {"run": value} if isinstance(value, list) else value
+
+    @field_validator("inputs")
+    @classmethod
+    def _inside_the_tree(cls, globs: tuple[str, ...]) -> tuple[str, ...]:
+        for glob in globs:
+            if glob.startswith("/") or ".." in glob.split("/"):
+                raise ValueError(f"inputs are paths in the repository: {glob!r}")
+            try:
+                glob_regex(glob)
+            except WorkspaceError as error:
+                raise ValueError(error.message) from None
+        return globs
+
+    @property
+    def setup_timeout_seconds(self) -> int:
+        return self.setup.timeout_seconds or DEFAULT_SETUP_TIMEOUT_SECONDS
+
+
 class ProjectFile(BaseModel):
     """The validated file: named commands and the gate (at least one command; every name defined)."""
 
@@ -59,6 +99,7 @@ class ProjectFile(BaseModel):
 
     commands: Annotated[dict[Annotated[str, Field(pattern=COMMAND_NAME)], Command], Field(min_length=1, max_length=32)]
     gate: Annotated[tuple[Annotated[str, Field(pattern=COMMAND_NAME)], ...], Field(min_length=1, max_length=16)]
+    environment: Environment | None = None
 
     @field_validator("commands", mode="before")
     @classmethod

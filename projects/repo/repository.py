@@ -277,6 +277,21 @@ class Repository:
             raise RepositoryError(error.message) from None
         return result.stdout.encode("utf-8") if result.returncode == 0 else None
 
+    def blobs(self, commit: str) -> dict[str, str]:
+        """Every file of a commit's tree and its blob id (its content's hash): what an environment's key reads."""
+        listing = self._git("ls-tree", "-r", "-z", "--full-tree", commit)
+        blobs: dict[str, str] = {}
+        for entry in filter(None, listing.split("\0")):
+            meta, path = entry.split("\t", 1)
+            _mode, kind, blob = meta.split()
+            if kind == "blob":
+                blobs[path] = blob
+        return blobs
+
+    def tree_of(self, commit: str) -> str:
+        """The commit's tree id: two commits with one tree hold exactly the same files."""
+        return self._git("rev-parse", "--verify", f"{commit}^{{tree}}").strip()
+
     def project_file(self) -> ProjectFile:
         """The base branch's ``.hq/project.yaml`` (never the issue branch's): ProjectConfigError if unusable."""
         return parse_project_file(self.read_at(self.base_head(), PROJECT_FILE))

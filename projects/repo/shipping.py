@@ -19,6 +19,7 @@ from config.settings import Settings
 from projects.kinds import Shipped
 from projects.repo import checks
 from projects.repo.checks import Check, not_started
+from projects.repo.environment import Built
 from projects.repo.project_file import ProjectFile
 from projects.repo.repository import Repository, RepositoryError, Worktree, issue_branch
 from projects.sandbox import Sandbox
@@ -39,6 +40,7 @@ class Shipment:
     author: str
     email: str
     deadline: float  # time.monotonic() by which every command must have finished (the run's lease)
+    environment_at: Callable[[str], Built | None] = lambda commit: None  # the project's environment for a commit
 
 
 def ship(
@@ -109,7 +111,14 @@ def _merge_and_check(
         paths = "\n".join(f"- {path}" for path in merge.conflicts)
         return Shipped(False, f"Merge conflict with the base branch in:\n{paths}", conflicts=merge.conflicts)
     gate = checks.run_all(
-        settings, sandbox, project_file, project_file.gate, tree, issue_id=what.issue_id, deadline=what.deadline
+        settings,
+        sandbox,
+        project_file,
+        project_file.gate,
+        tree,
+        issue_id=what.issue_id,
+        deadline=what.deadline,
+        environment=what.environment_at(merge.commit),
     )
     record(gate, merge.commit, "merge")
     if not all(check.ok for check in gate):
@@ -174,7 +183,14 @@ def _run_at(
     tree = repository.scratch_worktree(what.issue_id, commit)
     try:
         return checks.run_named(
-            settings, sandbox, project_file, name, tree, issue_id=what.issue_id, deadline=what.deadline
+            settings,
+            sandbox,
+            project_file,
+            name,
+            tree,
+            issue_id=what.issue_id,
+            deadline=what.deadline,
+            environment=what.environment_at(commit),
         )
     finally:
         repository.drop(tree)

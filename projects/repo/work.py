@@ -7,6 +7,7 @@ the run happen here too (``keep``), so the compare-and-set is in one place.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import uuid
 from collections.abc import Sequence
@@ -21,6 +22,8 @@ from config.settings import Settings
 from db.models import Artifact
 from db.store.records import ProjectRecord
 from projects.kinds import NotKept, Run
+from projects.repo import environment
+from projects.repo.environment import Built
 from projects.repo.project_file import ProjectFile
 from projects.repo.repository import PushResult, Repository, RepositoryError, Worktree, issue_branch
 from projects.sandbox import Sandbox, sandbox_for
@@ -51,6 +54,7 @@ class RepoWork:
     base: str  # the base branch's commit the branch is compared with (their merge base)
     deadline: float  # time.monotonic() when the run must end: no command outlives it
     conflicts: tuple[str, ...] = ()  # paths the base's changes conflict with, left for the agent to resolve
+    environment: Built | None = None  # the project's environment for this work (projects/repo/environment.py)
 
     instructions = INSTRUCTIONS
 
@@ -140,7 +144,10 @@ def prepare(
     a clean merge is committed at once; a conflicting one is left in the worktree, its paths
     named to the agent, and the run's commit concludes it.
 
-    Raises ProjectConfigError (the file) or RepositoryError (the remote, git).
+    The project's environment is built (or reused) for the commit the work starts from, before any
+    model is asked.
+
+    Raises ProjectConfigError (the file), EnvironmentFailed (its setup) or RepositoryError (the remote, git).
     """
     repository = Repository(settings, project).sync()
     project_file = repository.project_file()
@@ -152,7 +159,15 @@ def prepare(
         conflicts = worktree.update_from(base_head, message, author=HQ_AUTHOR, email=HQ_EMAIL)
     base = worktree.run("merge-base", base_head, "HEAD").strip() if not conflicts else base_head
     sandbox = sandbox_for(settings)
-    return RepoWork(issue_id, project, repository, project_file, worktree, sandbox, base, deadline, conflicts)
+    work = RepoWork(issue_id, project, repository, project_file, worktree, sandbox, base, deadline, conflicts)
+    if project_file.environment is None:
+        return work
+    try:
+        built = environment.ensure(settings, sandbox, repository, project_file.environment, worktree.head())
+    except BaseException:
+        work.release()
+        raise
+    return dataclasses.replace(work, environment=built)
 
 
 def commit_and_push(work: RepoWork, *, agent: str, run_id: uuid.UUID, workflow: str) -> tuple[str, PushResult]:

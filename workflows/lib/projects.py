@@ -1,7 +1,9 @@
 """What execute, review_gate and deploy_verify share about an issue's project (projects/kinds.py).
 
 A project file that is missing or invalid blocks the issue with reason
-``project_config`` and says why in a comment: never a crash, never a silent pass.
+``project_config``, an environment whose setup fails with ``project_env``, and
+either says why in a comment (the setup's output tail included): never a
+crash, never a silent pass, never an attempt or a review round counted.
 A project that cannot be used this time (an unreachable remote, failing git, a
 broken workspace) is this attempt's failure (counted), since the next beat may
 find it back.
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 from config.log import get_logger
 from db.store import Claim
-from projects.kinds import ProjectUnusable, Run
+from projects.kinds import EnvironmentFailed, ProjectUnusable, Run
 from projects.repo.project_file import ProjectConfigError
 from workflows.lib import failures
 from workflows.lib.context import WorkflowContext
@@ -32,20 +34,22 @@ def run_of(ctx: WorkflowContext, held: Claim) -> Run:
     )
 
 
-def handle(ctx: WorkflowContext, held: Claim, error: ProjectConfigError | ProjectUnusable) -> None:
-    """The issue's project could not be used: block it (its file) or count the attempt (everything else)."""
+def handle(ctx: WorkflowContext, held: Claim, error: ProjectConfigError | EnvironmentFailed | ProjectUnusable) -> None:
+    """The issue's project could not be used: block it (its file, its environment) or count the attempt."""
     log.warning(
         "project.unusable", issue_id=held.id, error=error.message, kind=type(error).__name__, run_id=str(held.run_id)
     )
-    if isinstance(error, ProjectConfigError):
+    if isinstance(error, ProjectConfigError | EnvironmentFailed):
+        config = isinstance(error, ProjectConfigError)
+        fix = "the file" if config else "the environment's setup (`hq project check` tries it)"
         with ctx.tx(held.run_id) as session:
             block_and_escalate(
                 session,
                 held.issue,
                 held=held,
-                reason="project_config",
+                reason="project_config" if config else "project_env",
                 actor=ctx.actor,
-                note=f"{error.message}. Fix the file on the base branch, then unblock the issue.",
+                note=f"{error.message.rstrip('.')}.\nFix {fix} on the base branch, then unblock the issue.",
                 deadline_hours=ctx.settings.approval_deadline_hours,
             )
         return
