@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 
-BENCHMARKS = ("transitions", "router", "gateway", "cli", "wake", "telegram", "scale", "sandbox")
+BENCHMARKS = ("transitions", "router", "gateway", "cli", "wake", "telegram", "scale", "sandbox", "gate_cost")
 
 
 def run(name: str) -> tuple[str, float]:

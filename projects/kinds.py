@@ -123,6 +123,10 @@ class Evidence(Protocol):
     def changes_what_runs(self) -> bool:
         """Whether the change edits what HQ runs for the project: then a person must approve it."""
 
+    @property
+    def no_progress(self) -> bool:
+        """The work came back exactly as it was when this same evidence failed: asking again pays twice."""
+
     def for_reviewer(self, session: Session) -> dict[str, Any]: ...
 
 

@@ -92,9 +92,11 @@ def test_code_that_passes_the_gate_is_merged_and_verified(
     merged = one(raw.execute("SELECT merged_sha FROM issues WHERE id = %s", (issue,)).fetchone())[0]
     assert merged and merged == remote_rev(remote)
     checks = raw.execute(
-        "SELECT stage, command, exit_code, sandbox FROM check_runs WHERE issue_id = %s ORDER BY id", (issue,)
+        "SELECT stage, command, exit_code, sandbox, tree_sha FROM check_runs WHERE issue_id = %s ORDER BY id", (issue,)
     ).fetchall()
-    assert ("review", "test", 0, "bwrap") in checks and ("merge", "test", 0, "bwrap") in checks
+    # Each tree is tested once (issue 25): the engineer's own run on the committed files is the evidence the
+    # review reuses, and the merge of an unmoved base holds the same files, so the suite ran exactly once.
+    assert checks == [("work", "test", 0, "bwrap", remote_tree(remote, f"hq/issue-{issue}"))]
 
 
 def test_code_that_fails_the_tests_comes_back_with_the_output_and_no_model_call(
@@ -207,8 +209,8 @@ def test_review_and_deploy_ignore_evidence_for_other_commits(
     project = add_project(raw, remote)
     issue = project_issue(raw, project, "Add mul", fenced("calc.py", GOOD_MUL))
     approved(runtime, raw, issue)
-    reviewed = remote_rev(remote, f"hq/issue-{issue}")
-    assert ("review", "test", reviewed, 0) in check_rows(raw, issue)
+    reviewed = remote_tree(remote, f"hq/issue-{issue}")  # passing evidence for exactly the reviewed files
+    assert raw.execute("SELECT exit_code FROM check_runs WHERE tree_sha = %s", (reviewed,)).fetchall() == [(0,)]
     reviews = model_calls(raw, issue, "review_gate")
     assert reviews == 1
     # After approval the branch moves (someone pushed to it): a failing test the review never saw.
@@ -280,7 +282,7 @@ def test_a_merge_conflict_goes_back_to_the_author_with_the_paths(
     assert "Merge conflict" in failure and "- calc.py" in failure
     assert remote_rev(remote) == upstream and merges(remote) == []
     assert one(raw.execute("SELECT merged_sha FROM issues WHERE id = %s", (issue,)).fetchone()) == (None,)
-    assert not [row for row in check_rows(raw, issue) if row[0] != "review"]
+    assert not [row for row in check_rows(raw, issue) if row[0] not in ("work", "review")]
 
 
 def test_a_conflicted_issue_can_be_reworked_and_shipped(
@@ -320,7 +322,9 @@ def test_a_deploy_that_crashed_after_its_push_merges_once_when_retried(
     assert beat(runtime, raw, DEVOPS, issue) == "done"
     assert merges(remote) == [merge] and remote_rev(remote) == merge
     assert one(raw.execute("SELECT merged_sha FROM issues WHERE id = %s", (issue,)).fetchone()) == (merge,)
-    assert len([row for row in check_rows(raw, issue) if row[0] == "merge"]) == 1  # merged, and checked, once
+    # merged once; its gate reused the review's evidence (the merge holds the reviewed files), then verified once
+    assert not [row for row in check_rows(raw, issue) if row[0] == "merge"]
+    assert merges(remote) == [merge]
 
 
 def test_a_failed_verify_pushes_a_revert_and_sends_the_issue_back(
@@ -385,8 +389,10 @@ def test_base_moved_between_merge_and_push_is_merged_again_once(
     assert remote_rev(remote, "main^1") == upstream[0]
     assert {"upstream-0.txt", "calc.py"} <= remote_paths(remote) and remote_file(remote, "calc.py") == GOOD_MUL
     assert len(merges(remote)) == 1
+    # The first merge held the reviewed files (its gate reused the review's evidence); the second, after the
+    # base moved, holds new files: the gate ran on it, once.
     gate_on_merges = [row for row in check_rows(raw, issue) if row[0] == "merge"]
-    assert len(gate_on_merges) == 2 and gate_on_merges[1][2] == remote_rev(remote)  # the gate ran on each merge
+    assert len(gate_on_merges) == 1 and gate_on_merges[0][2] == remote_rev(remote)
 
 
 def test_base_that_keeps_moving_sends_the_issue_back(

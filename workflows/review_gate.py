@@ -6,7 +6,9 @@ Pass: `pending_approval` (a human must approve) or `approved`. Fail: back to
 Every issue is held to its project's evidence before any model sees it
 (projects/kinds.py): a git project's gate commands run at the pushed branch
 head, and a red one is the round's verdict, with its output as the review
-comment; a document's evidence is its latest submitted files.
+comment; a document's evidence is its latest submitted files. Work that comes
+back on files the gate already failed on is blocked (`no_progress`): the
+same red evidence is never paid for twice.
 """
 
 from __future__ import annotations
@@ -60,6 +62,18 @@ def _review(ctx: WorkflowContext, held: Claim) -> None:
     except PROJECT_FAILURES as error:
         projects.handle(ctx, held, error)
         return
+    if evidence.no_progress:  # the same red evidence again: neither the gate nor the engineer is paid twice
+        with ctx.tx(held.run_id) as session:
+            block_and_escalate(
+                session,
+                held.issue,
+                held=held,
+                reason="no_progress",
+                actor=ctx.actor,
+                note=evidence.report,
+                deadline_hours=ctx.settings.approval_deadline_hours,
+            )
+        return
     if not evidence.passed:
         _conclude(ctx, held, passed=False, score=Decimal(0), notes=evidence.report, evidence=evidence)
         return
@@ -104,7 +118,9 @@ def _conclude(
     changes_what_runs = evidence.changes_what_runs
     with ctx.tx(held.run_id) as session:
         if passed and (held.issue.needs_approval or changes_what_runs):
-            moved = store.record_review(session, held, "pending_approval", score=score, rounds=rounds)
+            moved = store.record_review(
+                session, held, "pending_approval", score=score, rounds=rounds, reviewed_sha=evidence.commit
+            )
             if moved is not None:
                 approval = store.open_approval(
                     session,
@@ -117,7 +133,9 @@ def _conclude(
                 )
                 outbox.pending_approval(session, moved, approval)
         elif passed:
-            moved = store.record_review(session, held, "approved", score=score, rounds=rounds)
+            moved = store.record_review(
+                session, held, "approved", score=score, rounds=rounds, reviewed_sha=evidence.commit
+            )
         elif rounds >= ctx.settings.max_review_rounds:
             moved = block_and_escalate(
                 session,

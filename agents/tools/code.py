@@ -18,7 +18,7 @@ from agents.tools.context import ToolContext
 from agents.tools.registry import tool
 from config.errors import ToolError
 from projects.git import GitError, git
-from projects.repo.checks import run_named
+from projects.repo.checks import record, run_named
 from projects.repo.repository import RepositoryError
 from projects.repo.work import RepoWork
 from projects.workspace import MAX_FILE_BYTES
@@ -114,6 +114,10 @@ def run_command(ctx: ToolContext, session: Session, args: CommandArgs) -> dict[s
     if args.name not in known:
         raise ToolError(f"{args.name!r} is not a command this run may use; the project's are: {', '.join(known)}")
     assert ctx.issue_id is not None
+    try:  # the files the command runs on, as the commit that follows would hold them: evidence by tree
+        files: str | None = work.worktree.files_tree()
+    except RepositoryError:
+        files = None  # an unfinished merge, say: the result is the engineer's, never reused
     check = run_named(
         ctx.settings,
         work.sandbox,
@@ -123,6 +127,20 @@ def run_command(ctx: ToolContext, session: Session, args: CommandArgs) -> dict[s
         issue_id=ctx.issue_id,
         deadline=work.deadline,
         environment=work.environment,
+    )
+    commit = work.worktree.head()
+    env_key = work.environment.key if work.environment is not None else None
+    record(
+        session,
+        [check],
+        issue_id=ctx.issue_id,
+        project_id=work.project.id,
+        commit=commit,
+        stage="work",
+        run_id=ctx.run_id,
+        agent_id=ctx.agent.id,
+        tree=files,
+        env_key=env_key,
     )
     return {
         "name": args.name,

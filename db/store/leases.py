@@ -101,8 +101,11 @@ def return_to_todo(db: Executor, held: Claim) -> IssueRecord | None:
     )
 
 
-def record_review(db: Executor, held: Claim, to_status: str, *, score: Decimal, rounds: int) -> IssueRecord | None:
-    params = _held(held, to_status=to_status, score=score, rounds=rounds)
+def record_review(
+    db: Executor, held: Claim, to_status: str, *, score: Decimal, rounds: int, reviewed_sha: str | None = None
+) -> IssueRecord | None:
+    """``reviewed_sha``: the branch head a passing review saw (a git issue's), which deploy then ships."""
+    params = _held(held, to_status=to_status, score=score, rounds=rounds, reviewed_sha=reviewed_sha)
     return _issue_or_none(db.execute(query("moves", "record_review"), params).first())
 
 

@@ -98,6 +98,8 @@ def record_check(
     sandbox: str,
     run_id: uuid.UUID | None,
     agent_id: int | None,
+    tree_sha: str | None = None,
+    env_key: str | None = None,
 ) -> CheckRunRecord:
     row = db.execute(
         query("projects", "record_check"),
@@ -113,9 +115,27 @@ def record_check(
             "sandbox": sandbox,
             "run_id": run_id,
             "agent_id": agent_id,
+            "tree_sha": tree_sha,
+            "env_key": env_key,
         },
     ).one()
     return CheckRunRecord.of(row)
+
+
+def passed_on_tree(
+    db: Executor, *, project_id: int, tree_sha: str, env_key: str | None, command: str
+) -> CheckRunRecord | None:
+    """The newest passing run of ``command`` on exactly this tree and environment (evidence by tree)."""
+    params = {"project_id": project_id, "tree_sha": tree_sha, "env_key": env_key, "command": command}
+    row = db.execute(query("projects", "passed_on_tree"), params).first()
+    return CheckRunRecord.of(row) if row else None
+
+
+def gated_red_on_tree(db: Executor, *, project_id: int, tree_sha: str, env_key: str | None) -> CheckRunRecord | None:
+    """A gate that already failed on exactly this tree and environment, if any."""
+    params = {"project_id": project_id, "tree_sha": tree_sha, "env_key": env_key}
+    row = db.execute(query("projects", "gated_red_on_tree"), params).first()
+    return CheckRunRecord.of(row) if row else None
 
 
 def checks_at(db: Executor, issue_id: int, commit_sha: str) -> list[CheckRunRecord]:

@@ -65,6 +65,7 @@ class IssueRecord(_Record):
     done_at: dt.datetime | None
     project_id: int | None = None
     merged_sha: str | None = None
+    reviewed_sha: str | None = None  # the branch head a passing review saw (migration 0015)
 
     @property
     def budget_left(self) -> Decimal:
@@ -179,6 +180,8 @@ class CheckRunRecord(_Record):
     sandbox: str
     run_id: uuid.UUID | None
     created_at: dt.datetime
+    tree_sha: str | None = None  # the files it ran on (rows before migration 0015 have none)
+    env_key: str | None = None  # the project's environment it ran against (None: the system's tools)
 
     @property
     def ok(self) -> bool:

@@ -139,6 +139,7 @@ class DocumentEvidence:
     report: str = ""
     commit: str | None = None
     changes_what_runs: bool = False
+    no_progress: bool = False
 
     def for_reviewer(self, session: Session) -> dict[str, Any]:
         return {"artifacts": latest_artifacts(session, self.issue_id, content_limit=ARTIFACT_LIMIT)}

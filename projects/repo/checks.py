@@ -3,19 +3,27 @@
 A command is only ever a name from the base branch's ``.hq/project.yaml``; its
 argument list comes from that file and runs in the sandbox (projects/sandbox.py),
 in a worktree HQ built. What each gate, deploy or verify run returned is
-recorded in ``check_runs`` against the exact commit it ran on.
+recorded in ``check_runs`` against the exact commit it ran on, the files it ran
+on (git's tree id) and the environment it ran against.
+
+Each tree is tested once: a gate command that already passed on exactly those
+files in that environment (an engineer's own run, the review's) is reused, not
+run again (``run_gate``); deploy and verify always run.
 """
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
+from typing import Protocol
 
 from config.settings import Settings
 from db import store
-from db.store import Executor
+from db.store import CheckRunRecord, Executor
 from projects.repo.environment import Built
 from projects.repo.project_file import ProjectFile
 from projects.repo.repository import Worktree
@@ -32,6 +40,7 @@ COMMAND_VARIABLES = ("HQ_ISSUE_ID", "HQ_ENV")
 class Check:
     name: str
     result: SandboxResult
+    reused_from: int | None = None  # the check_runs row whose result this is: the command did not run again
 
     @property
     def ok(self) -> bool:
@@ -43,7 +52,28 @@ class Check:
             if self.ok
             else ("timed out" if self.result.timed_out else f"failed (exit {self.result.exit_code})")
         )
-        return f"{self.name}: {verdict} in {self.result.seconds:.1f}s [{self.result.sandbox}]"
+        reused = f" (reused from check {self.reused_from})" if self.reused_from is not None else ""
+        return f"{self.name}: {verdict} in {self.result.seconds:.1f}s [{self.result.sandbox}]{reused}"
+
+    @classmethod
+    def reusing(cls, row: CheckRunRecord) -> Check:
+        seconds = row.duration_ms / 1000
+        result = SandboxResult((row.command,), row.exit_code, seconds, row.output_tail, False, row.sandbox)
+        return cls(row.command, result, reused_from=row.id)
+
+
+class CheckBook(Protocol):
+    """Where a run's evidence is kept and looked up (projects/repo/project.py keeps it in ``check_runs``)."""
+
+    def passed(self, tree: str, env_key: str | None, command: str) -> CheckRunRecord | None:
+        """A passing run of ``command`` on exactly these files in this environment, if one is recorded."""
+        ...
+
+    def record(
+        self, checks: Sequence[Check], *, commit: str, tree: str | None, env_key: str | None, stage: str
+    ) -> None:
+        """Record the checks that ran (a reused one is recorded already)."""
+        ...
 
 
 def run_named(
@@ -105,6 +135,45 @@ def run_all(
     return checks
 
 
+def run_gate(
+    settings: Settings,
+    sandbox: Sandbox,
+    project_file: ProjectFile,
+    checkout: Callable[[], AbstractContextManager[Worktree]],
+    files: str,
+    book: CheckBook,
+    *,
+    commit: str,
+    stage: str,
+    issue_id: int,
+    deadline: float,
+    env: Built | None = None,
+) -> list[Check]:
+    """The gate on the files of the git tree ``files``, each command reused where it already passed on exactly
+    those files in this environment, else run in the tree ``checkout`` gives (made only if something must
+    run); stops at the first red one. What ran is recorded in ``book`` under ``stage``."""
+    env_key = env.key if env is not None else None
+    checks: list[Check] = []
+    ran: list[Check] = []
+    with ExitStack() as stack:
+        tree: Worktree | None = None
+        for name in project_file.gate:
+            earlier = book.passed(files, env_key, name)
+            if earlier is not None:
+                checks.append(Check.reusing(earlier))
+                continue
+            tree = tree or stack.enter_context(checkout())
+            check = run_named(
+                settings, sandbox, project_file, name, tree, issue_id=issue_id, deadline=deadline, environment=env
+            )
+            checks.append(check)
+            ran.append(check)
+            if not check.ok:
+                break
+    book.record(ran, commit=commit, tree=files, env_key=env_key, stage=stage)
+    return checks
+
+
 def record(
     db: Executor,
     checks: Sequence[Check],
@@ -115,8 +184,12 @@ def record(
     stage: str,
     run_id: uuid.UUID,
     agent_id: int | None,
+    tree: str | None = None,
+    env_key: str | None = None,
 ) -> None:
     for check in checks:
+        if check.reused_from is not None:
+            continue
         store.record_check(
             db,
             issue_id=issue_id,
@@ -130,6 +203,8 @@ def record(
             sandbox=check.result.sandbox,
             run_id=run_id,
             agent_id=agent_id,
+            tree_sha=tree,
+            env_key=env_key,
         )
 
 
@@ -138,6 +213,27 @@ def report(checks: Sequence[Check], *, commit: str) -> str:
     lines = [f"Checks at {commit[:12]}:"] + [f"- {check.line()}" for check in checks]
     failed = next((check for check in checks if not check.ok), None)
     if failed is not None:
-        tail = failed.result.output.strip()[-SHOWN_TAIL:]
-        lines += ["", f"Output of {failed.name} (tail):", "```", tail, "```"]
+        lines += ["", f"Output of {failed.name}:", "```", explain(failed.result.output), "```"]
     return "\n".join(lines)
+
+
+# A test runner's account of a failure: where its failures start, and its closing summary.
+_FIRST_FAILURE = re.compile(r"^(?:=+ (?:FAILURES|ERRORS) =+|_{3,} .+ _{3,}|(?:FAIL|ERROR): .+)$", re.MULTILINE)
+_SUMMARY = re.compile(r"^(?:=+ short test summary info =+|-{20,}\nRan \d+ tests?)", re.MULTILINE)
+
+
+def explain(output: str, limit: int = SHOWN_TAIL) -> str:
+    """The part of a failing command's output that explains it, within ``limit`` characters: the first
+    failures and the runner's summary (pytest's, unittest's) when they can be found, else the last lines."""
+    text = output.strip()
+    if len(text) <= limit:
+        return text
+    first = _FIRST_FAILURE.search(text)
+    if first is None:
+        return "…\n" + text[-limit:]
+    summaries = [match.start() for match in _SUMMARY.finditer(text) if match.start() > first.start()]
+    if not summaries:
+        return text[first.start() :][:limit]
+    closing = text[summaries[-1] :][-(limit // 3) :]
+    opening = text[first.start() : summaries[-1]][: limit - len(closing) - 3]
+    return f"{opening}\n…\n{closing}"

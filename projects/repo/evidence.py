@@ -1,9 +1,10 @@
-"""The review gate's evidence for a project issue: its gate commands, run at the pushed branch head.
+"""The review gate's evidence for a project issue: its gate commands at the pushed branch head.
 
-The commands run in a fresh detached worktree of exactly that commit, in the
-sandbox, and every result is stored in ``check_runs`` against it. Only this
-commit's evidence is shown to the reviewer and later trusted by deploy
-(``passed_at``): a green run on an older commit vouches for nothing.
+Each command's result is for exactly the head's files: reused where it already
+passed on that tree in that environment (projects/repo/checks.py), else run in
+a fresh detached worktree of the head, in the sandbox, and stored in
+``check_runs``. A tree the gate already failed on is not gated again
+(``no_progress``). Deploy ships only the head a passing review saw.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class GateEvidence:
     stat: str
     patch: str
     paths: tuple[str, ...]
+    no_progress: bool = False  # these files were gated red already: ``checks`` is that red result, not run again
 
     @property
     def changes_what_runs(self) -> bool:
@@ -45,7 +47,10 @@ class GateEvidence:
 
     @property
     def report(self) -> str:
-        return checks.report(self.checks, commit=self.commit)
+        report = checks.report(self.checks, commit=self.commit)
+        if self.no_progress:
+            return f"The work came back on files the gate already failed on; not gated again.\n{report}"
+        return report
 
     def for_reviewer(self, session: Session) -> dict[str, Any]:
         return {
@@ -57,6 +62,7 @@ class GateEvidence:
 
 
 def passed_at(db: Executor, issue_id: int, commit: str, gate: Sequence[str]) -> bool:
-    """Whether every gate command's latest review result for exactly ``commit`` passed."""
+    """Whether every gate command's latest review result for exactly ``commit`` passed (how issues approved
+    before reviews recorded the head they saw, ``issues.reviewed_sha``, are judged)."""
     latest = {check.command: check.ok for check in store.checks_at(db, issue_id, commit) if check.stage == "review"}
     return all(latest.get(name, False) for name in gate)

@@ -17,14 +17,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from config.settings import Settings
-from db.store import ProjectRecord
+from db import store
+from db.store import CheckRunRecord, ProjectRecord
 from projects.kinds import ProjectUnusable, Run, Shipped
 from projects.repo import checks, environment
 from projects.repo.checks import Check
 from projects.repo.environment import Built
 from projects.repo.evidence import GateEvidence, passed_at
 from projects.repo.project_file import ProjectFile
-from projects.repo.repository import Repository, RepositoryError, issue_branch
+from projects.repo.repository import Repository, RepositoryError, issue_branch, scratch
 from projects.repo.shipping import Shipment, ship
 from projects.repo.work import RepoWork, prepare
 from projects.sandbox import Sandbox, SandboxUnavailable, sandbox_for
@@ -53,11 +54,13 @@ class GitProject:
             return prepare(self.settings, self.project, run.issue_id, run_id=run.held.run_id, deadline=run.deadline)
 
     def evidence(self) -> GateEvidence:
-        """Run the gate at the pushed branch head, in a fresh worktree of exactly that commit, and record it."""
+        """The gate at the pushed branch head: reused where those files already passed, else run in a fresh
+        worktree of exactly that commit and recorded; files the gate already failed on are not gated again."""
+        run = self.run
         with _usable():
             repository = Repository(self.settings, self.project).sync()
             project_file = repository.project_file()
-            branch = issue_branch(self.run.issue_id)
+            branch = issue_branch(run.issue_id)
             head = repository.head(branch)
             if head is None:
                 raise RepositoryError(f"{branch} is not on the remote: there is nothing to review")
@@ -65,33 +68,40 @@ class GitProject:
             stat, patch, paths = repository.changes(base, head)  # before anything runs: from the commits alone
             sandbox = sandbox_for(self.settings)
             built = self._environment(sandbox, repository, project_file, head)
-            tree = repository.scratch_worktree(self.run.issue_id, head)
-            try:
-                ran = checks.run_all(
-                    self.settings,
-                    sandbox,
-                    project_file,
-                    project_file.gate,
-                    tree,
-                    issue_id=self.run.issue_id,
-                    deadline=self.run.deadline,
-                    environment=built,
+            files = repository.tree_of(head)
+            with run.tx() as session:
+                red = store.gated_red_on_tree(
+                    session, project_id=self.project.id, tree_sha=files, env_key=built.key if built else None
                 )
-            finally:
-                repository.drop(tree)
-        self._record(ran, head, "review")
+            if red is not None:
+                return GateEvidence(head, (Check.reusing(red),), stat, patch, paths, no_progress=True)
+            ran = checks.run_gate(
+                self.settings,
+                sandbox,
+                project_file,
+                lambda: scratch(repository, run.issue_id, head),
+                files,
+                self,
+                commit=head,
+                stage="review",
+                issue_id=run.issue_id,
+                deadline=run.deadline,
+                env=built,
+            )
         return GateEvidence(head, tuple(ran), stat, patch, paths)
 
     def ship(self) -> Shipped:
-        """Merge the reviewed head, check, deploy, push, verify; a head without passing evidence goes back."""
+        """Merge the reviewed head, check, deploy, push, verify; a head other than the reviewed one goes back."""
         run = self.run
         with _usable():
             repository = Repository(self.settings, self.project).sync()
             project_file = repository.project_file()
             branch = issue_branch(run.issue_id)
             head = repository.head(branch)
-            with run.tx() as session:
-                reviewed = head is not None and passed_at(session, run.issue_id, head, project_file.gate)
+            reviewed = head is not None and head == run.held.issue.reviewed_sha
+            if head is not None and not reviewed and run.held.issue.reviewed_sha is None:
+                with run.tx() as session:  # approved before reviews recorded the head they saw
+                    reviewed = passed_at(session, run.issue_id, head, project_file.gate)
             if head is None or not reviewed:
                 return Shipped(
                     False,
@@ -105,21 +115,20 @@ class GitProject:
                 return self._environment(sandbox, repository, project_file, commit)
 
             what = Shipment(run.issue_id, run.held.issue.title, head, run.agent, email, run.deadline, environment_at)
-            return ship(self.settings, repository, project_file, sandbox, what, self._record)
+            return ship(self.settings, repository, project_file, sandbox, what, self)
 
-    def _environment(
-        self, sandbox: Sandbox, repository: Repository, project_file: ProjectFile, commit: str
-    ) -> Built | None:
-        """The project's environment for ``commit``, built now or reused; None when it declares none."""
-        if project_file.environment is None:
-            return None
-        return environment.ensure(self.settings, sandbox, repository, project_file.environment, commit)
+    # --- the check book (projects/repo/checks.py): this project's evidence in check_runs ----------------------
+    def passed(self, tree: str, env_key: str | None, command: str) -> CheckRunRecord | None:
+        with self.run.tx() as session:
+            return store.passed_on_tree(
+                session, project_id=self.project.id, tree_sha=tree, env_key=env_key, command=command
+            )
 
-    def _record(self, ran: Sequence[Check], commit: str, stage: str) -> None:
+    def record(self, ran: Sequence[Check], *, commit: str, tree: str | None, env_key: str | None, stage: str) -> None:
         """Store the evidence, only while the run still holds the issue (a run that lost it records nothing)."""
         run = self.run
         with run.tx() as session:
-            if run.holds(session):
+            if ran and run.holds(session):
                 checks.record(
                     session,
                     ran,
@@ -129,4 +138,14 @@ class GitProject:
                     stage=stage,
                     run_id=run.held.run_id,
                     agent_id=run.agent_id,
+                    tree=tree,
+                    env_key=env_key,
                 )
+
+    def _environment(
+        self, sandbox: Sandbox, repository: Repository, project_file: ProjectFile, commit: str
+    ) -> Built | None:
+        """The project's environment for ``commit``, built now or reused; None when it declares none."""
+        if project_file.environment is None:
+            return None
+        return environment.ensure(self.settings, sandbox, repository, project_file.environment, commit)

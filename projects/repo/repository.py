@@ -124,6 +124,11 @@ class Worktree(Workspace):
     def head(self) -> str:
         return self.run("rev-parse", "HEAD").strip()
 
+    def files_tree(self) -> str:
+        """The tree id of the files as they are now, staged whole as the run's commit will stage them."""
+        self.run("add", "-A")
+        return self.run("write-tree").strip()
+
     def diff_stat(self, base: str) -> str:
         """What the worktree changes against ``base``, uncommitted files included, as ``git diff --stat``."""
         self.run("add", "-A", "--intent-to-add")
@@ -529,6 +534,16 @@ class Repository:
             archive=str(target),
             entries=kept,
         )
+
+
+@contextmanager
+def scratch(repository: Repository, issue_id: int, commit: str) -> Iterator[Worktree]:
+    """A detached worktree of ``commit`` for one job, dropped when it is done."""
+    tree = repository.scratch_worktree(issue_id, commit)
+    try:
+        yield tree
+    finally:
+        repository.drop(tree)
 
 
 def _points_home(tree: Worktree) -> bool:

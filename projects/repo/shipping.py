@@ -6,19 +6,23 @@ project defines one; push the base branch (never forced; rejected because the
 base moved: fetch and merge again, once); then run ``verify`` (absent: the gate
 on the merged commit was the verification). A failing verify pushes a revert of
 the merge. Every command runs in the sandbox and is recorded against the merged
-commit through ``record``. A run that finds its head already merged (a crash
-after the push) goes straight to verify, so shipping twice never merges twice.
+commit in the ``book`` (projects/repo/checks.py). The gate on the merge reuses
+the review's results when the merge holds exactly the reviewed files (the base
+did not move), so an unmoved base runs the suite once per issue. A run that
+finds its head already merged (a crash after the push) goes straight to
+verify, so shipping twice never merges twice.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 from config.settings import Settings
 from projects.kinds import Shipped
 from projects.repo import checks
-from projects.repo.checks import Check, not_started
+from projects.repo.checks import Check, CheckBook, not_started
 from projects.repo.environment import Built
 from projects.repo.project_file import ProjectFile
 from projects.repo.repository import Repository, RepositoryError, Worktree, issue_branch
@@ -26,8 +30,6 @@ from projects.sandbox import Sandbox
 
 MERGE_TRIES = 2  # the first push, and once more after the base moved
 REVERT_TRIES = 3
-
-Recorder = Callable[[Sequence[Check], str, str], None]  # (checks, commit, stage)
 
 
 @dataclass(frozen=True)
@@ -49,26 +51,26 @@ def ship(
     project_file: ProjectFile,
     sandbox: Sandbox,
     what: Shipment,
-    record: Recorder,
+    book: CheckBook,
 ) -> Shipped:
     base_branch = repository.project.base_branch
     for attempt in range(1, MERGE_TRIES + 1):
         base = repository.base_head()
         if repository.is_ancestor(what.head, base):  # merged already: by a run that died after its push, or raced
-            return _merged_before(settings, repository, project_file, sandbox, what, base, record)
+            return _merged_before(settings, repository, project_file, sandbox, what, base, book)
         tree = repository.scratch_worktree(what.issue_id, base)
         try:
-            outcome = _merge_and_check(settings, project_file, sandbox, what, tree, record)
+            outcome = _merge_and_check(settings, project_file, sandbox, what, tree, book)
         finally:
             repository.drop(tree)
         if isinstance(outcome, Shipped):
             return outcome
-        deployed = _deploy(settings, repository, project_file, sandbox, what, outcome, record)
+        deployed = _deploy(settings, repository, project_file, sandbox, what, outcome, book)
         if deployed is not None:
             return deployed
         pushed = repository.push(outcome, base_branch)
         if pushed.pushed:
-            return _verify(settings, repository, project_file, sandbox, what, outcome, record)
+            return _verify(settings, repository, project_file, sandbox, what, outcome, book)
         if attempt == MERGE_TRIES:
             return Shipped(False, f"{base_branch} kept moving; the push was refused twice:\n{pushed.detail}")
         repository.sync()
@@ -82,7 +84,7 @@ def _merged_before(
     sandbox: Sandbox,
     what: Shipment,
     base: str,
-    record: Recorder,
+    book: CheckBook,
 ) -> Shipped:
     """The head is on the base already: verify its merge, unless a revert of it is there too."""
     merged = repository.merge_of(what.head, base)
@@ -93,7 +95,7 @@ def _merged_before(
         return Shipped(
             False, f"Verify failed after the merge {merged[:12]}, which {revert[:12]} reverted.", reverted=revert
         )
-    return _verify(settings, repository, project_file, sandbox, what, merged, record)
+    return _verify(settings, repository, project_file, sandbox, what, merged, book)
 
 
 def _merge_and_check(
@@ -102,7 +104,7 @@ def _merge_and_check(
     sandbox: Sandbox,
     what: Shipment,
     tree: Worktree,
-    record: Recorder,
+    book: CheckBook,
 ) -> str | Shipped:
     """The merge commit, gate-checked and deployed; a Shipped failure when any step says no."""
     message = f"Merge issue #{what.issue_id}: {what.title}"
@@ -110,17 +112,19 @@ def _merge_and_check(
     if merge.commit is None:
         paths = "\n".join(f"- {path}" for path in merge.conflicts)
         return Shipped(False, f"Merge conflict with the base branch in:\n{paths}", conflicts=merge.conflicts)
-    gate = checks.run_all(
+    gate = checks.run_gate(
         settings,
         sandbox,
         project_file,
-        project_file.gate,
-        tree,
+        lambda: nullcontext(tree),
+        tree.run("rev-parse", f"{merge.commit}^{{tree}}").strip(),
+        book,
+        commit=merge.commit,
+        stage="merge",
         issue_id=what.issue_id,
         deadline=what.deadline,
-        environment=what.environment_at(merge.commit),
+        env=what.environment_at(merge.commit),
     )
-    record(gate, merge.commit, "merge")
     if not all(check.ok for check in gate):
         return Shipped(False, "The gate failed on the merged commit.\n" + checks.report(gate, commit=merge.commit))
     return merge.commit
@@ -133,13 +137,13 @@ def _deploy(
     sandbox: Sandbox,
     what: Shipment,
     merged: str,
-    record: Recorder,
+    book: CheckBook,
 ) -> Shipped | None:
     """Run ``deploy`` (if any) in a fresh tree of the merged commit, not the one the gate's code ran in."""
     if project_file.deploy is None:
         return None
     deployed = _run_at(settings, repository, project_file, sandbox, what, merged, "deploy")
-    record([deployed], merged, "deploy")
+    _record(book, repository, what, deployed, merged, "deploy")
     return None if deployed.ok else Shipped(False, "deploy failed.\n" + checks.report([deployed], commit=merged))
 
 
@@ -150,14 +154,14 @@ def _verify(
     sandbox: Sandbox,
     what: Shipment,
     merged: str,
-    record: Recorder,
+    book: CheckBook,
 ) -> Shipped:
     if project_file.verify is None:
         return Shipped(True, f"Merged as {merged[:12]}; the gate passed on the merged commit.", merged=merged)
     verified = _run_at(settings, repository, project_file, sandbox, what, merged, "verify")
     if not_started(verified):  # no time left in this run: the merge stands; a later run verifies it
         return Shipped(False, verified.result.output, merged=merged, unfinished=True)
-    record([verified], merged, "verify")
+    _record(book, repository, what, verified, merged, "verify")
     if verified.ok:
         return Shipped(True, f"Merged as {merged[:12]} and verified.", merged=merged)
     failed = "verify failed after the merge.\n" + checks.report([verified], commit=merged)
@@ -194,6 +198,12 @@ def _run_at(
         )
     finally:
         repository.drop(tree)
+
+
+def _record(book: CheckBook, repository: Repository, what: Shipment, check: Check, commit: str, stage: str) -> None:
+    built = what.environment_at(commit)
+    tree = repository.tree_of(commit)
+    book.record([check], commit=commit, tree=tree, env_key=built.key if built else None, stage=stage)
 
 
 def _revert(repository: Repository, what: Shipment, merged: str) -> str | None:

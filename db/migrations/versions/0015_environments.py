@@ -9,6 +9,9 @@ git tree, not the commit: a merge of an unmoved base has its head's tree) and th
 against (projects/repo/environment.py), so a result already recorded for that key is reused instead of
 run again. Rows written before this migration have neither and are never reused.
 
+``issues.reviewed_sha``: the branch head the last passing review saw. With results reused by tree, a
+review may run nothing and record no row; deploy ships the head only when it is exactly the one reviewed.
+
 Nullable columns are instant; the blocked-reason CHECK is re-added under a lock held to the end of the
 upgrade: upgrade while `hq run` is stopped.
 
@@ -43,6 +46,7 @@ def upgrade() -> None:
         ALTER TABLE check_runs ADD COLUMN env_key text CHECK (env_key ~ '^[0-9a-f]{{32}}$');
         CREATE INDEX check_runs_tree_idx ON check_runs (project_id, tree_sha, command, id)
             WHERE tree_sha IS NOT NULL;
+        ALTER TABLE issues ADD COLUMN reviewed_sha text CHECK (reviewed_sha ~ {_SHA});
     """,
     )
 
@@ -51,6 +55,7 @@ def downgrade() -> None:
     run_sql(
         op.get_bind(),
         f"""
+        ALTER TABLE issues DROP COLUMN reviewed_sha;
         DROP INDEX check_runs_tree_idx;
         ALTER TABLE check_runs DROP COLUMN env_key;
         ALTER TABLE check_runs DROP COLUMN tree_sha;

@@ -28,9 +28,10 @@ RETURNING *;
 
 -- name: record_review
 -- A verdict: pending_approval or approved when it passed, todo for rework. Attempts count one
--- stage's consecutive failures, so the next stage starts with all of them.
+-- stage's consecutive failures, so the next stage starts with all of them. :reviewed_sha is the
+-- branch head a passing review saw (NULL otherwise): deploy ships exactly that commit.
 UPDATE issues SET status = :to_status, quality_score = :score, review_rounds = :rounds, attempts = 0,
-       lease_owner = NULL, lease_until = NULL
+       reviewed_sha = CAST(:reviewed_sha AS text), lease_owner = NULL, lease_until = NULL
  WHERE id = :issue_id AND status = 'in_review' AND lease_owner = :run_id
 RETURNING *;
 

@@ -41,10 +41,29 @@ RETURNING *;
 
 -- name: record_check
 INSERT INTO check_runs (issue_id, project_id, commit_sha, stage, command, exit_code, duration_ms, output_tail,
-                        sandbox, run_id, agent_id)
+                        sandbox, run_id, agent_id, tree_sha, env_key)
 VALUES (:issue_id, :project_id, :commit_sha, :stage, :command, :exit_code, :duration_ms, :output_tail,
-        :sandbox, :run_id, :agent_id)
+        :sandbox, :run_id, :agent_id, :tree_sha, :env_key)
 RETURNING *;
+
+-- name: passed_on_tree
+-- Evidence by tree: the newest passing run of one command on exactly these files (git's tree id) in exactly
+-- this environment, from any run of the project (an engineer's own, a review's, a merge's). A gate reuses
+-- it instead of running the command again; deploy and verify always run.
+SELECT * FROM check_runs
+ WHERE project_id = :project_id AND tree_sha = :tree_sha AND command = :command AND exit_code = 0
+   AND env_key IS NOT DISTINCT FROM CAST(:env_key AS text) AND stage IN ('work', 'review', 'merge')
+ ORDER BY id DESC
+ LIMIT 1;
+
+-- name: gated_red_on_tree
+-- A gate that already failed on exactly these files in this environment: gating them again pays for the
+-- same red evidence twice (the issue blocks no_progress instead).
+SELECT * FROM check_runs
+ WHERE project_id = :project_id AND tree_sha = :tree_sha AND exit_code <> 0
+   AND env_key IS NOT DISTINCT FROM CAST(:env_key AS text) AND stage IN ('review', 'merge')
+ ORDER BY id DESC
+ LIMIT 1;
 
 -- name: checks_at
 -- The evidence for one exact commit, oldest first: nothing recorded for another commit counts.
