@@ -147,6 +147,7 @@ class Issue(Base):
     done_at: Mapped[dt.datetime | None]
     project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id"))
     merged_sha: Mapped[str | None]
+    reviewed_sha: Mapped[str | None]
 
 
 class Project(Base):
@@ -177,6 +178,8 @@ class CheckRun(Base):
     run_id: Mapped[uuid.UUID | None]
     agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
     created_at: Mapped[dt.datetime] = mapped_column(server_default="now()")
+    tree_sha: Mapped[str | None]
+    env_key: Mapped[str | None]
 
 
 class IssueDependency(Base):

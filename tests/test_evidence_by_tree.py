@@ -59,6 +59,9 @@ def test_a_one_round_issue_on_a_moved_base_runs_the_gate_twice(
     project = add_project(raw, remote)
     issue = project_issue(raw, project, "Add mul to calc", fenced("calc.py", GOOD_MUL))
     assert drive(runtime, raw, issue, until={"approved"}) == "approved"
+    (work,) = [check_id for (check_id,) in raw.execute("SELECT id FROM check_runs WHERE issue_id = %s", (issue,))]
+    assert "test: passed in" in comments(raw, issue, "review")[0]
+    assert f"(reused from check {work})" in comments(raw, issue, "review")[0]  # what the review stood on
     push_change(remote, "main", {"NOTES.md": "Someone else's change.\n"})
     assert drive(runtime, raw, issue, until={"done", "blocked"}, agents=(DEVOPS,)) == "done"
     assert [(stage, command) for stage, command, _, _ in check_rows(raw, issue)] == [

@@ -103,6 +103,8 @@ def _review(ctx: WorkflowContext, held: Claim) -> None:
         return
     passed = verdict.passed and verdict.score >= PASS_SCORE
     notes = "\n".join(f"- {note}" for note in verdict.notes) or "- (no notes)"
+    if evidence.report:  # what the verdict stood on: each gate command's result, run or reused (check N)
+        notes += f"\n\n{evidence.report}"
     score = Decimal(str(round(verdict.score, 3)))
     _conclude(ctx, held, passed=passed, score=score, notes=notes, evidence=evidence)
 
