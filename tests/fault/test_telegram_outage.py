@@ -18,8 +18,8 @@ import pytest
 from channels.messages import render, split
 from tests.conftest import run_hq
 from tests.fakes.telegram_server import Failure, FakeTelegram
-from tests.fault.support import EXECUTORS, settling, start, stop, wait_for_progress
-from tests.helpers import one
+from tests.support.processes import EXECUTORS, settling, start, stop, wait_for_progress
+from tests.support.rows import one
 
 TOKEN = "123456789:AAoutageTOKENoutageTOKENoutageTOK"
 CHAT = "4242"
