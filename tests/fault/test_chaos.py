@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.conftest import run_hq
+from tests.support.cli import run_hq
 from tests.support.processes import (
     EXECUTORS,
     SHORT_LEASES,

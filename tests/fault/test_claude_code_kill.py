@@ -17,7 +17,6 @@ import psycopg
 import pytest
 
 from runtimes.claude_code import CLAUDE_IN_SANDBOX
-from tests.conftest import run_hq
 from tests.fakes.anthropic_server import FakeAnthropic, Reply
 from tests.support.claude_code import (
     PROVIDER_KEY,
@@ -30,6 +29,7 @@ from tests.support.claude_code import (
     use,
     worker_requests,
 )
+from tests.support.cli import run_hq
 from tests.support.processes import SHORT_LEASES, assert_legal_paths, start, stop, wait_for_progress, wait_until
 from tests.support.projects import ENGINEER, GOOD_MUL, add_project, make_remote, needs_bwrap, project_issue, remote_file
 from tests.support.rows import one

@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.conftest import run_hq
+from tests.support.cli import run_hq
 from tests.support.processes import (
     DONE_SO_FAR,
     EXECUTORS,

@@ -13,7 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.conftest import run_hq
+from tests.support.cli import run_hq
 from tests.support.processes import (
     DONE_SO_FAR,
     EXECUTORS,

@@ -19,7 +19,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.conftest import run_hq
+from tests.support.cli import run_hq
 from tests.support.processes import SHORT_LEASES, assert_legal_paths, start, stop, wait_for_progress
 from tests.support.projects import (
     BAD_MUL,

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import psycopg
 
-from tests.conftest import BIN, run_hq
 from tests.fakes.telegram_server import FakeTelegram
+from tests.support.cli import BIN, run_hq
 from tests.support.rows import one
 
 BOT_CANARY = "555555555:AAcanaryBOTcanaryBOTcanaryBOTcanary99"

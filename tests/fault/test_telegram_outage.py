@@ -16,8 +16,8 @@ import psycopg
 import pytest
 
 from channels.messages import render, split
-from tests.conftest import run_hq
 from tests.fakes.telegram_server import Failure, FakeTelegram
+from tests.support.cli import run_hq
 from tests.support.processes import EXECUTORS, settling, start, stop, wait_for_progress
 from tests.support.rows import one
 

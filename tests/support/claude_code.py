@@ -19,7 +19,7 @@ import pytest
 from config.settings import PACKAGE_ROOT, load_settings
 from runtimes.install import PINNED_VERSION, claude_binary, claude_version
 from tests.fakes.anthropic_server import FakeAnthropic, Reply
-from tests.integration.models.test_router import write_models
+from tests.support.models import write_models
 
 needs_node = pytest.mark.skipif(
     shutil.which("node") is None or shutil.which("npm") is None,

@@ -1,4 +1,5 @@
-"""What the fault tests share: real `hq run` processes, and the invariants every run must keep."""
+"""Real `hq run` processes for the tests that start them (tests/fault/ above all), the waits for their
+progress, and the invariants every run must keep."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Generic, TypeVar
 
 import psycopg
 
-from tests.conftest import BIN
+from tests.support.cli import BIN
 from tests.support.rows import one
 
 FAST = {

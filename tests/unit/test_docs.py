@@ -13,7 +13,7 @@ import typer
 
 from cli.app import build_app
 from config.settings import Settings
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 TABLE_ROW = re.compile(r"^\| `([A-Z0-9_]+)` \|", re.MULTILINE)

@@ -12,26 +12,13 @@ import psycopg
 import pytest
 
 from agents.playbooks import load_playbooks
-from agents.roster import load_roster
 from config.errors import ConfigError
-from config.settings import PACKAGE_ROOT, get_settings
+from config.settings import get_settings
 from scheduler.company import Company
-from tests.conftest import run_hq
-from tests.fault.test_processes import start, stop, wait_until
+from tests.support.cli import run_hq
+from tests.support.playbooks import PLAYBOOKS, ROLES
+from tests.support.processes import start, stop, wait_until
 from tests.support.rows import one
-
-PLAYBOOKS = PACKAGE_ROOT / "agents" / "playbooks"
-ROLES = set(load_roster(PACKAGE_ROOT / "agents" / "roles").roles)
-
-
-def test_shipped_playbooks_are_valid() -> None:
-    playbooks = load_playbooks(PLAYBOOKS, ROLES)
-    assert len(playbooks.playbooks) >= 5
-    feature = playbooks.get("feature-delivery")
-    assert feature is not None
-    assert feature.waves() == [["spec"], ["api", "design"], ["ui"], ["docs", "tests"]]
-    result = run_hq("playbooks", "check")
-    assert result.exit_code == 0 and "feature-delivery" in result.stdout
 
 
 @pytest.mark.parametrize(

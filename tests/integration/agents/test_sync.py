@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 
 from config.settings import PACKAGE_ROOT
-from tests.conftest import run_hq
+from tests.support.cli import run_hq
 from tests.support.rows import force_status, new_issue
 
 ROLES = PACKAGE_ROOT / "agents" / "roles"

@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 
 def test_transitions_benchmark_prints_measurements_only() -> None:

@@ -26,8 +26,8 @@ from config.settings import Settings, get_settings, load_settings, reset_setting
 from db.engine import get_engine
 from projects.workspace import Workspace
 from scheduler.company import Company
-from tests.conftest import run_hq
 from tests.fakes.telegram_server import FakeTelegram, callback_update, message_update
+from tests.support.cli import run_hq
 from tests.support.processes import wait_for_progress, wait_until
 from tests.support.rows import execute_run, force_status, new_issue, notify_approval, one, status_of
 from workflows import sweep
@@ -580,40 +580,6 @@ def test_stopping_a_poller_whose_token_was_refused_is_quiet(db_url: str, monkeyp
     finally:
         poller.stop()  # used to raise "Event loop is closed" here, and hq run's shutdown stopped half-way
         fake.stop()
-
-
-def test_an_early_webhook_answer_never_reads_the_body_as_another_request() -> None:
-    import socket
-
-    from channels.webhook import WebhookServer
-
-    delivered: list[dict[str, Any]] = []
-
-    def deliver(data: dict[str, Any]) -> bool:
-        delivered.append(data)
-        return True
-
-    server = WebhookServer("127.0.0.1:0", "https://hq.invalid/hook", "s3cret", deliver)
-    server.start()
-    try:
-        inner = json.dumps({"update_id": 5}).encode()
-        smuggled = (
-            b"POST /hook HTTP/1.1\r\nHost: x\r\nX-Telegram-Bot-Api-Secret-Token: s3cret\r\n"
-            b"content-type: application/json\r\ncontent-length: " + str(len(inner)).encode() + b"\r\n\r\n" + inner
-        )
-        outer = (
-            b"POST /hook HTTP/1.1\r\nHost: x\r\nX-Telegram-Bot-Api-Secret-Token: wrong\r\n"
-            b"content-length: " + str(len(smuggled)).encode() + b"\r\n\r\n" + smuggled
-        )
-        with socket.create_connection(server.address, timeout=30) as connection:
-            connection.sendall(outer)
-            replies = b""
-            while chunk := connection.recv(65536):
-                replies += chunk
-        assert replies.count(b"HTTP/1.1") == 1 and replies.startswith(b"HTTP/1.1 403")
-        assert delivered == []
-    finally:
-        server.stop()
 
 
 @pytest.mark.parametrize(

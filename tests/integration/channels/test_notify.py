@@ -12,12 +12,11 @@ import psycopg
 import pytest
 
 from channels import notify
-from channels.messages import render, split
 from config.settings import get_settings, load_settings
 from db import outbox
 from db.engine import get_engine, transaction
-from tests.conftest import BIN, run_hq
 from tests.fakes.telegram_server import Failure, FakeTelegram
+from tests.support.cli import BIN, run_hq
 from tests.support.rows import one
 
 TOKEN = "123456789:AAtestTOKENtestTOKENtestTOKENtest12"
@@ -158,18 +157,6 @@ def test_console_channel_without_a_token(db_url: str, raw: psycopg.Connection) -
     report = notify.run(get_settings(), get_engine())
     assert len(report.sent) == 2
     assert raw.execute("SELECT DISTINCT status, channel FROM notifications").fetchall() == [("sent", "console")]
-
-
-def test_long_messages_are_split_at_line_ends() -> None:
-    text = render("escalated", {"issue": {"id": 1, "title": "t"}, "reason": "agent", "chain": ["a", "b"], "note": "x"})
-    assert split(text) == [text]
-    long = "\n".join(f"line {i} " + "y" * 100 for i in range(200))
-    parts = split(long)
-    assert len(parts) > 1 and all(len(p) <= 4096 for p in parts)
-    assert "\n".join(parts) == long
-    entities = "&amp;" * 1000
-    assert all(not p.endswith("&") and len(p) <= 4096 for p in split(entities))
-    assert "".join(split(entities)) == entities
 
 
 def test_crash_between_send_and_mark_duplicates_only_the_message_in_flight(

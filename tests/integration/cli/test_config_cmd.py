@@ -15,7 +15,9 @@ import pytest
 from sqlalchemy import create_engine
 
 from db.migrate import head_revision, upgrade
-from tests.conftest import ROOT, PgServer, own_database, run_hq, run_hq_process
+from tests.support import ROOT
+from tests.support.cli import run_hq, run_hq_process
+from tests.support.postgres import PgServer, own_database
 
 SECRET = "Sup3rSecretPw-check"
 

@@ -22,7 +22,8 @@ import pytest
 from sqlalchemy import create_engine
 
 from db.migrate import head_revision
-from tests.conftest import PgServer, own_database, run_hq
+from tests.support.cli import run_hq
+from tests.support.postgres import PgServer, own_database
 
 APP_ROLE = "hq_app_nocreaterole"
 DENIED = psycopg.errors.InsufficientPrivilege

@@ -6,7 +6,7 @@ import json
 
 import psycopg
 
-from tests.conftest import run_hq
+from tests.support.cli import run_hq
 from tests.support.rows import events, force_status, new_issue, seed_agents, status_of
 
 

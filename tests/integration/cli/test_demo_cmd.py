@@ -7,7 +7,7 @@ import time
 
 import psycopg
 
-from tests.conftest import run_hq_process
+from tests.support.cli import run_hq_process
 from tests.support.rows import one, rollups
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import psycopg
 
-from tests.conftest import run_hq
+from tests.support.cli import run_hq
 from tests.support.rows import seed_agents
 
 

@@ -7,14 +7,12 @@ terminal still gets a table that fits. `--json` is unchanged.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import re
 
 import psycopg
 
-from tests.conftest import run_hq, run_hq_process
+from tests.support.cli import LONG_TITLE, run_hq, run_hq_process
 
 KEYS = {
     "ANTHROPIC_API_KEY": "sk-ant-test-000000000000000000000000",
@@ -22,10 +20,6 @@ KEYS = {
     "GEMINI_API_KEY": "AIzaTest00000000000000000000000000000",
     "COLUMNS": "80",
 }
-LONG_TITLE = (
-    "Migrate the billing service from the legacy invoice scheduler to the new event pipeline, "
-    "keeping every customer's invoice dates and the audit trail intact, with a rollback plan marker-7731"
-)
 
 
 def rows_containing(output: str, needle: str) -> list[str]:
@@ -68,30 +62,3 @@ def test_issues_through_a_pipe_keep_a_long_title_whole_on_one_line(db_url: str, 
     assert LONG_TITLE in lines[0] and "backend-engineer" in lines[0] and "todo" in lines[0]
     # In-process, into a buffer (what a script capturing output gets), the same holds.
     assert rows_containing(run_hq("issues").stdout, LONG_TITLE)
-
-
-def test_a_terminal_still_gets_a_table_that_fits() -> None:
-    from cli.output import _Console, safe
-
-    class Tty(io.StringIO):
-        def isatty(self) -> bool:
-            return True
-
-    from rich.table import Table
-
-    terminal = _Console(file=Tty(), width=80, color_system=None, highlight=False, soft_wrap=False, emoji=False)
-    table = Table()
-    for column in ("tier", "model", "note"):
-        table.add_column(column)
-    table.add_row("utility", "anthropic/claude-haiku-4-5", LONG_TITLE)
-    terminal.print(table)
-    output = terminal.file.getvalue()  # type: ignore[attr-defined]
-    assert all(len(line) <= 80 for line in output.splitlines())
-    # Without an explicit width, a non-terminal file gets the wide size, a terminal its own.
-    assert _Console(file=io.StringIO()).width > 10_000
-    assert _Console(file=Tty()).width < 10_000
-    # ``safe(limit=...)`` shortens for a terminal only; into a pipe or a file nothing is cut.
-    with contextlib.redirect_stdout(io.StringIO()):
-        assert safe("x" * 100, limit=10) == "x" * 100
-    with contextlib.redirect_stdout(Tty()):
-        assert safe("x" * 100, limit=10) == "x" * 9 + "…"

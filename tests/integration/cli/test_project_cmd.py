@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.conftest import Result, run_hq
+from tests.support.cli import Result, run_hq
 from tests.support.projects import git, make_remote, sample_files
 from tests.support.rows import force_status, new_issue, one
 
@@ -346,7 +346,7 @@ def test_config_check_says_bwrap_works(db_url: str, monkeypatch: pytest.MonkeyPa
 
 
 def test_project_commands_never_load_the_model_stacks(raw: psycopg.Connection, remote: Path) -> None:
-    from tests.integration.cli.test_app import probe
+    from tests.support.cli import probe
 
     assert probe("project", "add", "calc", "--repo", str(remote)) == {"code": 0, "heavy": []}
     assert probe("project", "list") == {"code": 0, "heavy": []}

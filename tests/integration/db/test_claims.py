@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from db.sqlfiles import _named_queries
-from tests.conftest import run_hq
+from tests.support.cli import run_hq
 from tests.support.rows import one
 
 EXPECTED = {

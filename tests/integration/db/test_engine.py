@@ -10,7 +10,8 @@ import psycopg
 import pytest
 from sqlalchemy import text
 
-from tests.conftest import PgServer, own_database, run_hq
+from tests.support.cli import run_hq
+from tests.support.postgres import PgServer, own_database
 
 _counter = itertools.count()
 

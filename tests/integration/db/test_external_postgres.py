@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.conftest import run_hq_process
+from tests.support.cli import run_hq_process
 from tests.support.external_pg import (
     APP_PASSWORD,
     APP_ROLE,

@@ -25,16 +25,13 @@ import psycopg
 import pytest
 from sqlalchemy import create_engine
 
-from db.migrate import MIGRATIONS_DIR, head_revision, upgrade
+from db.migrate import head_revision, upgrade
 from db.sqlfiles import SQL_DIR
-from tests.conftest import ROOT, PgServer, run_hq
+from tests.support import ROOT
+from tests.support.cli import run_hq
+from tests.support.migrations import RELEASES, REVISIONS
+from tests.support.postgres import PgServer
 from tests.support.rows import one
-
-# Releases, oldest first: (the last commit on main with that head, its head revision). When
-# releasing, freeze what the newly released migrations apply (git show <commit>:db/sql/<file>
-# into db/sql/frozen/<file>_<rev>.sql, <rev> the first migration applying that text) and add it.
-RELEASES = [("6ece9b8", "0004"), ("31e726c", "0008")]  # (commit, head revision) of each release
-RELEASE_COMMIT, RELEASED = RELEASES[-1]
 
 # Databases built at these commits (each with the head revision it had) must upgrade to head's schema.
 OLD_COMMITS = {
@@ -44,8 +41,6 @@ OLD_COMMITS = {
     "eb52f80": "0004",  # 0004 before it was edited to add hq_act_as()
     **dict(RELEASES),  # every release
 }
-
-REVISIONS = sorted(p.name.split("_", 1)[0] for p in (MIGRATIONS_DIR / "versions").glob("[0-9]*_*.py"))
 
 
 # --- databases and their schema -------------------------------------------------------------------
@@ -157,25 +152,6 @@ def test_upgrade_from_every_revision_gives_the_fresh_schema(
     migrate(url, revision)
     migrate(url)
     assert_same_schema(schema(pg_server, url), fresh_schema)
-
-
-# --- frozen SQL -------------------------------------------------------------------------------------
-
-_APPLIED = re.compile(r"""run_sql_file\(\s*\w+\s*,\s*["']([^"']+)["']""")
-
-
-def test_released_migrations_apply_only_frozen_sql() -> None:
-    released = [p for p in sorted((MIGRATIONS_DIR / "versions").glob("[0-9]*_*.py")) if p.name[:4] <= RELEASED]
-    assert [p.name[:4] for p in released] == [r for r in REVISIONS if r <= RELEASED]
-    for path in released:
-        source = path.read_text(encoding="utf-8")
-        applied = _APPLIED.findall(source)
-        assert applied or "run_sql(" in source, f"{path.name} applies no SQL?"  # inline SQL is frozen in place
-        living = [name for name in applied if not name.startswith("frozen/")]
-        assert living == [], f"{path.name} is released but applies living db/sql files {living}: freeze them"
-        assert "read_sql(" not in source
-        for name in applied:
-            assert (SQL_DIR / name).is_file(), name
 
 
 def _git(*args: str) -> subprocess.CompletedProcess[bytes]:

@@ -21,7 +21,8 @@ from sqlalchemy import create_engine
 
 from db.migrate import _LOCK_KEY, alembic_config, upgrade
 from db.sqlfiles import read_sql
-from tests.conftest import PgServer, run_hq
+from tests.support.cli import run_hq
+from tests.support.postgres import PgServer
 from tests.support.rows import one
 
 _counter = itertools.count()

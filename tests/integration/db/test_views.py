@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from config.urls import libpq_url
-from tests.conftest import run_hq
+from tests.support.cli import run_hq
 from tests.support.rows import force_status, one
 
 D = Decimal

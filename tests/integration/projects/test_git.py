@@ -21,11 +21,11 @@ from config.settings import load_settings
 from projects.workspace import Workspace, WorkspaceError
 from scheduler.company import Company
 from scheduler.heartbeat import run_beat
-from tests.conftest import run_hq
 from tests.fakes.anthropic_server import FakeAnthropic, Reply
-from tests.integration.agents.tools.test_dispatch import context
-from tests.integration.models.test_router import KEY, write_models
+from tests.support.cli import run_hq
+from tests.support.models import KEY, write_models
 from tests.support.rows import new_issue, one, status_of
+from tests.support.tools import context
 
 
 @pytest.fixture()
@@ -302,11 +302,3 @@ def test_arguments_the_audit_row_cannot_hold_are_refused_first(
     assert not ctx.workspace_root().exists() or not [p for p in ctx.workspace_root().iterdir() if p.name != ".git"]
     assert raw.execute("SELECT outcome FROM tool_calls WHERE issue_id = %s", (issue,)).fetchall() == [("invalid",)]
     assert dispatch(ctx, "list_files", {}, step=2).ok  # the workspace still works
-
-
-def test_unstorable_text_is_shown_escaped() -> None:
-    from db.storable import storable, storable_text
-
-    assert storable_text("fine") == "fine"
-    assert storable_text("a\x00b\ud800c") == "a\\u0000b\\ud800c"
-    assert storable({"n": float("nan"), "k\x00": ["\udcff"]}) == {"n": "nan", "k\\u0000": ["\\udcff"]}

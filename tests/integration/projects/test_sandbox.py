@@ -37,7 +37,6 @@ from projects.sandbox import (
     SandboxResult,
     SandboxUnavailable,
     Unconfined,
-    limits_for,
     probe,
     process_cap,
     sandbox_for,
@@ -416,13 +415,6 @@ def test_sandbox_for(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert "apt-get install bubblewrap" in refused.value.message
     monkeypatch.setenv("HQ_SANDBOX", "none")
     assert isinstance(sandbox_for(Settings()), Unconfined)
-
-
-def test_limits_for() -> None:
-    settings = Settings(sandbox_memory_mb=512, sandbox_cpu_seconds=30)
-    assert limits_for(settings, 45.5) == Limits(timeout_seconds=45.5, cpu_seconds=30, memory_bytes=512 * 1024 * 1024)
-    with pytest.raises(ValueError):
-        Limits(timeout_seconds=0, cpu_seconds=1, memory_bytes=1)
 
 
 # --- 9. exit codes -------------------------------------------------------------------------

@@ -25,7 +25,7 @@ import pytest
 from config.settings import get_settings, load_settings
 from projects import sandbox as sandbox_module
 from scheduler.company import Company
-from tests.conftest import run_hq
+from tests.support.cli import run_hq
 from tests.support.projects import (
     ENGINEER,
     GOOD_MUL,

@@ -15,9 +15,9 @@ from db.engine import get_engine
 from models.protocol import user_message
 from models.router import CallContext, ModelRouter
 from runtimes.builtin import run_tool_loop
-from tests.conftest import run_hq
 from tests.fakes.anthropic_server import FakeAnthropic, Reply
-from tests.integration.models.test_router import KEY, write_models
+from tests.support.cli import run_hq
+from tests.support.models import KEY, write_models
 from tests.support.rows import agent_record, new_issue, one
 
 

@@ -18,9 +18,9 @@ import pytest
 from config.settings import load_settings
 from scheduler.company import Company
 from scheduler.heartbeat import BeatContext
-from tests.conftest import run_hq
 from tests.fakes.anthropic_server import FakeAnthropic, Reply
-from tests.integration.models.test_router import KEY, write_models
+from tests.support.cli import run_hq
+from tests.support.models import KEY, write_models
 from tests.support.projects import (
     CALC,
     DEVOPS,

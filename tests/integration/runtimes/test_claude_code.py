@@ -19,7 +19,6 @@ import pytest
 from config.settings import load_settings
 from scheduler.company import Company
 from scheduler.heartbeat import BeatContext
-from tests.conftest import run_hq
 from tests.fakes.anthropic_server import FakeAnthropic, Reply
 from tests.support.claude_code import (
     MAX_TOKENS,
@@ -36,6 +35,7 @@ from tests.support.claude_code import (
     use,
     worker_requests,
 )
+from tests.support.cli import run_hq
 from tests.support.projects import (
     DEVOPS,
     ENGINEER,

@@ -25,18 +25,14 @@ import anthropic
 import httpx2
 import psycopg
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from models import budget
-from models.config import CACHE_WRITE_1H_FACTOR, Deployment
 from models.forwarder import ALLOWED_BETAS, CONTEXT_TOKENS, IMAGE_TOKENS, Forwarder
 from models.router import CallContext, ModelRouter
 from runtimes.gateway import MAX_BODY_BYTES, Gateway, GatewayLimits
 from tests.fakes.anthropic_server import FakeAnthropic, Reply, error
-from tests.integration.models.test_router import call_context, router_for
-from tests.integration.runtimes import test_gateway
-from tests.integration.runtimes.test_gateway import (
+from tests.support import gateway
+from tests.support.gateway import (
     HI,
     MODEL,
     PRICE,
@@ -49,10 +45,11 @@ from tests.integration.runtimes.test_gateway import (
     models,
     money,
 )
+from tests.support.models import call_context, router_for
 from tests.support.rows import new_issue, one
 
 # The gateway tests' fixtures: the fake provider, a router priced on it, the run's agent, a short socket path.
-fake, router, boss, socket_path = test_gateway.fake, test_gateway.router, test_gateway.boss, test_gateway.socket_path
+fake, router, boss, socket_path = gateway.fake, gateway.router, gateway.boss, gateway.socket_path
 
 OPUS = "claude-opus-4-7"
 OPUS_PRICE = (15, 75)  # the reasoning tier's: dearer, so serving a call on the wrong tier shows in its price
@@ -381,33 +378,6 @@ def test_one_hour_cache_writes_are_charged_at_their_own_price(
     assert [r["cache_write_tokens"] for r in rows] == [3000, 3000]
     assert deployment(router).dearest_input == per_input * 2  # a prompt may be written to the 1-hour cache whole
     assert_settled(raw, issue, rows)
-
-
-@given(
-    input_tokens=st.integers(0, 10**6),
-    output_tokens=st.integers(0, 10**5),
-    five_minute=st.integers(0, 10**6),
-    one_hour=st.integers(0, 10**6),
-    cache_read=st.integers(0, 10**7),
-    prices=st.tuples(st.decimals("0", "100", places=3), st.decimals("0", "500", places=3)),
-)
-def test_any_usage_is_priced_token_kind_by_token_kind(
-    input_tokens: int, output_tokens: int, five_minute: int, one_hour: int, cache_read: int, prices: Any
-) -> None:
-    """Each kind of token at its own price, the two cache-write lifetimes apart, and never above the dearest
-    input price the reservation counts every input token at."""
-    per_input, per_output = (p / 1_000_000 for p in prices)
-    d = Deployment("execution-1", "execution", 1, "anthropic/m", None, None, per_input, per_output, "models file")
-    cost = d.cost(input_tokens, output_tokens, five_minute + one_hour, cache_read, cache_write_1h_tokens=one_hour)
-    assert cost == (
-        per_input * input_tokens
-        + per_output * output_tokens
-        + per_input * Decimal("1.25") * five_minute
-        + per_input * CACHE_WRITE_1H_FACTOR * one_hour
-        + per_input * Decimal("0.1") * cache_read
-    )
-    all_input = input_tokens + five_minute + one_hour + cache_read
-    assert cost <= d.dearest_input * all_input + per_output * output_tokens
 
 
 @pytest.mark.parametrize(

@@ -43,7 +43,6 @@ from runtimes.mcp_tools import (
     MAX_LINE_BYTES,
     TOKEN_ENV,
     ToolServer,
-    mcp_config,
 )
 from tests.support.rows import agent_record, new_issue, seed_agents
 
@@ -162,19 +161,6 @@ def dropped(peer: socket.socket) -> bool:
         return peer.recv(1) == b""
     except ConnectionResetError:
         return True
-
-
-def test_mcp_config_runs_the_bridge() -> None:
-    assert mcp_config("/usr/bin/python3", "/run/hq/mcp_bridge.py", "/run/hq/mcp.sock") == {
-        "mcpServers": {
-            "hq": {
-                "type": "stdio",
-                "command": "/usr/bin/python3",
-                "args": ["/run/hq/mcp_bridge.py", "/run/hq/mcp.sock"],
-            }
-        }
-    }
-    assert BRIDGE_PATH.is_file()
 
 
 def test_lists_exactly_the_offered_tools_with_their_schemas(served: Served) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from config.settings import get_settings
 from scheduler.company import Company
-from tests.conftest import run_hq
+from tests.support.cli import run_hq
 from tests.support.rows import events, one, status_of
 
 TERMINAL = {"done", "rejected", "cancelled"}

@@ -13,7 +13,7 @@ from db.engine import get_engine
 from scheduler.company import load_company
 from scheduler.heartbeat import BeatContext, run_beat
 from tests.fakes.anthropic_server import FakeAnthropic, error
-from tests.integration.models.test_router import KEY, write_models
+from tests.support.models import KEY, write_models
 from tests.support.rows import new_issue, one
 from workflows import sweep
 

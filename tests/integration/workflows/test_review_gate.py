@@ -17,7 +17,7 @@ import pytest
 from config.settings import load_settings
 from scheduler.company import Company
 from scheduler.heartbeat import BeatContext
-from tests.conftest import run_hq
+from tests.support.cli import run_hq
 from tests.support.projects import (
     ENGINEER,
     GOOD_MUL,

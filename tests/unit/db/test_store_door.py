@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from db.models import Approval, Issue
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 PACKAGES = ("config", "db", "agents", "models", "runtimes", "projects", "channels", "workflows", "scheduler", "cli")
 STORE = ROOT / "db" / "store"

@@ -15,7 +15,7 @@ import pytest
 from agents.tools.context import ToolContext
 from config.settings import get_settings
 from db.engine import get_engine
-from tests.conftest import run_hq
+from tests.support.cli import run_hq
 from tests.support.projects import (
     CALC,
     GOOD_MUL,

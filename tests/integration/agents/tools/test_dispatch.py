@@ -10,13 +10,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from agents.tools.catalog import tools_for
-from agents.tools.context import ToolContext
 from agents.tools.dispatch import dispatch
-from config.settings import get_settings
-from db.engine import get_engine
-from tests.conftest import run_hq
-from tests.support.rows import agent_record, new_issue
+from tests.support.cli import run_hq
+from tests.support.rows import new_issue
+from tests.support.tools import context
 
 
 @pytest.fixture()
@@ -25,41 +22,8 @@ def company(db_url: str, raw: psycopg.Connection) -> dict[str, int]:
     return dict(raw.execute("SELECT slug, id FROM agents").fetchall())
 
 
-def context(raw: psycopg.Connection, slug: str, issue_id: int | None, run_id: uuid.UUID | None = None) -> ToolContext:
-    agent = agent_record(slug)
-    return ToolContext(
-        agent=agent,
-        issue_id=issue_id,
-        run_id=run_id or uuid.uuid4(),
-        workflow="execute",
-        settings=get_settings(),
-        engine=get_engine(),
-    )
-
-
 def tool_rows(raw: psycopg.Connection) -> list[tuple]:
     return raw.execute("SELECT tool, outcome, error FROM tool_calls ORDER BY id").fetchall()
-
-
-def test_schemas_are_function_definitions() -> None:
-    names = {t.name for t in tools_for(["issues", "workspace", "delegate", "dashboards", "release", "publish"])}
-    assert names == {
-        "comment",
-        "mark_blocked",
-        "ask_research",
-        "read_file",
-        "write_file",
-        "list_files",
-        "create_subissue",
-        "assign",
-        "run_report",
-        "deploy",
-        "verify",
-        "publish",
-    }
-    schema = next(t for t in tools_for(["workspace"]) if t.name == "write_file").schema()
-    assert schema["type"] == "function"
-    assert schema["function"]["parameters"]["required"] == ["path", "content"]
 
 
 def test_workspace_refuses_escapes(company: dict[str, int], raw: psycopg.Connection, tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ from db.engine import get_engine
 from models.router import CallContext, Completion, ToolCallRequest
 from runtimes.builtin import run_tool_loop
 from runtimes.mcp_tools import ToolServer
-from tests.conftest import run_hq
+from tests.support.cli import run_hq
 from tests.support.rows import agent_record, new_issue, one
 
 ATTACK = 40

@@ -8,7 +8,7 @@ import psycopg
 
 from db import store
 from db.engine import transaction
-from tests.conftest import run_hq
+from tests.support.cli import run_hq
 from tests.support.rows import force_status, held, new_issue, one, seed_agents
 
 

@@ -29,7 +29,8 @@ from db.engine import read_only
 from projects.repo import repository as repository_module
 from projects.repo.repository import Repository
 from projects.repo.work import release
-from tests.conftest import ROOT, run_hq
+from tests.support import ROOT
+from tests.support.cli import run_hq
 from tests.support.projects import (
     ToolRun,
     add_project,

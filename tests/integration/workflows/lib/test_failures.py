@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 
 import psycopg
@@ -17,11 +16,10 @@ import pytest
 from config.settings import load_settings
 from scheduler.company import Company
 from scheduler.heartbeat import BeatContext, run_beat
-from tests.conftest import run_hq
 from tests.fakes.anthropic_server import FakeAnthropic, Reply, error
-from tests.integration.models.test_router import KEY, write_models
+from tests.support.cli import run_hq
+from tests.support.models import KEY, write_models
 from tests.support.rows import force_status, new_issue, one
-from workflows.lib.failures import Action, decide
 
 MODEL = "claude-sonnet-4-5"
 TOO_LONG = "prompt is too long: 250000 tokens > 200000 maximum"
@@ -168,35 +166,6 @@ def test_an_issue_out_of_money_is_blocked_and_a_human_asked_by_the_policy_not_th
     assert notifications(raw, "budget_exhausted") == 1
 
 
-def test_the_policy_names_one_action_per_failure() -> None:
-    from models.budget import BudgetExceeded
-    from models.router import ModelRequestError, ModelUnavailable, ProviderAuthError
-
-    def budget(scope: str) -> BudgetExceeded:
-        return BudgetExceeded(scope, Decimal("0.5"), Decimal("0.1"), 1)
-
-    assert decide(ModelUnavailable("overloaded")) is Action.REFUND
-    assert decide(ModelRequestError("too long")) is Action.COUNT
-    assert decide(ProviderAuthError("401", deployment="d", key_fingerprint="f")) is Action.BLOCK_FOR_AUTH
-    assert decide(budget("issue")) is Action.BLOCK_FOR_BUDGET
-    assert decide(budget("agent")) is Action.REFUND
-    assert decide(budget("company")) is Action.REFUND
-
-
-def test_a_replaced_key_can_be_reported_again() -> None:
-    """The notification is deduplicated per credentials, so a later revoked key is news again."""
-    from models.config import Deployment
-    from models.router import key_fingerprint
-
-    def deployment(key: str, tier: str = "reasoning") -> Deployment:
-        return Deployment(f"{tier}-1", tier, 1, "anthropic/m", key, None, Decimal(0), Decimal(0), "test")
-
-    assert key_fingerprint(deployment("sk-old")) != key_fingerprint(deployment("sk-new"))
-    one_alarm = key_fingerprint(deployment("sk-old", "utility"))  # one key, whichever tier met the refusal
-    assert key_fingerprint(deployment("sk-old")) == one_alarm
-    assert "sk-old" not in key_fingerprint(deployment("sk-old"))
-
-
 def test_refused_credentials_fail_over_to_a_deployment_with_other_ones(
     db_url: str, fake: FakeAnthropic, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, raw: psycopg.Connection
 ) -> None:
@@ -204,7 +173,7 @@ def test_refused_credentials_fail_over_to_a_deployment_with_other_ones(
     import json
 
     from models.router import ModelRouter
-    from tests.integration.models.test_router import MESSAGES, call_context
+    from tests.support.models import MESSAGES, call_context
 
     assert run_hq("agents", "sync").exit_code == 0
     models = write_models(tmp_path / "m.yaml", fake, {t: [f"anthropic/{MODEL}"] for t in ("reasoning", "utility")})

@@ -19,7 +19,7 @@ from projects.repo import shipping
 from projects.repo.repository import PushResult, Repository
 from scheduler.company import Company
 from scheduler.heartbeat import BeatContext, run_beat
-from tests.conftest import run_hq
+from tests.support.cli import run_hq
 from tests.support.projects import (
     BAD_MUL,
     CALC,
