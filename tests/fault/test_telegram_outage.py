@@ -2,7 +2,7 @@
 then a burst of 500s once it is back — and every notification still arrives exactly once.
 
 No process dies here, so the one documented duplicate (a row in flight when its sender is
-killed, tests/test_notify.py) cannot happen: the count must be exact.
+killed, tests/integration/channels/test_notify.py) cannot happen: the count must be exact.
 """
 
 from __future__ import annotations
