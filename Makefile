@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PIP_FLAGS := --disable-pip-version-check --no-input --quiet
 
-.PHONY: demo check test test-deps sandbox-deps claude-code test-fault bench install clean
+.PHONY: demo check test unit integration test-deps sandbox-deps claude-code test-fault bench install clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,18 @@ check: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 
+# Every tier: tests/unit, tests/integration and the quick runs of tests/fault (pyproject.toml's testpaths).
 test: $(STAMP) test-deps sandbox-deps claude-code
 	$(BIN)/pytest -q
+
+# The fast tier alone: pure logic, no PostgreSQL and no subprocess (tests/unit/conftest.py fails a test that
+# tries), in well under 30 s on any machine with the venv.
+unit: $(STAMP)
+	$(BIN)/pytest -q tests/unit
+
+# Against the real embedded PostgreSQL, git, bubblewrap and the fakes; what it needs from the system as for `test`.
+integration: $(STAMP) test-deps sandbox-deps claude-code
+	$(BIN)/pytest -q tests/integration
 
 # What some tests need from the system: a PostgreSQL server and PgBouncer, as operators run them.
 # Installed when this is root on Debian; otherwise those tests are skipped and say what to install.

@@ -3,8 +3,8 @@
 The database is the authority (CHECK constraints in db/sql/schema.sql and the
 migrations, the issue_statuses / issue_transitions rows in
 db/sql/state_machine.sql); these constants are its Python spelling, and
-tests/test_vocabulary.py fails when the two drift apart. Everything else imports
-from here rather than re-typing a set by hand.
+tests/integration/config/test_vocabulary.py fails when the two drift apart. Everything
+else imports from here rather than re-typing a set by hand.
 
 Standard library only, so anything (the CLI, the ORM, pydantic models) can import
 it for nothing.

@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 ROLE = "hq_reporter"
 
 # The role defaults db/sql/reporter.sql and reporter_lockdown.sql (step 4) give it where they may.
-# (tests/test_grant_reporter.py checks that the admin SQL below leaves the role as a superuser's migration does.)
+# (tests/integration/cli/test_db_cmd.py checks that the admin SQL below leaves the role as a superuser's
+# migration does.)
 READ_ONLY = ("default_transaction_read_only", "on")
 ROLE_DEFAULTS = (
     READ_ONLY,

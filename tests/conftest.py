@@ -7,23 +7,19 @@ code under test commits, forks processes or LISTENs.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import itertools
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
+from tests.support.cli import Result, run_hq
+from tests.support.postgres import PgServer
+
 TEMPLATE = "hq_template"
 _counter = itertools.count()
 
@@ -42,22 +38,6 @@ for _var in (
     os.environ.pop(_var, None)
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 os.environ["HQ_LOG_FORMAT"] = "json"
-
-
-@dataclass
-class PgServer:
-    root: Path
-    socket_dir: Path
-    port: int
-
-    def url(self, database: str) -> str:
-        return f"postgresql+psycopg://postgres@/{database}?host={self.socket_dir}&port={self.port}"
-
-    def libpq(self, database: str) -> str:
-        return f"postgresql://postgres@/{database}?host={self.socket_dir}&port={self.port}"
-
-    def admin(self) -> psycopg.Connection:
-        return psycopg.connect(self.libpq("postgres"), autocommit=True)
 
 
 @pytest.fixture(scope="session")
@@ -116,27 +96,6 @@ def db_url(pg_server: PgServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@contextlib.contextmanager
-def own_database(
-    pg: PgServer, monkeypatch: pytest.MonkeyPatch, name: str, *, owner: str | None = None, user: str = "postgres"
-) -> Iterator[str]:
-    """A new, empty database for one test, with DATABASE_URL pointing at it (as ``user``); dropped afterwards."""
-    from config.settings import reset_settings
-    from db.engine import dispose_engines
-
-    with pg.admin() as conn:
-        conn.execute(f'CREATE DATABASE "{name}"' + (f' OWNER "{owner}"' if owner else ""))
-    monkeypatch.setenv("DATABASE_URL", pg.url(name).replace("postgres@", f"{user}@", 1))
-    reset_settings()
-    try:
-        yield name
-    finally:
-        dispose_engines()
-        reset_settings()
-        with pg.admin() as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @pytest.fixture()
 def raw(db_url: str) -> Iterator[psycopg.Connection]:
     """A plain autocommit psycopg connection to the test database, as psql would be."""
@@ -144,49 +103,6 @@ def raw(db_url: str) -> Iterator[psycopg.Connection]:
 
     with psycopg.connect(libpq_url(db_url), autocommit=True) as conn:
         yield conn
-
-
-@dataclass
-class Result:
-    exit_code: int
-    stdout: str
-    stderr: str
-
-
-def run_hq(*args: str, stdin: str | None = None) -> Result:
-    """Run the CLI in-process (fast), capturing output and the exit code."""
-    from cli.app import main
-    from config.settings import reset_settings
-
-    reset_settings()
-    out, err = io.StringIO(), io.StringIO()
-    code = 0
-    old_stdin = sys.stdin
-    if stdin is not None:
-        sys.stdin = io.TextIOWrapper(io.BytesIO(stdin.encode()))
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                main(list(args))
-            except SystemExit as exit_:
-                code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
-    finally:
-        sys.stdin = old_stdin
-    return Result(code, out.getvalue(), err.getvalue())
-
-
-def run_hq_process(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 60, cwd: Path | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run the installed `hq` in a real process (exit codes, imports, signals)."""
-    return subprocess.run(
-        [str(BIN / "hq"), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-        cwd=cwd,
-    )
 
 
 @pytest.fixture()

@@ -4,7 +4,7 @@ REGISTRY order is the canonical one (the pipeline's order: plan, escalate, assig
 review, execute, deploy); a beat runs an agent's workflows in the order its
 AGENTS.md lists them. The roster accepts exactly these names (agents/roster.py),
 the heartbeat looks each one's ``run`` up here (scheduler/heartbeat.py), and
-tests/test_vocabulary.py checks every claim named here exists in
+tests/unit/config/test_vocabulary.py checks every claim named here exists in
 db/sql/queries/claims.sql.
 
 Adding a workflow: write ``workflows/<name>.py`` with ``run(ctx: WorkflowContext) -> None``,

@@ -10,8 +10,8 @@
 --
 -- The ledger is exact: every llm_calls row's cost_usd is charged exactly once,
 -- to the issue and to the month accounts named by its budget_month, so at any
--- instant spent_usd equals the sum of the rows (tests/test_ledger.py proves it
--- under random interleavings). Cost rows are never changed (migration 0005, frozen/ledger_0005.sql):
+-- instant spent_usd equals the sum of the rows (tests/integration/models/test_budget.py
+-- proves it under random interleavings). Cost rows are never changed (migration 0005, frozen/ledger_0005.sql):
 -- a late settlement of a reservation the sweeper already charged in full adds
 -- a 'correction' row that cancels the abandoned charge, then its own row.
 --

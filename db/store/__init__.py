@@ -3,7 +3,7 @@
 Every write to those rows is a function here running one named statement from
 db/sql/queries/ (issues.sql, carves.sql, claims.sql, moves.sql, decisions.sql, roster.sql, projects.sql),
 with the lease compare-and-set where a run holds the issue;
-tests/test_store_door.py fails if any other module writes them. The roster
+tests/unit/db/test_store_door.py fails if any other module writes them. The roster
 sync's re-targeting lives in db.store.roster, imported by the sync alone, and the outbox's rows move
 through db.store.outbox (its claim is claims.sql's claim_notifications), used by the notify job alone.
 Reads hand back frozen records (db/store/records.py), so workflow code cannot change a row by assignment.

@@ -14,8 +14,8 @@ import psycopg
 import pytest
 
 from config.settings import PACKAGE_ROOT
-from tests.conftest import Result, run_hq
-from tests.helpers import agent_record, one
+from tests.support.cli import Result, run_hq
+from tests.support.rows import agent_record, one
 
 Setup = Callable[[Path, pytest.MonkeyPatch], list[str]]
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.conftest import run_hq
-from tests.fault.support import (
+from tests.support.cli import run_hq
+from tests.support.processes import (
     EXECUTORS,
     SHORT_LEASES,
     assert_legal_paths,
@@ -27,7 +27,7 @@ from tests.fault.support import (
     unsettled,
     wait_for_progress,
 )
-from tests.helpers import one
+from tests.support.rows import one
 
 # A backstop against a hang only: the waits below fail on a stall, however long steady progress takes.
 pytestmark = pytest.mark.timeout(3600)

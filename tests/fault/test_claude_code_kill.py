@@ -17,7 +17,8 @@ import psycopg
 import pytest
 
 from runtimes.claude_code import CLAUDE_IN_SANDBOX
-from tests.claude_code_support import (
+from tests.fakes.anthropic_server import FakeAnthropic, Reply
+from tests.support.claude_code import (
     PROVIDER_KEY,
     REVIEWER,
     WORKER,
@@ -28,11 +29,10 @@ from tests.claude_code_support import (
     use,
     worker_requests,
 )
-from tests.conftest import run_hq
-from tests.fakes.anthropic_server import FakeAnthropic, Reply
-from tests.fault.support import SHORT_LEASES, assert_legal_paths, start, stop, wait_for_progress, wait_until
-from tests.helpers import one
-from tests.projects_support import ENGINEER, GOOD_MUL, add_project, make_remote, needs_bwrap, project_issue, remote_file
+from tests.support.cli import run_hq
+from tests.support.processes import SHORT_LEASES, assert_legal_paths, start, stop, wait_for_progress, wait_until
+from tests.support.projects import ENGINEER, GOOD_MUL, add_project, make_remote, needs_bwrap, project_issue, remote_file
+from tests.support.rows import one
 
 pytestmark = [pytest.mark.timeout(900), needs_bwrap, needs_node]
 

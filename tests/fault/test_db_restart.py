@@ -18,8 +18,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.conftest import run_hq
-from tests.fault.support import (
+from tests.support.cli import run_hq
+from tests.support.processes import (
     DONE_SO_FAR,
     EXECUTORS,
     SHORT_LEASES,
@@ -29,7 +29,7 @@ from tests.fault.support import (
     stop,
     wait_for_progress,
 )
-from tests.helpers import one
+from tests.support.rows import one
 
 # A backstop against a hang only: the waits below fail on a stall, however long steady progress takes.
 pytestmark = pytest.mark.timeout(3600)

@@ -13,8 +13,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.conftest import run_hq_process
-from tests.fault.support import FAST, Progress, start, stop, wait_for_progress, wait_until
+from tests.support.cli import run_hq_process
+from tests.support.processes import FAST, Progress, start, stop, wait_for_progress, wait_until
 
 # A backstop against a hang only: the waits for work fail on a stall, however long steady progress takes.
 pytestmark = pytest.mark.timeout(1800)

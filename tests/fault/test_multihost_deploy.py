@@ -13,8 +13,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.conftest import run_hq
-from tests.fault.support import (
+from tests.support.cli import run_hq
+from tests.support.processes import (
     DONE_SO_FAR,
     EXECUTORS,
     assert_legal_paths,
@@ -23,7 +23,7 @@ from tests.fault.support import (
     stop,
     wait_for_progress,
 )
-from tests.helpers import one
+from tests.support.rows import one
 
 pytestmark = pytest.mark.timeout(900)  # a backstop against a hang only: the wait fails on a stall
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.conftest import run_hq
-from tests.fault.support import (
+from tests.support.cli import run_hq
+from tests.support.processes import (
     DONE_SO_FAR,
     EXECUTORS,
     SHORT_LEASES,
@@ -20,7 +20,7 @@ from tests.fault.support import (
     wait_for_progress,
     wait_until,
 )
-from tests.helpers import one
+from tests.support.rows import one
 
 # A backstop against a hang only: the waits for work fail on a stall, however long steady progress takes.
 pytestmark = pytest.mark.timeout(3600)

@@ -19,10 +19,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.conftest import run_hq
-from tests.fault.support import SHORT_LEASES, assert_legal_paths, start, stop, wait_for_progress
-from tests.helpers import one
-from tests.projects_support import (
+from tests.support.cli import run_hq
+from tests.support.processes import SHORT_LEASES, assert_legal_paths, start, stop, wait_for_progress
+from tests.support.projects import (
     BAD_MUL,
     ENGINEER,
     GOOD_MUL,
@@ -38,6 +37,7 @@ from tests.projects_support import (
     remote_rev,
     sample_files,
 )
+from tests.support.rows import one
 
 pytestmark = [pytest.mark.timeout(900), needs_bwrap]  # a backstop against a hang: the waits fail on a stall
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import psycopg
 
-from tests.conftest import BIN, run_hq
 from tests.fakes.telegram_server import FakeTelegram
-from tests.helpers import one
+from tests.support.cli import BIN, run_hq
+from tests.support.rows import one
 
 BOT_CANARY = "555555555:AAcanaryBOTcanaryBOTcanaryBOTcanary99"
 KEY_CANARY = "sk-ant-api03-canaryKEYcanaryKEYcanaryKEY0000"  # pasted by a person into an issue body

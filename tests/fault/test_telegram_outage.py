@@ -2,7 +2,7 @@
 then a burst of 500s once it is back — and every notification still arrives exactly once.
 
 No process dies here, so the one documented duplicate (a row in flight when its sender is
-killed, tests/test_notify.py) cannot happen: the count must be exact.
+killed, tests/integration/channels/test_notify.py) cannot happen: the count must be exact.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import psycopg
 import pytest
 
 from channels.messages import render, split
-from tests.conftest import run_hq
 from tests.fakes.telegram_server import Failure, FakeTelegram
-from tests.fault.support import EXECUTORS, settling, start, stop, wait_for_progress
-from tests.helpers import one
+from tests.support.cli import run_hq
+from tests.support.processes import EXECUTORS, settling, start, stop, wait_for_progress
+from tests.support.rows import one
 
 TOKEN = "123456789:AAoutageTOKENoutageTOKENoutageTOK"
 CHAT = "4242"

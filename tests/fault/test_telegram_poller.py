@@ -12,8 +12,8 @@ import psycopg
 import pytest
 
 from tests.fakes.telegram_server import FakeTelegram, callback_update
-from tests.fault.support import start, stop, wait_for_progress, wait_until
-from tests.helpers import force_status, new_issue, notify_approval, one
+from tests.support.processes import start, stop, wait_for_progress, wait_until
+from tests.support.rows import force_status, new_issue, notify_approval, one
 
 TOKEN = "123456789:AApollerTOKENpollerTOKENpollerTOK"
 CHAT = 4242
