@@ -34,9 +34,23 @@ def fake() -> Iterator[FakeAnthropic]:
         server.stop()
 
 
+_opened: list[anthropic.Anthropic] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    """Every SDK client a test made is closed after it: a pooled keep-alive socket left open would be
+    finalised whenever the collector next runs, failing whichever test runs then (warnings are errors)."""
+    yield
+    while _opened:
+        _opened.pop().close()
+
+
 def client(fake: FakeAnthropic, **kwargs: Any) -> anthropic.Anthropic:
     options: dict[str, Any] = {"api_key": KEY, **kwargs}
-    return anthropic.Anthropic(base_url=fake.url, max_retries=0, timeout=5.0, **options)
+    opened = anthropic.Anthropic(base_url=fake.url, max_retries=0, timeout=5.0, **options)
+    _opened.append(opened)
+    return opened
 
 
 def raw_request(fake: FakeAnthropic, request: bytes) -> bytes:
