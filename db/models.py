@@ -148,6 +148,9 @@ class Issue(Base):
     project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id"))
     merged_sha: Mapped[str | None]
     reviewed_sha: Mapped[str | None]
+    lease_worker: Mapped[str | None]  # host:pid of the run holding the lease (workflows/lib/leases.py)
+    doing: Mapped[str | None]  # what that run is doing now, while the lease is live
+    doing_since: Mapped[dt.datetime | None]
 
 
 class Project(Base):
@@ -160,6 +163,8 @@ class Project(Base):
     created_by: Mapped[str]
     created_at: Mapped[dt.datetime] = mapped_column(server_default="now()")
     removed_at: Mapped[dt.datetime | None]
+    team_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))  # the manager whose reports take its issues
+    keep_branches: Mapped[bool] = mapped_column(Boolean, server_default="false")
 
 
 class CheckRun(Base):

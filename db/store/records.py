@@ -66,6 +66,9 @@ class IssueRecord(_Record):
     project_id: int | None = None
     merged_sha: str | None = None
     reviewed_sha: str | None = None  # the branch head a passing review saw (migration 0015)
+    lease_worker: str | None = None  # host:pid of the run holding the lease (migration 0016)
+    doing: str | None = None  # what that run is doing now; meaningful only while the lease is live
+    doing_since: dt.datetime | None = None
 
     @property
     def budget_left(self) -> Decimal:
@@ -162,6 +165,8 @@ class ProjectRecord(_Record):
     created_by: str
     created_at: dt.datetime
     removed_at: dt.datetime | None
+    team_id: int | None = None  # the manager whose reports take its issues (migration 0016)
+    keep_branches: bool = False  # keep done issues' branches on the remote
 
 
 @dataclass(frozen=True, slots=True)
