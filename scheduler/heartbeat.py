@@ -54,7 +54,11 @@ class BeatContext:
     stop: threading.Event = field(default_factory=threading.Event)
     router_factory: Any = None
     playbooks: PlaybookSet | None = None
-    outages: OutageLog = field(default_factory=OutageLog)
+    outages: OutageLog = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Connections pooled before an outage are dead after a restart: drop them when one starts.
+        self.outages = OutageLog(forget=self.engine.dispose)
 
 
 @dataclass(frozen=True)

@@ -133,3 +133,20 @@ def test_a_beat_closed_as_lost_keeps_that_outcome(ids: dict[str, int], raw: psyc
     assert raw.execute(
         "SELECT heartbeats, productive_beats FROM agents WHERE id = %s", (ids["backend-engineer"],)
     ).fetchone() == (1, 0)
+
+
+def test_an_outage_forgets_pooled_connections_so_the_recovery_is_logged_once(
+    ids: dict[str, int], raw: psycopg.Connection
+) -> None:
+    """A restarted server leaves every idle pooled connection dead; the first statements after the recovery
+    must not fail on them one by one (CI saw "database.unavailable" twice for one `kill -9`)."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
+
+    runtime = BeatContext(get_settings(), get_engine(), load_company(get_settings()), "t")
+    with runtime.engine.connect() as conn:
+        before = conn.scalar(text("SELECT pg_backend_pid()"))
+    raw.execute("SELECT pg_terminate_backend(%s)", (before,))  # the server went away under the idle connection
+    runtime.outages.failed("heartbeat", OperationalError("SELECT 1", {}, Exception("connection refused")))
+    with runtime.engine.connect() as conn:  # back: a fresh connection, not the dead one from the pool
+        assert conn.scalar(text("SELECT pg_backend_pid()")) != before
