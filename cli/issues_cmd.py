@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 from decimal import Decimal
 from pathlib import Path
@@ -145,6 +146,13 @@ def list_issues(
     _print_board(rows, limit)
 
 
+def doing_now(doing: str, since: dt.datetime | None, worker: str | None) -> str:
+    """ "command test for 12m 5s on host:4242": what a running issue's run does, how long, where."""
+    seconds = int((dt.datetime.now(dt.UTC) - since).total_seconds()) if since is not None else 0
+    took = f"{seconds // 60}m {seconds % 60}s" if seconds >= 60 else f"{max(seconds, 0)}s"
+    return f"{doing} for {took}" + (f" on {worker}" if worker else "")
+
+
 def _print_board(rows: list[dict[str, Any]], limit: int) -> None:
     from rich.table import Table
 
@@ -158,6 +166,7 @@ def _print_board(rows: list[dict[str, Any]], limit: int) -> None:
         ("title", "left"),
         ("assignee", "left"),
         ("spent / budget", "right"),
+        ("doing now", "left"),
     ):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for row in rows:
@@ -168,6 +177,7 @@ def _print_board(rows: list[dict[str, Any]], limit: int) -> None:
             safe(row["title"], limit=60),
             safe(row["assignee"] or "-"),
             f"{money(row['spent_usd'])} / {money(row['budget_usd'])}",
+            safe(doing_now(row["doing"], row["doing_since"], row["worker"]), limit=60) if row["doing"] else "",
         )
     console.print(table)
     more = "; there may be more (--limit N)" if len(rows) == limit else ""
@@ -227,6 +237,9 @@ def _print_detail(detail: dict[str, Any]) -> None:
         fields.append(("project", f"{project['name']} (branch {project['branch']}, into {project['base_branch']})"))
         if issue.get("merged_sha"):
             fields.append(("merged", issue["merged_sha"]))
+    working = detail.get("working")
+    if working is not None:
+        fields.append(("doing now", doing_now(working["doing"], working["since"], working["worker"])))
     for name, value in fields:
         console.print(f"  {name:>15}: {safe(value)}")
     if issue["body"]:

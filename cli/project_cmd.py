@@ -142,9 +142,39 @@ def _commands(project_file: ProjectFile, settings: Settings) -> dict[str, dict[s
         name: {
             "run": list(command.run),
             "timeout_seconds": command.timeout_seconds or settings.command_timeout_seconds,
+            "timeout_from": "project file" if command.timeout_seconds else "HQ_COMMAND_TIMEOUT_SECONDS",
         }
         for name, command in project_file.commands.items()
     }
+
+
+def _limits(settings: Settings) -> dict[str, Any]:
+    """How long work on the project's issues may take, as HQ will apply it (docs/architecture.md, long runs)."""
+    from projects.repo.project_file import MAX_TIMEOUT_SECONDS
+
+    return {
+        "command_max_seconds": MAX_TIMEOUT_SECONDS,
+        "tool_loop_max_seconds": settings.tool_loop_max_seconds,
+        "claude_code_max_seconds": settings.claude_code_max_seconds,
+        "lease_ttl_seconds": settings.lease_ttl_seconds,
+        "lease_renewed_every_seconds": round(min(settings.lease_ttl_seconds, settings.agent_lease_ttl_seconds) / 3, 1),
+    }
+
+
+def _print_limits(limits: dict[str, Any]) -> None:
+    from cli.output import console
+
+    console.print("\n[bold]limits[/bold]")
+    console.print(f"  a gate, deploy or verify command: its own timeout (at most {limits['command_max_seconds']} s)")
+    console.print(
+        f"  an agent's run: HQ's tool loop {limits['tool_loop_max_seconds']} s (HQ_TOOL_LOOP_MAX_SECONDS), "
+        f"a Claude Code session {limits['claude_code_max_seconds']} s (HQ_CLAUDE_CODE_MAX_SECONDS); "
+        "the commands it runs end with it"
+    )
+    console.print(
+        f"  the issue's lease: {limits['lease_ttl_seconds']} s, renewed every "
+        f"{limits['lease_renewed_every_seconds']} s while the run works (a killed worker's issue comes back after it)"
+    )
 
 
 def _print_commands(commands: dict[str, dict[str, Any]], gate: list[str], indent: str = "  ") -> None:
@@ -153,7 +183,8 @@ def _print_commands(commands: dict[str, dict[str, Any]], gate: list[str], indent
     from cli.output import console, safe
 
     for name, command in commands.items():
-        console.print(f"{indent}{name}: {safe(shlex.join(command['run']))} (timeout {command['timeout_seconds']} s)")
+        timeout = f"timeout {command['timeout_seconds']} s, from {command['timeout_from']}"
+        console.print(f"{indent}{name}: {safe(shlex.join(command['run']))} ({timeout})")
     console.print(f"{indent}gate: {', '.join(gate)}")
 
 
@@ -335,6 +366,7 @@ def show(name: Annotated[str, typer.Argument()], as_json: JsonOption = False) ->
         "commands": None,
         "gate": None,
         "shipped": shipped,
+        "limits": _limits(settings),
         "notes": [],
     }
     try:
@@ -378,6 +410,7 @@ def _print_show(detail: dict[str, Any]) -> None:
     if detail["commands"] is not None:
         console.print("\n[bold]commands[/bold]")
         _print_commands(detail["commands"], detail["gate"])
+    _print_limits(detail["limits"])
     if detail["shipped"]:
         console.print("\n[bold]shipped[/bold]")
         for item in detail["shipped"]:
@@ -482,11 +515,9 @@ def _check_environment_and_gate(
     record: Callable[..., None],
 ) -> None:
     """Build (or reuse) the environment and run the gate on the base branch's head, as review would."""
-    import time
 
     from projects.kinds import EnvironmentFailed
     from projects.repo import checks, environment
-    from projects.repo.project_file import MAX_TIMEOUT_SECONDS
     from projects.sandbox import sandbox_for
 
     sandbox = sandbox_for(settings)
@@ -504,10 +535,7 @@ def _check_environment_and_gate(
         record("environment", True, f"{how}, key {built.key[:12]}")
     tree = repository.scratch_worktree(0, head)
     try:
-        deadline = time.monotonic() + MAX_TIMEOUT_SECONDS * len(project_file.gate)
-        ran = checks.run_all(
-            settings, sandbox, project_file, project_file.gate, tree, issue_id=0, deadline=deadline, environment=built
-        )
+        ran = checks.run_all(settings, sandbox, project_file, project_file.gate, tree, issue_id=0, environment=built)
     finally:
         repository.drop(tree)
     for check in ran:

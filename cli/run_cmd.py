@@ -17,7 +17,12 @@ def run(
     once: Annotated[
         bool, typer.Option("--once", help="Every agent's beat once, in chain-of-command order, then exit.")
     ] = False,
-    threads: Annotated[int, typer.Option("--threads", min=1, max=64, help="Beats running at the same time.")] = 4,
+    threads: Annotated[
+        int,
+        typer.Option(
+            "--threads", min=1, max=64, help="Beats running at the same time; system jobs have threads of their own."
+        ),
+    ] = 8,
     heartbeat_scale: Annotated[
         float | None,
         typer.Option("--heartbeat-scale", min=0.00001, help="Multiply every heartbeat (HQ_HEARTBEAT_SCALE)."),

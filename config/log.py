@@ -110,8 +110,18 @@ def _quiet(level: int) -> None:
     _level = level
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(max(logging.WARNING, level))
-    # "skipped: maximum number of running instances reached" is max_instances=1 doing its job.
-    logging.getLogger("apscheduler.scheduler").setLevel(max(logging.ERROR, level))
+    # "skipped: maximum number of running instances reached" is max_instances=1 doing its job; `hq run` says
+    # once per long beat that it is still working (scheduler/company.py). A filter, not only a level: a
+    # library that resets logger levels (LiteLLM does, on import) must not bring one line per skipped beat back.
+    scheduler = logging.getLogger("apscheduler.scheduler")
+    scheduler.setLevel(max(logging.ERROR, level))
+    if not any(isinstance(existing, _SkippedBeats) for existing in scheduler.filters):
+        scheduler.addFilter(_SkippedBeats())
+
+
+class _SkippedBeats(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "maximum number of running instances reached" not in record.getMessage()
 
 
 def requiet() -> None:

@@ -39,6 +39,7 @@ MAX_PG_TIMEOUT_MS = 2**31 - 1
 """PostgreSQL's timeout settings are C ints of milliseconds; anything larger refuses every connection."""
 
 MAX_DURATION_SECONDS = 366 * 24 * 3600
+MAX_RUN_SECONDS = 4 * 3600  # longest one agent run may be told to work: a runaway session costs money
 """Leases, deadlines and waits longer than a year are mistakes, and far larger ones overflow intervals."""
 
 BudgetUSD = Annotated[Decimal, Field(ge=MIN_AMOUNT_USD, le=MAX_BUDGET_USD, decimal_places=4)]
@@ -124,13 +125,23 @@ class Settings(BaseSettings):
         default=300,
         ge=5,
         le=MAX_DURATION_SECONDS,
-        description="How long a claimed issue stays its worker's without a renewal.",
+        description="How long a claimed issue stays its worker's without a renewal; a working run renews it "
+        "every third of this, so a killed worker's issue is taken back within this long.",
     )
     agent_lease_ttl_seconds: int = Field(
-        default=600, ge=5, le=MAX_DURATION_SECONDS, description="How long a beat keeps its agent's row."
+        default=600,
+        ge=5,
+        le=MAX_DURATION_SECONDS,
+        description="How long a beat keeps its agent's row without a renewal (renewed like the issue's).",
     )
-    workflow_max_seconds: int = Field(
-        default=240, ge=1, le=MAX_DURATION_SECONDS, description="Longest a workflow run may take."
+    tool_loop_max_seconds: int = Field(
+        default=1800,
+        ge=1,
+        le=MAX_RUN_SECONDS,
+        description="Longest HQ's own tool loop may work one issue (its model calls and the commands it runs).",
+    )
+    claude_code_max_seconds: int = Field(
+        default=2400, ge=1, le=MAX_RUN_SECONDS, description="Longest one Claude Code session may work one issue."
     )
     reservation_ttl_seconds: int = Field(
         default=900,
@@ -292,9 +303,6 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _leases_outlive_runs(self) -> Settings:
-        # A heartbeat lease shorter than one workflow run would let two processes beat the same agent.
-        if self.agent_lease_ttl_seconds < self.workflow_max_seconds + 10:
-            raise ValueError("HQ_AGENT_LEASE_TTL_SECONDS must exceed HQ_WORKFLOW_MAX_SECONDS by at least 10")
         # The poller renews its lease between long polls: one poll (its wait, plus the client's own read
         # timeout and a connect) must end well inside the lease.
         if self.telegram_lease_seconds < self.telegram_poll_seconds + 10:

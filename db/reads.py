@@ -100,8 +100,15 @@ def issue_detail(session: Session, issue_id: int) -> dict[str, Any]:
         "dependencies": dependencies,
         "timeline": timeline,
         "cost_usd": cost_so_far(session, issue_id),
+        "working": working(session, issue_id),
         **issue_evidence(session, issue.id, issue.project_id),
     }
+
+
+def working(db: Executor, issue_id: int) -> dict[str, Any] | None:
+    """What the run holding the issue is doing now, since when, on which host; None when no run holds it."""
+    row = db.execute(query("board", "working"), {"issue_id": issue_id}).first()
+    return dict(row._mapping) if row is not None else None
 
 
 def issue_evidence(db: Executor, issue_id: int, project_id: int | None) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from config.errors import HQError
 from db import store
 from db.store import Claim
+from projects.watch import Watch
 from projects.workspace import Workspace
 
 
@@ -42,13 +43,13 @@ class NotKept(HQError):
 
 @dataclass(frozen=True)
 class Run:
-    """The run a project serves: its claim (the issue and the lease), who works it, when it must end."""
+    """The run a project serves: its claim (the issue and the lease), who works it, what watches it."""
 
     held: Claim
     agent_id: int
     agent: str  # the agent's slug: commits are signed with it
     workflow: str
-    deadline: float  # time.monotonic() by which every command must have finished
+    watch: Watch  # the lease keeper's: told what the run is doing, and stops it once the issue is not its own
     tx: Callable[[], AbstractContextManager[Session]]  # a transaction as this run (its actor, workflow, run id)
 
     @property

@@ -134,13 +134,14 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Literal, Protocol
 
 from config.errors import HQError
 from config.log import get_logger
@@ -320,6 +321,7 @@ KILL_DRAIN_SECONDS = 2.0
 """After the process tree is killed: how long the pipe is read for its last bytes before it is closed."""
 
 TICK_SECONDS = 0.1
+CANCEL_LOOK_SECONDS = 0.5  # how soon a command notices its run lost the issue
 
 DEFAULT_MAX_PROCESSES = 1024
 """Processes (threads included) one sandbox may hold at once, unless HQ_SANDBOX_MAX_PROCESSES says otherwise."""
@@ -348,6 +350,9 @@ class Limits:
     memory_bytes: int  # RLIMIT_AS
     output_bytes: int = 8000  # how much of the combined stdout+stderr tail is kept
     processes: int = DEFAULT_MAX_PROCESSES  # processes and threads at once (a pids cgroup, see process_cap())
+    # Set when the run that started the command no longer holds its issue (projects/watch.py): the whole
+    # process tree is killed as on a timeout, and the result says ``cancelled``.
+    cancel: threading.Event | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not self.timeout_seconds > 0:
@@ -366,10 +371,11 @@ class SandboxResult:
     output: str  # the redacted tail of stdout+stderr, interleaved
     timed_out: bool
     sandbox: str  # "bwrap" or "none"
+    cancelled: bool = False  # killed because its run lost the issue: no verdict on anything
 
     @property
     def ok(self) -> bool:
-        return self.exit_code == 0 and not self.timed_out
+        return self.exit_code == 0 and not self.timed_out and not self.cancelled
 
 
 @dataclass(frozen=True)
@@ -669,12 +675,13 @@ def cap_for(settings: Settings) -> ProcessCap:
     return process_cap(settings.sandbox_process_cap, uids)
 
 
-def limits_for(settings: Settings, timeout_seconds: float) -> Limits:
+def limits_for(settings: Settings, timeout_seconds: float, cancel: threading.Event | None = None) -> Limits:
     return Limits(
         timeout_seconds=timeout_seconds,
         cpu_seconds=settings.sandbox_cpu_seconds,
         memory_bytes=settings.sandbox_memory_mb * 1024 * 1024,
         processes=settings.sandbox_max_processes,
+        cancel=cancel,
     )
 
 
@@ -796,25 +803,31 @@ def _execute(
 
     tail = _Tail(limits.output_bytes)
     assert process.stdout is not None
-    timed_out = _collect(process, tail, started + limits.timeout_seconds)
+    ended = _collect(process, tail, started + limits.timeout_seconds, limits.cancel)
     returncode = process.wait()
     seconds = time.monotonic() - started
     output = tail.text()
-    if timed_out:
+    if ended == "timed out":
         code = EXIT_TIMED_OUT
         output += f"\n[sandbox] timed out after {limits.timeout_seconds:g} s: the command and its processes were killed"
+    elif ended == "cancelled":
+        code = EXIT_TIMED_OUT
+        output += "\n[sandbox] stopped: the run no longer holds its issue; the command and its processes were killed"
     else:
         code = 128 - returncode if returncode < 0 else returncode
     log.debug("sandbox.ran", sandbox=sandbox, argv=list(command), exit_code=code, seconds=round(seconds, 3))
-    return SandboxResult(command, code, seconds, output, timed_out, sandbox)
+    return SandboxResult(command, code, seconds, output, ended == "timed out", sandbox, ended == "cancelled")
 
 
-def _collect(process: subprocess.Popen[bytes], tail: _Tail, deadline: float) -> bool:
-    """Read output until the command has exited and its output ended, or the deadline; then kill the
-    process group (what the command left running; on timeout, the command itself). True if timed out.
+def _collect(
+    process: subprocess.Popen[bytes], tail: _Tail, deadline: float, cancel: threading.Event | None = None
+) -> Literal["exited", "timed out", "cancelled"]:
+    """Read output until the command has exited and its output ended, the deadline, or ``cancel``; then kill
+    the process group (what the command left running; on timeout or cancel, the command itself).
 
     EOF alone is not the end (a command may close its output and go on working), nor is the exit (a
-    background child may still hold the pipe: it gets EXIT_DRAIN_SECONDS, then the kill).
+    background child may still hold the pipe: it gets EXIT_DRAIN_SECONDS, then the kill). ``cancel`` is
+    looked at every CANCEL_LOOK_SECONDS at most.
     """
     assert process.stdout is not None
     pipe = process.stdout
@@ -822,7 +835,10 @@ def _collect(process: subprocess.Popen[bytes], tail: _Tail, deadline: float) -> 
     os.set_blocking(fd, False)
     pidfd = _pidfd(process.pid)  # readable once the command exits: no polling, where the kernel has it
     tick = None if pidfd is not None else TICK_SECONDS
-    timed_out = eof = False
+    if cancel is not None:
+        tick = min(tick or CANCEL_LOOK_SECONDS, CANCEL_LOOK_SECONDS)
+    ended: Literal["exited", "timed out", "cancelled"] = "exited"
+    eof = False
     exited_at: float | None = None
     with selectors.DefaultSelector() as selector:
         selector.register(fd, selectors.EVENT_READ)
@@ -836,9 +852,12 @@ def _collect(process: subprocess.Popen[bytes], tail: _Tail, deadline: float) -> 
                     selector.unregister(pidfd)  # it stays readable from now on
             if eof and exited_at is not None:
                 break
+            if exited_at is None and cancel is not None and cancel.is_set():
+                ended = "cancelled"
+                break
             limit = deadline if exited_at is None else min(deadline, exited_at + EXIT_DRAIN_SECONDS)
             if now >= limit:
-                timed_out = exited_at is None
+                ended = "timed out" if exited_at is None else "exited"
                 break
             wait = limit - now if tick is None else min(limit - now, tick)
             for key, _events in selector.select(wait):
@@ -856,7 +875,7 @@ def _collect(process: subprocess.Popen[bytes], tail: _Tail, deadline: float) -> 
     if pidfd is not None:
         os.close(pidfd)
     pipe.close()  # stop reading, whoever may still hold the other end
-    return timed_out
+    return ended
 
 
 def _pidfd(pid: int) -> int | None:

@@ -16,6 +16,7 @@ from agents.tools.dispatch import ToolResult
 from config.errors import HQError
 from config.settings import Settings
 from models.router import CallContext, Completion, ModelRouter
+from projects.watch import Limit, Watch
 
 
 class RuntimeFailed(HQError):
@@ -30,7 +31,8 @@ class RunResult:
     tool_results: list[ToolResult] = field(default_factory=list)
     completions: list[Completion] = field(default_factory=list)
     exhausted: bool = False  # out of steps or turns before the agent finished
-    timed_out: bool = False
+    timed_out: bool = False  # the runtime's limit (RunRequest.limit) ended it
+    stopped: bool = False  # its lease keeper stopped it: the issue is no longer the run's, nothing is kept
 
     @property
     def written(self) -> list[str]:
@@ -54,10 +56,15 @@ class RunRequest:
     system: str
     user: str
     remaining_usd: Decimal  # the issue's budget left: a runtime with a fence of its own sets it from this
-    deadline: float  # time.monotonic() by which the run must end
+    limit: Limit  # HQ's limit on this runtime's run (HQ_TOOL_LOOP_MAX_SECONDS, HQ_CLAUDE_CODE_MAX_SECONDS)
+    watch: Watch  # the run's lease keeper: told what the run is doing, and stops it once the issue is not its own
 
 
 class Runtime(Protocol):
+    def limit(self, settings: Settings) -> Limit:
+        """How long one run may take, from now: the setting of its own that says so."""
+        ...
+
     def instructions(self, project_instructions: str) -> str:
         """What the agent is told to do: the project kind's words, or the runtime's own for its tools."""
         ...

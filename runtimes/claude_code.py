@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -46,6 +45,7 @@ from models.forwarder import Forwarder, anthropic_deployments, forwarder_for, pr
 from models.router import CallContext
 from projects.repo.work import RepoWork
 from projects.sandbox import Limits, Mount
+from projects.watch import Limit, Watch
 from runtimes import RunRequest, RunResult, RuntimeFailed
 from runtimes.gateway import Gateway
 from runtimes.install import claude_binary
@@ -128,6 +128,9 @@ class ClaudeCode:
     options: RuntimeOptions
     work: RepoWork
 
+    def limit(self, settings: Settings) -> Limit:
+        return Limit.of(settings.claude_code_max_seconds, "HQ_CLAUDE_CODE_MAX_SECONDS")
+
     def instructions(self, project_instructions: str) -> str:
         return CLI_INSTRUCTIONS  # the CLI's own tools, and HQ's over MCP
 
@@ -143,7 +146,8 @@ class ClaudeCode:
             system=request.system,
             user=request.user,
             remaining_usd=request.remaining_usd,
-            deadline=request.deadline,
+            limit=request.limit,
+            watch=request.watch,
         )
 
 
@@ -168,7 +172,8 @@ def run(
     system: str,
     user: str,
     remaining_usd: Decimal,
-    deadline: float,
+    limit: Limit,
+    watch: Watch,
 ) -> RunResult:
     """One CLI run on the worktree; raises the gateway's refusal (budget, provider) for the failure policy."""
     binary = claude_binary(settings)
@@ -244,11 +249,13 @@ def run(
                 env |= work.environment.variables(work.sandbox)
                 mounts += work.environment.mounts(work.sandbox)
             limits = Limits(
-                timeout_seconds=max(deadline - time.monotonic(), 1.0),
+                timeout_seconds=max(limit.left(), 1.0),
                 cpu_seconds=settings.sandbox_cpu_seconds,
                 memory_bytes=settings.claude_memory_mb * 1024 * 1024,
                 output_bytes=OUTPUT_BYTES,
+                cancel=watch.stopped,
             )
+            watch.doing("Claude Code session")
             ran = work.sandbox.run(argv, workdir=work.worktree.root, limits=limits, env=env, mounts=mounts)
             refusal = gateway.failure
             calls = list(server.calls)
@@ -267,6 +274,8 @@ def run(
         run_id=str(call.run_id),
         workflow=call.workflow,
     )
+    if ran.cancelled:
+        return RunResult(text="", tool_results=calls, stopped=True)
     if ran.timed_out:
         return RunResult(text="", tool_results=calls, timed_out=True)
     if refusal is not None:

@@ -14,9 +14,11 @@ import os
 import random
 import socket
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
@@ -42,6 +44,9 @@ from workflows import sweep
 MIN_INTERVAL_SECONDS = 0.5
 NOTIFY_SECONDS = 5.0
 GUARD_SECONDS = 1.0
+SYSTEM = "system"  # the executor of the jobs that are not beats
+SYSTEM_THREADS = 3  # sweep, notify and the guard each run alone (max_instances=1)
+DEFAULT_THREADS = 8  # beats at once; a beat that works for half an hour holds one
 
 log = get_logger(__name__)
 
@@ -57,7 +62,7 @@ def load_company(settings: Settings) -> Roster:
 
 
 class Company:
-    def __init__(self, settings: Settings, *, threads: int = 4, router_factory: Any = None) -> None:
+    def __init__(self, settings: Settings, *, threads: int = DEFAULT_THREADS, router_factory: Any = None) -> None:
         ensure_configured()  # library loggers (APScheduler, psycopg) speak through structlog from here on
         self.settings = settings
         self.threads = threads
@@ -75,7 +80,8 @@ class Company:
         self.listener: WakeListener | None = None
         self.telegram: Any = None  # channels.poller.TelegramPoller, when a bot is configured
         self._lock = threading.Lock()
-        self._running: set[str] = set()
+        self._running: dict[str, float] = {}  # slug -> when its beat started (time.monotonic())
+        self._long: set[str] = set()  # beats already said to be long (one line each)
         self._rewake: set[str] = set()
         self.on_beat: Callable[[BeatResult], None] | None = None
 
@@ -93,7 +99,7 @@ class Company:
     # --- jobs ------------------------------------------------------------------------
     def beat(self, slug: str) -> BeatResult:
         with self._lock:
-            self._running.add(slug)
+            self._running[slug] = time.monotonic()
         try:
             result = run_beat(slug, self.runtime)
             if result.outcome != "error":
@@ -103,7 +109,8 @@ class Company:
             result = BeatResult(slug, "error")
         finally:
             with self._lock:
-                self._running.discard(slug)
+                self._running.pop(slug, None)
+                self._long.discard(slug)
                 again = slug in self._rewake
                 self._rewake.discard(slug)
         if again:
@@ -141,11 +148,14 @@ class Company:
 
     def start(self) -> None:
         self._check_runtimes()
+        # Beats and the system jobs (sweep, notify, the embedded server's guard) have pools of their own: however
+        # many agents work for half an hour, the sweeper still reclaims, notifications still go out.
         self.scheduler = BackgroundScheduler(
-            executors={"default": ThreadPoolExecutor(self.threads)},
+            executors={"default": ThreadPoolExecutor(self.threads), SYSTEM: ThreadPoolExecutor(SYSTEM_THREADS)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone=dt.UTC,
         )
+        self.scheduler.add_listener(self._still_running, EVENT_JOB_MAX_INSTANCES)
         now = dt.datetime.now(dt.UTC)
         with self.engine.connect() as connection:
             agents = connection.execute(select(Agent.slug, Agent.heartbeat_seconds, Agent.jitter_seconds)).all()
@@ -160,14 +170,18 @@ class Company:
                 name=f"heartbeat {agent.slug}",
                 next_run_time=first,
             )
-        self.scheduler.add_job(
-            self.sweep, IntervalTrigger(seconds=self.settings.sweep_interval_seconds), id=SWEEP_JOB, next_run_time=now
-        )
-        self.scheduler.add_job(self.notify, IntervalTrigger(seconds=NOTIFY_SECONDS), id="_notify", next_run_time=now)
+        sweep_every = IntervalTrigger(seconds=self.settings.sweep_interval_seconds)
+        self.scheduler.add_job(self.sweep, sweep_every, id=SWEEP_JOB, next_run_time=now, executor=SYSTEM)
+        notify_every = IntervalTrigger(seconds=NOTIFY_SECONDS)
+        self.scheduler.add_job(self.notify, notify_every, id="_notify", next_run_time=now, executor=SYSTEM)
         if self.settings.database_url is None:  # hq owns the embedded server: it keeps it up
             guard = EmbeddedGuard(self.settings.data_path)
             self.scheduler.add_job(
-                guard.check, IntervalTrigger(seconds=GUARD_SECONDS), id="_embedded_guard", next_run_time=now
+                guard.check,
+                IntervalTrigger(seconds=GUARD_SECONDS),
+                id="_embedded_guard",
+                next_run_time=now,
+                executor=SYSTEM,
             )
         self.scheduler.start()
         self.listener = WakeListener(listen_url(self.settings, self.engine), self.wake, self.stop_event)
@@ -201,6 +215,17 @@ class Company:
         problems = runtime_problems(self.settings, self.roster)
         if problems:
             raise ConfigError("; ".join(problems))
+
+    def _still_running(self, event: Any) -> None:
+        """A beat still working at its next turn (a long project command, a Claude Code session): one line per
+        long beat, not one per skipped turn."""
+        slug = event.job_id
+        with self._lock:
+            started = self._running.get(slug)
+            if started is None or slug in self._long:
+                return
+            self._long.add(slug)
+        log.info("heartbeat.long_run", agent=slug, running_seconds=round(time.monotonic() - started, 1))
 
     def wake(self, slug: str) -> None:
         """Run ``slug``'s beat now (coalesced: a running beat is re-run once it ends)."""

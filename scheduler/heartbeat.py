@@ -89,6 +89,7 @@ def run_beat(slug: str, runtime: BeatContext) -> BeatResult:
         stop=runtime.stop,
         router_factory=runtime.router_factory,
         playbooks=runtime.playbooks,
+        worker=runtime.worker,
     )
     outcome, error = "idle", None
     with bound_contextvars(agent=slug, run_id=str(run_id)):
@@ -99,7 +100,10 @@ def run_beat(slug: str, runtime: BeatContext) -> BeatResult:
                     break
                 ctx.workflow = name
                 with bound_contextvars(workflow=name):
-                    workflows[name](ctx)
+                    try:
+                        workflows[name](ctx)
+                    finally:
+                        ctx.let_go()
             outcome = (
                 "interrupted"
                 if runtime.stop.is_set()

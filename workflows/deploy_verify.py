@@ -39,10 +39,14 @@ def run(ctx: WorkflowContext) -> None:
 
 def _deploy(ctx: WorkflowContext, held: Claim) -> None:
     """Ship (projects/kinds.py), then move the issue: done, back for rework, or blocked when a revert failed."""
+    run = projects.run_of(ctx, held)
     try:
-        shipped = project_for(ctx.settings, ctx.engine, projects.run_of(ctx, held)).ship()
+        shipped = project_for(ctx.settings, ctx.engine, run).ship()
     except PROJECT_FAILURES as error:
         projects.handle(ctx, held, error)
+        return
+    if run.watch.stopped.is_set():  # the lease went mid-ship: the run that holds the issue now finishes it
+        log.warning("deploy.stopped", issue_id=held.id, merged=shipped.merged, run_id=str(held.run_id))
         return
     if shipped.unfinished:  # merged and pushed; the lease runs out and the reclaim verifies the merge
         log.warning("deploy.unfinished", issue_id=held.id, merged=shipped.merged, why=shipped.summary)

@@ -57,15 +57,19 @@ def run(ctx: WorkflowContext) -> None:
 def _run_claimed(ctx: WorkflowContext, run: Run, tools: ToolContext, work: Work) -> None:
     held = run.held
     try:
-        result = _work(ctx, held, tools, work)
+        result = _work(ctx, run, tools, work)
     except failures.MODEL_FAILURES as error:
         failures.handle(ctx, held, error)
         return
     except RuntimeFailed as error:  # the coding agent's CLI gave nothing usable
         failures.count_failure(ctx, held, error.message)
         return
+    if result.stopped:  # its lease keeper found the issue gone: another run has it, this one keeps nothing
+        log.warning("execute.stopped", issue_id=held.id, reason="lease lost", run_id=str(held.run_id))
+        return
     if result.timed_out:
-        failures.count_failure(ctx, held, "The run passed its maximum duration.")
+        assert tools.limit is not None
+        failures.count_failure(ctx, held, f"The run passed its time limit ({tools.limit.setting} seconds).")
         return
     with ctx.tx(held.run_id) as session:  # a run that lost the issue keeps nothing (the push is the real CAS)
         if not store.still_held(session, held):
@@ -80,7 +84,8 @@ def _run_claimed(ctx: WorkflowContext, run: Run, tools: ToolContext, work: Work)
     _conclude(ctx, held, result, tools.outcome, kept)
 
 
-def _work(ctx: WorkflowContext, held: Claim, tools: ToolContext, work: Work) -> RunResult:
+def _work(ctx: WorkflowContext, run: Run, tools: ToolContext, work: Work) -> RunResult:
+    held = run.held
     assembly = _assembles(held)
     with ctx.tx(held.run_id) as session:
         issue = store.get_issue(session, held.id)
@@ -89,6 +94,7 @@ def _work(ctx: WorkflowContext, held: Claim, tools: ToolContext, work: Work) -> 
     tier = "reasoning" if assembly else module_tier(held.issue) or ctx.agent.tier
     router = ctx.router()
     runtime = runtime_for(ctx.roster.roles.get(ctx.agent.slug), work, router.models, tier)
+    tools.limit = runtime.limit(ctx.settings)  # the commands its tools run end with it too
     request = RunRequest(
         settings=ctx.settings,
         router=router,
@@ -98,7 +104,8 @@ def _work(ctx: WorkflowContext, held: Claim, tools: ToolContext, work: Work) -> 
         system=system,
         user=user_message("stitch" if assembly else "execute", runtime.instructions(work.instructions), context),
         remaining_usd=issue.budget_usd - issue.spent_usd,
-        deadline=ctx.item_deadline(),
+        limit=tools.limit,
+        watch=run.watch,
     )
     return runtime.run(request)
 

@@ -57,10 +57,14 @@ def _checklist(ctx: WorkflowContext, issue: IssueRecord, author: AgentRecord | N
 
 
 def _review(ctx: WorkflowContext, held: Claim) -> None:
+    run = projects.run_of(ctx, held)
     try:  # the evidence first: red evidence sends the work back without asking any model
-        evidence = project_for(ctx.settings, ctx.engine, projects.run_of(ctx, held)).evidence()
+        evidence = project_for(ctx.settings, ctx.engine, run).evidence()
     except PROJECT_FAILURES as error:
         projects.handle(ctx, held, error)
+        return
+    if run.watch.stopped.is_set():  # the lease went while the gate ran: another run reviews, this one says nothing
+        log.warning("review.stopped", issue_id=held.id, reason="lease lost", run_id=str(held.run_id))
         return
     if evidence.no_progress:  # the same red evidence again: neither the gate nor the engineer is paid twice
         with ctx.tx(held.run_id) as session:

@@ -125,7 +125,8 @@ def run_command(ctx: ToolContext, session: Session, args: CommandArgs) -> dict[s
         args.name,
         work.worktree,
         issue_id=ctx.issue_id,
-        deadline=work.deadline,
+        watch=work.watch,
+        limit=ctx.limit,
         environment=work.environment,
     )
     commit = work.worktree.head()
@@ -147,5 +148,6 @@ def run_command(ctx: ToolContext, session: Session, args: CommandArgs) -> dict[s
         "exit_code": check.result.exit_code,
         "seconds": round(check.result.seconds, 2),
         "timed_out": check.result.timed_out,
+        "stopped_by": check.cut_by,  # an HQ limit, not the project's timeout: no verdict on the code
         "output_tail": check.result.output,
     }

@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 from config.settings import Settings
 from db.store.records import AgentRecord
 from projects.document.project import workspace_path
+from projects.watch import Limit
 
 if TYPE_CHECKING:
     from projects.kinds import Work
@@ -78,6 +79,7 @@ class ToolContext:
     engine: Engine
     outcome: ToolOutcome = field(default_factory=ToolOutcome)
     work: Work | None = None  # set by execute: the run's hold on its project (a workspace, or a worktree)
+    limit: Limit | None = None  # set by execute: HQ's limit on the run (its runtime's), which ends commands too
 
     @property
     def actor(self) -> str:

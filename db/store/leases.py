@@ -198,6 +198,13 @@ def take_agent_lease(db: Executor, slug: str, *, run_id: uuid.UUID, ttl: int) ->
     return int(row.id) if row is not None else None
 
 
+def renew_lease(db: Executor, held: Claim, *, ttl: int, worker: str, doing: str, fresh: bool = False) -> bool:
+    """Extend the lease ``held`` is on, saying what the run is doing (since now, if ``fresh`` or it changed);
+    False when the run no longer holds it."""
+    params = _held(held, ttl=ttl, worker=worker[:300], doing=doing[:300], fresh=fresh)
+    return db.execute(query("claims", "renew_lease"), params).first() is not None
+
+
 def renew_agent_lease(db: Executor, agent_id: int, *, run_id: uuid.UUID, ttl: int) -> bool:
     """False when another process owns the agent's heartbeat now."""
     params = {"agent_id": agent_id, "run_id": run_id, "ttl": ttl}

@@ -14,7 +14,6 @@ run again (``run_gate``); deploy and verify always run.
 from __future__ import annotations
 
 import re
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, ExitStack
@@ -28,6 +27,7 @@ from projects.repo.environment import Built
 from projects.repo.project_file import ProjectFile
 from projects.repo.repository import Worktree
 from projects.sandbox import Sandbox, SandboxResult, limits_for
+from projects.watch import Limit, Watch
 
 # Bytecode caches would otherwise land in the worktree and in the commit that follows.
 COMMAND_ENV = {"PYTHONDONTWRITEBYTECODE": "1"}
@@ -41,17 +41,29 @@ class Check:
     name: str
     result: SandboxResult
     reused_from: int | None = None  # the check_runs row whose result this is: the command did not run again
+    cut_by: str | None = None  # the HQ limit that ended it before its own timeout ("HQ_TOOL_LOOP_MAX_SECONDS=…")
 
     @property
     def ok(self) -> bool:
         return self.result.ok
 
+    @property
+    def verdict(self) -> bool:
+        """Whether the result says anything about the code: not when HQ stopped the command (its run lost the
+        issue, or one of HQ's own limits ran out first); a timeout of the project's own is a verdict."""
+        return not self.result.cancelled and self.cut_by is None
+
     def line(self) -> str:
-        verdict = (
-            "passed"
-            if self.ok
-            else ("timed out" if self.result.timed_out else f"failed (exit {self.result.exit_code})")
-        )
+        if self.ok:
+            verdict = "passed"
+        elif self.result.cancelled:
+            verdict = "stopped (the run no longer holds the issue)"
+        elif self.cut_by is not None:
+            verdict = f"stopped by HQ's limit {self.cut_by} (not the project's timeout)"
+        elif self.result.timed_out:
+            verdict = "timed out (its timeout_seconds)"
+        else:
+            verdict = f"failed (exit {self.result.exit_code})"
         reused = f" (reused from check {self.reused_from})" if self.reused_from is not None else ""
         return f"{self.name}: {verdict} in {self.result.seconds:.1f}s [{self.result.sandbox}]{reused}"
 
@@ -84,32 +96,41 @@ def run_named(
     tree: Worktree,
     *,
     issue_id: int,
-    deadline: float,
+    watch: Watch | None = None,
+    limit: Limit | None = None,
     environment: Built | None = None,
 ) -> Check:
     """Run one command the project file defines (the caller has checked the name) in ``tree``.
 
-    ``deadline`` (time.monotonic) is the end of the run that holds the issue: no command outlives the
-    run's lease, so its timeout is the shorter of the project's and the time the run has left.
+    Its timeout is its own (``timeout_seconds``, else HQ_COMMAND_TIMEOUT_SECONDS): the lease keeper renews
+    the issue's lease for as long as it runs. ``limit``: one of HQ's limits on the run around it (a model's
+    tool loop), which may end it first; the check then says which (``cut_by``) and is no verdict.
+    ``watch``: the run's lease keeper (projects/watch.py), told what runs and able to stop it.
     ``environment``: the project's built environment (projects/repo/environment.py), read-only at /env.
     """
     command = project_file.commands[name]
-    left = deadline - time.monotonic()
-    if left < 1:
-        why = f"{name} did not start: this run has no time left (HQ_WORKFLOW_MAX_SECONDS)"
-        return Check(name, SandboxResult(command.run, 124, 0.0, why, True, sandbox.name))
-    limits = limits_for(settings, min(command.timeout_seconds or settings.command_timeout_seconds, left))
+    watch = watch or Watch()
+    timeout: float = timeout_of(settings, project_file, name)
+    cut_by = None
+    if limit is not None and limit.left() < timeout:
+        timeout, cut_by = limit.left(), limit.setting
+        if timeout < 1:
+            why = f"{name} did not start: {limit.setting} leaves this run no time"
+            return Check(name, SandboxResult(command.run, 124, 0.0, why, True, sandbox.name), cut_by=cut_by)
     env = COMMAND_ENV | {"HQ_ISSUE_ID": str(issue_id)}
     mounts = []
     if environment is not None:
         env |= environment.variables(sandbox)
         mounts = environment.mounts(sandbox)
-    return Check(name, sandbox.run(command.run, workdir=tree.root, limits=limits, env=env, mounts=mounts))
+    watch.doing(f"command {name}")
+    limits = limits_for(settings, timeout, cancel=watch.stopped)
+    result = sandbox.run(command.run, workdir=tree.root, limits=limits, env=env, mounts=mounts)
+    return Check(name, result, cut_by=cut_by if result.timed_out else None)
 
 
-def not_started(check: Check) -> bool:
-    """A command refused for want of time (run_named): not a verdict on the code."""
-    return check.result.timed_out and check.result.seconds == 0.0
+def timeout_of(settings: Settings, project_file: ProjectFile, name: str) -> int:
+    """A command's own timeout: its ``timeout_seconds`` in the project file, else HQ_COMMAND_TIMEOUT_SECONDS."""
+    return project_file.commands[name].timeout_seconds or settings.command_timeout_seconds
 
 
 def run_all(
@@ -120,16 +141,17 @@ def run_all(
     tree: Worktree,
     *,
     issue_id: int,
-    deadline: float,
+    watch: Watch | None = None,
     environment: Built | None = None,
 ) -> list[Check]:
     """The commands in order, stopping at the first that fails: all must pass, and a red one decides."""
     checks: list[Check] = []
     for name in names:
-        ran = run_named(
-            settings, sandbox, project_file, name, tree, issue_id=issue_id, deadline=deadline, environment=environment
+        checks.append(
+            run_named(
+                settings, sandbox, project_file, name, tree, issue_id=issue_id, watch=watch, environment=environment
+            )
         )
-        checks.append(ran)
         if not checks[-1].ok:
             break
     return checks
@@ -146,7 +168,7 @@ def run_gate(
     commit: str,
     stage: str,
     issue_id: int,
-    deadline: float,
+    watch: Watch | None = None,
     env: Built | None = None,
 ) -> list[Check]:
     """The gate on the files of the git tree ``files``, each command reused where it already passed on exactly
@@ -164,7 +186,7 @@ def run_gate(
                 continue
             tree = tree or stack.enter_context(checkout())
             check = run_named(
-                settings, sandbox, project_file, name, tree, issue_id=issue_id, deadline=deadline, environment=env
+                settings, sandbox, project_file, name, tree, issue_id=issue_id, watch=watch, environment=env
             )
             checks.append(check)
             ran.append(check)
@@ -188,7 +210,7 @@ def record(
     env_key: str | None = None,
 ) -> None:
     for check in checks:
-        if check.reused_from is not None:
+        if check.reused_from is not None or not check.verdict:  # reused: recorded already; stopped: no evidence
             continue
         store.record_check(
             db,

@@ -51,7 +51,7 @@ class GitProject:
         """Fetch, read the base branch's project file, build the issue's worktree (projects/repo/work.py)."""
         run = self.run
         with _usable():
-            return prepare(self.settings, self.project, run.issue_id, run_id=run.held.run_id, deadline=run.deadline)
+            return prepare(self.settings, self.project, run.issue_id, run_id=run.held.run_id, watch=run.watch)
 
     def evidence(self) -> GateEvidence:
         """The gate at the pushed branch head: reused where those files already passed, else run in a fresh
@@ -85,7 +85,7 @@ class GitProject:
                 commit=head,
                 stage="review",
                 issue_id=run.issue_id,
-                deadline=run.deadline,
+                watch=run.watch,
                 env=built,
             )
         return GateEvidence(head, tuple(ran), stat, patch, paths)
@@ -114,7 +114,7 @@ class GitProject:
             def environment_at(commit: str) -> Built | None:
                 return self._environment(sandbox, repository, project_file, commit)
 
-            what = Shipment(run.issue_id, run.held.issue.title, head, run.agent, email, run.deadline, environment_at)
+            what = Shipment(run.issue_id, run.held.issue.title, head, run.agent, email, run.watch, environment_at)
             return ship(self.settings, repository, project_file, sandbox, what, self)
 
     # --- the check book (projects/repo/checks.py): this project's evidence in check_runs ----------------------

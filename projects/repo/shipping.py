@@ -22,11 +22,12 @@ from dataclasses import dataclass
 from config.settings import Settings
 from projects.kinds import Shipped
 from projects.repo import checks
-from projects.repo.checks import Check, CheckBook, not_started
+from projects.repo.checks import Check, CheckBook
 from projects.repo.environment import Built
 from projects.repo.project_file import ProjectFile
 from projects.repo.repository import Repository, RepositoryError, Worktree, issue_branch
 from projects.sandbox import Sandbox
+from projects.watch import Watch
 
 MERGE_TRIES = 2  # the first push, and once more after the base moved
 REVERT_TRIES = 3
@@ -41,7 +42,7 @@ class Shipment:
     head: str
     author: str
     email: str
-    deadline: float  # time.monotonic() by which every command must have finished (the run's lease)
+    watch: Watch  # the run's lease keeper: told what runs, and stops it when the issue is no longer the run's
     environment_at: Callable[[str], Built | None] = lambda commit: None  # the project's environment for a commit
 
 
@@ -122,7 +123,7 @@ def _merge_and_check(
         commit=merge.commit,
         stage="merge",
         issue_id=what.issue_id,
-        deadline=what.deadline,
+        watch=what.watch,
         env=what.environment_at(merge.commit),
     )
     if not all(check.ok for check in gate):
@@ -159,7 +160,7 @@ def _verify(
     if project_file.verify is None:
         return Shipped(True, f"Merged as {merged[:12]}; the gate passed on the merged commit.", merged=merged)
     verified = _run_at(settings, repository, project_file, sandbox, what, merged, "verify")
-    if not_started(verified):  # no time left in this run: the merge stands; a later run verifies it
+    if verified.result.cancelled:  # the run lost its issue: the merge stands; the run that holds it verifies
         return Shipped(False, verified.result.output, merged=merged, unfinished=True)
     _record(book, repository, what, verified, merged, "verify")
     if verified.ok:
@@ -193,7 +194,7 @@ def _run_at(
             name,
             tree,
             issue_id=what.issue_id,
-            deadline=what.deadline,
+            watch=what.watch,
             environment=what.environment_at(commit),
         )
     finally:

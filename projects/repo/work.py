@@ -27,6 +27,7 @@ from projects.repo.environment import Built
 from projects.repo.project_file import ProjectFile
 from projects.repo.repository import PushResult, Repository, RepositoryError, Worktree, issue_branch
 from projects.sandbox import Sandbox, sandbox_for
+from projects.watch import Watch
 from projects.workspace import WorkspaceError
 
 COMMIT_CONTENT_TYPE = "text/x-git-commit"
@@ -52,7 +53,7 @@ class RepoWork:
     worktree: Worktree
     sandbox: Sandbox
     base: str  # the base branch's commit the branch is compared with (their merge base)
-    deadline: float  # time.monotonic() when the run must end: no command outlives it
+    watch: Watch  # the run's lease keeper (projects/watch.py): stops a command once the issue is not the run's
     conflicts: tuple[str, ...] = ()  # paths the base's changes conflict with, left for the agent to resolve
     environment: Built | None = None  # the project's environment for this work (projects/repo/environment.py)
 
@@ -134,9 +135,7 @@ class RepoKept:
         return f"\n\nCommit {self.commit[:12]} on {self.work.branch}:\n{stat}"
 
 
-def prepare(
-    settings: Settings, project: ProjectRecord, issue_id: int, *, run_id: uuid.UUID, deadline: float
-) -> RepoWork:
+def prepare(settings: Settings, project: ProjectRecord, issue_id: int, *, run_id: uuid.UUID, watch: Watch) -> RepoWork:
     """Fetch, read the base branch's project file, and build the issue's worktree from its pushed branch.
 
     When the base has moved on since the branch left it, the base is merged in first, so the
@@ -159,10 +158,11 @@ def prepare(
         conflicts = worktree.update_from(base_head, message, author=HQ_AUTHOR, email=HQ_EMAIL)
     base = worktree.run("merge-base", base_head, "HEAD").strip() if not conflicts else base_head
     sandbox = sandbox_for(settings)
-    work = RepoWork(issue_id, project, repository, project_file, worktree, sandbox, base, deadline, conflicts)
+    work = RepoWork(issue_id, project, repository, project_file, worktree, sandbox, base, watch, conflicts)
     if project_file.environment is None:
         return work
     try:
+        watch.doing("environment")  # built once per content: a first build may take many minutes
         built = environment.ensure(settings, sandbox, repository, project_file.environment, worktree.head())
     except BaseException:
         work.release()

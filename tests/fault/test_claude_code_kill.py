@@ -38,7 +38,6 @@ pytestmark = [pytest.mark.timeout(900), needs_bwrap, needs_node]
 
 # Room for a CLI run (its start, a few model calls) on a loaded machine; the lease then lapses quickly.
 LEASES = SHORT_LEASES | {
-    "HQ_WORKFLOW_MAX_SECONDS": "40",
     "HQ_LEASE_TTL_SECONDS": "45",
     "HQ_AGENT_LEASE_TTL_SECONDS": "60",
 }

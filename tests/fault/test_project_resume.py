@@ -42,7 +42,7 @@ from tests.support.rows import one
 pytestmark = [pytest.mark.timeout(900), needs_bwrap]  # a backstop against a hang: the waits fail on a stall
 
 # Short leases, but room for a project run (fetch, worktree, sandboxed tests, push) on a loaded machine.
-LEASES = SHORT_LEASES | {"HQ_WORKFLOW_MAX_SECONDS": "12", "HQ_AGENT_LEASE_TTL_SECONDS": "24"}
+LEASES = SHORT_LEASES | {"HQ_AGENT_LEASE_TTL_SECONDS": "24"}
 PROGRESS = (
     "SELECT i.status, (SELECT count(*) FROM issue_events e WHERE e.issue_id = i.id),"
     " (SELECT count(*) FROM comments c WHERE c.issue_id = i.id AND c.kind = 'review')"

@@ -27,7 +27,6 @@ FAST = {
 }
 # Leases and budget reservations short enough that killed work comes back, and is charged, within seconds.
 SHORT_LEASES = {
-    "HQ_WORKFLOW_MAX_SECONDS": "6",
     "HQ_LEASE_TTL_SECONDS": "5",
     "HQ_AGENT_LEASE_TTL_SECONDS": "16",
     "HQ_RESERVATION_TTL_SECONDS": "8",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import shutil
 import subprocess
-import time
 import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -20,6 +19,7 @@ from config.settings import get_settings
 from db import store
 from db.engine import get_engine, read_only
 from projects.repo.work import RepoWork, prepare
+from projects.watch import Watch
 from scheduler.heartbeat import BeatContext, run_beat
 from tests.support.rows import agent_record, one
 
@@ -300,7 +300,7 @@ def project_run(project_id: int, issue_id: int, **overrides: Any) -> ToolRun:
     assert project is not None
     settings = get_settings().model_copy(update=overrides)
     run_id = uuid.uuid4()
-    work = prepare(settings, project, issue_id, run_id=run_id, deadline=time.monotonic() + 600)
+    work = prepare(settings, project, issue_id, run_id=run_id, watch=Watch())
     ctx = ToolContext(
         agent=agent_record("backend-engineer"),
         issue_id=issue_id,

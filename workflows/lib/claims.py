@@ -23,13 +23,6 @@ from workflows.lib.escalation import block_and_escalate, escalate_further
 
 log = get_logger(__name__)
 
-# A lease must outlive the longest run, or a slow but healthy worker would lose it.
-LEASE_MARGIN_SECONDS = 5
-
-
-def lease_ttl(ctx: WorkflowContext) -> int:
-    return max(ctx.settings.lease_ttl_seconds, ctx.settings.workflow_max_seconds + LEASE_MARGIN_SECONDS)
-
 
 def claim(ctx: WorkflowContext, name: str, **params: Any) -> Claim | None:
     """Run claim query ``name`` for this agent; None when there is nothing to do.
@@ -49,7 +42,7 @@ def claim(ctx: WorkflowContext, name: str, **params: Any) -> Claim | None:
             name,
             agent_id=ctx.agent.id,
             run_id=run_id,
-            ttl=lease_ttl(ctx),
+            ttl=ctx.settings.lease_ttl_seconds,
             actor=ctx.actor,
             workflow=ctx.workflow,
             **params,
@@ -81,6 +74,7 @@ def claim(ctx: WorkflowContext, name: str, **params: Any) -> Claim | None:
         log.warning("claim.circuit_breaker", issue_id=held.id, agent=ctx.agent.slug)
         return None
     ctx.claims += 1
+    ctx.keep(held)  # renewed from now on, for exactly as long as the run works on it
     log.info(
         "claim.taken",
         issue_id=held.id,

@@ -18,12 +18,10 @@ from agents.roster import Roster
 from agents.tools.context import ToolContext
 from config.settings import Settings
 from db.engine import transaction
-from db.store import AgentRecord
+from db.store import AgentRecord, Claim
 from models.router import CallContext, ModelRouter, get_router
-
-
-class WorkflowTimeout(Exception):
-    """The run passed its maximum duration; the claim is released and the attempt counted."""
+from projects.watch import Watch
+from workflows.lib.leases import LeaseKeeper
 
 
 @dataclass
@@ -33,7 +31,7 @@ class WorkflowContext:
     settings: Settings
     engine: Engine
     beat_run_id: uuid.UUID
-    deadline: float
+    deadline: float  # time.monotonic() after which the beat claims nothing new (work in hand goes on)
     stop: threading.Event = field(default_factory=threading.Event)
     touched: list[int] = field(default_factory=list)
     claims: int = 0
@@ -44,6 +42,8 @@ class WorkflowContext:
     lease_renewed_at: float = field(default_factory=time.monotonic)  # the beat took its lease just now
     router_factory: Any = None
     playbooks: PlaybookSet | None = None
+    worker: str = ""  # host:pid, written on the rows of the issues this process works
+    keeper: LeaseKeeper | None = None  # the lease keeper of the claim being worked (workflows/lib/leases.py)
 
     @property
     def actor(self) -> str:
@@ -91,8 +91,33 @@ class WorkflowContext:
         """No new item once asked to stop, once the agent lease is gone, or once the beat's time is up."""
         return self.stop.is_set() or self.lease_lost or self.time_left() <= 0
 
-    def item_deadline(self) -> float:
-        return min(time.monotonic() + self.settings.workflow_max_seconds, self.deadline)
+    def keep(self, held: Claim) -> None:
+        """From the claim on, ``held``'s lease is renewed while the run works (workflows/lib/leases.py); a beat
+        works one claim at a time."""
+        self.let_go()
+        self.keeper = LeaseKeeper(
+            self.settings,
+            self.engine,
+            held,
+            agent=self.agent,
+            beat_run_id=self.beat_run_id,
+            workflow=self.workflow,
+            worker=self.worker,
+            agent_lease_lost=self._agent_lease_lost,
+        ).start()
+
+    def let_go(self) -> None:
+        if self.keeper is not None:
+            self.keeper.stop()
+            self.keeper = None
+
+    def watch(self, held: Claim) -> Watch:
+        """The watch of ``held``'s keeper; a claim nobody keeps (a test's own) gets one that never stops."""
+        keeper = self.keeper
+        return keeper.watch if keeper is not None and keeper.held.run_id == held.run_id else Watch()
+
+    def _agent_lease_lost(self) -> None:
+        self.lease_lost = True
 
     def touch(self, issue_id: int) -> None:
         if issue_id not in self.touched:

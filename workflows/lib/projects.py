@@ -23,13 +23,14 @@ log = get_logger(__name__)
 
 
 def run_of(ctx: WorkflowContext, held: Claim) -> Run:
-    """The run, as the issue's project serves it: its claim, its agent, its deadline and its transactions."""
+    """The run, as the issue's project serves it: its claim, its agent, its lease keeper's watch, its
+    transactions."""
     return Run(
         held=held,
         agent_id=ctx.agent.id,
         agent=ctx.agent.slug,
         workflow=ctx.workflow,
-        deadline=ctx.item_deadline(),
+        watch=ctx.watch(held),
         tx=lambda: ctx.tx(held.run_id),
     )
 

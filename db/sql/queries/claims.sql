@@ -271,6 +271,19 @@ UPDATE heartbeat_runs h
  WHERE h.id = lost.id
 RETURNING h.run_id;
 
+-- name: renew_lease
+-- The lease keeper of a working run (workflows/lib/leases.py): a compare-and-set on the lease the run holds.
+-- No row back: the lease is gone (reclaimed after it expired, or the issue moved on), and the run must stop.
+-- ``doing`` is what the run does now; ``doing_since`` moves when that changes, and at the run's first renewal
+-- (``fresh``). Neither the status nor a hand-off column changes, so no trigger fires.
+UPDATE issues
+   SET lease_until = now() + make_interval(secs => :ttl),
+       lease_worker = :worker,
+       doing_since = CASE WHEN :fresh OR doing IS DISTINCT FROM :doing THEN now() ELSE doing_since END,
+       doing = :doing
+ WHERE id = :issue_id AND lease_owner = :run_id
+RETURNING id;
+
 -- name: renew_agent
 -- Before each claim a beat extends its agent lease; if another process has it, the beat stops.
 UPDATE agents SET lease_until = now() + make_interval(secs => :ttl)

@@ -248,6 +248,7 @@ def test_a_run_that_lost_its_lease_records_nothing(
 ) -> None:
     from projects.document.project import DocumentKept
     from projects.kinds import Run
+    from projects.watch import Watch
     from workflows.execute import _record
 
     workspace = workspace_on(host(tmp_path, "a"), issue := in_progress_issue(raw, agent))
@@ -255,7 +256,7 @@ def test_a_run_that_lost_its_lease_records_nothing(
     workspace.commit(agent=agent.slug, run_id=uuid.uuid4(), issue_id=issue, workflow="execute")
     raw.execute("UPDATE issues SET lease_owner = %s WHERE id = %s", (uuid.uuid4(), issue))  # someone else's now
     zombie = SimpleNamespace(id=issue, run_id=uuid.uuid4())
-    run = Run(zombie, agent.id, agent.slug, "execute", deadline=0.0, tx=read_only)  # type: ignore[arg-type]
+    run = Run(zombie, agent.id, agent.slug, "execute", watch=Watch(), tx=read_only)  # type: ignore[arg-type]
     kept = DocumentKept(workspace, run, ("guide.md",))
     with transaction("agent:technical-writer", workflow="execute", run_id=zombie.run_id) as session:
         _record(session, zombie, kept)  # type: ignore[arg-type]
