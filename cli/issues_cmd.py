@@ -1,4 +1,4 @@
-"""`hq issue create|show` and `hq issues`: putting work in and looking at it."""
+"""`hq issue create|show|diff` and `hq issues`: putting work in and looking at it."""
 
 from __future__ import annotations
 
@@ -6,13 +6,16 @@ import datetime as dt
 import sys
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from cli.arguments import IssueId, id_list, usd_option
 from cli.common import ActorOption, JsonOption, human
 from config.errors import UsageError
+
+if TYPE_CHECKING:
+    from projects.repo.patch import IssuePatch
 
 issue_app = typer.Typer(help="Create and inspect single issues.", no_args_is_help=True)
 
@@ -271,6 +274,85 @@ def _print_detail(detail: dict[str, Any]) -> None:
                 f"  {indent}#{node['id']} {node['status']:<16} {money(node['cost_usd'])}  "
                 f"{safe(node['title'], limit=60)}"
             )
+
+
+@issue_app.command("diff")
+def diff(
+    issue_id: IssueId,
+    stat: Annotated[bool, typer.Option("--stat", help="Only the diffstat: which files changed, how much.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Print a git project issue's patch, read from its commits (never a worktree).
+
+    A done issue's patch is its merge into the base branch against the merge's first parent; any other
+    issue's is its branch head as recorded (the reviewed head once it passed review, else the last
+    submitted one) against its merge base with the base branch. Document issues have no patch.
+    """
+    from config.errors import StateError
+    from config.settings import get_settings
+    from db.engine import read_only
+    from db.reads import issue_evidence
+    from db.store import get_issue, get_project
+    from projects.repo.patch import issue_patch, shown_head
+
+    with read_only() as session:
+        issue = get_issue(session, issue_id)
+        if issue.project_id is None:
+            raise UsageError(
+                f"issue {issue_id} is a document issue (no git project): it has no patch; "
+                "its files are its artifacts (hq issue show)"
+            )
+        project = get_project(session, issue.project_id)
+        recorded = issue_evidence(session, issue_id, issue.project_id)["commit"]
+    merged = issue.merged_sha if issue.status == "done" else None
+    head = shown_head(issue.status, reviewed_sha=issue.reviewed_sha, recorded_sha=recorded and recorded["sha"])
+    if merged is None and head is None:
+        raise StateError(f"issue {issue_id} has no commit recorded yet ({issue.status}): nothing to diff")
+    patch = issue_patch(get_settings(), project, head=head, merged=merged, stat_only=stat)
+    if not patch.fetched:
+        from cli.output import warn
+
+        warn(f"project {project.name}: the remote could not be reached; showing the clone as last fetched")
+    if as_json:
+        from cli.output import print_json
+
+        print_json(
+            {
+                "issue_id": issue_id,
+                "status": issue.status,
+                "project": project.name,
+                "base_branch": project.base_branch,
+                "branch": f"hq/issue-{issue_id}",
+                "base": patch.base,
+                "head": patch.head,
+                "merged": patch.merged,
+                "stat": patch.stat,
+                "patch": patch.text,
+                "truncated": patch.truncated,
+            }
+        )
+        return
+    _print_patch(issue_id, issue.status, project.base_branch, patch)
+
+
+def _print_patch(issue_id: int, status: str, base_branch: str, patch: IssuePatch) -> None:
+    """Plain lines (a pipe to ``git apply`` reads the patch after them), every control character made visible."""
+    from cli.output import visible
+
+    if patch.merged:
+        what = f"merge {patch.head[:12]} into {base_branch} against its first parent {patch.base[:12]}"
+    else:
+        what = f"hq/issue-{issue_id} at {patch.head[:12]} against its merge base {patch.base[:12]} with {base_branch}"
+    out = [f"issue #{issue_id} ({status}): {what}\n"]
+    if not patch.stat:
+        out.append("no changes\n")
+    elif patch.text is None:
+        out.append(patch.stat + "\n")
+    else:
+        out.append(patch.text)
+        if patch.truncated:
+            out.append(f"… (patch truncated; whole: git diff {patch.base} {patch.head} in the project's clone)\n")
+    sys.stdout.write(visible("".join(out)))
 
 
 FAILED_OUTPUT_LINES = 8  # of a failing check's output tail, in `hq issue show`

@@ -97,8 +97,9 @@ class Work(Protocol):
         """The work context the agent gets: the issue's, plus what this kind adds (a deliverable, a repository)."""
         ...
 
-    def keep(self, run: Run, written: Sequence[str]) -> Kept:
-        """Keep what the run produced (``written``: the files its tools wrote); raises NotKept."""
+    def keep(self, run: Run, written: Sequence[str], summary: str) -> Kept:
+        """Keep what the run produced (``written``: the files its tools wrote; ``summary``: the agent's own
+        words, hostile, which its commit's subject is made of); raises NotKept."""
         ...
 
     def release(self) -> None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from config.errors import ToolError
+from projects import commits
 from projects.git import GitError, is_git_name, run_git
 
 MAX_FILE_BYTES = 1024 * 1024
@@ -102,19 +103,24 @@ class Workspace:
             self._git("init", "-q", "-b", "main")
         return self
 
-    def commit(self, *, agent: str, run_id: uuid.UUID, issue_id: int, workflow: str) -> str | None:
-        """Commit every change since the last commit; None when nothing changed."""
+    def commit(
+        self, *, agent: str, run_id: uuid.UUID, issue_id: int, workflow: str, summary: str | None = None
+    ) -> str | None:
+        """Commit every change since the last commit; None when nothing changed.
+
+        The subject is the agent's ``summary`` made safe (projects/commits.py), else
+        "<workflow>: <agent> on issue #N"; the trailers say the issue, the run and the agent.
+        """
         if not self.git_dir.is_dir():
             return None
         email = f"{agent}@agents.heartbeat-hq.invalid"
         self._git("add", "-A", author=agent, email=email)
         if not self._git("status", "--porcelain", author=agent, email=email).strip():
             return None
-        message = (
-            f"{workflow}: {agent} on issue #{issue_id}\n\n"
-            f"Issue: {issue_id}\nAgent: {agent}\nWorkflow: {workflow}\nRun-Id: {run_id}\n"
+        text = commits.message(
+            summary, fallback=f"{workflow}: {agent} on issue #{issue_id}", issue_id=issue_id, run_id=run_id, agent=agent
         )
-        self._git("commit", "-q", "--no-gpg-sign", "-m", message, author=agent, email=email)
+        self._git("commit", "-q", "--no-gpg-sign", "--cleanup=verbatim", "-m", text, author=agent, email=email)
         return self._git("rev-parse", "HEAD").strip()
 
     def log(self) -> list[str]:

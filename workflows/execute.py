@@ -76,7 +76,7 @@ def _run_claimed(ctx: WorkflowContext, run: Run, tools: ToolContext, work: Work)
             log.warning("execute.not_kept", issue_id=held.id, reason="lease lost", run_id=str(held.run_id))
             return
     try:
-        kept = work.keep(run, result.written)
+        kept = work.keep(run, result.written, result.text)
     except NotKept as error:
         log.warning("execute.not_kept", issue_id=held.id, error=error.message, run_id=str(held.run_id))
         failures.count_failure(ctx, held, error.message)

@@ -69,7 +69,11 @@ class DocumentProject:
             with run.tx() as session:
                 if restore_workspace(session, run.issue_id, workspace):
                     workspace.commit(
-                        agent=run.agent, run_id=run.held.run_id, issue_id=run.issue_id, workflow=run.workflow
+                        agent=run.agent,
+                        run_id=run.held.run_id,
+                        issue_id=run.issue_id,
+                        workflow=run.workflow,
+                        summary="Restore the latest snapshot the database holds",
                     )
         except WorkspaceError as error:
             raise ProjectUnusable(f"The workspace is unusable: {error.message}") from error
@@ -95,9 +99,11 @@ class DocumentWork:
     def brief(self, context: dict[str, Any]) -> dict[str, Any]:
         return context  # the issue's own context names the deliverable's path
 
-    def keep(self, run: Run, written: Sequence[str]) -> DocumentKept:
+    def keep(self, run: Run, written: Sequence[str], summary: str) -> DocumentKept:
         try:
-            self.files.commit(agent=run.agent, run_id=run.held.run_id, issue_id=run.issue_id, workflow=run.workflow)
+            self.files.commit(
+                agent=run.agent, run_id=run.held.run_id, issue_id=run.issue_id, workflow=run.workflow, summary=summary
+            )
         except WorkspaceError as error:
             raise NotKept(f"Could not commit the workspace: {error.message}") from error
         return DocumentKept(self.files, run, tuple(sorted(set(written))))

@@ -51,7 +51,14 @@ class GitProject:
         """Fetch, read the base branch's project file, build the issue's worktree (projects/repo/work.py)."""
         run = self.run
         with _usable():
-            return prepare(self.settings, self.project, run.issue_id, run_id=run.held.run_id, watch=run.watch)
+            return prepare(
+                self.settings,
+                self.project,
+                run.issue_id,
+                run_id=run.held.run_id,
+                watch=run.watch,
+                agent=run.agent,
+            )
 
     def evidence(self) -> GateEvidence:
         """The gate at the pushed branch head: reused where those files already passed, else run in a fresh
@@ -114,7 +121,16 @@ class GitProject:
             def environment_at(commit: str) -> Built | None:
                 return self._environment(sandbox, repository, project_file, commit)
 
-            what = Shipment(run.issue_id, run.held.issue.title, head, run.agent, email, run.watch, environment_at)
+            what = Shipment(
+                run.issue_id,
+                run.held.issue.title,
+                head,
+                run.agent,
+                email,
+                run.watch,
+                run_id=run.held.run_id,
+                environment_at=environment_at,
+            )
             return ship(self.settings, repository, project_file, sandbox, what, self)
 
     # --- the check book (projects/repo/checks.py): this project's evidence in check_runs ----------------------

@@ -1,8 +1,9 @@
 """Deploy by merge: the reviewed branch head merged into the base branch, checked, pushed, verified.
 
 In order: merge ``hq/issue-<id>`` into the base with a merge commit ("Merge
-issue #N: title"); run the gate on the merged commit; run ``deploy`` if the
-project defines one; push the base branch (never forced; rejected because the
+issue #N: title", the title made one safe line, then HQ's trailers naming the
+issue, the deploy run and its agent: projects/commits.py); run the gate on the
+merged commit; run ``deploy`` if the project defines one; push the base branch (never forced; rejected because the
 base moved: fetch and merge again, once); then run ``verify`` (absent: the gate
 on the merged commit was the verification). A failing verify pushes a revert of
 the merge. Every command runs in the sandbox and is recorded against the merged
@@ -15,11 +16,13 @@ verify, so shipping twice never merges twice.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 
 from config.settings import Settings
+from projects import commits
 from projects.kinds import Shipped
 from projects.repo import checks
 from projects.repo.checks import Check, CheckBook
@@ -43,6 +46,7 @@ class Shipment:
     author: str
     email: str
     watch: Watch  # the run's lease keeper: told what runs, and stops it when the issue is no longer the run's
+    run_id: uuid.UUID | None = None  # the deploy run: its merge and revert commits name it in their trailers
     environment_at: Callable[[str], Built | None] = lambda commit: None  # the project's environment for a commit
 
 
@@ -108,7 +112,13 @@ def _merge_and_check(
     book: CheckBook,
 ) -> str | Shipped:
     """The merge commit, gate-checked and deployed; a Shipped failure when any step says no."""
-    message = f"Merge issue #{what.issue_id}: {what.title}"
+    message = commits.message(
+        f"Merge issue #{what.issue_id}: {what.title}",
+        fallback=f"Merge issue #{what.issue_id}",
+        issue_id=what.issue_id,
+        run_id=what.run_id,
+        agent=what.author,
+    )
     merge = tree.merge(what.head, message, author=what.author, email=what.email)
     if merge.commit is None:
         paths = "\n".join(f"- {path}" for path in merge.conflicts)
@@ -209,7 +219,14 @@ def _record(book: CheckBook, repository: Repository, what: Shipment, check: Chec
 
 def _revert(repository: Repository, what: Shipment, merged: str) -> str | None:
     """Push a revert of ``merged`` on top of the base as it is now; None when every push was refused."""
-    message = f"Revert issue #{what.issue_id}: verify failed\n\nThis reverts merge {merged}."
+    message = commits.message(
+        f"Revert issue #{what.issue_id}: verify failed",
+        fallback=f"Revert issue #{what.issue_id}",
+        issue_id=what.issue_id,
+        run_id=what.run_id,
+        agent=what.author,
+        body=f"This reverts merge {merged}.",
+    )
     for _ in range(REVERT_TRIES):
         tree = repository.scratch_worktree(what.issue_id, repository.sync().base_head())
         try:

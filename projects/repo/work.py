@@ -21,6 +21,7 @@ from config.log import get_logger
 from config.settings import Settings
 from db.models import Artifact
 from db.store.records import ProjectRecord
+from projects import commits
 from projects.kinds import NotKept, Run
 from projects.repo import environment
 from projects.repo.environment import Built
@@ -81,13 +82,16 @@ class RepoWork:
             context["project"]["merge_conflicts"] = list(self.conflicts)
         return context
 
-    def keep(self, run: Run, written: Sequence[str]) -> RepoKept:
-        """Commit and push what the run left (the compare-and-set); raises NotKept when it cannot be."""
+    def keep(self, run: Run, written: Sequence[str], summary: str) -> RepoKept:
+        """Commit and push what the run left (the compare-and-set), its subject the agent's ``summary`` made
+        safe (projects/commits.py); raises NotKept when it cannot be."""
         unresolved = self.worktree.conflicted(self.conflicts)
         if unresolved:
             raise NotKept(f"The base branch's changes conflict and were not resolved in: {', '.join(unresolved)}.")
         try:
-            head, push = commit_and_push(self, agent=run.agent, run_id=run.held.run_id, workflow=run.workflow)
+            head, push = commit_and_push(
+                self, agent=run.agent, run_id=run.held.run_id, workflow=run.workflow, summary=summary
+            )
         except (RepositoryError, WorkspaceError) as error:
             raise NotKept(f"Could not commit and push the work: {error.message}") from error
         if not push.pushed:
@@ -135,7 +139,15 @@ class RepoKept:
         return f"\n\nCommit {self.commit[:12]} on {self.work.branch}:\n{stat}"
 
 
-def prepare(settings: Settings, project: ProjectRecord, issue_id: int, *, run_id: uuid.UUID, watch: Watch) -> RepoWork:
+def prepare(
+    settings: Settings,
+    project: ProjectRecord,
+    issue_id: int,
+    *,
+    run_id: uuid.UUID,
+    watch: Watch,
+    agent: str = HQ_AUTHOR,
+) -> RepoWork:
     """Fetch, read the base branch's project file, and build the issue's worktree from its pushed branch.
 
     When the base has moved on since the branch left it, the base is merged in first, so the
@@ -154,7 +166,13 @@ def prepare(settings: Settings, project: ProjectRecord, issue_id: int, *, run_id
     base_head = repository.base_head()
     conflicts: tuple[str, ...] = ()
     if not repository.is_ancestor(base_head, start):
-        message = f"Merge {project.base_branch} into {issue_branch(issue_id)}"
+        message = commits.message(
+            f"Merge {project.base_branch} into {issue_branch(issue_id)}",
+            fallback=f"Merge the base branch into {issue_branch(issue_id)}",
+            issue_id=issue_id,
+            run_id=run_id,
+            agent=agent,
+        )
         conflicts = worktree.update_from(base_head, message, author=HQ_AUTHOR, email=HQ_EMAIL)
     base = worktree.run("merge-base", base_head, "HEAD").strip() if not conflicts else base_head
     sandbox = sandbox_for(settings)
@@ -170,7 +188,9 @@ def prepare(settings: Settings, project: ProjectRecord, issue_id: int, *, run_id
     return dataclasses.replace(work, environment=built)
 
 
-def commit_and_push(work: RepoWork, *, agent: str, run_id: uuid.UUID, workflow: str) -> tuple[str, PushResult]:
+def commit_and_push(
+    work: RepoWork, *, agent: str, run_id: uuid.UUID, workflow: str, summary: str | None = None
+) -> tuple[str, PushResult]:
     """Commit what the run left (author: the agent) and push the branch, never forced.
 
     Returns the branch head after the run and the push's result; with nothing to
@@ -178,7 +198,9 @@ def commit_and_push(work: RepoWork, *, agent: str, run_id: uuid.UUID, workflow: 
     base) and it is pushed only if the remote branch is not there yet. The push is
     fast-forward only, so a branch another run moved since this one started refuses it.
     """
-    committed = work.worktree.commit(agent=agent, run_id=run_id, issue_id=work.issue_id, workflow=workflow)
+    committed = work.worktree.commit(
+        agent=agent, run_id=run_id, issue_id=work.issue_id, workflow=workflow, summary=summary
+    )
     head = committed or work.worktree.head()  # a clean merge of the base may be the run's only commit
     if committed is None and work.repository.head(work.branch) == head:
         return head, PushResult(True, "")

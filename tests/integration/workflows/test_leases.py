@@ -29,9 +29,7 @@ def _lease(raw: psycopg.Connection, issue: int) -> tuple[float, str | None, str 
     return float(left), doing, worker
 
 
-def test_a_working_run_keeps_its_lease_past_the_ttl_and_says_what_it_does(
-    db_url: str, raw: psycopg.Connection
-) -> None:
+def test_a_working_run_keeps_its_lease_past_the_ttl_and_says_what_it_does(db_url: str, raw: psycopg.Connection) -> None:
     from tests.support.cli import run_hq
 
     assert run_hq("agents", "sync").exit_code == 0
@@ -42,7 +40,9 @@ def test_a_working_run_keeps_its_lease_past_the_ttl_and_says_what_it_does(
     assert held is not None and held.id == issue
     try:
         ctx.watch(held).doing("command test")
-        written = wait_for_progress(lambda: _lease(raw, issue)[1:], lambda value: value == ("command test", "host-a:42"))
+        written = wait_for_progress(
+            lambda: _lease(raw, issue)[1:], lambda value: value == ("command test", "host-a:42")
+        )
         assert written, written
         started = time.monotonic()
         # Three lease lifetimes pass while the run "works": the lease never runs out, and nobody could take it.

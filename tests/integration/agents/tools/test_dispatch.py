@@ -164,4 +164,4 @@ def test_workspace_commits_record_agent_run_and_issue(company: dict[str, int], r
         ["git", "-C", str(workspace.root), "log", "-1", "--format=%an%n%B"], capture_output=True, text=True, check=True
     ).stdout
     assert message.startswith("technical-writer\nexecute: technical-writer on issue #")
-    assert f"Run-Id: {ctx.run_id}" in message and f"Issue: {issue}" in message
+    assert f"HQ-Run: {ctx.run_id}" in message and f"HQ-Issue: {issue}" in message
