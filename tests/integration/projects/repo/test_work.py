@@ -267,6 +267,7 @@ from agents.tools.dispatch import dispatch
 from config.settings import get_settings
 from db import store
 from db.engine import get_engine, read_only
+from projects.watch import Watch
 from tests.support.rows import agent_record
 
 project_id, issue = int(sys.argv[1]), int(sys.argv[2])
@@ -274,7 +275,7 @@ with read_only() as session:
     project = store.get_project(session, project_id)
 settings = get_settings()
 run_id = uuid.uuid4()
-code = prepare(settings, project, issue, run_id=run_id, deadline=time.monotonic() + 600)
+code = prepare(settings, project, issue, run_id=run_id, watch=Watch())
 context = ToolContext(agent=agent_record("backend-engineer"), issue_id=issue, run_id=run_id, workflow="execute",
                       settings=settings, engine=get_engine(), work=code)
 result = dispatch(context, "run_command", {"name": "commondir"}, step=1)
