@@ -68,6 +68,16 @@ def test_add_list_show_check_remove(raw: psycopg.Connection, remote: Path, sandb
     detail = json.loads(run_hq("project", "show", "calc", "--json").stdout)
     assert detail["base_head"] == head and detail["gate"] == ["test"] and detail["notes"] == []
     assert detail["commands"]["test"]["run"] == ["python3", "-m", "unittest", "-q"]
+    assert detail["commands"]["test"]["timeout_from"] == "HQ_COMMAND_TIMEOUT_SECONDS"  # the file gives none
+    # The limits HQ applies, as it applies them (issue 26: `show` said 300 s while an HQ cap of 12 s ruled).
+    assert detail["limits"] == {
+        "command_max_seconds": 10800,
+        "tool_loop_max_seconds": 1800,
+        "claude_code_max_seconds": 2400,
+        "lease_ttl_seconds": 300,
+        "lease_renewed_every_seconds": 100.0,
+    }
+    assert "HQ_TOOL_LOOP_MAX_SECONDS" in shown.stdout and "renewed every 100.0 s" in shown.stdout
     assert len(detail["log"]) == 1
 
     checked = run_hq("project", "check", "calc")

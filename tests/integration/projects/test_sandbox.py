@@ -252,6 +252,33 @@ def test_a_command_that_closes_its_output_runs_to_its_end(
 
 
 @pytest.mark.parametrize("kind", ["bwrap", "none"])
+def test_a_cancelled_command_is_killed_with_its_tree_and_says_so(
+    kind: str, worktree: Path, request: pytest.FixtureRequest
+) -> None:
+    """The run lost its issue (the lease keeper set the event): the command stops now, not at its timeout."""
+    sandbox = request.getfixturevalue("confined") if kind == "bwrap" else Unconfined()
+    marker = f"hq-sandbox-test-{uuid.uuid4().hex}"
+    cancel = threading.Event()
+    limits = Limits(timeout_seconds=600, cpu_seconds=60, memory_bytes=1024 * 1024 * 1024, cancel=cancel)
+    results: list[SandboxResult] = []
+    runner = threading.Thread(target=lambda: results.append(run(sandbox, worktree, SPAWN, marker, limits=limits)))
+    runner.start()
+    try:
+        while not marked_pids(marker) and runner.is_alive():  # the grandchild is up: the tree is there to kill
+            time.sleep(0.05)
+        cancel.set()
+        runner.join()
+        [result] = results
+        assert result.cancelled and not result.timed_out and not result.ok
+        assert result.seconds < 600
+        assert "no longer holds its issue" in result.output.splitlines()[-1]
+        assert wait_until_gone(marker) == set()
+    finally:
+        for pid in marked_pids(marker):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("kind", ["bwrap", "none"])
 def test_what_the_command_leaves_running_is_killed(kind: str, worktree: Path, request: pytest.FixtureRequest) -> None:
     """A background child holding stdout does not keep run() waiting, and does not outlive it."""
     sandbox: Sandbox = request.getfixturevalue("confined") if kind == "bwrap" else Unconfined()
