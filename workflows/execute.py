@@ -67,9 +67,10 @@ def _run_claimed(ctx: WorkflowContext, run: Run, tools: ToolContext, work: Work)
     if result.stopped:  # its lease keeper found the issue gone: another run has it, this one keeps nothing
         log.warning("execute.stopped", issue_id=held.id, reason="lease lost", run_id=str(held.run_id))
         return
-    if result.timed_out:
+    if result.timed_out:  # HQ's limit on a run, not a verdict on the issue: the attempt is refunded
         assert tools.limit is not None
-        failures.count_failure(ctx, held, f"The run passed its time limit ({tools.limit.setting} seconds).")
+        why = f"The run stopped at HQ's limit on one run ({tools.limit.setting} seconds); nothing was kept."
+        failures.give_back(ctx, held, why)
         return
     with ctx.tx(held.run_id) as session:  # a run that lost the issue keeps nothing (the push is the real CAS)
         if not store.still_held(session, held):

@@ -92,10 +92,13 @@ def handle(
     return True
 
 
-def give_back(ctx: WorkflowContext, held: Claim) -> bool:
-    """Not the issue's fault: the attempt is refunded, and this workflow claims nothing more this beat."""
+def give_back(ctx: WorkflowContext, held: Claim, why: str | None = None) -> bool:
+    """Not the issue's fault: the attempt is refunded (``why``, if given, a comment on the issue), and this
+    workflow claims nothing more this beat."""
     with ctx.tx(held.run_id) as session:
         released = store.release(session, held, counts=False) is not None
+        if released and why is not None:
+            store.add_comment(session, held.id, why, author=ctx.actor, kind="system", run_id=held.run_id)
     ctx.degraded.add(ctx.workflow)
     ctx.halted.add(ctx.workflow)
     _released(ctx, held, refund=True, lost=not released)
