@@ -37,7 +37,7 @@ from models.config import resolve_models
 from scheduler.embedded_guard import EmbeddedGuard
 from scheduler.heartbeat import BeatContext, BeatResult, run_beat
 from scheduler.listener import WakeListener
-from workflows import sweep
+from workflows import sweep, upkeep
 
 MIN_INTERVAL_SECONDS = 0.5
 NOTIFY_SECONDS = 5.0
@@ -125,11 +125,18 @@ class Company:
         except Exception as error:
             self._log_failure("notify", error)
 
+    def upkeep(self) -> None:
+        try:
+            upkeep.run(self.settings, self.engine)
+        except Exception as error:
+            self._log_failure("upkeep", error)
+
     # --- one pass, for cron and tests ----------------------------------------------------
     def run_once(self) -> list[BeatResult]:
         """Every active agent's beat once, in chain-of-command order, then the system jobs."""
         results = [self.beat(role.slug) for _depth, role in self.roster.walk()]
         self.sweep()
+        self.upkeep()
         self.notify()
         return results
 
@@ -164,6 +171,11 @@ class Company:
             self.sweep, IntervalTrigger(seconds=self.settings.sweep_interval_seconds), id=SWEEP_JOB, next_run_time=now
         )
         self.scheduler.add_job(self.notify, IntervalTrigger(seconds=NOTIFY_SECONDS), id="_notify", next_run_time=now)
+        upkeep_every = self.settings.upkeep_interval_seconds  # the first pass a minute in: restarts do not skip it
+        first_upkeep = now + dt.timedelta(seconds=min(upkeep_every, 60.0))
+        self.scheduler.add_job(
+            self.upkeep, IntervalTrigger(seconds=upkeep_every), id="_upkeep", next_run_time=first_upkeep
+        )
         if self.settings.database_url is None:  # hq owns the embedded server: it keeps it up
             guard = EmbeddedGuard(self.settings.data_path)
             self.scheduler.add_job(
