@@ -197,6 +197,7 @@ def _project_row(project: ProjectRecord, open_issues: int) -> dict[str, Any]:
         "repo": redact(project.repo),
         "base_branch": project.base_branch,
         "open_issues": open_issues,
+        "keep_branches": project.keep_branches,
         "created_by": project.created_by,
         "created_at": project.created_at,
     }
@@ -221,6 +222,12 @@ def add(
     name: Annotated[str, typer.Argument(help="Lower case: a-z, 0-9, '-' and '_'.")],
     repo: RepoOption,
     branch: BranchOption = "main",
+    keep_branches: Annotated[
+        bool,
+        typer.Option(
+            "--keep-branches", help="Keep done and cancelled issues' hq/issue-N branches on the remote (else deleted)."
+        ),
+    ] = False,
     actor: ActorOption = None,
 ) -> None:
     """Add a project: fetch the remote, check the branch, then record it.
@@ -293,7 +300,9 @@ def add(
         except ProjectConfigError as error:
             problem = error.message
         with transaction(who, workflow="cli:project-add") as session:
-            project = add_project(session, name=name, repo=stored, base_branch=branch, actor=who)
+            project = add_project(
+                session, name=name, repo=stored, base_branch=branch, actor=who, keep_branches=keep_branches
+            )
         home = Repository(settings, project).git_dir
         if not home.exists():
             try:
@@ -367,6 +376,7 @@ def show(name: Annotated[str, typer.Argument()], as_json: JsonOption = False) ->
         "gate": None,
         "shipped": shipped,
         "limits": _limits(settings),
+        "disk": _disk(settings, project),
         "notes": [],
     }
     try:
@@ -388,16 +398,36 @@ def show(name: Annotated[str, typer.Argument()], as_json: JsonOption = False) ->
     _print_show(detail)
 
 
+def _disk(settings: Settings, project: ProjectRecord) -> dict[str, int]:
+    """Bytes this host keeps for the project (read before the fetch): clone, worktrees, environments, total."""
+    from projects.repo.environment import environments_dir
+    from projects.repo.repository import Repository, disk_used
+
+    used = Repository(settings, project).disk_used()
+    used["environments"] = disk_used(environments_dir(settings, project.id))
+    used["total"] = sum(used.values())
+    return used
+
+
 def _print_show(detail: dict[str, Any]) -> None:
+    from rich.filesize import decimal
+
     from cli.output import console, safe, when
 
     row = detail["project"]
+    disk = detail["disk"]
     console.print(f"[bold]project {safe(row['name'])}[/bold]")
     for label, value in (
         ("repo", row["repo"]),
         ("base branch", row["base_branch"]),
         ("base head", detail["base_head"] or "-"),
         ("open issues", row["open_issues"]),
+        ("branches", "kept after done" if row["keep_branches"] else "deleted when done or cancelled"),
+        (
+            "disk used",
+            f"{decimal(disk['total'])} (clone {decimal(disk['clone'])}, worktrees {decimal(disk['worktrees'])}, "
+            f"environments {decimal(disk['environments'])})",
+        ),
         ("created", f"{when(row['created_at'])} by {row['created_by']}"),
     ):
         console.print(f"  {label:>12}: {safe(value)}")

@@ -166,6 +166,14 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = Field(
         default=15.0, gt=0, le=3600, allow_inf_nan=False, description="How often the sweeper runs in `hq run`."
     )
+    upkeep_interval_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        le=7 * 86400,
+        allow_inf_nan=False,
+        description="How often `hq run` tidies its projects on this host: branches of done and cancelled issues "
+        "deleted from the remote, dead runs' worktrees removed, clones garbage-collected, old environments pruned.",
+    )
 
     # --- the project the company ships -------------------------------------------
     # Argument lists (JSON in the environment), never shell strings. Placeholders:

@@ -39,13 +39,13 @@ from models.config import resolve_models
 from scheduler.embedded_guard import EmbeddedGuard
 from scheduler.heartbeat import BeatContext, BeatResult, run_beat
 from scheduler.listener import WakeListener
-from workflows import sweep
+from workflows import sweep, upkeep
 
 MIN_INTERVAL_SECONDS = 0.5
 NOTIFY_SECONDS = 5.0
 GUARD_SECONDS = 1.0
 SYSTEM = "system"  # the executor of the jobs that are not beats
-SYSTEM_THREADS = 3  # sweep, notify and the guard each run alone (max_instances=1)
+SYSTEM_THREADS = 4  # sweep, notify, upkeep and the guard each run alone (max_instances=1)
 DEFAULT_THREADS = 8  # beats at once; a beat that works for half an hour holds one
 
 log = get_logger(__name__)
@@ -132,11 +132,18 @@ class Company:
         except Exception as error:
             self._log_failure("notify", error)
 
+    def upkeep(self) -> None:
+        try:
+            upkeep.run(self.settings, self.engine)
+        except Exception as error:
+            self._log_failure("upkeep", error)
+
     # --- one pass, for cron and tests ----------------------------------------------------
     def run_once(self) -> list[BeatResult]:
         """Every active agent's beat once, in chain-of-command order, then the system jobs."""
         results = [self.beat(role.slug) for _depth, role in self.roster.walk()]
         self.sweep()
+        self.upkeep()
         self.notify()
         return results
 
@@ -148,8 +155,8 @@ class Company:
 
     def start(self) -> None:
         self._check_runtimes()
-        # Beats and the system jobs (sweep, notify, the embedded server's guard) have pools of their own: however
-        # many agents work for half an hour, the sweeper still reclaims, notifications still go out.
+        # Beats and the system jobs (sweep, notify, upkeep, the embedded server's guard) have pools of their own:
+        # however many agents work for half an hour, the sweeper still reclaims, notifications still go out.
         self.scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(self.threads), SYSTEM: ThreadPoolExecutor(SYSTEM_THREADS)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -174,6 +181,15 @@ class Company:
         self.scheduler.add_job(self.sweep, sweep_every, id=SWEEP_JOB, next_run_time=now, executor=SYSTEM)
         notify_every = IntervalTrigger(seconds=NOTIFY_SECONDS)
         self.scheduler.add_job(self.notify, notify_every, id="_notify", next_run_time=now, executor=SYSTEM)
+        upkeep_every = self.settings.upkeep_interval_seconds  # the first pass a minute in: restarts do not skip it
+        first_upkeep = now + dt.timedelta(seconds=min(upkeep_every, 60.0))
+        self.scheduler.add_job(
+            self.upkeep,
+            IntervalTrigger(seconds=upkeep_every),
+            id="_upkeep",
+            next_run_time=first_upkeep,
+            executor=SYSTEM,
+        )
         if self.settings.database_url is None:  # hq owns the embedded server: it keeps it up
             guard = EmbeddedGuard(self.settings.data_path)
             self.scheduler.add_job(

@@ -43,10 +43,19 @@ def validate_branch(branch: str) -> str:
     return branch
 
 
-def add_project(db: Executor, *, name: str, repo: str, base_branch: str, actor: str) -> ProjectRecord:
+def add_project(
+    db: Executor, *, name: str, repo: str, base_branch: str, actor: str, keep_branches: bool = False
+) -> ProjectRecord:
+    """``keep_branches``: a done or cancelled issue's branch stays on the remote (else HQ deletes it)."""
     row = db.execute(
         query("projects", "add_project"),
-        {"name": validate_name(name), "repo": repo, "base_branch": validate_branch(base_branch), "created_by": actor},
+        {
+            "name": validate_name(name),
+            "repo": repo,
+            "base_branch": validate_branch(base_branch),
+            "created_by": actor,
+            "keep_branches": keep_branches,
+        },
     ).first()
     if row is None:
         raise StateError(f"project {name!r} already exists")
@@ -69,6 +78,14 @@ def project_by_name(db: Executor, name: str, *, for_new_issue: bool = False) -> 
 def all_projects(db: Executor) -> list[tuple[ProjectRecord, int]]:
     """Every live project with its count of open issues."""
     return [(ProjectRecord.of(row), int(row.open_issues)) for row in db.execute(query("projects", "all_projects"))]
+
+
+def finished_issues(db: Executor, project_id: int, issue_ids: list[int]) -> set[int]:
+    """Which of ``issue_ids`` are the project's issues and done or cancelled (their branches may go)."""
+    if not issue_ids:
+        return set()
+    rows = db.execute(query("projects", "finished_issues"), {"project_id": project_id, "ids": issue_ids})
+    return {int(row.id) for row in rows}
 
 
 def remove_project(db: Executor, name: str) -> ProjectRecord:

@@ -12,7 +12,10 @@ the blob ids (contents) of the files matching ``inputs`` plus any file the setup
 commit being worked. A change to any of them builds a new environment; otherwise every issue and run on
 this host reuses it. One process builds at a time (a lock per project); a build happens in a temporary
 directory renamed into place, so no command ever sees half an environment. The newest few per project
-are kept, and none used in the last hour is removed (a command may still have it mounted).
+are kept, and none in use is removed: a run holds a shared flock on its environment's directory for as
+long as it may mount it (``Built.hold``; the kernel lets go when the process dies), and pruning takes
+each one exclusively, without waiting, before it removes it. Pruning runs after every build and from
+the upkeep job (prune()), which also removes what a builder killed mid-build left.
 
 A setup that fails or times out raises EnvironmentFailed: the issue blocks with ``project_env`` (the
 environment, not the agent's work, is broken), and no model is asked.
@@ -30,20 +33,20 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from config.log import get_logger
 from config.settings import Settings
 from projects.kinds import EnvironmentFailed
 from projects.repo.project_file import Environment
-from projects.repo.repository import Repository, remove_tree
+from projects.repo.repository import Lease, Repository, remove_tree
 from projects.sandbox import Mount, Sandbox, base_environment, limits_for
 from projects.workspace import glob_regex
 
 ENV_MOUNT = "/env"
 KEEP_PER_PROJECT = 3
-IN_USE_SECONDS = 3600  # an environment used this recently may still be mounted by a running command
+BUILD_LOCK = "build.lock"
 FORMAT = "1"  # how environments are built: a change here builds every one afresh
 MANIFEST = ".hq-environment.json"
 TAIL_CHARS = 3000
@@ -60,6 +63,7 @@ class Built:
     built: bool
     seconds: float  # the setup's time when built now, else the recorded one
     output: str = ""  # the setup's output tail when built now
+    hold: Lease | None = field(default=None, compare=False, repr=False)  # the shared flock: in use while held
 
     def mounts(self, sandbox: Sandbox) -> list[Mount]:
         return [] if sandbox.name == "none" else [Mount(self.path, ENV_MOUNT)]
@@ -90,12 +94,36 @@ def environments_dir(settings: Settings, project_id: int) -> Path:
 def ready(settings: Settings, project_id: int, key: str) -> Built | None:
     """The environment of ``key`` when this host has it built."""
     path = environments_dir(settings, project_id) / key
+    hold = _hold(path)
+    if hold is None:
+        return None
     try:
         manifest = json.loads((path / MANIFEST).read_text())
     except (OSError, ValueError):
+        hold.close()
         return None
-    os.utime(path)  # used now: pruning keeps it
-    return Built(key, path, built=False, seconds=float(manifest.get("seconds", 0)))
+    os.utime(path)  # used now: the newest are kept
+    return Built(key, path, built=False, seconds=float(manifest.get("seconds", 0)), hold=hold)
+
+
+def _hold(path: Path) -> Lease | None:
+    """A shared flock on the environment at ``path``, once it is sure to be the one there; None if there is none.
+
+    Pruning removes a directory only while it holds it exclusively, so after this waits (a prune in
+    progress) the directory it locked may be gone: it is used only if it is still the one at ``path``.
+    """
+    try:
+        hold = Lease(os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC))
+    except OSError:
+        return None
+    fcntl.flock(hold.fd, fcntl.LOCK_SH)
+    try:
+        if os.stat(path, follow_symlinks=False).st_ino == os.fstat(hold.fd).st_ino:
+            return hold
+    except FileNotFoundError:
+        pass
+    hold.close()
+    return None
 
 
 def on_host(settings: Settings, project_id: int) -> list[dict[str, object]]:
@@ -130,7 +158,7 @@ def ensure(
         if not rebuild and (found := ready(settings, project_id, key)) is not None:
             return found  # built by another run while this one waited
         built = _build(settings, sandbox, repository, spec, commit, root, key)
-        _prune(root, keep=built.path)
+        _prune(root)
         return built
 
 
@@ -138,7 +166,7 @@ def ensure(
 def _builder(root: Path) -> Iterator[Path]:
     """One builder per project on this host, across threads and processes; the others wait, then reuse."""
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with open(root / "build.lock", "a+b") as handle:
+    with open(root / BUILD_LOCK, "a+b") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield root
@@ -189,19 +217,70 @@ def _build(
     if target != final:
         os.rename(target, final)
     log.info("environment.built", key=key, seconds=round(seconds, 1))
-    return Built(key, final, built=True, seconds=seconds, output=output)
+    return Built(key, final, built=True, seconds=seconds, output=output, hold=_hold(final))
 
 
-def _prune(root: Path, *, keep: Path) -> None:
-    """Keep the newest KEEP_PER_PROJECT (and ``keep``); never one used within IN_USE_SECONDS."""
-    now = time.time()
-    built = sorted(
-        (path for path in root.iterdir() if path.is_dir() and (path / MANIFEST).exists()),
-        key=lambda path: path.stat().st_mtime,
-        reverse=True,
-    )
-    for path in built[KEEP_PER_PROJECT:]:
-        if path != keep and now - path.stat().st_mtime > IN_USE_SECONDS:
-            remove_tree(path)
-    for leftover in root.glob(".build-*"):  # a builder killed mid-build: this one holds the lock now
-        remove_tree(leftover)
+def prune(settings: Settings, project_id: int) -> list[str]:
+    """The upkeep's pass over a project's environments (see _prune()); skipped while one is being built.
+
+    Returns what it removed, by name.
+    """
+    root = environments_dir(settings, project_id)
+    if not root.is_dir():
+        return []
+    with open(root / BUILD_LOCK, "a+b") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return []  # a builder is at work: it prunes when it is done
+        try:
+            return _prune(root)
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _prune(root: Path) -> list[str]:
+    """Keep the newest KEEP_PER_PROJECT whole environments and every one in use; remove the rest (caller builds).
+
+    Also removes what a builder killed mid-build left: a ``.build-*`` directory, or (unconfined builds
+    happen in place) a directory without its manifest. The caller holds the build lock, so no build
+    is in progress. Returns the names removed, one log line each.
+    """
+    whole, broken = [], []
+    for path in root.iterdir():
+        if path.is_symlink() or not path.is_dir():
+            continue
+        if path.name.startswith(".build-"):
+            broken.append(path)
+        elif (path / MANIFEST).is_file():
+            whole.append(path)
+        else:
+            broken.append(path)
+    whole.sort(key=lambda path: path.stat().st_mtime, reverse=True)
+    removed = []
+    for path in whole[KEEP_PER_PROJECT:]:
+        if _remove_unused(path):
+            log.info("environment.pruned", environment=path.name, directory=str(root))
+            removed.append(path.name)
+    for path in broken:
+        if _remove_unused(path):
+            log.info("environment.unfinished_removed", environment=path.name, directory=str(root))
+            removed.append(path.name)
+    return removed
+
+
+def _remove_unused(path: Path) -> bool:
+    """Remove the environment at ``path`` unless a run holds it (its shared flock); whether it was removed."""
+    try:
+        handle = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # in use
+        remove_tree(path)  # while locked: a run that waits on it finds it gone, and builds afresh
+        return True
+    finally:
+        os.close(handle)

@@ -3,7 +3,8 @@
 Execute works on ``hq/issue-<id>`` in a fresh worktree built from the pushed branch (projects/repo/work.py),
 so any host continues where the last run stopped. Review is held to evidence before any model sees the
 work: the project's gate commands, run at the pushed head in the sandbox (projects/repo/evidence.py).
-Deploy merges exactly the reviewed head, checks, pushes and verifies it (projects/repo/shipping.py).
+Deploy merges exactly the reviewed head, checks, pushes and verifies it (projects/repo/shipping.py), then
+deletes the issue's branch from the remote unless the project keeps branches (``keep_branches``).
 
 Every command's result is recorded against the commit it ran on, only while the run holds its issue.
 An unreachable remote, failing git or a missing sandbox is ``ProjectUnusable`` (the attempt counts: the
@@ -16,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from config.log import get_logger
 from config.settings import Settings
 from db import store
 from db.store import CheckRunRecord, ProjectRecord
@@ -30,6 +32,8 @@ from projects.repo.shipping import Shipment, ship
 from projects.repo.work import RepoWork, prepare
 from projects.sandbox import Sandbox, SandboxUnavailable, sandbox_for
 
+log = get_logger(__name__)
+
 
 @contextmanager
 def _usable() -> Iterator[None]:
@@ -39,6 +43,24 @@ def _usable() -> Iterator[None]:
     except (RepositoryError, SandboxUnavailable, OSError) as error:
         message = error.message if isinstance(error, RepositoryError | SandboxUnavailable) else str(error)
         raise ProjectUnusable(f"The project's repository could not be used: {message}") from error
+
+
+def _shipped_before(repository: Repository, reviewed: str | None) -> bool:
+    """Whether the reviewed head is on the base already (a run that merged it deleted its branch, then died)."""
+    return reviewed is not None and repository.is_ancestor(reviewed, repository.base_head())
+
+
+def _delete_branch(repository: Repository, issue_id: int, head: str) -> None:
+    """The shipped branch goes from the remote (a compare-and-set on the head shipped); a failure only waits
+    for the upkeep job (projects/repo/upkeep.py), which deletes what is left of done issues."""
+    try:
+        deleted = repository.delete_issue_branch(issue_id, head)
+    except (RepositoryError, OSError) as error:
+        message = error.message if isinstance(error, RepositoryError) else str(error)
+        log.warning("branch.not_deleted", project=repository.project.name, issue_id=issue_id, error=message)
+        return
+    if deleted:
+        log.info("branch.deleted", project=repository.project.name, issue_id=issue_id, branch=issue_branch(issue_id))
 
 
 @dataclass(frozen=True)
@@ -105,6 +127,8 @@ class GitProject:
             project_file = repository.project_file()
             branch = issue_branch(run.issue_id)
             head = repository.head(branch)
+            if head is None and _shipped_before(repository, run.held.issue.reviewed_sha):
+                head = run.held.issue.reviewed_sha  # merged, its branch deleted, the run ended before `done`
             reviewed = head is not None and head == run.held.issue.reviewed_sha
             if head is not None and not reviewed and run.held.issue.reviewed_sha is None:
                 with run.tx() as session:  # approved before reviews recorded the head they saw
@@ -131,7 +155,10 @@ class GitProject:
                 run_id=run.held.run_id,
                 environment_at=environment_at,
             )
-            return ship(self.settings, repository, project_file, sandbox, what, self)
+            shipped = ship(self.settings, repository, project_file, sandbox, what, self)
+        if shipped.ok and not self.project.keep_branches:
+            _delete_branch(repository, run.issue_id, head)
+        return shipped
 
     # --- the check book (projects/repo/checks.py): this project's evidence in check_runs ----------------------
     def passed(self, tree: str, env_key: str | None, command: str) -> CheckRunRecord | None:

@@ -61,6 +61,9 @@ QUARANTINE_MAX_BYTES = 64 * 1024 * 1024
 QUARANTINE_MAX_ENTRIES = 100_000
 LEASES = "leases"
 """Under a repository's home: one lock file per worktree, flocked while a run holds the tree."""
+GC_TIMEOUT_SECONDS = 1800
+ISSUE_BRANCH = re.compile(r"hq/issue-([1-9][0-9]{0,17})")
+"""Exactly the branches HQ names for issues (issue_branch()); nothing else on a remote is ever deleted."""
 CONFLICT_MARKER = re.compile(r"^(<{7}|>{7})( |$)", re.MULTILINE)
 MAX_DIFF_CHARS = 60_000
 
@@ -81,6 +84,14 @@ class PushResult:
 class MergeResult:
     commit: str | None  # the merge commit; None on a conflict
     conflicts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Collected:
+    """What a garbage collection of the clone did: its objects' bytes before and after."""
+
+    before: int
+    after: int
 
 
 def issue_branch(issue_id: int) -> str:
@@ -213,19 +224,24 @@ class Repository:
             raise RepositoryError(f"{self.project.name}: {error.message}") from None
 
     @contextmanager
-    def _exclusive(self) -> Iterator[None]:
+    def _exclusive(self, *, wait: bool = True) -> Iterator[bool]:
         """One git writer at a time on this clone, across the threads and processes of this host.
 
         Concurrent fetches, pushes and worktree changes of one repository would fail on git's own
-        ref and index locks instead of waiting; project commands run outside this lock.
+        ref and index locks instead of waiting; project commands run outside this lock. With
+        ``wait=False`` it yields False at once when another holder has it (upkeep skips a busy clone).
         """
         if self.data_path is not None:
             private_data_dir(self.data_path)
         self.home.mkdir(parents=True, exist_ok=True)
         with open(self.home / "clone.lock", "a+b") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
             try:
-                yield
+                fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
@@ -349,6 +365,96 @@ class Repository:
         with self._exclusive():
             return self._push(commit, branch)
 
+    def issue_branches(self) -> dict[int, str]:
+        """The remote's issue branches as last fetched (issue id → head); only names exactly ``hq/issue-<id>``."""
+        listed = self._git("for-each-ref", "--format=%(objectname) %(refname)", "refs/remotes/origin/hq/")
+        found: dict[int, str] = {}
+        for line in listed.splitlines():
+            head, _, ref = line.partition(" ")
+            name = ref.removeprefix("refs/remotes/origin/")
+            match = ISSUE_BRANCH.fullmatch(name)
+            if match is not None and issue_branch(int(match.group(1))) == name:
+                found[int(match.group(1))] = head
+        return found
+
+    def delete_issue_branch(self, issue_id: int, expected: str) -> bool:
+        """Delete ``hq/issue-<id>`` from the remote if its head is still ``expected`` (a compare-and-set).
+
+        False when the remote refused (the branch moved, or is gone already); RepositoryError when git
+        cannot reach the remote. Only the issue's own branch is ever named: nothing else can be deleted.
+        """
+        branch = issue_branch(issue_id)
+        if not re.fullmatch(r"[0-9a-f]{40}", expected):
+            raise ValueError(f"not a commit id: {expected!r}")
+        with self._exclusive():
+            result = git(
+                None,
+                "push",
+                "--porcelain",
+                f"--force-with-lease=refs/heads/{branch}:{expected}",  # the lease is the expected head, nothing more
+                "origin",
+                f":refs/heads/{branch}",
+                git_dir=self.git_dir,
+                remote=True,
+                timeout=FETCH_TIMEOUT_SECONDS,
+            )
+        if result.returncode == 0:
+            return True
+        words = (result.stdout + result.stderr).strip()
+        if "[rejected]" in words or "[remote rejected]" in words:
+            return False
+        raise RepositoryError(f"{self.project.name}: cannot delete {branch}: {words[-300:]}")
+
+    def collect_garbage(self) -> Collected | None:
+        """``git gc`` of this host's clone, never while a run uses it; None when skipped or nothing to do.
+
+        Skipped without waiting when another holder has the clone's lock, or any worktree's lease is
+        held: a live run of this host may be between git commands in its tree. Holding the clone's lock
+        meanwhile keeps every run from starting a git command or a worktree until it is done. Run only
+        when git has something to pack (loose objects, several packs, garbage).
+        """
+        if not (self.git_dir / "HEAD").is_file():
+            return None
+        with self._exclusive(wait=False) as mine:
+            if not mine:
+                return None
+            self._sweep()
+            if self._busy():
+                return None
+            before = self._objects()
+            if before["count"] == 0 and before["packs"] <= 1 and before["garbage"] == 0:
+                return None
+            self._git("worktree", "prune")
+            result = git(None, "gc", "--quiet", git_dir=self.git_dir, timeout=GC_TIMEOUT_SECONDS)
+            if result.returncode != 0:
+                raise RepositoryError(f"{self.project.name}: git gc failed: {result.stderr.strip()[:300]}")
+            after = self._objects()
+        return Collected(_object_bytes(before), _object_bytes(after))
+
+    def _objects(self) -> dict[str, int]:
+        """``git count-objects -v`` as numbers (sizes in KiB, as git gives them)."""
+        counted: dict[str, int] = {}
+        for line in self._git("count-objects", "-v").splitlines():
+            key, _, value = line.partition(":")
+            with contextlib.suppress(ValueError):
+                counted[key.strip()] = int(value.strip())
+        return counted
+
+    def _busy(self) -> bool:
+        """Whether a live run holds any worktree of this clone (caller holds _exclusive(): none can start)."""
+        with contextlib.suppress(FileNotFoundError):
+            for name in os.listdir(self.home / LEASES):
+                lease = self._take_lease(name)
+                if lease is None:
+                    return True
+                self._let_go(name, lease)
+        return False
+
+    def disk_used(self) -> dict[str, int]:
+        """Bytes this host's copy takes: the clone (with its lock and lease files) and the worktrees."""
+        trees = disk_used(self.home / "worktrees")
+        return {"clone": max(disk_used(self.home) - trees, 0), "worktrees": trees}
+
     def _push(self, commit: str, branch: str) -> PushResult:
         result = git(
             None,
@@ -444,6 +550,11 @@ class Repository:
             remove_tree(tree.root)
         remove_tree(tree.git_dir)
 
+    def sweep(self) -> None:
+        """Remove every worktree of this host that no live run holds (see _sweep()), without fetching."""
+        with self._exclusive():
+            self._sweep()
+
     def _sweep(self) -> None:
         """Remove every worktree on this host whose lease no live run holds (caller holds _exclusive()).
 
@@ -455,7 +566,7 @@ class Repository:
         A data dir on a network filesystem where flock is not shared between hosts is not supported.
         """
         names: set[str] = set()
-        for where in (self.home / "worktrees", self.home / LEASES):
+        for where in (self.home / "worktrees", self.home / LEASES, self.git_dir / "worktrees"):
             with contextlib.suppress(FileNotFoundError):
                 names.update(os.listdir(where))
         for name in sorted(names):
@@ -544,6 +655,46 @@ def scratch(repository: Repository, issue_id: int, commit: str) -> Iterator[Work
         yield tree
     finally:
         repository.drop(tree)
+
+
+def _object_bytes(counted: dict[str, int]) -> int:
+    return (counted.get("size", 0) + counted.get("size-pack", 0) + counted.get("size-garbage", 0)) * 1024
+
+
+def disk_used(top: Path) -> int:
+    """Bytes on disk under ``top`` (as ``du`` counts them: allocated blocks, each hard-linked file once).
+
+    Iterative, never following a symlink nor leaving ``top``'s filesystem; what cannot be read is not counted.
+    """
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    try:
+        device = top.lstat().st_dev
+    except OSError:
+        return 0
+    pending = [top]
+    while pending:
+        here = pending.pop()
+        try:
+            with os.scandir(here) as listing:
+                found = list(listing)
+        except OSError:
+            continue
+        for entry in found:
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if info.st_dev != device:
+                continue
+            if info.st_nlink > 1 and not stat.S_ISDIR(info.st_mode):
+                if (info.st_dev, info.st_ino) in seen:
+                    continue
+                seen.add((info.st_dev, info.st_ino))
+            total += info.st_blocks * 512
+            if stat.S_ISDIR(info.st_mode):
+                pending.append(Path(entry.path))
+    return total
 
 
 def _points_home(tree: Worktree) -> bool:

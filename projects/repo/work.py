@@ -107,6 +107,8 @@ class RepoWork:
         that cannot be removed is logged, never raised over what ended the run: its lease is let go, so
         the next Repository.sync() on this host retries it.
         """
+        if self.environment is not None and self.environment.hold is not None:
+            self.environment.hold.close()  # no command of this run mounts it any more: pruning may take it
         try:
             self.repository.drop(self.worktree)
         except Exception as error:  # never hide what ended the run (this runs in a finally); the next sync retries

@@ -33,6 +33,7 @@ from tests.support.projects import (
     merges,
     needs_bwrap,
     project_issue,
+    remote_branches,
     remote_file,
     remote_rev,
     sample_files,
@@ -103,8 +104,9 @@ def test_kill_9_mid_execute_resumes_on_another_host_from_the_pushed_branch(
     assert one(raw.execute("SELECT status FROM issues WHERE id = %s", (issue,)).fetchone()) == ("done",)
     assert_legal_paths(raw)
 
-    head = remote_rev(remote, branch)
-    assert remote_rev(remote, f"{branch}^") == pushed  # B's commit continues A's pushed one
+    assert branch not in remote_branches(remote)  # deleted once shipped
+    head = remote_rev(remote, "main^2")  # the branch as it was merged
+    assert remote_rev(remote, f"{head}^") == pushed  # B's commit continues A's pushed one
     assert remote_file(remote, "calc.py") == GOOD_MUL
     assert is_ancestor(remote, pushed, "main")
     (merge,) = merges(remote)

@@ -122,11 +122,14 @@ def fenced_all(files: Mapping[str, str]) -> str:
     return "\n".join(fenced(path, content) for path, content in files.items())
 
 
-def add_project(raw: psycopg.Connection, remote: Path, name: str = "calc", branch: str = "main") -> int:
+def add_project(
+    raw: psycopg.Connection, remote: Path, name: str = "calc", branch: str = "main", *, keep_branches: bool = False
+) -> int:
     (project_id,) = one(
         raw.execute(
-            "INSERT INTO projects (name, repo, base_branch, created_by) VALUES (%s, %s, %s, 'test') RETURNING id",
-            (name, str(remote), branch),
+            "INSERT INTO projects (name, repo, base_branch, created_by, keep_branches) "
+            "VALUES (%s, %s, %s, 'test', %s) RETURNING id",
+            (name, str(remote), branch, keep_branches),
         ).fetchone()
     )
     return int(project_id)
@@ -203,6 +206,11 @@ def check_rows(raw: psycopg.Connection, issue_id: int) -> list[tuple[str, str, s
         "SELECT stage, command, commit_sha, exit_code FROM check_runs WHERE issue_id = %s ORDER BY id", (issue_id,)
     ).fetchall()
     return [(str(s), str(c), str(sha), int(code)) for s, c, sha, code in rows]
+
+
+def remote_branches(remote: Path) -> set[str]:
+    """Every branch of the remote, by name."""
+    return set(git(remote, "for-each-ref", "--format=%(refname:lstrip=2)", "refs/heads").split())
 
 
 def remote_log(remote: Path, branch: str = "main") -> list[str]:

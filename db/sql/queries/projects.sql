@@ -2,8 +2,8 @@
 
 -- name: add_project
 -- The partial unique index on live names turns a duplicate into no row.
-INSERT INTO projects (name, repo, base_branch, created_by)
-VALUES (:name, :repo, :base_branch, :created_by)
+INSERT INTO projects (name, repo, base_branch, created_by, keep_branches)
+VALUES (:name, :repo, :base_branch, :created_by, :keep_branches)
 ON CONFLICT (name) WHERE removed_at IS NULL DO NOTHING
 RETURNING *;
 
@@ -24,6 +24,12 @@ SELECT p.*,
   FROM projects p
  WHERE p.removed_at IS NULL
  ORDER BY p.name;
+
+-- name: finished_issues
+-- Which of these issues of the project are done or cancelled: the upkeep deletes their branches (never another's).
+SELECT i.id FROM issues i
+ WHERE i.project_id = :project_id AND i.id = ANY(CAST(:ids AS bigint[])) AND i.status IN ('done', 'cancelled')
+ ORDER BY i.id;
 
 -- name: lock_project
 SELECT * FROM projects WHERE name = :name AND removed_at IS NULL FOR UPDATE;

@@ -109,6 +109,7 @@ def test_a_model_reads_edits_tests_fixes_and_ships(
     assert remote_file(remote, "calc.py", branch) == GOOD_MUL  # only the fixed code was committed and pushed
     assert len(remote_log(remote, branch)) == 2
 
+    pushed = remote_rev(remote, branch)
     assert beat(runtime, raw, LEAD, issue) == "approved"
     (review,) = [r["body"] for r in fake.requests if r["body"]["model"] == REVIEWER]
     asked = json.dumps(review["messages"])
@@ -117,7 +118,7 @@ def test_a_model_reads_edits_tests_fixes_and_ships(
     assert beat(runtime, raw, DEVOPS, issue) == "done"
     assert remote_file(remote, "calc.py") == GOOD_MUL
     assert remote_log(remote)[0] == f"Merge issue #{issue}: Add mul to calc" and len(merges(remote)) == 1
-    assert remote_rev(remote, "main^1") == base and remote_rev(remote, "main^2") == remote_rev(remote, branch)
+    assert remote_rev(remote, "main^1") == base and remote_rev(remote, "main^2") == pushed
 
     ledger = raw.execute(
         "SELECT workflow, model, outcome, count(*), sum(input_tokens), sum(cost_usd) > 0 FROM llm_calls "

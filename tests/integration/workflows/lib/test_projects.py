@@ -96,7 +96,7 @@ def test_code_that_passes_the_gate_is_merged_and_verified(
     ).fetchall()
     # Each tree is tested once (issue 25): the engineer's own run on the committed files is the evidence the
     # review reuses, and the merge of an unmoved base holds the same files, so the suite ran exactly once.
-    assert checks == [("work", "test", 0, "bwrap", remote_tree(remote, f"hq/issue-{issue}"))]
+    assert checks == [("work", "test", 0, "bwrap", remote_tree(remote, "main^2"))]  # the branch merged (then deleted)
 
 
 def test_code_that_fails_the_tests_comes_back_with_the_output_and_no_model_call(
@@ -125,7 +125,7 @@ def test_two_issues_of_one_project_never_touch_each_others_files(
     """
     remote = make_remote(tmp_path, passing_files())
     base = remote_rev(remote)
-    project = add_project(raw, remote)
+    project = add_project(raw, remote, keep_branches=True)  # the branches are read after they shipped
     first = project_issue(raw, project, "Add mul", fenced_all(BAD_MODULE_MUL))
     second = project_issue(raw, project, "Add sub", fenced_all(SUB))
     assert beat(runtime, raw, ENGINEER, first) == "in_review"
@@ -356,9 +356,8 @@ def test_base_moved_after_approval_is_merged_onto_the_new_base(
     approved(runtime, raw, issue)
     upstream = push_change(remote, "main", {"README.md": "# calc\n"}, "Add a readme")
     assert beat(runtime, raw, DEVOPS, issue) == "done"
-    assert remote_rev(remote, "main^1") == upstream and remote_rev(remote, "main^2") == remote_rev(
-        remote, f"hq/issue-{issue}"
-    )
+    reviewed = one(raw.execute("SELECT reviewed_sha FROM issues WHERE id = %s", (issue,)).fetchone())[0]
+    assert remote_rev(remote, "main^1") == upstream and remote_rev(remote, "main^2") == reviewed
     assert remote_file(remote, "README.md") == "# calc\n" and remote_file(remote, "calc.py") == GOOD_MUL
     assert one(raw.execute("SELECT merged_sha FROM issues WHERE id = %s", (issue,)).fetchone()) == (remote_rev(remote),)
 
