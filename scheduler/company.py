@@ -78,6 +78,7 @@ class Company:
         self._running: set[str] = set()
         self._rewake: set[str] = set()
         self.on_beat: Callable[[BeatResult], None] | None = None
+        self.on_notification: notify.Show | None = None  # `hq run --once`: no bot, a person at the console
 
     @property
     def stop_event(self) -> threading.Event:
@@ -121,7 +122,7 @@ class Company:
 
     def notify(self) -> None:
         try:
-            notify.run(self.settings, self.engine)
+            notify.run(self.settings, self.engine, show=self.on_notification)
         except Exception as error:
             self._log_failure("notify", error)
 
