@@ -25,7 +25,8 @@ PACKAGES = ("config", "db", "agents", "models", "runtimes", "projects", "channel
 
 @pytest.fixture()
 def checkout(tmp_path: Path) -> Iterator[Path]:
-    """A copy of the checkout `hq` runs from; its embedded server is stopped whatever the test did."""
+    """A copy of the checkout `hq` runs from. Every embedded server the test may have started is stopped after
+    it: the checkout's, and the second company's that a cwd-relative data dir would start in ``elsewhere``."""
     from db.embedded import stop_server
 
     root = tmp_path / "checkout"
@@ -33,10 +34,12 @@ def checkout(tmp_path: Path) -> Iterator[Path]:
     for package in PACKAGES:
         shutil.copytree(ROOT / package, root / package, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "pyproject.toml", root / "pyproject.toml")
+    (tmp_path / "elsewhere").mkdir()
     try:
         yield root
     finally:
-        stop_server(root / "var")
+        for data in (root / "var", tmp_path / "elsewhere" / "var"):
+            stop_server(data)
 
 
 def hq(checkout: Path, cwd: Path, *args: str) -> tuple[str, str]:
@@ -50,7 +53,6 @@ def hq(checkout: Path, cwd: Path, *args: str) -> tuple[str, str]:
 
 def test_hq_from_another_directory_finds_the_company_of_the_checkout(checkout: Path, tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
     data = checkout / "var"
 
     # The first command creates the company: one line on stderr names it and the rule; --json stays JSON.
