@@ -7,10 +7,12 @@ breaks a tag.
 
 from __future__ import annotations
 
-from html import escape
+import re
+from html import escape, unescape
 from typing import Any
 
 TELEGRAM_LIMIT = 4096
+_OUR_MARKUP = re.compile(r"</?(?:b|code)>")
 
 
 def _issue(payload: dict[str, Any]) -> str:
@@ -127,3 +129,12 @@ def split(text: str, limit: int = TELEGRAM_LIMIT) -> list[str]:
     if current or not parts:
         parts.append(current)
     return parts
+
+
+def plain(message: str) -> str:
+    """A rendered message as text for a terminal: our tags dropped, the escaped values as they were given.
+
+    Exact because the only markup is ours and every value was escaped; the result is hostile text
+    again, for the caller to print safely.
+    """
+    return unescape(_OUR_MARKUP.sub("", message))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +27,7 @@ from sqlalchemy.engine import Engine
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from channels.buttons import inline_markup, keyboard, signing_key
-from channels.messages import render, split
+from channels.messages import plain, render, split
 from config.log import get_logger
 from config.secrets import redact
 from config.settings import Settings
@@ -72,14 +73,22 @@ def _backoff(attempts: int) -> dt.timedelta:
     return dt.timedelta(seconds=min(3600, 5 * 2 ** max(attempts - 1, 0)))
 
 
-def run(settings: Settings, engine: Engine, *, limit: int = BATCH) -> NotifyReport:
+Show = Callable[[int, str, str], None]
+"""Where a person reads a notification when no bot is configured: (outbox row, event, plain text)."""
+
+
+def run(settings: Settings, engine: Engine, *, limit: int = BATCH, show: Show | None = None) -> NotifyReport:
+    """Deliver due rows: to Telegram, or (no bot) to the log, and to ``show`` when a person is at the console."""
     claimed = _claim(engine, settings, limit)
     report = NotifyReport()
     if not claimed:
         return report
     if settings.telegram_bot_token is None or settings.telegram_chat_id is None:
         for row_id, event, payload, _attempts in claimed:
-            log.info("notification.console", notification=event, row=row_id, text=render(event, payload))
+            text = render(event, payload)
+            log.info("notification.console", notification=event, row=row_id, text=text)
+            if show is not None:
+                show(row_id, event, plain(text))
             _mark(engine, row_id, status="sent", channel="console", sent_at=dt.datetime.now(dt.UTC), last_error=None)
             report.sent.append(row_id)
         return report

@@ -13,11 +13,14 @@ from __future__ import annotations
 import importlib
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from config.errors import HQError, describe
+
+if TYPE_CHECKING:
+    from config.settings import Settings
 
 # The module that provides each top-level command. Only the one invoked is imported
 # and registered: building all of typer's commands costs more than most commands run.
@@ -72,6 +75,26 @@ def _root(
     # A command's output is its answer; its logs stay quiet unless asked for (`hq run` logs at info).
     explicit = debug or "log_level" in settings.model_fields_set
     configure_logging(settings.log_level if explicit else "warning", settings.log_format)
+    _announce_a_new_data_dir(settings)
+
+
+def _announce_a_new_data_dir(settings: Settings) -> None:
+    """One line on stderr (never stdout: --json stays clean) when this command creates the data dir."""
+    from config.datadir import on_creation
+
+    location = settings.data_location
+    if location.path.exists():
+        on_creation(location.path, None)
+        return
+
+    def announce(path: Path) -> None:
+        from cli.output import visible
+
+        what = "for this host's files" if settings.database_url else "a new company, with its own embedded PostgreSQL"
+        sys.stderr.write(visible(f"hq: new data dir {path}: {what} ({location.how()})") + "\n")
+        sys.stderr.flush()
+
+    on_creation(location.path, announce)
 
 
 def invoked_command(args: list[str]) -> str | None:

@@ -1,4 +1,4 @@
-"""`hq config check`: validate everything the company needs, print what is in effect."""
+"""`hq config show` and `hq config check`: what is in effect; then, for check, validate everything the company needs."""
 
 from __future__ import annotations
 
@@ -35,11 +35,29 @@ def effective_settings() -> dict[str, Any]:
         if isinstance(value, SecretStr):
             value = "(set, hidden)" if name.endswith("database_url") else mask(value.get_secret_value())
         values[name] = value
+    values["data_dir"] = f"{settings.data_path} ({settings.data_location.how()})"
     values["database"] = "external (DATABASE_URL)" if settings.database_url else f"embedded in {settings.data_path}"
     values["roles_path"] = settings.roles_path
     values["models_path"] = settings.models_path
     values["playbooks_path"] = settings.playbooks_path
     return values
+
+
+def _print_settings() -> None:
+    from cli.output import console, safe
+
+    for name, value in effective_settings().items():
+        console.print(f"{name:>28} = {safe(value)}")
+
+
+@config_app.command("show")
+def show() -> None:
+    """Print the effective settings (secrets masked) and where the data dir is and why; checks nothing.
+
+    Starts no database and creates nothing: safe to run from any directory to see which company
+    `hq` would use there.
+    """
+    _print_settings()
 
 
 @config_app.command("check")
@@ -52,11 +70,10 @@ def check() -> None:
     command is one: project issues could not be checked).
     """
     from agents.roster import load_roster
-    from cli.output import console, safe
+    from cli.output import console
     from config.settings import get_settings
 
-    for name, value in effective_settings().items():
-        console.print(f"{name:>28} = {safe(value)}")
+    _print_settings()
     console.print("settings: ok")
     from models.config import resolve_models
 

@@ -152,31 +152,46 @@ def psql(args: Annotated[list[str] | None, typer.Argument(help="Extra psql argum
     os.execve(executable, [executable, _render(url), *(args or [])], environment)
 
 
+def _data_dir_line() -> str:
+    from config.settings import get_settings
+
+    settings = get_settings()
+    return f"data dir: {settings.data_path} ({settings.data_location.how()})"
+
+
 @db_app.command("status")
 def status() -> None:
-    """Say which database is in use and whether the embedded server runs."""
+    """Say which database is in use, whether the embedded server runs, and the data dir (and why that one).
+
+    Starts nothing: the embedded server is started by the first command that needs the database
+    and keeps running after it, until `hq db stop`.
+    """
     from config.settings import get_settings
     from db.embedded import pgdata_dir, running_server
 
     settings = get_settings()
     if settings.database_url is not None:
-        typer.echo(f"external database: {_url()}")
+        _echo_lines([f"external database: {_url()}", _data_dir_line()])
         return
-    server = running_server(pgdata_dir(settings.data_path))
+    pgdata = pgdata_dir(settings.data_path)
+    server = running_server(pgdata)
     if server is None:
-        typer.echo(f"embedded PostgreSQL in {pgdata_dir(settings.data_path)}: not running")
+        state = "not running" if pgdata.exists() else "not created yet (the first command that needs it starts it)"
     else:
-        typer.echo(f"embedded PostgreSQL in {pgdata_dir(settings.data_path)}: running (pid {server.pid})")
+        state = f"running (pid {server.pid}, socket {server.socket_dir}, port {server.port})"
+    _echo_lines([f"embedded PostgreSQL in {pgdata}: {state}", _data_dir_line()])
 
 
 @db_app.command("stop")
 def stop() -> None:
-    """Stop the embedded server (it starts again on the next command)."""
+    """Stop the embedded server of this data dir (the next command that needs it starts it again)."""
     from config.settings import get_settings
-    from db.embedded import stop_server
+    from db.embedded import pgdata_dir, stop_server
 
-    stopped = stop_server(get_settings().data_path)
-    typer.echo("stopped" if stopped else "not running")
+    settings = get_settings()
+    stopped = stop_server(settings.data_path)
+    where = f"embedded PostgreSQL in {pgdata_dir(settings.data_path)}"
+    _echo_lines([f"stopped the {where}" if stopped else f"not running: the {where}", _data_dir_line()])
 
 
 @db_app.command("reporter-url")

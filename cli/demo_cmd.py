@@ -1,7 +1,11 @@
 """`hq demo`: the whole company at work on embedded defaults and the offline model.
 
 It says which database it uses (DATABASE_URL, shown without its password, or the embedded
-server under the data dir) and shows warnings and errors as they are logged.
+server under the data dir). Its output is the story: the board, the commands it runs as the
+human, the costs. Logs go to the demo's log (``logs/demo.log`` under the data dir); of them,
+the ticker shows only the warnings and errors a person must see, as one line of text each, not
+what the story already tells (an issue's budget running out on purpose; a beat skipped because
+the agent's previous one still runs).
 
 A goal and a dozen issues chosen so that, between them, they walk every path:
 straight to done, review failure and rework, a human approval, a block that
@@ -15,10 +19,15 @@ same `hq` commands a person would (and printing them), until every issue settles
 
 from __future__ import annotations
 
+import json
+import os
+import shlex
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, TextIO, cast
@@ -120,29 +129,35 @@ def demo(
     from scheduler.company import Company
 
     base = get_settings()
-    # The board is the output: routine info logs would drown it, but warnings and errors are shown (a
-    # database that refuses the LISTEN connection must be seen here too); HQ_LOG_LEVEL asks for more.
-    log_level = base.log_level if "log_level" in base.model_fields_set else "warning"
+    # The board is the output; the log file gets info (or HQ_LOG_LEVEL), the ticker what a person must see.
+    log_level = base.log_level if "log_level" in base.model_fields_set else "info"
     settings = use_settings(
         base.model_copy(update={"heartbeat_scale": DEMO_SCALE, "sweep_interval_seconds": 1.0, "log_level": log_level})
     )
-    # Logs go to whatever sys.stderr is when they are written: above the live board while it is shown.
-    configure_logging(log_level, settings.log_format, stream=cast(TextIO, _CurrentStderr()), force=True)
     from cli.output import console
 
-    console.print(banner(settings, offline=resolve_models(settings).offline))
-    company = Company(settings, threads=threads)  # refuses to start on an invalid roster
-    goal_id, project, issues = _seed(settings)
-    console.print(f"goal #{goal_id} with {len(issues)} issues; starting {len(company.roster.roles)} agents…\n")
-    started = time.monotonic()
-    company.start()
-    try:
-        settled = _watch(issues, timeout, started)
-    finally:
-        company.shutdown(wait=True)
-    elapsed = time.monotonic() - started
-    _final_report(issues, elapsed)
-    _print_merges(settings, project)
+    log_path = _log_file(settings.data_path)
+    with open(log_path, "w", encoding="utf-8") as log_file:
+        # JSON lines, so the ticker can tell an expected warning from one a person must see.
+        configure_logging(log_level, "json", stream=cast(TextIO, DemoLog(log_file, _to_stderr)), force=True)
+        try:
+            console.print(banner(settings, offline=resolve_models(settings).offline))
+            company = Company(settings, threads=threads)  # refuses to start on an invalid roster
+            invocation = hq_invocation(Path(sys.executable), Path.cwd())
+            goal_id, project, issues = _seed(settings)
+            console.print(f"goal #{goal_id} with {len(issues)} issues; starting {len(company.roster.roles)} agents…\n")
+            started = time.monotonic()
+            company.start()
+            try:
+                settled = _watch(issues, timeout, started, invocation)
+            finally:
+                company.shutdown(wait=True)
+            company.notify()  # the demo's own notifications go out with it, not with the next `hq run`
+            elapsed = time.monotonic() - started
+            _final_report(issues, elapsed, invocation, log_path)
+            _print_merges(settings, project)
+        finally:  # the demo's log ends with the demo: whatever logs later goes where a command's logs go
+            configure_logging("warning", settings.log_format, force=True)
     if not settled:
         from config.errors import HQError
 
@@ -188,17 +203,110 @@ def display_url(raw: str) -> str:
     return f"postgresql://{user}{host}{port}/{url.database or ''}" + (f"?{query}" if query else "")
 
 
-class _CurrentStderr:
-    """A log stream that writes to the ``sys.stderr`` of the moment (rich's Live swaps it in a proxy)."""
+def _to_stderr(line: str) -> None:
+    """One line on the ``sys.stderr`` of the moment: above the live board while rich's Live shows it."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
+def _log_file(data_path: Path) -> Path:
+    from config.datadir import private_data_dir
+
+    logs = private_data_dir(data_path) / "logs"
+    logs.mkdir(mode=0o700, exist_ok=True)
+    return logs / "demo.log"
+
+
+# What the story already tells, so the ticker does not repeat it as a log line.
+_BEAT_SKIPPED = "maximum number of running instances reached"
+"""APScheduler: a beat came due while the agent's previous one still ran (max_instances=1 at work)."""
+_SHOWN_LEVELS = ("warning", "error", "critical")
+_NOT_SHOWN_FIELDS = ("event", "level", "timestamp", "logger")
+
+
+def expected(record: dict[str, Any]) -> bool:
+    """A warning the demo causes on purpose, or that says nothing a person needs: kept in the log only."""
+    event = str(record.get("event", ""))
+    if str(record.get("logger", "")).startswith("apscheduler") and _BEAT_SKIPPED in event:
+        return True
+    # The budget scenario exhausts an issue's budget on purpose: the board shows it blocked (budget),
+    # and the demo answers with `hq budget`. A company-wide refusal is not part of the story.
+    if event == "llm.budget_refused" and record.get("scope") == "issue":
+        return True
+    return event == "model.failure" and record.get("action") == "block_for_budget"
+
+
+def ticker_line(line: str) -> str | None:
+    """What the ticker shows of one log line: None, or one line of text (never JSON)."""
+    from cli.output import visible
+
+    try:
+        record = json.loads(line)
+    except ValueError:
+        record = None
+    if not isinstance(record, dict):
+        return f"hq: log: {visible(line)}" if line.strip() else None
+    level = str(record.get("level", "")).lower()
+    if level not in _SHOWN_LEVELS or expected(record):
+        return None
+    fields = []
+    for key, value in record.items():
+        if key in _NOT_SHOWN_FIELDS or value is None:
+            continue
+        text = str(value).strip()
+        if key == "exception":  # a traceback: its last line says what happened; the log has the rest
+            text = text.splitlines()[-1] if text else text
+        fields.append(f"{key}={text}")
+    where = f" ({record['logger']})" if record.get("logger") else ""
+    return visible(f"hq: {level}: {record.get('event', '')}{where} {' '.join(fields)}".rstrip()).replace("\n", " ")
+
+
+class DemoLog:
+    """The demo's log stream: every line to its log file; to the ticker (``show``), only ``ticker_line``'s.
+
+    A logger may write a line and its newline in two calls, and beats log from several threads:
+    lines are assembled per thread, and written whole under a lock.
+    """
+
+    def __init__(self, file: TextIO, show: Callable[[str], None]) -> None:
+        self._file = file
+        self._show = show
+        self._lock = threading.Lock()
+        self._pending = threading.local()
 
     def write(self, text: str) -> int:
-        return sys.stderr.write(text)
+        *lines, rest = (getattr(self._pending, "text", "") + text).split("\n")
+        self._pending.text = rest
+        for line in lines:
+            with self._lock:
+                self._file.write(line + "\n")
+                self._file.flush()
+            shown = ticker_line(line)
+            if shown is not None:
+                self._show(shown)
+        return len(text)
 
     def flush(self) -> None:
-        sys.stderr.flush()
+        with self._lock:
+            self._file.flush()
 
     def isatty(self) -> bool:
-        return sys.stderr.isatty()
+        return False
+
+
+def hq_invocation(python: Path, cwd: Path) -> list[str]:
+    """How a person here runs this same `hq`: ``.venv/bin/hq`` from the checkout, else its absolute path.
+
+    Every command the demo prints uses it, so each can be pasted as shown (no `hq` on PATH needed).
+    """
+    script = Path(os.path.abspath(python)).with_name("hq")  # not resolved: the venv's python is a symlink
+    if not script.exists():
+        return [os.path.abspath(python), "-m", "cli.app"]
+    try:
+        relative = script.relative_to(os.path.abspath(cwd))
+    except ValueError:
+        return [str(script)]
+    return [relative.as_posix() if len(relative.parts) > 1 else f"./{relative}"]
 
 
 def _seed(settings: Any) -> tuple[int, str, dict[int, Scenario | SampleIssue]]:
@@ -239,14 +347,12 @@ def _seed(settings: Any) -> tuple[int, str, dict[int, Scenario | SampleIssue]]:
         return goal.id, project, issues | samples
 
 
-def _hq(*args: str) -> subprocess.CompletedProcess[str]:
-    """Run `hq` exactly as a person would, printing the command first."""
+def _hq(invocation: list[str], *args: str) -> subprocess.CompletedProcess[str]:
+    """Run `hq` exactly as a person would, printing the command first (quoted: it can be pasted)."""
     from cli.output import console, safe
 
-    console.print(f"[cyan]$ hq {safe(' '.join(args))}[/cyan]")
-    executable = Path(sys.executable).with_name("hq")
-    command = [str(executable)] if executable.exists() else [sys.executable, "-m", "cli.app"]
-    result = subprocess.run([*command, *args], capture_output=True, text=True, timeout=60)
+    console.print(f"[cyan]$ {safe(shlex.join([*invocation, *args]))}[/cyan]")
+    result = subprocess.run([*invocation, *args], capture_output=True, text=True, timeout=60)
     output = (result.stdout + result.stderr).strip()
     if output:
         console.print(f"  {safe(output.splitlines()[-1])}")
@@ -278,18 +384,20 @@ def _rows(issue_ids: list[int]) -> list[dict[str, Any]]:
         return [dict(r._mapping) for r in session.execute(query)]
 
 
-def _act_as_human(rows: list[dict[str, Any]], done: set[tuple[int, str]], issues: dict[int, Any]) -> None:
+def _act_as_human(
+    rows: list[dict[str, Any]], done: set[tuple[int, str]], issues: dict[int, Any], invocation: list[str]
+) -> None:
     for row in rows:
         note = getattr(issues.get(row["id"]), "human_note", None) or "Take the one-year term; I approve the spend."
         if row["status"] == "pending_approval" and (row["id"], "approve") not in done:
             done.add((row["id"], "approve"))
-            _hq("approve", str(row["id"]), "--note", "Looks good, ship it.", "--as", "demo")
+            _hq(invocation, "approve", str(row["id"]), "--note", "Looks good, ship it.", "--as", "demo")
         elif row["status"] == "blocked" and row["blocked_reason"] == "budget" and (row["id"], "budget") not in done:
             done.add((row["id"], "budget"))
-            _hq("budget", str(row["id"]), "--add", "2", "--as", "demo")
+            _hq(invocation, "budget", str(row["id"]), "--add", "2", "--as", "demo")
         elif row["status"] == "blocked" and row["blocked_reason"] == "human" and (row["id"], "unblock") not in done:
             done.add((row["id"], "unblock"))
-            _hq("unblock", str(row["id"]), "--note", note, "--as", "demo")
+            _hq(invocation, "unblock", str(row["id"]), "--note", note, "--as", "demo")
 
 
 TERMINAL = {"done", "rejected", "cancelled"}
@@ -318,7 +426,7 @@ def _board(rows: list[dict[str, Any]], issues: dict[int, Scenario | SampleIssue]
     return board
 
 
-def _watch(issues: dict[int, Scenario | SampleIssue], timeout: int, started: float) -> bool:
+def _watch(issues: dict[int, Scenario | SampleIssue], timeout: int, started: float, invocation: list[str]) -> bool:
     """Poll the board, play the human, and stop once every issue (and sub-issue) has settled."""
     from contextlib import nullcontext
 
@@ -332,7 +440,7 @@ def _watch(issues: dict[int, Scenario | SampleIssue], timeout: int, started: flo
     with live or nullcontext():
         while time.monotonic() - started < timeout:
             rows = _rows(list(issues))
-            _act_as_human(rows, acted, issues)
+            _act_as_human(rows, acted, issues, invocation)
             elapsed = time.monotonic() - started
             counts = "  ".join(f"{s}:{n}" for s, n in sorted(Counter(r["status"] for r in rows).items()))
             if live is not None:
@@ -346,7 +454,9 @@ def _watch(issues: dict[int, Scenario | SampleIssue], timeout: int, started: flo
     return False
 
 
-def _final_report(issues: dict[int, Scenario | SampleIssue], elapsed: float) -> None:
+def _final_report(
+    issues: dict[int, Scenario | SampleIssue], elapsed: float, invocation: list[str], log_path: Path
+) -> None:
     from rich.table import Table
     from sqlalchemy import func, select
 
@@ -379,7 +489,16 @@ def _final_report(issues: dict[int, Scenario | SampleIssue], elapsed: float) -> 
     total = sum((c[4] for c in by_agent), 0)
     costs.add_row("[bold]total[/bold]", "", str(sum(c[2] for c in by_agent)), "", money(total))
     console.print(costs)
-    console.print("Explore: .venv/bin/hq issues · hq issue show ID · hq agents · hq approvals · hq db psql")
+    console.print(explore_hint(invocation, log_path))
+
+
+def explore_hint(invocation: list[str], log_path: Path) -> str:
+    """The closing hint: every command it suggests with the same `hq` the demo ran, and where its log is."""
+    from cli.output import safe
+
+    hq = safe(shlex.join(invocation))
+    commands = ("issues", "issue show ID", "agents", "approvals", "db status", "db psql")
+    return "Explore: " + " · ".join(f"{hq} {command}" for command in commands) + f"\nThe demo's log: {safe(log_path)}"
 
 
 def _print_merges(settings: Any, project: str) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 from config.log import get_logger
@@ -23,6 +24,25 @@ from config.log import get_logger
 log = get_logger(__name__)
 
 PGDATA = "pgdata"
+
+_announce: tuple[Path, Callable[[Path], None]] | None = None
+
+
+def on_creation(path: Path, announce: Callable[[Path], None] | None) -> None:
+    """Call ``announce`` once, if and when this process creates the data dir ``path`` (None: forget it).
+
+    A new data dir is a new company, with a PostgreSQL of its own: the CLI says so, where it happens.
+    """
+    global _announce
+    _announce = None if announce is None else (path.resolve(), announce)
+
+
+def _created(path: Path) -> None:
+    global _announce
+    if _announce is not None and path.resolve() == _announce[0]:
+        announce = _announce[1]
+        _announce = None
+        announce(path)
 
 
 def private_data_dir(path: Path) -> Path:
@@ -32,6 +52,7 @@ def private_data_dir(path: Path) -> Path:
     """
     if not path.is_dir():
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _created(path)
     info = path.stat()
     if _database_owner(path, info) is None:
         if stat.S_IMODE(info.st_mode) & 0o077:

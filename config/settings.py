@@ -14,9 +14,19 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from config.datalocation import DataLocation, locate_data_dir
 from config.errors import ConfigError
 from config.urls import url_problem
 
@@ -89,7 +99,13 @@ class Settings(BaseSettings):
         description="The schema hq's tables, functions and views live in (it must exist, or hq must be allowed "
         "to create it); where PUBLIC may not create in `public`, give hq a schema of its own.",
     )
-    data_dir: Path = Field(default=Path("var"), description="Embedded Postgres, workspaces, published artifacts.")
+    data_dir: Path | None = Field(
+        default=None,
+        validate_default=True,
+        description="Embedded Postgres, workspaces, published artifacts: one data dir is one company. Unset: the "
+        "var/ of the checkout hq runs from, else $XDG_DATA_HOME/heartbeat-hq (~/.local/share/heartbeat-hq); "
+        "a relative path is taken from the directory hq starts in.",
+    )
     statement_timeout_ms: int = Field(
         default=30_000, ge=0, le=MAX_PG_TIMEOUT_MS, description="Longest statement hq's sessions allow (0: none)."
     )
@@ -309,6 +325,8 @@ class Settings(BaseSettings):
         default="auto", description="json, console, or auto (console on a terminal)."
     )
 
+    _location: DataLocation | None = PrivateAttr(default=None)
+
     @model_validator(mode="after")
     def _leases_outlive_runs(self) -> Settings:
         # The poller renews its lease between long polls: one poll (its wait, plus the client's own read
@@ -332,16 +350,25 @@ class Settings(BaseSettings):
             raise ValueError(problem)
         return SecretStr(raw)
 
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("data_dir")
     @classmethod
-    def _usable_data_dir(cls, value: Path) -> Path:
+    def _usable_data_dir(cls, value: Path | None) -> Path | None:
+        # Checked whether it was given or found (validate_default): a data dir hq cannot write stops it here.
+        location = _locate(value)
         try:
-            path = value.expanduser().resolve()
+            path = location.path.resolve()
         except (OSError, RuntimeError) as error:  # a symlink loop, an unknown ~user
-            raise ValueError(f"cannot resolve {value}: {error}") from None
+            raise ValueError(f"cannot resolve {location.path}: {error}") from None
         problem = _directory_problem(path)
         if problem:
-            raise ValueError(problem)
+            raise ValueError(
+                problem if value is not None else f"unset, and the data dir found ({location.how()}): {problem}"
+            )
         return value
 
     @field_validator("deploy_command", "verify_command")
@@ -402,8 +429,15 @@ class Settings(BaseSettings):
 
     # --- derived paths -----------------------------------------------------------
     @property
+    def data_location(self) -> DataLocation:
+        """The data dir and why it is that one (config/datalocation.py), found once per value of HQ_DATA_DIR."""
+        if self._location is None or self._location.given != self.data_dir:
+            self._location = _locate(self.data_dir)
+        return self._location
+
+    @property
     def data_path(self) -> Path:
-        return self.data_dir.expanduser().resolve()
+        return self.data_location.path.resolve()
 
     @property
     def roles_path(self) -> Path:
@@ -425,6 +459,12 @@ class Settings(BaseSettings):
             if isinstance(value, SecretStr) and value.get_secret_value():
                 values.append(value.get_secret_value())
         return values
+
+
+def _locate(given: Path | None) -> DataLocation:
+    """The data dir for this process: HQ_DATA_DIR, else found from where hq is installed (config/datalocation.py)."""
+    home = Path(os.path.expanduser("~"))
+    return locate_data_dir(given, package_root=PACKAGE_ROOT, environ=os.environ, home=home, cwd=Path.cwd())
 
 
 def _directory_problem(path: Path) -> str | None:

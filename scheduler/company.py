@@ -84,6 +84,7 @@ class Company:
         self._long: set[str] = set()  # beats already said to be long (one line each)
         self._rewake: set[str] = set()
         self.on_beat: Callable[[BeatResult], None] | None = None
+        self.on_notification: notify.Show | None = None  # `hq run --once`: no bot, a person at the console
 
     @property
     def stop_event(self) -> threading.Event:
@@ -128,7 +129,7 @@ class Company:
 
     def notify(self) -> None:
         try:
-            notify.run(self.settings, self.engine)
+            notify.run(self.settings, self.engine, show=self.on_notification)
         except Exception as error:
             self._log_failure("notify", error)
 
