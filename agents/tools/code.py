@@ -9,6 +9,7 @@ and runs it in the sandbox.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
@@ -106,14 +107,15 @@ def diff(ctx: ToolContext, session: Session, args: NoArgs) -> dict[str, Any]:
         raise ToolError(error.message) from None
 
 
-@tool("code", CommandArgs)
-def run_command(ctx: ToolContext, session: Session, args: CommandArgs) -> dict[str, Any]:
+@tool("code", CommandArgs, slow=True)
+def run_command(ctx: ToolContext, args: CommandArgs) -> tuple[dict[str, Any], Callable[[Session], None]]:
     """Run one of the project's commands (by name, e.g. 'test') in the sandbox; exit code, duration, output tail."""
     work = _code(ctx)
     known = sorted(name for name in work.project_file.commands if name not in NOT_FROM_WORK)
     if args.name not in known:
         raise ToolError(f"{args.name!r} is not a command this run may use; the project's are: {', '.join(known)}")
     assert ctx.issue_id is not None
+    issue_id = ctx.issue_id
     try:  # the files the command runs on, as the commit that follows would hold them: evidence by tree
         files: str | None = work.worktree.files_tree()
     except RepositoryError:
@@ -124,26 +126,29 @@ def run_command(ctx: ToolContext, session: Session, args: CommandArgs) -> dict[s
         work.project_file,
         args.name,
         work.worktree,
-        issue_id=ctx.issue_id,
+        issue_id=issue_id,
         watch=work.watch,
         limit=ctx.limit,
         environment=work.environment,
     )
     commit = work.worktree.head()
     env_key = work.environment.key if work.environment is not None else None
-    record(
-        session,
-        [check],
-        issue_id=ctx.issue_id,
-        project_id=work.project.id,
-        commit=commit,
-        stage="work",
-        run_id=ctx.run_id,
-        agent_id=ctx.agent.id,
-        tree=files,
-        env_key=env_key,
-    )
-    return {
+
+    def evidence(session: Session) -> None:
+        record(
+            session,
+            [check],
+            issue_id=issue_id,
+            project_id=work.project.id,
+            commit=commit,
+            stage="work",
+            run_id=ctx.run_id,
+            agent_id=ctx.agent.id,
+            tree=files,
+            env_key=env_key,
+        )
+
+    result = {
         "name": args.name,
         "exit_code": check.result.exit_code,
         "seconds": round(check.result.seconds, 2),
@@ -151,3 +156,4 @@ def run_command(ctx: ToolContext, session: Session, args: CommandArgs) -> dict[s
         "stopped_by": check.cut_by,  # an HQ limit, not the project's timeout: no verdict on the code
         "output_tail": check.result.output,
     }
+    return result, evidence

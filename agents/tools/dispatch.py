@@ -3,7 +3,8 @@
 It enforces the agent's toolsets (a call outside them is refused and recorded),
 validates arguments against the tool's pydantic model, runs the tool inside a
 savepoint, and writes one ``tool_calls`` row with redacted arguments and the
-outcome — all in one transaction. The row's idempotency key is ``run_id:step``:
+outcome — all in one transaction (a slow tool's work, a project command, runs
+between two: see ``dispatch``). The row's idempotency key is ``run_id:step``:
 replaying a step returns the stored result and runs nothing twice.
 
 Calls are capped per run, counted from the run's ``tool_calls`` rows, so the
@@ -18,17 +19,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from agents.tools.catalog import get_tool
 from agents.tools.context import ToolContext
-from agents.tools.registry import REGISTRY
+from agents.tools.registry import REGISTRY, Tool
 from config.errors import HQError, ToolRefused
 from config.log import get_logger
 from config.secrets import redact_obj
@@ -131,7 +133,8 @@ def _parse(arguments: str | dict[str, Any] | None) -> dict[str, Any]:
     return parsed
 
 
-def _execute(ctx: ToolContext, session: Session, name: str, raw: dict[str, Any]) -> ToolResult:
+def _checked(ctx: ToolContext, name: str, raw: dict[str, Any]) -> tuple[Tool, BaseModel] | ToolResult:
+    """The tool and its validated arguments, or why the call is refused (before any side effect)."""
     tool = get_tool(name)
     if tool is None:
         return ToolResult(name, "refused", None, f"there is no tool named {name!r}")
@@ -146,13 +149,16 @@ def _execute(ctx: ToolContext, session: Session, name: str, raw: dict[str, Any])
     if unstorable:  # refused before any side effect: nothing may be done that its audit row could not record
         return ToolResult(name, "invalid", None, f"invalid arguments for {name}: {unstorable}")
     try:
-        args = tool.args.model_validate(raw)
+        return tool, tool.args.model_validate(raw)
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in error.errors())
         return ToolResult(name, "invalid", None, f"invalid arguments for {name}: {problems}")
+
+
+def _outcome(name: str, work: Callable[[], dict[str, Any]]) -> ToolResult:
+    """A tool's run as an outcome: its result, or the refusal or error it raised."""
     try:
-        with session.begin_nested():
-            result = tool.func(ctx, session, args)
+        return ToolResult(name, "ok", work(), None)
     except ToolRefused as refused:
         return ToolResult(name, "refused", None, refused.message)
     except HQError as error:
@@ -160,46 +166,85 @@ def _execute(ctx: ToolContext, session: Session, name: str, raw: dict[str, Any])
     except Exception as error:
         log.exception("tool.crashed", tool=name)
         return ToolResult(name, "error", None, f"{name} failed: {type(error).__name__}")
-    return ToolResult(name, "ok", result, None)
+
+
+def _run(ctx: ToolContext, session: Session, tool: Tool, args: BaseModel) -> ToolResult:
+    def work() -> dict[str, Any]:
+        with session.begin_nested():
+            result: dict[str, Any] = tool.func(ctx, session, args)
+            return result
+
+    return _outcome(tool.name, work)
+
+
+def _audit(
+    session: Session, ctx: ToolContext, key: str, step: int, name: str, raw: dict[str, Any], outcome: ToolResult
+) -> None:
+    """The call's ``tool_calls`` row; raises _LostRace when another process stored this step first."""
+    tool = get_tool(name)
+    inserted = session.scalar(
+        insert(ToolCall)
+        .values(
+            run_id=ctx.run_id,
+            step=step,
+            issue_id=ctx.issue_id,
+            agent_id=ctx.agent.id,
+            toolset=tool.toolset if tool else None,
+            tool=storable_text(name[:200]),
+            arguments=_audited(raw),
+            outcome=outcome.outcome,
+            result=_audited(outcome.result) if outcome.result is not None else None,
+            error=storable_text(outcome.error) if outcome.error else None,
+            idempotency_key=key,
+        )
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        .returning(ToolCall.id)
+    )
+    if inserted is None:
+        raise _LostRace
 
 
 def dispatch(ctx: ToolContext, name: str, arguments: str | dict[str, Any] | None, *, step: int) -> ToolResult:
-    """Run one tool call for ``ctx.agent`` as step ``step`` of run ``ctx.run_id``."""
+    """Run one tool call for ``ctx.agent`` as step ``step`` of run ``ctx.run_id``.
+
+    A slow tool (a project command: minutes) does its work between two transactions, holding no connection
+    (PostgreSQL ends a session idle in a transaction for long); what it records, and the call's row, go in
+    the second.
+    """
     key = f"{ctx.run_id}:{step}"
     try:
         raw = _parse(arguments)
         bad_json = None
     except ValueError as error:
         raw, bad_json = {"_unparsed": str(arguments)[:STORED_STRING_LIMIT]}, f"arguments are not valid JSON: {error}"
+    slow: tuple[Tool, BaseModel] | None = None
     try:
         with transaction(ctx.actor, workflow=ctx.workflow, run_id=ctx.run_id, engine=ctx.engine) as session:
-            outcome = _stored(session, key)
+            outcome = _stored(session, key) or _over_cap(ctx, session, name)
             if outcome is None:
-                outcome = _over_cap(ctx, session, name)
-            if outcome is None:
-                outcome = ToolResult(name, "invalid", None, bad_json) if bad_json else _execute(ctx, session, name, raw)
-            if not outcome.replayed:
-                tool = get_tool(name)
-                inserted = session.scalar(
-                    insert(ToolCall)
-                    .values(
-                        run_id=ctx.run_id,
-                        step=step,
-                        issue_id=ctx.issue_id,
-                        agent_id=ctx.agent.id,
-                        toolset=tool.toolset if tool else None,
-                        tool=storable_text(name[:200]),
-                        arguments=_audited(raw),
-                        outcome=outcome.outcome,
-                        result=_audited(outcome.result) if outcome.result is not None else None,
-                        error=storable_text(outcome.error) if outcome.error else None,
-                        idempotency_key=key,
-                    )
-                    .on_conflict_do_nothing(index_elements=["idempotency_key"])
-                    .returning(ToolCall.id)
-                )
-                if inserted is None:
-                    raise _LostRace
+                checked = ToolResult(name, "invalid", None, bad_json) if bad_json else _checked(ctx, name, raw)
+                if isinstance(checked, ToolResult):
+                    outcome = checked
+                elif checked[0].slow:
+                    slow = checked
+                else:
+                    outcome = _run(ctx, session, *checked)
+            if outcome is not None and not outcome.replayed:
+                _audit(session, ctx, key, step, name, raw, outcome)
+        if slow is not None:
+            tool, args = slow
+            recorded: list[Callable[[Session], None]] = []
+
+            def work() -> dict[str, Any]:
+                result, record = tool.func(ctx, args)
+                recorded.append(record)
+                return dict(result)
+
+            outcome = _outcome(name, work)
+            with transaction(ctx.actor, workflow=ctx.workflow, run_id=ctx.run_id, engine=ctx.engine) as session:
+                for record in recorded:
+                    record(session)
+                _audit(session, ctx, key, step, name, raw, outcome)
     except _OverCap:
         outcome = ToolResult(
             name, "refused", None, f"this run has made {MAX_TOOL_CALLS_PER_RUN} tool calls, the most one run may"
@@ -209,6 +254,7 @@ def dispatch(ctx: ToolContext, name: str, arguments: str | dict[str, Any] | None
             stored = _stored(session, key)
         assert stored is not None
         outcome = stored
+    assert outcome is not None
     if outcome.ok and outcome.result is not None:
         ctx.outcome.absorb(outcome.result)
     log.info(

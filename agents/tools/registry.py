@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-ToolFunc = Callable[..., dict[str, Any]]
+ToolFunc = Callable[..., Any]
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,9 @@ class Tool:
     args: type[BaseModel]
     func: ToolFunc
     creates_issues: bool = False  # opens funded issues: capped tighter per run (agents/tools/dispatch.py)
+    # Works for minutes (a project command): called as ``func(ctx, args)`` outside any transaction, it returns
+    # its result and what records it, which the dispatcher runs in the transaction that stores the call.
+    slow: bool = False
 
     def schema(self) -> dict[str, Any]:
         """The OpenAI-style function schema LiteLLM passes to every provider."""
@@ -39,17 +42,20 @@ class Tool:
 REGISTRY: dict[str, Tool] = {}
 
 
-def tool(toolset: str, args: type[BaseModel], *, creates_issues: bool = False) -> Callable[[ToolFunc], ToolFunc]:
+def tool(
+    toolset: str, args: type[BaseModel], *, creates_issues: bool = False, slow: bool = False
+) -> Callable[[ToolFunc], ToolFunc]:
     """Register ``func`` as a tool of ``toolset``; its docstring's first paragraph is the description.
 
-    ``creates_issues`` marks a tool that opens issues, which the dispatcher caps tighter than other calls.
+    ``creates_issues`` marks a tool that opens issues, which the dispatcher caps tighter than other calls;
+    ``slow`` one that works for minutes, and so holds no transaction meanwhile (see ``Tool.slow``).
     """
 
     def register(func: ToolFunc) -> ToolFunc:
         description = (func.__doc__ or func.__name__).strip().split("\n\n")[0].replace("\n", " ")
         if func.__name__ in REGISTRY:
             raise ValueError(f"tool {func.__name__} registered twice")
-        REGISTRY[func.__name__] = Tool(func.__name__, toolset, description, args, func, creates_issues)
+        REGISTRY[func.__name__] = Tool(func.__name__, toolset, description, args, func, creates_issues, slow)
         return func
 
     return register

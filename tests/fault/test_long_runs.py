@@ -127,6 +127,8 @@ def test_a_gate_command_three_leases_long_passes_and_no_one_else_claims_the_issu
         ).fetchone()
     )
     assert seconds >= SLOW_SECONDS  # the command really ran three lease lifetimes, and passed
+    stages = raw.execute("SELECT stage FROM check_runs WHERE issue_id = %s ORDER BY id", (issue,)).fetchall()
+    assert stages == [("work",)], stages  # once: review and merge reuse the engineer's run of the same files
     claims = _claims(tmp_path / "a.log", issue) + _claims(tmp_path / "b.log", issue)
     assert not [name for name in claims if name.startswith("reclaim")], claims  # nobody took it from its run
     # Other agents kept beating meanwhile: the writer's issue moved while the slow command ran.

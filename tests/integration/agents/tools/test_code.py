@@ -36,6 +36,7 @@ PROJECT_YAML = (
     "  test: [python3, -m, unittest, -q]\n"
     "  where: [python3, -c, \"import os; print('cwd', os.getcwd(), 'issue', os.environ.get('HQ_ISSUE_ID'))\"]\n"
     "  deploy: [python3, -c, \"print('deployed')\"]\n"
+    "  slow: [python3, -c, \"import time; time.sleep(3); print('slept')\"]\n"
     "gate: [test]\n"
 )
 TWICE = "x = 1\nx = 1\n"
@@ -135,6 +136,25 @@ def test_run_command_runs_a_project_command_in_the_sandbox(tools: ToolRun) -> No
     where = tools.ok("run_command", name="where")
     assert where["exit_code"] == 0 and where["timed_out"] is False
     assert f"cwd /workspace issue {tools.ctx.issue_id}" in where["output_tail"]  # the sandbox's view, not the host's
+
+
+def test_run_command_longer_than_postgres_allows_an_idle_transaction_holds_none(
+    tools: ToolRun, raw: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A suite runs for minutes; PostgreSQL ends a session idle in a transaction after
+    HQ_IDLE_IN_TRANSACTION_TIMEOUT_MS (60 s by default). The command ran inside the call's transaction, so a
+    command longer than that lost the call's row and its evidence: the dispatcher holds none while it runs."""
+    from config.settings import reset_settings
+
+    monkeypatch.setenv("HQ_IDLE_IN_TRANSACTION_TIMEOUT_MS", "1000")  # every transaction of hq's: idle for 1 s at most
+    reset_settings()
+    slow = tools.ok("run_command", name="slow")
+    assert slow["exit_code"] == 0 and "slept" in slow["output_tail"] and slow["seconds"] >= 3
+    calls = raw.execute("SELECT outcome FROM tool_calls WHERE run_id = %s", (tools.ctx.run_id,)).fetchall()
+    evidence = raw.execute(
+        "SELECT exit_code FROM check_runs WHERE issue_id = %s AND command = 'slow'", (tools.ctx.issue_id,)
+    ).fetchall()
+    assert calls == [("ok",)] and evidence == [(0,)]
 
 
 def test_run_command_returns_the_tests_exit_code_and_output_tail(tools: ToolRun) -> None:
