@@ -43,13 +43,29 @@ def validate_branch(branch: str) -> str:
     return branch
 
 
-def add_project(db: Executor, *, name: str, repo: str, base_branch: str, actor: str) -> ProjectRecord:
+def add_project(
+    db: Executor, *, name: str, repo: str, base_branch: str, actor: str, team_id: int | None = None
+) -> ProjectRecord:
     row = db.execute(
         query("projects", "add_project"),
-        {"name": validate_name(name), "repo": repo, "base_branch": validate_branch(base_branch), "created_by": actor},
+        {
+            "name": validate_name(name),
+            "repo": repo,
+            "base_branch": validate_branch(base_branch),
+            "created_by": actor,
+            "team_id": team_id,
+        },
     ).first()
     if row is None:
         raise StateError(f"project {name!r} already exists")
+    return ProjectRecord.of(row)
+
+
+def set_project_team(db: Executor, name: str, team_id: int | None) -> ProjectRecord:
+    """Name the team (a manager's id) that owns the project's issues, or none."""
+    row = db.execute(query("projects", "set_project_team"), {"name": name, "team_id": team_id}).first()
+    if row is None:
+        raise NotFoundError(f"no project named {name!r} (hq project list)")
     return ProjectRecord.of(row)
 
 
