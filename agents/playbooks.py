@@ -100,6 +100,31 @@ def _cycle(modules: list[Module]) -> list[str] | None:
     return None
 
 
+def within_roles(modules: Iterable[Module], roles: set[str]) -> list[Module]:
+    """The modules whose role is available, a dropped module's dependents now waiting on what it waited on.
+
+    So a playbook still runs, in the same order, when one of its roles is paused (or, for a git project, cannot
+    work code): the parts that remain keep every ordering the dropped part gave them.
+    """
+    modules = list(modules)
+    dropped = {m.id: m.depends_on for m in modules if m.role not in roles}
+
+    def inherited(dependencies: list[str], seen: frozenset[str] = frozenset()) -> list[str]:
+        result: list[str] = []
+        for dependency in dependencies:
+            if dependency in dropped and dependency not in seen:
+                result.extend(inherited(dropped[dependency], seen | {dependency}))
+            elif dependency not in dropped:
+                result.append(dependency)
+        return result
+
+    return [
+        m.model_copy(update={"depends_on": list(dict.fromkeys(inherited(m.depends_on)))})
+        for m in modules
+        if m.id not in dropped
+    ]
+
+
 def waves(modules: Iterable[Module]) -> list[list[str]]:
     """Modules grouped by when they can start: a wave needs only the waves before it."""
     remaining = {m.id: set(m.depends_on) for m in modules}

@@ -60,7 +60,7 @@ SCENARIOS = (
         priority=2,
     ),
     Scenario(
-        "Write the launch blog post for the scheduler [offline:fail-review]",
+        "Write the launch article for the scheduler [offline:fail-review]",
         "Explain heartbeats and leases to a new user, with one example.",
         "review fails once, then rework passes",
     ),
@@ -82,22 +82,20 @@ SCENARIOS = (
         budget="0.01",
     ),
     Scenario(
-        "Write a blog post on how teams adopt agents [offline:research]",
-        "Readers want evidence, not opinions: cite what teams actually report.",
+        "Write an article on how teams adopt agents [offline:research]",
+        "People want evidence, not opinions: cite what teams actually report.",
         "asks the researcher, resumes with the answer",
     ),
     Scenario(
         "Write the 1.0 release notes [offline:fail-verify]",
-        "Collect the changes since 0.9 for the changelog.",
+        "Collect the changes since 0.9.",
         "deploy verification fails once, then rework ships",
         priority=3,
     ),
     Scenario(
         "Fix the flaky login test", "The e2e login test fails one run in twenty on CI.", "straight to done", priority=1
     ),
-    Scenario(
-        "Design the settings page wireframe", "A wireframe and user flow for account settings.", "straight to done"
-    ),
+    Scenario("Design the settings page wireframe", "A wireframe for the account page.", "straight to done"),
     Scenario(
         "Analyze the signup funnel",
         "Where do users drop between landing and first issue? Cohort by week.",

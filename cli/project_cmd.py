@@ -1,11 +1,12 @@
-"""`hq project add|list|show|check|env|remove`: the git repositories the company works on.
+"""`hq project add|list|show|set|check|env|remove`: the git repositories the company works on.
 
 A project is a remote (a path or a URL) and its base branch; what HQ may run there
 is the base branch's ``.hq/project.yaml``. `add` fetches the remote before it writes
 anything, and refuses one it cannot fetch or that lacks the branch (exit 2); a
 missing or invalid project file is only a warning then, since the repository may
 get one later (its issues block with reason ``project_config`` until it does).
-`check` exits 1 when any of its checks fails, like `hq config check`.
+`check` exits 1 when any of its checks fails, like `hq config check`. `--team`
+names the manager whose reports take the project's issues (workflows/lib/routing.py).
 """
 
 from __future__ import annotations
@@ -42,6 +43,15 @@ RepoOption = Annotated[
     str,
     typer.Option(
         "--repo", metavar="PATH_OR_URL", help="A local path (made absolute) or a file://, http(s):// or git:// URL."
+    ),
+]
+
+TeamOption = Annotated[
+    str | None,
+    typer.Option(
+        "--team",
+        metavar="SLUG",
+        help="The manager whose team (its engineers, at any depth below it) takes the project's issues.",
     ),
 ]
 
@@ -188,7 +198,7 @@ def _print_commands(commands: dict[str, dict[str, Any]], gate: list[str], indent
     console.print(f"{indent}gate: {', '.join(gate)}")
 
 
-def _project_row(project: ProjectRecord, open_issues: int) -> dict[str, Any]:
+def _project_row(project: ProjectRecord, open_issues: int, teams: dict[int, str]) -> dict[str, Any]:
     from config.secrets import redact
 
     return {
@@ -196,11 +206,32 @@ def _project_row(project: ProjectRecord, open_issues: int) -> dict[str, Any]:
         "name": project.name,
         "repo": redact(project.repo),
         "base_branch": project.base_branch,
+        "team": teams.get(project.team_id) if project.team_id is not None else None,
         "open_issues": open_issues,
         "keep_branches": project.keep_branches,
         "created_by": project.created_by,
         "created_at": project.created_at,
     }
+
+
+def _agent_slugs(conn: Any) -> dict[int, str]:
+    from db.store import all_agents
+
+    return {agent.id: agent.slug for agent in all_agents(conn).values()}
+
+
+def team_of(conn: Any, slug: str) -> tuple[int, list[str]]:
+    """The id of the manager ``slug`` and the engineers (active, `code` toolset) below it; UsageError otherwise."""
+    from db.store import all_agents
+    from workflows.lib.routing import active_subtree, can_code
+
+    agents = all_agents(conn)
+    team = next((a for a in agents.values() if a.slug == slug), None)
+    if team is None:
+        raise UsageError(f"--team: no agent named {slug!r} (hq agents lists them; hq agents sync loads the roster)")
+    if not any(a.manager_id == team.id for a in agents.values()):
+        raise UsageError(f"--team: {slug!r} has no reports; name a manager (hq agents tree shows who has reports)")
+    return team.id, [a.slug for a in active_subtree(agents, team) if can_code(a)]
 
 
 def _lookup(name: str) -> tuple[ProjectRecord, int, list[dict[str, Any]]]:
@@ -212,6 +243,18 @@ def _lookup(name: str) -> tuple[ProjectRecord, int, list[dict[str, Any]]]:
     with reading() as conn:
         project = project_by_name(conn, name)
         return project, project_open_issues(conn, project.id), project_shipped(conn, project.id, limit=SHIPPED_LIMIT)
+
+
+def _team_slug(project: ProjectRecord) -> dict[int, str]:
+    """The project's team as _project_row wants it (one read, only when it has one)."""
+    if project.team_id is None:
+        return {}
+    from db.engine import reading
+    from db.store import get_agent
+
+    with reading() as conn:
+        agent = get_agent(conn, project.team_id)
+    return {agent.id: agent.slug} if agent is not None else {}
 
 
 # --- commands --------------------------------------------------------------------------------
@@ -228,9 +271,12 @@ def add(
             "--keep-branches", help="Keep done and cancelled issues' hq/issue-N branches on the remote (else deleted)."
         ),
     ] = False,
+    team: TeamOption = None,
     actor: ActorOption = None,
 ) -> None:
     """Add a project: fetch the remote, check the branch, then record it.
+
+    ``--team SLUG`` names the manager whose engineers take its issues (exit 2 when SLUG has no reports).
 
     Refused (exit 2, nothing written) when the remote cannot be fetched, lacks the
     branch, or is a local non-bare repository with that branch checked out (git
@@ -268,6 +314,7 @@ def add(
             pass
         else:
             raise StateError(f"project {name!r} already exists")
+        team_id, engineers = team_of(conn, team) if team is not None else (None, [])
 
     settings = get_settings()
     projects_dir = settings.data_path / "projects"
@@ -301,7 +348,13 @@ def add(
             problem = error.message
         with transaction(who, workflow="cli:project-add") as session:
             project = add_project(
-                session, name=name, repo=stored, base_branch=branch, actor=who, keep_branches=keep_branches
+                session,
+                name=name,
+                repo=stored,
+                base_branch=branch,
+                actor=who,
+                keep_branches=keep_branches,
+                team_id=team_id,
             )
         home = Repository(settings, project).git_dir
         if not home.exists():
@@ -311,10 +364,46 @@ def add(
             except OSError:
                 pass  # the first run that needs the clone fetches its own
     console.print(f"project {safe(name)} added: {safe(redact(stored))}, branch {safe(branch)} at {head[:12]}")
+    if team is not None:
+        _say_team(name, team, engineers)
     if problem is None:
         _print_commands(_commands(project_file, settings), list(project_file.gate))
     else:
         warn(f"project {name}: {problem}; its issues wait (blocked: project_config) until the base branch has it")
+
+
+def _say_team(name: str, team: str, engineers: list[str]) -> None:
+    from cli.output import console, safe, warn
+
+    if engineers:
+        console.print(f"  team: {safe(team)} ({safe(', '.join(engineers))})")
+    else:
+        warn(f"project {name}: team {team} has no active engineer (code toolset): its issues go to the nearest one")
+
+
+@project_app.command("set")
+def set_(
+    name: Annotated[str, typer.Argument()],
+    team: TeamOption = None,
+    no_team: Annotated[bool, typer.Option("--no-team", help="Any engineer takes its issues.")] = False,
+    actor: ActorOption = None,
+) -> None:
+    """Change a project's team: ``--team SLUG`` (a manager) or ``--no-team``; routed issues keep their owner."""
+    from cli.output import console, safe
+    from db.engine import transaction
+    from db.store import set_project_team
+
+    if (team is None) == (not no_team):
+        raise UsageError("give exactly one of --team SLUG or --no-team")
+    who = human(actor)
+    with transaction(who, workflow="cli:project-set") as session:
+        team_id, engineers = team_of(session, team) if team is not None else (None, [])
+        set_project_team(session, name, team_id)
+    if team is None:
+        console.print(f"project {safe(name)}: no team (any engineer takes its issues)")
+    else:
+        console.print(f"project {safe(name)}: team set")
+        _say_team(name, team, engineers)
 
 
 @project_app.command("list")
@@ -324,7 +413,8 @@ def list_projects(as_json: JsonOption = False) -> None:
     from db.store import all_projects
 
     with reading() as conn:
-        rows = [_project_row(project, count) for project, count in all_projects(conn)]
+        teams = _agent_slugs(conn)
+        rows = [_project_row(project, count, teams) for project, count in all_projects(conn)]
     if as_json:
         from cli.output import print_json
 
@@ -339,6 +429,7 @@ def list_projects(as_json: JsonOption = False) -> None:
         ("name", "left"),
         ("repo", "left"),
         ("base branch", "left"),
+        ("team", "left"),
         ("open issues", "right"),
         ("created", "left"),
     ):
@@ -348,6 +439,7 @@ def list_projects(as_json: JsonOption = False) -> None:
             safe(row["name"]),
             safe(row["repo"], limit=60),
             safe(row["base_branch"]),
+            safe(row["team"] or "-"),
             str(row["open_issues"]),
             when(row["created_at"]),
         )
@@ -369,7 +461,7 @@ def show(name: Annotated[str, typer.Argument()], as_json: JsonOption = False) ->
     settings = get_settings()
     project, open_issues, shipped = _lookup(name)
     detail: dict[str, Any] = {
-        "project": _project_row(project, open_issues),
+        "project": _project_row(project, open_issues, _team_slug(project)),
         "base_head": None,
         "log": [],
         "commands": None,
@@ -421,6 +513,7 @@ def _print_show(detail: dict[str, Any]) -> None:
         ("repo", row["repo"]),
         ("base branch", row["base_branch"]),
         ("base head", detail["base_head"] or "-"),
+        ("team", row["team"] or "- (any engineer)"),
         ("open issues", row["open_issues"]),
         ("branches", "kept after done" if row["keep_branches"] else "deleted when done or cancelled"),
         (

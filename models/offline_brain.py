@@ -363,16 +363,43 @@ def _escalate(context: dict[str, Any], _messages: list[dict[str, Any]], _tools: 
     )
 
 
+FITS = 2  # distinct keywords of a playbook a request must name before the offline model says it fits
+
+
 def _classify(context: dict[str, Any], _messages: list[dict[str, Any]], _tools: list[str]) -> Reply:
+    """The playbook naming most of the request's words (ties by name); none below two of them, unless the
+    request was marked for decomposition, when the closest one serves."""
     issue = context.get("issue") or {}
     words = _words(f"{issue.get('title', '')} {issue.get('body', '')}")
     scored = [(len(words & set(p.get("keywords", []))), p.get("name")) for p in context.get("playbooks") or []]
     scored.sort(key=lambda pair: (-pair[0], str(pair[1])))
-    choice = scored[0][1] if scored and scored[0][0] > 0 else (scored[0][1] if scored else None)
-    return _json(schemas.PlaybookChoice(playbook=choice, reason="closest description and keywords"))
+    requested = bool(context.get("decomposition_requested")) or "decompose" in (issue.get("labels") or [])
+    choice = scored[0][1] if scored and (requested or scored[0][0] >= FITS) else None
+    reason = "closest description and keywords" if choice else "no playbook's keywords fit: one agent does it"
+    return _json(schemas.PlaybookChoice(playbook=choice, reason=reason))
 
 
 def _adapt(context: dict[str, Any], _messages: list[dict[str, Any]], _tools: list[str]) -> Reply:
+    """The playbook with the modules no offered role can take left out, their dependents waiting on what they
+    waited on (so the order holds); as written when every role is offered."""
     playbook = context.get("playbook") or {}
-    modules = [schemas.ModuleSpec(**module) for module in playbook.get("modules") or []]
-    return _json(schemas.PlaybookAdaptation(modules=modules, reason="The playbook fits as written."))
+    offered = {r.get("slug") for r in context.get("roles") or []}
+    modules = list(playbook.get("modules") or [])
+    dropped = {m["id"]: list(m.get("depends_on") or []) for m in modules if offered and m.get("role") not in offered}
+
+    def kept(dependencies: list[str], seen: frozenset[str] = frozenset()) -> list[str]:
+        found: list[str] = []
+        for dependency in dependencies:
+            if dependency not in dropped:
+                found.append(dependency)
+            elif dependency not in seen:
+                found.extend(kept(dropped[dependency], seen | {dependency}))
+        return list(dict.fromkeys(found))
+
+    specs = [
+        schemas.ModuleSpec(**(m | {"depends_on": kept(list(m.get("depends_on") or []))}))
+        for m in modules
+        if m["id"] not in dropped
+    ] or [schemas.ModuleSpec(**m) for m in modules]
+    reason = f"Left out {', '.join(sorted(dropped))}: no role offered can do it." if dropped else "Fits as written."
+    return _json(schemas.PlaybookAdaptation(modules=specs, reason=reason))

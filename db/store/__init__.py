@@ -47,6 +47,7 @@ from db.store.issues import (
     add_comment,
     add_dependencies,
     children,
+    comment_exists,
     cost_so_far,
     create_funded_issue,
     create_issue,
@@ -93,6 +94,7 @@ from db.store.projects import (
     project_by_name,
     record_check,
     remove_project,
+    set_project_team,
 )
 from db.store.records import AgentRecord, ApprovalRecord, CheckRunRecord, Claim, IssueRecord, ProjectRecord
 
@@ -126,6 +128,7 @@ __all__ = [
     "checks_at",
     "children",
     "close_approvals",
+    "comment_exists",
     "cost_so_far",
     "create_funded_issue",
     "create_issue",
@@ -168,6 +171,7 @@ __all__ = [
     "return_to_todo",
     "revise",
     "route",
+    "set_project_team",
     "still_held",
     "submit",
     "take",

@@ -249,6 +249,11 @@ def add_comment(
     ).scalar()
 
 
+def comment_exists(db: Executor, idempotency_key: str) -> bool:
+    """Whether a comment with this idempotency key was written (a once-only step's marker)."""
+    return bool(db.execute(query("issues", "comment_exists"), {"key": idempotency_key}).scalar())
+
+
 def cost_so_far(db: Executor, issue_id: int) -> Decimal:
     """What the model calls for this issue have cost (settled rows in llm_calls)."""
     return db.execute(query("issues", "cost_so_far"), {"issue_id": issue_id}).scalar() or Decimal(0)

@@ -44,9 +44,17 @@ def validate_branch(branch: str) -> str:
 
 
 def add_project(
-    db: Executor, *, name: str, repo: str, base_branch: str, actor: str, keep_branches: bool = False
+    db: Executor,
+    *,
+    name: str,
+    repo: str,
+    base_branch: str,
+    actor: str,
+    keep_branches: bool = False,
+    team_id: int | None = None,
 ) -> ProjectRecord:
-    """``keep_branches``: a done or cancelled issue's branch stays on the remote (else HQ deletes it)."""
+    """``keep_branches``: a done or cancelled issue's branch stays on the remote (else HQ deletes it);
+    ``team_id``: the manager whose reports take its issues."""
     row = db.execute(
         query("projects", "add_project"),
         {
@@ -55,10 +63,19 @@ def add_project(
             "base_branch": validate_branch(base_branch),
             "created_by": actor,
             "keep_branches": keep_branches,
+            "team_id": team_id,
         },
     ).first()
     if row is None:
         raise StateError(f"project {name!r} already exists")
+    return ProjectRecord.of(row)
+
+
+def set_project_team(db: Executor, name: str, team_id: int | None) -> ProjectRecord:
+    """Name the team (a manager's id) that owns the project's issues, or none."""
+    row = db.execute(query("projects", "set_project_team"), {"name": name, "team_id": team_id}).first()
+    if row is None:
+        raise NotFoundError(f"no project named {name!r} (hq project list)")
     return ProjectRecord.of(row)
 
 

@@ -70,6 +70,10 @@ VALUES (:issue_id, :body, :author, :kind, :run_id, :idempotency_key)
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING id;
 
+-- name: comment_exists
+-- A marker a workflow left once (by its idempotency key), such as a request's playbook classification.
+SELECT EXISTS (SELECT 1 FROM comments WHERE idempotency_key = :key);
+
 -- name: reprioritise
 -- The planner re-orders open issues of the goals it plans; anything else it names is left alone.
 UPDATE issues SET priority = :priority

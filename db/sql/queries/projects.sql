@@ -2,9 +2,14 @@
 
 -- name: add_project
 -- The partial unique index on live names turns a duplicate into no row.
-INSERT INTO projects (name, repo, base_branch, created_by, keep_branches)
-VALUES (:name, :repo, :base_branch, :created_by, :keep_branches)
+INSERT INTO projects (name, repo, base_branch, created_by, keep_branches, team_id)
+VALUES (:name, :repo, :base_branch, :created_by, :keep_branches, :team_id)
 ON CONFLICT (name) WHERE removed_at IS NULL DO NOTHING
+RETURNING *;
+
+-- name: set_project_team
+-- The manager whose reports take the project's issues from now on (NULL: the company's engineers).
+UPDATE projects SET team_id = :team_id WHERE name = :name AND removed_at IS NULL
 RETURNING *;
 
 -- name: project_by_name
