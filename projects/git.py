@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from config.errors import HQError
+from projects.walk import entries
 
 GIT_TIMEOUT_SECONDS = 60
 
@@ -79,31 +80,14 @@ def is_git_name(component: str) -> bool:
 def nested_repositories(work_tree: Path) -> Iterator[Path]:
     """Every entry below the top of ``work_tree`` that git would take for a repository (any case).
 
-    Iterative, with a stack of its own: a command can leave a chain of directories deeper than the
-    interpreter's recursion limit, where Python 3.11's recursive ``os.walk`` raises RecursionError on
-    every git call in that tree. Symlinks are not followed; an unreadable directory is skipped, as
-    ``os.walk`` skips it.
+    Walked by projects/walk.py (no recursion, no symlink followed): a command can leave a chain of
+    directories deeper than the interpreter's recursion limit.
     """
     top = work_tree / ".git"
-    pending = [work_tree]
-    while pending:
-        here = pending.pop()
-        try:
-            with os.scandir(here) as listing:
-                found = list(listing)
-        except OSError:
-            continue
-        for entry in found:
-            path = here / entry.name
-            if path == top:
-                continue
-            if _folded(entry.name) == ".git":
-                yield path
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    pending.append(path)
-            except OSError:
-                continue
+    for entry in entries(work_tree, descend=lambda entry: Path(entry.path) != top):
+        path = Path(entry.path)
+        if path != top and _folded(entry.name) == ".git":
+            yield path
 
 
 def environment(author: str = "hq", email: str = "hq@heartbeat-hq.invalid") -> dict[str, str]:

@@ -51,6 +51,7 @@ from config.settings import Settings
 from db.store.records import ProjectRecord
 from projects.git import GitError, git, run_git
 from projects.repo.project_file import PROJECT_FILE, ProjectFile, parse_project_file
+from projects.walk import entries
 from projects.workspace import Workspace, WorkspaceError
 
 FETCH_TIMEOUT_SECONDS = 300
@@ -672,28 +673,18 @@ def disk_used(top: Path) -> int:
         device = top.lstat().st_dev
     except OSError:
         return 0
-    pending = [top]
-    while pending:
-        here = pending.pop()
+    for entry in entries(top, descend=lambda entry: entry.stat(follow_symlinks=False).st_dev == device):
         try:
-            with os.scandir(here) as listing:
-                found = list(listing)
+            info = entry.stat(follow_symlinks=False)
         except OSError:
             continue
-        for entry in found:
-            try:
-                info = entry.stat(follow_symlinks=False)
-            except OSError:
+        if info.st_dev != device:
+            continue
+        if info.st_nlink > 1 and not stat.S_ISDIR(info.st_mode):
+            if (info.st_dev, info.st_ino) in seen:
                 continue
-            if info.st_dev != device:
-                continue
-            if info.st_nlink > 1 and not stat.S_ISDIR(info.st_mode):
-                if (info.st_dev, info.st_ino) in seen:
-                    continue
-                seen.add((info.st_dev, info.st_ino))
-            total += info.st_blocks * 512
-            if stat.S_ISDIR(info.st_mode):
-                pending.append(Path(entry.path))
+            seen.add((info.st_dev, info.st_ino))
+        total += info.st_blocks * 512
     return total
 
 

@@ -130,7 +130,7 @@ BAD_SETTINGS: dict[str, tuple[str, str, str]] = {
     "zero attempts": ("HQ_MAX_ATTEMPTS", "0", "max_attempts"),
     "heartbeat scale not a number": ("HQ_HEARTBEAT_SCALE", "fast", "heartbeat_scale"),
     "unknown log level": ("HQ_LOG_LEVEL", "loud", "log_level"),
-    "agent lease shorter than a run": ("HQ_AGENT_LEASE_TTL_SECONDS", "20", "HQ_AGENT_LEASE_TTL_SECONDS"),
+    "agent lease shorter than the minimum": ("HQ_AGENT_LEASE_TTL_SECONDS", "2", "agent_lease_ttl_seconds"),
     "telegram base not http": ("TELEGRAM_API_BASE", "ftp://bots.example", "http"),
     "deploy command a shell string": ("HQ_DEPLOY_COMMAND", "rm -rf /", "deploy_command"),
     "database url not a url": ("DATABASE_URL", "not a database url", "DATABASE_URL"),
