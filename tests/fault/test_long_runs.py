@@ -102,12 +102,12 @@ def test_a_gate_command_three_leases_long_passes_and_no_one_else_claims_the_issu
     db_url: str, raw: psycopg.Connection, tmp_path: Path
 ) -> None:
     remote, issue = _slow_issue(raw, tmp_path)
-    other = run_hq("issue", "create", "Write the release notes", "--assign", "technical-writer")
-    assert other.exit_code == 0, other.stderr
     hosts = [start(tmp_path, name, HQ_DATA_DIR=str(tmp_path / f"host-{name}"), **LEASES) for name in ("a", "b")]
     try:
         running = _running_test(raw, issue)
-        began = one(raw.execute("SELECT now()").fetchone())[0]
+        # Work that arrives while one agent is deep in a long command: the company keeps beating for it.
+        other = run_hq("issue", "create", "Write the release notes", "--assign", "technical-writer")
+        assert other.exit_code == 0, other.stderr
         assert running[4] in {_worker(host) for host in hosts}, running  # which host works it, on the row
         board = run_hq("issues", "--json")
         assert '"doing": "command test"' in board.stdout, board.stdout
@@ -134,10 +134,13 @@ def test_a_gate_command_three_leases_long_passes_and_no_one_else_claims_the_issu
     assert stages == [("work",)], stages  # once: review and merge reuse the engineer's run of the same files
     claims = _claims(tmp_path / "a.log", issue) + _claims(tmp_path / "b.log", issue)
     assert not [name for name in claims if name.startswith("reclaim")], claims  # nobody took it from its run
-    # Other agents kept beating meanwhile: the writer's issue moved while the slow command ran.
+    # Other agents kept beating meanwhile: the writer's issue moved (a claim, not its creation) before the slow
+    # command had ended and recorded its result.
     moved = one(
         raw.execute(
-            "SELECT count(*) FROM issue_events WHERE issue_id = %s AND created_at > %s", (int(other.stdout), began)
+            "SELECT count(*) FROM issue_events WHERE issue_id = %s AND from_status IS NOT NULL"
+            " AND created_at < (SELECT min(created_at) FROM check_runs WHERE issue_id = %s)",
+            (int(other.stdout), issue),
         ).fetchone()
     )[0]
     assert moved > 0
