@@ -31,6 +31,7 @@ from db.store import AgentRecord, Claim
 from projects.watch import Watch
 
 MIN_INTERVAL_SECONDS = 0.5
+STOP_WAIT_SECONDS = 5.0
 
 log = get_logger(__name__)
 
@@ -74,7 +75,9 @@ class LeaseKeeper:
         self._done.set()
         self._wake.set()
         if self._thread is not threading.current_thread():
-            self._thread.join()
+            # Bounded: a renewal stuck on an unreachable database must not hold the beat. One that lands late
+            # changes nothing, since the run's last move or release took the lease it compares with.
+            self._thread.join(timeout=STOP_WAIT_SECONDS)
 
     def _report(self, what: str) -> None:
         if what != self._doing:
