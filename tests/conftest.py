@@ -13,11 +13,15 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
 
 from tests.support.cli import Result, run_hq
+
+if TYPE_CHECKING:
+    from scheduler.heartbeat import BeatContext
 from tests.support.postgres import PgServer
 
 TEMPLATE = "hq_template"
@@ -108,3 +112,13 @@ def raw(db_url: str) -> Iterator[psycopg.Connection]:
 @pytest.fixture()
 def hq() -> Callable[..., Result]:
     return run_hq
+
+
+@pytest.fixture()
+def runtime(db_url: str) -> BeatContext:
+    """What every beat of an `hq run` process shares, the roster synced: for driving beats in the test's process."""
+    from config.settings import load_settings
+    from scheduler.company import Company
+
+    assert run_hq("agents", "sync").exit_code == 0
+    return Company(load_settings(), threads=1).runtime

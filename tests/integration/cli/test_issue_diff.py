@@ -16,8 +16,6 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from config.settings import load_settings
-from scheduler.company import Company
 from scheduler.heartbeat import BeatContext
 from tests.support.cli import run_hq
 from tests.support.projects import (
@@ -42,12 +40,6 @@ pytestmark = [pytest.mark.usefixtures("db_url"), needs_bwrap]
 HOSTILE_NAME = "notes\x1b[31m.txt"
 HOSTILE_CONTENT = "\x1b]0;pwned\x07\x1b[2J\u202eevil\x9b31m\n"
 RAW_CONTROLS = ("\x1b", "\x07", "\x9b", "\u202e")
-
-
-@pytest.fixture()
-def runtime(db_url: str) -> BeatContext:
-    assert run_hq("agents", "sync").exit_code == 0
-    return Company(load_settings(), threads=1).runtime
 
 
 def _submitted(runtime: BeatContext, raw: psycopg.Connection, tmp_path: Path, body: str) -> tuple[Path, int]:

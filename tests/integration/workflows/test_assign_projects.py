@@ -8,8 +8,6 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from config.settings import load_settings
-from scheduler.company import Company
 from scheduler.heartbeat import BeatContext, run_beat
 from tests.support.cli import run_hq
 from tests.support.projects import make_remote
@@ -28,12 +26,6 @@ TEN = (
     ("Pin the vulnerable yaml dependency", "A CVE advisory for pyyaml: patch it after a dependency-audit."),
     ("Fix the crash when the Android app resumes", "The Kotlin app crashes on resume: a null check in MainActivity."),
 )  # fmt: skip
-
-
-@pytest.fixture()
-def runtime() -> BeatContext:
-    assert run_hq("agents", "sync").exit_code == 0
-    return Company(load_settings(), threads=1).runtime
 
 
 def managers(raw: psycopg.Connection) -> list[str]:

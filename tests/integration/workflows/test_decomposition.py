@@ -7,8 +7,6 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from config.settings import load_settings
-from scheduler.company import Company
 from scheduler.heartbeat import BeatContext, run_beat
 from tests.integration.workflows.test_assign_projects import route_all
 from tests.support.cli import run_hq
@@ -16,12 +14,6 @@ from tests.support.rows import one
 from workflows.lib.decomposition import classified_key
 
 pytestmark = pytest.mark.usefixtures("db_url")
-
-
-@pytest.fixture()
-def runtime() -> BeatContext:
-    assert run_hq("agents", "sync").exit_code == 0
-    return Company(load_settings(), threads=1).runtime
 
 
 def parts(raw: psycopg.Connection, parent: int) -> dict[str, int]:

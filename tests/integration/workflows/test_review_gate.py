@@ -14,10 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from config.settings import load_settings
-from scheduler.company import Company
 from scheduler.heartbeat import BeatContext
-from tests.support.cli import run_hq
 from tests.support.projects import (
     ENGINEER,
     GOOD_MUL,
@@ -32,12 +29,6 @@ from tests.support.projects import (
 )
 
 pytestmark = [pytest.mark.usefixtures("db_url"), needs_bwrap]
-
-
-@pytest.fixture()
-def runtime(db_url: str) -> BeatContext:
-    assert run_hq("agents", "sync").exit_code == 0
-    return Company(load_settings(), threads=1).runtime
 
 
 def _rename_on_branch(remote: Path, branch: str, source: str, target: str) -> None:

@@ -21,9 +21,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from config.settings import get_settings, load_settings
+from config.settings import get_settings
 from projects.repo.environment import MANIFEST, environments_dir
-from scheduler.company import Company
 from scheduler.heartbeat import BeatContext
 from tests.support.cli import run_hq
 from tests.support.projects import (
@@ -101,12 +100,6 @@ def project_files(project_yaml: str = PROJECT_YAML, setup: str = SETUP) -> dict[
         "calc.py": CALC,
         "test_calc.py": TESTS,
     }
-
-
-@pytest.fixture()
-def runtime(db_url: str) -> BeatContext:
-    assert run_hq("agents", "sync").exit_code == 0
-    return Company(load_settings(), threads=1).runtime
 
 
 def built_environments(project: int) -> dict[str, float]:

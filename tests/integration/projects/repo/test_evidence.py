@@ -8,10 +8,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from config.settings import load_settings
-from scheduler.company import Company
 from scheduler.heartbeat import BeatContext
-from tests.support.cli import run_hq
 from tests.support.projects import (
     BAD_MUL,
     DEVOPS,
@@ -34,12 +31,6 @@ from tests.support.projects import (
 from tests.support.rows import one
 
 pytestmark = [pytest.mark.usefixtures("db_url"), needs_bwrap]
-
-
-@pytest.fixture()
-def runtime(db_url: str) -> BeatContext:
-    assert run_hq("agents", "sync").exit_code == 0
-    return Company(load_settings(), threads=1).runtime
 
 
 def execute_runs(raw: psycopg.Connection, issue: int) -> int:
