@@ -387,24 +387,9 @@ class Repository:
         branch = issue_branch(issue_id)
         if not re.fullmatch(r"[0-9a-f]{40}", expected):
             raise ValueError(f"not a commit id: {expected!r}")
+        lease = f"--force-with-lease=refs/heads/{branch}:{expected}"  # the lease is the expected head, nothing more
         with self._exclusive():
-            result = git(
-                None,
-                "push",
-                "--porcelain",
-                f"--force-with-lease=refs/heads/{branch}:{expected}",  # the lease is the expected head, nothing more
-                "origin",
-                f":refs/heads/{branch}",
-                git_dir=self.git_dir,
-                remote=True,
-                timeout=FETCH_TIMEOUT_SECONDS,
-            )
-        if result.returncode == 0:
-            return True
-        words = (result.stdout + result.stderr).strip()
-        if "[rejected]" in words or "[remote rejected]" in words:
-            return False
-        raise RepositoryError(f"{self.project.name}: cannot delete {branch}: {words[-300:]}")
+            return self._push_ref(f":refs/heads/{branch}", f"delete {branch}", lease).pushed
 
     def collect_garbage(self) -> Collected | None:
         """``git gc`` of this host's clone, never while a run uses it; None when skipped or nothing to do.
@@ -457,12 +442,18 @@ class Repository:
         return {"clone": max(disk_used(self.home) - trees, 0), "worktrees": trees}
 
     def _push(self, commit: str, branch: str) -> PushResult:
+        return self._push_ref(f"{commit}:refs/heads/{branch}", f"push {branch}")
+
+    def _push_ref(self, refspec: str, what: str, *options: str) -> PushResult:
+        """One ``git push`` of ``refspec`` to origin, never forced beyond ``options``' lease: pushed, or refused by
+        the remote (a compare-and-set that failed, in git's words); RepositoryError when git cannot do it."""
         result = git(
             None,
             "push",
             "--porcelain",
+            *options,
             "origin",
-            f"{commit}:refs/heads/{branch}",
+            refspec,
             git_dir=self.git_dir,
             remote=True,
             timeout=FETCH_TIMEOUT_SECONDS,
@@ -472,7 +463,7 @@ class Repository:
         words = (result.stdout + result.stderr).strip()
         if "[rejected]" in words or "[remote rejected]" in words or "non-fast-forward" in words:
             return PushResult(False, words[-500:])
-        raise RepositoryError(f"{self.project.name}: cannot push {branch}: {words[-300:]}")
+        raise RepositoryError(f"{self.project.name}: cannot {what}: {words[-300:]}")
 
     # --- worktrees -------------------------------------------------------------------------------
     def worktree(self, name: str, commit: str, *, branch: str | None = None) -> Worktree:
