@@ -148,10 +148,12 @@ def _remote_branches(repository: Repository) -> list[str]:
 
 
 def _commands(project_file: ProjectFile, settings: Settings) -> dict[str, dict[str, Any]]:
+    from projects.repo.checks import timeout_of
+
     return {
         name: {
             "run": list(command.run),
-            "timeout_seconds": command.timeout_seconds or settings.command_timeout_seconds,
+            "timeout_seconds": timeout_of(settings, project_file, name),
             "timeout_from": "project file" if command.timeout_seconds else "HQ_COMMAND_TIMEOUT_SECONDS",
         }
         for name, command in project_file.commands.items()
@@ -161,13 +163,14 @@ def _commands(project_file: ProjectFile, settings: Settings) -> dict[str, dict[s
 def _limits(settings: Settings) -> dict[str, Any]:
     """How long work on the project's issues may take, as HQ will apply it (docs/architecture.md, long runs)."""
     from projects.repo.project_file import MAX_TIMEOUT_SECONDS
+    from workflows.lib.leases import renewal_interval
 
     return {
         "command_max_seconds": MAX_TIMEOUT_SECONDS,
         "tool_loop_max_seconds": settings.tool_loop_max_seconds,
         "claude_code_max_seconds": settings.claude_code_max_seconds,
         "lease_ttl_seconds": settings.lease_ttl_seconds,
-        "lease_renewed_every_seconds": round(min(settings.lease_ttl_seconds, settings.agent_lease_ttl_seconds) / 3, 1),
+        "lease_renewed_every_seconds": round(renewal_interval(settings), 1),
     }
 
 

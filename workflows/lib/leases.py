@@ -36,6 +36,11 @@ STOP_WAIT_SECONDS = 5.0
 log = get_logger(__name__)
 
 
+def renewal_interval(settings: Settings) -> float:
+    """How often a working run renews: a third of the shorter lease, so two renewals may fail before it lapses."""
+    return max(MIN_INTERVAL_SECONDS, min(settings.lease_ttl_seconds, settings.agent_lease_ttl_seconds) / 3)
+
+
 class LeaseKeeper:
     """Renews one claim's lease (and the beat's agent lease) until stopped or the lease is found gone."""
 
@@ -58,7 +63,7 @@ class LeaseKeeper:
         self._agent_lease_lost = agent_lease_lost
         self._ttl = settings.lease_ttl_seconds
         self._agent_ttl = settings.agent_lease_ttl_seconds
-        self.interval = max(MIN_INTERVAL_SECONDS, min(self._ttl, self._agent_ttl) / 3)
+        self.interval = renewal_interval(settings)
         self._fields = {"issue_id": held.id, "run_id": str(held.run_id), "agent": agent.slug, "workflow": workflow}
         self._doing = workflow
         self._fresh = True
