@@ -90,10 +90,14 @@ class LeaseKeeper:
             self._wake.set()  # said now, not at the next renewal
 
     def _keep(self) -> None:
-        while not self._done.is_set():
-            self._renew()
+        """Renew every interval, or at once when the run says it does something new; a claim that ends sooner
+        (most do: a routing, a review without a gate) costs no renewal at all."""
+        while True:
             self._wake.wait(self.interval)
             self._wake.clear()
+            if self._done.is_set():
+                return
+            self._renew()
 
     def _renew(self) -> None:
         try:
